@@ -1,0 +1,3 @@
+"""vhslab: latent verifiers on diffusion transformers."""
+
+__version__ = "0.1.0"
