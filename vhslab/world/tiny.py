@@ -1,0 +1,199 @@
+"""Tiny random pipelines built from the real diffusers/transformers classes.
+
+Used by tests and as the starting point of the trained world: every size is a parameter.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import torch
+
+SPECIAL_TOKENS = ("<pad>", "<eos>", "<bos>", "<unk>")
+# Fallback vocabulary when the prompt suites are not available.
+_BASE_WORDS = (
+    "a an the of and photo image picture one two three four five six to left right above below"
+    " red orange yellow green blue purple pink brown black white"
+    " circle circles square squares triangle triangles star stars"
+)
+
+
+def default_words() -> list[str]:
+    """Words of the prompt suites (when available) plus a base vocabulary and yes/no."""
+    words = set(_BASE_WORDS.split()) | {"yes", "no"}
+    try:
+        from vhslab.data.prompts import load_suite
+
+        for suite in ("geneval-shapes", "train"):
+            for spec in load_suite(suite):
+                words.update(re.findall(r"\w+", spec.prompt.lower()))
+    except (ImportError, FileNotFoundError, ValueError):
+        pass
+    return sorted(words)
+
+
+def build_word_tokenizer(words: Iterable[str] | None = None):
+    """A word-level `PreTrainedTokenizerFast` (lower-cased, BOS added to every sequence).
+
+    Ids: <pad>=0, <eos>=1, <bos>=2, <unk>=3, then the words in sorted order.
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = sorted({w.lower() for w in (default_words() if words is None else words)})
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
+    for word in words:
+        vocab.setdefault(word, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", vocab["<bos>"])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
+
+
+def tiny_sana_sprint_pipeline(
+    seed: int = 0,
+    num_layers: int = 4,
+    sample_size: int = 8,
+    latent_channels: int = 4,
+    num_heads: int = 2,
+    head_dim: int = 8,
+    text_dim: int = 16,
+    vae_channels: tuple[int, ...] = (8, 8, 8),
+    words: Iterable[str] | None = None,
+):
+    """A real `SanaSprintPipeline` with random weights.
+
+    Hidden width = num_heads * head_dim; image size = sample_size * 2 ** (len(vae_channels) - 1).
+    """
+    from diffusers import AutoencoderDC, SanaSprintPipeline, SanaTransformer2DModel, SCMScheduler
+    from transformers import Gemma2Config, Gemma2Model
+
+    if vae_channels[-1] % latent_channels:
+        raise ValueError("the last decoder block width must be a multiple of latent_channels")
+    tokenizer = build_word_tokenizer(words)
+    torch.manual_seed(seed)
+    width = num_heads * head_dim
+    transformer = SanaTransformer2DModel(
+        in_channels=latent_channels,
+        out_channels=latent_channels,
+        num_attention_heads=num_heads,
+        attention_head_dim=head_dim,
+        num_layers=num_layers,
+        num_cross_attention_heads=num_heads,
+        cross_attention_head_dim=head_dim,
+        cross_attention_dim=width,
+        caption_channels=text_dim,
+        sample_size=sample_size,
+        patch_size=1,
+        qk_norm="rms_norm_across_heads",
+        guidance_embeds=True,
+    )
+    n = len(vae_channels)
+    vae = AutoencoderDC(
+        in_channels=3,
+        latent_channels=latent_channels,
+        attention_head_dim=head_dim,
+        encoder_block_types="ResBlock",
+        decoder_block_types="ResBlock",
+        encoder_block_out_channels=vae_channels,
+        decoder_block_out_channels=vae_channels,
+        encoder_layers_per_block=(1,) * n,
+        decoder_layers_per_block=(1,) * n,
+        encoder_qkv_multiscales=((),) * n,
+        decoder_qkv_multiscales=((),) * n,
+        decoder_norm_types="rms_norm",
+        decoder_act_fns="silu",
+        scaling_factor=0.41407,
+    )
+    text_encoder = Gemma2Model(
+        Gemma2Config(
+            vocab_size=len(tokenizer),
+            hidden_size=text_dim,
+            intermediate_size=2 * text_dim,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=text_dim // 2,
+            max_position_embeddings=64,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    )
+    pipe = SanaSprintPipeline(
+        tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=SCMScheduler()
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def tiny_pixart_pipeline(
+    seed: int = 0,
+    num_layers: int = 3,
+    sample_size: int = 8,
+    latent_channels: int = 4,
+    num_heads: int = 2,
+    head_dim: int = 8,
+    text_dim: int = 16,
+    patch_size: int = 1,
+    vae_channels: tuple[int, ...] = (8, 8, 8),
+    words: Iterable[str] | None = None,
+):
+    """A real `PixArtAlphaPipeline` (PixArt DiT + T5 encoder + AutoencoderKL + DPM-Solver), random weights."""
+    from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, PixArtAlphaPipeline, PixArtTransformer2DModel
+    from transformers import T5Config, T5EncoderModel
+
+    tokenizer = build_word_tokenizer(words)
+    torch.manual_seed(seed)
+    transformer = PixArtTransformer2DModel(
+        num_attention_heads=num_heads,
+        attention_head_dim=head_dim,
+        in_channels=latent_channels,
+        out_channels=2 * latent_channels,
+        num_layers=num_layers,
+        norm_num_groups=1,
+        cross_attention_dim=num_heads * head_dim,
+        sample_size=sample_size,
+        patch_size=patch_size,
+        caption_channels=text_dim,
+        use_additional_conditions=False,
+    )
+    n = len(vae_channels)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=latent_channels,
+        down_block_types=("DownEncoderBlock2D",) * n,
+        up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=vae_channels,
+        layers_per_block=1,
+        norm_num_groups=min(vae_channels),
+        sample_size=sample_size * 2 ** (n - 1),
+    )
+    text_encoder = T5EncoderModel(
+        T5Config(
+            vocab_size=len(tokenizer),
+            d_model=text_dim,
+            d_kv=text_dim // 2,
+            d_ff=2 * text_dim,
+            num_layers=1,
+            num_heads=2,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    )
+    pipe = PixArtAlphaPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        transformer=transformer,
+        scheduler=DPMSolverMultistepScheduler(),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
