@@ -1,0 +1,252 @@
+"""Batched generation through the real pipeline, streaming captured sites to a zarr store.
+
+    from vhslab.data.extract import extract
+    extract(pipe, load_suite("train"), "train.zarr", n_per_prompt=4, sites="all")
+    ds = open_store("train.zarr", only_written=True)   # lazy (dask)
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import xarray as xr
+from tqdm.auto import tqdm
+
+import vhslab
+from vhslab.data.capture import LATE_SITES, Capture, VisionFn, find_transformer, parse_sites
+from vhslab.data.generate import GenConfig, Sample, config_hash, make_samples, weights_hash
+from vhslab.data.prompts import PromptSpec
+from vhslab.data.spec import DTYPES, N_ITEMS, SPEC_VERSION, content_key
+from vhslab.data.store import StoreError, create_store, open_store, write_batch, written_mask
+
+
+class Evaluator(Protocol):
+    def evaluate(self, image: np.ndarray, spec: PromptSpec) -> Any: ...
+
+
+def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int]:
+    """"i/n" -> (i, n); None -> this process's rank under `accelerate launch`, else (0, 1)."""
+    if shard is None:
+        import os
+
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            from accelerate import PartialState
+
+            state = PartialState()
+            return state.process_index, state.num_processes
+        return 0, 1
+    if isinstance(shard, str):
+        try:
+            i, n = (int(x) for x in shard.split("/"))
+        except ValueError:
+            raise ValueError(f"--shard must look like i/n (e.g. 0/2), got {shard!r}") from None
+    else:
+        i, n = shard
+    if not 0 <= i < n:
+        raise ValueError(f"shard {i}/{n}: need 0 <= i < n")
+    return i, n
+
+
+def _prompt_labels(spec: PromptSpec) -> dict[str, list]:
+    out: dict[str, list] = {"prompt_class": [], "prompt_color": [], "prompt_relation": [], "prompt_count": []}
+    for j in range(N_ITEMS):
+        item = spec.include[j] if j < len(spec.include) else None
+        out["prompt_class"].append(item.cls if item else "")
+        out["prompt_color"].append((item.color or "") if item else "")
+        out["prompt_relation"].append(item.position[0] if item and item.position else "")
+        out["prompt_count"].append(item.count if item else -1)
+    return out
+
+
+def _found_labels(spec: PromptSpec, verdict: Any) -> dict[str, list]:
+    out: dict[str, list] = {"found_count": [], "found_color": [], "found_relation": []}
+    items = list(getattr(verdict, "items", []))
+    for j in range(N_ITEMS):
+        f = items[j] if j < len(items) and j < len(spec.include) else None
+        out["found_count"].append(f.found_count if f else -1)
+        out["found_color"].append((f.found_color or "") if f else "")
+        out["found_relation"].append((f.found_relation or "") if f else "")
+    return out
+
+
+def _as_numpy(t: torch.Tensor) -> np.ndarray:
+    return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+
+
+def _batch_dataset(batch: list[Sample], cap: Capture, sites: list[str], evaluator: Evaluator) -> xr.Dataset:
+    """One batch as a Dataset with the store's variables (sample dim first)."""
+    b = len(batch)
+    images = cap.last("image")
+    verdicts = [evaluator.evaluate(img, s.spec) for img, s in zip(images, batch)]
+    data: dict[str, Any] = {}
+    blocks = [s for s in sites if s.startswith("block.")]
+    if blocks:
+        # (calls, rows, T, C) per block; with classifier-free guidance rows = 2B and the
+        # conditional half comes last (diffusers concatenates [uncond, cond]).
+        per = torch.stack([cap[s][:, -b:] for s in blocks])  # (L, S, B, T, C)
+        hidden = _as_numpy(per.permute(2, 1, 0, 3, 4))  # (B, S, L, T, C)
+        if hidden.shape[1] == 1:
+            data["hidden"] = (("sample", "layer", "token", "channel"), hidden[:, 0])
+        else:
+            data["hidden"] = (("sample", "step", "layer", "token", "channel"), hidden)
+    if "ae_latent" in sites:
+        data["ae_latent"] = (("sample", "ae_token", "ae_channel"), _as_numpy(cap.last("ae_latent")[-b:]))
+    if "image" in sites:
+        data["image"] = (("sample", "pix_y", "pix_x", "rgb"), images)
+    if "vision" in sites:
+        data["vision"] = (("sample", "vision_token", "vision_channel"), _as_numpy(cap.last("vision")))
+    labels = [{**_prompt_labels(s.spec), **_found_labels(s.spec, v)} for s, v in zip(batch, verdicts)]
+    for name in labels[0]:
+        values = np.array([lab[name] for lab in labels], dtype=np.int16 if "count" in name else object)
+        data[name] = (("sample", "item"), values)
+    data["verdict"] = ("sample", np.array([bool(v.correct) for v in verdicts], dtype=np.int8))
+    return xr.Dataset(data)
+
+
+def _store_coords(samples: list[Sample], sites: list[str], num_blocks: int, grid: tuple[int, int], steps: int) -> dict:
+    blocks = [int(s.split(".")[1]) for s in sites if s.startswith("block.")]
+    coords: dict[str, Any] = {
+        "sample_id": ("sample", np.array([s.sample_id for s in samples], np.int64)),
+        "prompt": ("sample", np.array([s.spec.prompt for s in samples], dtype=object)),
+        "tag": ("sample", np.array([s.spec.tag for s in samples], dtype=object)),
+        "seed": ("sample", np.array([s.seed for s in samples], np.int64)),
+        "prompt_index": ("sample", np.array([s.prompt_index for s in samples], np.int64)),
+    }
+    if blocks:
+        rows, cols = grid
+        coords["layer"] = ("layer", np.array(blocks, np.int64))
+        coords["depth"] = ("layer", np.array(blocks, np.float64) / num_blocks)
+        coords["site"] = ("layer", np.array([f"block.{i}" for i in blocks], dtype=object))
+        coords["token_row"] = ("token", np.repeat(np.arange(rows, dtype=np.int64), cols))
+        coords["token_col"] = ("token", np.tile(np.arange(cols, dtype=np.int64), rows))
+        if steps > 1:
+            coords["step"] = ("step", np.arange(steps, dtype=np.int64))
+    return coords
+
+
+def extract(
+    pipe: Any,
+    prompts: Sequence[PromptSpec],
+    out: str | Path,
+    *,
+    n_per_prompt: int = 1,
+    sites: str | Sequence[str] = "all",
+    seed: int = 0,
+    batch_size: int = 8,
+    dtype: str = "float16",
+    gen: GenConfig | None = None,
+    evaluator: Evaluator | None = None,
+    vision: VisionFn | None = None,
+    shard: str | tuple[int, int] | None = None,
+    model_id: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Generate `n_per_prompt` candidates per prompt, capture `sites`, label each image with
+    `evaluator` (default `ShapesEvaluator`) and write this shard's samples into the store `out`.
+
+    Re-running the same call skips samples already written; a store made from different
+    model/prompts/seeds/sites/dtype/generation settings is refused. Returns a summary dict.
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    site_list = parse_sites(sites, pipe, vision)  # fails before any compute
+    rank, world = parse_shard(shard)
+    if evaluator is None:
+        from vhslab.data.evaluate import ShapesEvaluator
+
+        evaluator = ShapesEvaluator()
+    gen = (gen or GenConfig()).resolve(pipe)
+    samples = make_samples(list(prompts), n_per_prompt, seed)
+    dit = find_transformer(pipe)
+    num_blocks = len(dit.transformer_blocks)
+    patch = getattr(dit.config, "patch_size", 1) or 1
+    grid = (gen.height // (pipe.vae_scale_factor * patch), gen.width // (pipe.vae_scale_factor * patch))
+    cfg = config_hash(pipe)
+    key = content_key(
+        config=cfg,
+        weights=weights_hash(pipe),
+        prompts=[s.to_json() for s in prompts],
+        n_per_prompt=n_per_prompt,
+        seed=seed,
+        sites=site_list,
+        dtype=dtype,
+        gen=gen.to_dict(),
+    )
+    attrs = {
+        "spec_version": SPEC_VERSION,
+        "model_id": model_id or getattr(pipe, "name_or_path", None) or type(pipe).__name__,
+        "pipeline": type(pipe).__name__,
+        "config_hash": cfg,
+        "num_blocks": num_blocks,
+        "sites": ",".join(site_list),
+        "dtype": dtype,
+        "vhslab_version": vhslab.__version__,
+        "content_key": key,
+        "sample_chunk": batch_size,
+        "generation": str(gen.to_dict()),
+    }
+    done = np.zeros(len(samples), bool)
+    chunk = batch_size
+    if out.exists():
+        ds = open_store(out)
+        if ds.attrs["content_key"] != key:
+            raise StoreError(
+                f"{out} holds different data (content key {ds.attrs['content_key']} != {key}: model, prompts, "
+                "seeds, sites, dtype or generation settings differ). Use another --out; nothing was changed."
+            )
+        done = written_mask(ds, out)
+        chunk = int(ds.attrs["sample_chunk"])  # batches stay aligned with the store's chunks
+    n_chunks = math.ceil(len(samples) / chunk)
+    mine = [c for c in range(n_chunks) if c % world == rank]
+    todo = [c for c in mine if not done[c * chunk : (c + 1) * chunk].all()]
+    size = lambda c: min(chunk, len(samples) - c * chunk)  # noqa: E731
+    n_mine, n_todo = sum(map(size, mine)), sum(map(size, todo))
+    torch_dtype = getattr(torch, dtype)
+    capture_sites = sorted(set(site_list) | {"image"}, key=lambda s: (s in LATE_SITES, s))
+    call_kwargs = gen.call_kwargs(pipe)
+    bytes_written = 0
+    bar = tqdm(total=n_mine, initial=n_mine - n_todo, unit="sample", desc=f"extract {out.name}",
+               disable=not progress, file=sys.stderr)
+    for c in todo:
+        batch = samples[c * chunk : (c + 1) * chunk]
+        generators = [torch.Generator(device="cpu").manual_seed(s.seed) for s in batch]
+        with Capture(pipe, capture_sites, calls=gen.steps, dtype=torch_dtype, stop=False, vision=vision) as cap:
+            pipe(prompt=[s.spec.prompt for s in batch], generator=generators, output_type="pt", **call_kwargs)
+        ds_batch = _batch_dataset(batch, cap, site_list, evaluator)
+        if not out.exists():
+            create_store(out, ds_batch, len(samples), chunk, _store_coords(samples, site_list, num_blocks, grid, gen.steps), attrs)
+            if open_store(out).attrs["content_key"] != key:  # another process created it first
+                raise StoreError(f"{out} was created concurrently with different data")
+        write_batch(out, ds_batch, c * chunk)
+        bytes_written += sum(v.nbytes for v in ds_batch.data_vars.values())
+        bar.update(len(batch))
+    bar.close()
+    elapsed = time.perf_counter() - t0
+    final = open_store(out) if out.exists() else None
+    written = written_mask(final, out) if final is not None else done
+    verdicts = final["verdict"].values[written] if final is not None and written.any() else np.array([])
+    return {
+        "out": str(out),
+        "shard": f"{rank}/{world}",
+        "samples_total": len(samples),
+        "samples_written": int(written.sum()),
+        "samples_this_run": n_todo,
+        "skipped": n_mine - n_todo,
+        "sites": site_list,
+        "accuracy": float(verdicts.mean()) if verdicts.size else None,
+        "elapsed_s": round(elapsed, 3),
+        "samples_per_s": round(n_todo / elapsed, 2),
+        "mb_per_s": round(bytes_written / 1e6 / elapsed, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "content_key": key,
+    }
