@@ -197,3 +197,24 @@ def tiny_pixart_pipeline(
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def tiny_vision_encoder(seed: int = 0, image_size: int = 32, patch_size: int = 8, width: int = 16):
+    """A `VisionEncoder` over a random tiny `CLIPVisionModel` (penultimate layer, patch tokens)."""
+    from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModel
+
+    from vhslab.data.vision import VisionEncoder
+
+    torch.manual_seed(seed)
+    model = CLIPVisionModel(
+        CLIPVisionConfig(
+            hidden_size=width,
+            intermediate_size=2 * width,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=patch_size,
+        )
+    ).eval()
+    processor = CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
+    return VisionEncoder(model, processor)
