@@ -56,6 +56,15 @@ def build_word_tokenizer(words: Iterable[str] | None = None):
     )
 
 
+def _finish(pipe):
+    """Eval mode (fresh modules train, e.g. T5 dropout) and no per-call progress bar."""
+    for module in pipe.components.values():
+        if isinstance(module, torch.nn.Module):
+            module.eval()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 def tiny_sana_sprint_pipeline(
     seed: int = 0,
     num_layers: int = 4,
@@ -129,8 +138,7 @@ def tiny_sana_sprint_pipeline(
     pipe = SanaSprintPipeline(
         tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=SCMScheduler()
     )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return _finish(pipe)
 
 
 def tiny_pixart_pipeline(
@@ -195,8 +203,7 @@ def tiny_pixart_pipeline(
         transformer=transformer,
         scheduler=DPMSolverMultistepScheduler(),
     )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return _finish(pipe)
 
 
 def tiny_vision_encoder(seed: int = 0, image_size: int = 32, patch_size: int = 8, width: int = 16):
