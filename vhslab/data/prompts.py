@@ -1,0 +1,171 @@
+"""GenEval prompt metadata: one dataclass per prompt, read and written in GenEval's format.
+
+GenEval stores one JSON object per line (`.jsonl`); a JSON array of the same objects is
+accepted too. Key order on write follows GenEval's file (tag, include, exclude, prompt),
+so a read/write round trip of the real file is byte-identical.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
+RELATIONS = ("left of", "right of", "above", "below")
+
+
+class PromptError(ValueError):
+    """A prompt or its metadata is malformed; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One `include` (or `exclude`) entry: `count` objects of `cls`, optionally coloured and placed.
+
+    `position` is `(relation, index)`: this item stands in `relation` to include item `index`.
+    """
+
+    cls: str
+    count: int = 1
+    color: str | None = None
+    position: tuple[str, int] | None = None
+
+    def to_json(self) -> dict:
+        out: dict = {"class": self.cls, "count": self.count}
+        if self.color is not None:
+            out["color"] = self.color
+        if self.position is not None:
+            out["position"] = [self.position[0], self.position[1]]
+        return out
+
+    @classmethod
+    def from_json(cls, obj: dict, where: str) -> "Item":
+        if not isinstance(obj, dict):
+            raise PromptError(f"{where}: expected an object, got {type(obj).__name__}")
+        unknown = set(obj) - {"class", "count", "color", "position"}
+        if unknown:
+            raise PromptError(f"{where}: unknown field(s) {sorted(unknown)}")
+        if not isinstance(obj.get("class"), str) or not obj["class"]:
+            raise PromptError(f"{where}.class: missing or not a string")
+        count = obj.get("count", 1)
+        if not isinstance(count, int) or isinstance(count, bool):
+            raise PromptError(f"{where}.count: {count!r} is not an integer")
+        color = obj.get("color")
+        if color is not None and not isinstance(color, str):
+            raise PromptError(f"{where}.color: {color!r} is not a string")
+        position = obj.get("position")
+        if position is not None:
+            ok = (
+                isinstance(position, (list, tuple))
+                and len(position) == 2
+                and isinstance(position[0], str)
+                and isinstance(position[1], int)
+            )
+            if not ok:
+                raise PromptError(f"{where}.position: {position!r} is not [relation, index]")
+            position = (position[0], position[1])
+        return cls(obj["class"], count, color, position)
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """A GenEval prompt: its text, its tag and what a correct image contains."""
+
+    tag: str
+    prompt: str
+    include: tuple[Item, ...]
+    exclude: tuple[Item, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "include", tuple(self.include))
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+        self.check()
+
+    def check(self) -> None:
+        """Raise PromptError naming the first malformed field (vocabulary-free checks)."""
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise PromptError("prompt: empty")
+        if not self.include:
+            raise PromptError(f"include: empty in {self.prompt!r}")
+        for kind, items in (("include", self.include), ("exclude", self.exclude)):
+            for i, item in enumerate(items):
+                where = f"{kind}[{i}]"
+                if item.count < 1:
+                    raise PromptError(f"{where}.count: must be >= 1, got {item.count} in {self.prompt!r}")
+                if item.position is None:
+                    continue
+                relation, index = item.position
+                if relation not in RELATIONS:
+                    raise PromptError(f"{where}.position: unknown relation {relation!r}; known: {RELATIONS}")
+                if kind == "exclude" or not 0 <= index < len(self.include) or index == i:
+                    raise PromptError(
+                        f"{where}.position: refers to include item {index}, which does not exist"
+                        f" (the prompt has {len(self.include)} include items) in {self.prompt!r}"
+                    )
+
+    def to_json(self) -> dict:
+        out: dict = {"tag": self.tag, "include": [it.to_json() for it in self.include]}
+        if self.exclude:
+            out["exclude"] = [it.to_json() for it in self.exclude]
+        out["prompt"] = self.prompt
+        return out
+
+    @classmethod
+    def from_json(cls, obj: dict, where: str = "prompt") -> "PromptSpec":
+        if not isinstance(obj, dict):
+            raise PromptError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        for key in ("tag", "prompt", "include"):
+            if key not in obj:
+                raise PromptError(f"{where}.{key}: missing")
+        if not isinstance(obj["include"], list):
+            raise PromptError(f"{where}.include: not a list")
+        include = [Item.from_json(o, f"{where}.include[{i}]") for i, o in enumerate(obj["include"])]
+        exclude = [Item.from_json(o, f"{where}.exclude[{i}]") for i, o in enumerate(obj.get("exclude", []))]
+        try:
+            return cls(obj["tag"], obj["prompt"], tuple(include), tuple(exclude))
+        except PromptError as err:
+            raise PromptError(f"{where}.{err}") from None
+
+
+def read_prompts(path: str | Path) -> list[PromptSpec]:
+    """Read GenEval metadata: `.jsonl` (one object per line) or a JSON array."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise PromptError(f"{path}: invalid JSON array ({err})") from None
+        return [PromptSpec.from_json(r, f"{path.name}[{i}]") for i, r in enumerate(rows)]
+    specs = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise PromptError(f"{path.name}:{lineno}: invalid JSON ({err})") from None
+        specs.append(PromptSpec.from_json(row, f"{path.name}:{lineno}"))
+    return specs
+
+
+def write_prompts(specs: list[PromptSpec], path: str | Path) -> None:
+    """Write GenEval metadata; `.json` writes an array, anything else one object per line."""
+    path = Path(path)
+    rows = [s.to_json() for s in specs]
+    if path.suffix == ".json":
+        path.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def load_suite(name: str) -> list[PromptSpec]:
+    """A named prompt suite of the shapes world (`geneval-shapes`, `train`) or a metadata file."""
+    from vhslab.data import suites
+
+    if name in suites.SUITES:
+        return suites.build_suite(name)
+    if Path(name).exists():
+        return read_prompts(name)
+    raise PromptError(f"unknown prompt suite {name!r}: use one of {sorted(suites.SUITES)} or a path to a .jsonl/.json file")
