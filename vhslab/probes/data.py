@@ -1,0 +1,131 @@
+"""Reading an activation store for probing: checks, sites, and pooled features of one site at a time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import dask
+import numpy as np
+import xarray as xr
+
+
+class ProbeError(ValueError):
+    """Bad input to a probe sweep (unknown target, missing layer or variable, NaNs...)."""
+
+
+def open_store(path: str | Path) -> xr.Dataset:
+    """Open a store lazily (dask) and check it; only complete (`written`) rows are kept."""
+    path = Path(path)
+    if not path.exists():
+        raise ProbeError(f"no activation store at {path}")
+    try:
+        ds = xr.open_zarr(path)
+    except Exception as exc:  # noqa: BLE001 - re-raised with context
+        raise ProbeError(f"cannot open {path} as a zarr activation store: {exc}") from exc
+    return check_store(ds)
+
+
+def check_store(ds: xr.Dataset) -> xr.Dataset:
+    """Validate with `vhslab.data.spec.validate` when available, then what probing needs."""
+    try:
+        from vhslab.data.spec import validate
+    except ImportError:  # the spec module is optional for this package
+        validate = None
+    if validate is not None:
+        try:
+            validate(ds)
+        except Exception as exc:  # noqa: BLE001
+            raise ProbeError(f"the store fails the dataset spec: {exc}") from exc
+    for name in ("prompt", "tag"):
+        if name not in ds.coords and name not in ds:
+            raise ProbeError(f"the store lacks the coord {name!r} (needed to split by prompt)")
+    if "sample" not in ds.dims:
+        raise ProbeError("the store has no 'sample' dim")
+    if "step" in ds.dims:  # multi-step stores: probe the last step
+        ds = ds.isel(step=-1)
+    if "written" in ds:
+        keep = np.asarray(ds["written"].values, bool)
+        if not keep.any():
+            raise ProbeError("no sample of the store is written")
+        if not keep.all():
+            ds = ds.isel(sample=np.flatnonzero(keep))
+    return ds
+
+
+@dataclass(frozen=True)
+class Site:
+    """One probing site: a DiT block (`block.{l}`) or a whole-model variable (`ae_latent`, `vision`)."""
+
+    name: str
+    layer: int  # block index; -1 for non-block sites
+    depth: float  # layer / num_blocks as in the spec; 1.0 for the output latent, NaN for others
+
+
+def list_sites(ds: xr.Dataset, layers: list[int] | None = None, extra: tuple[str, ...] = ()) -> list[Site]:
+    """The block sites of `ds` (all, or `layers`), then the requested extra variables."""
+    if "hidden" not in ds:
+        raise ProbeError(f"the store lacks the variable 'hidden'; its variables: {sorted(ds.data_vars)}")
+    have = [int(v) for v in ds["layer"].values]
+    nb = int(ds.attrs.get("num_blocks", max(have) + 1))
+    wanted = have if layers is None else list(layers)
+    missing = [l for l in wanted if l not in have]
+    if missing:
+        raise ProbeError(f"layer(s) {missing} not in the store; it has layers {have}")
+    sites = [Site(f"block.{l}", l, l / nb) for l in wanted]  # depth as the spec's coord
+    for name in extra:
+        if name not in ds:
+            raise ProbeError(f"site {name!r} not in the store; its variables: {sorted(ds.data_vars)}")
+        sites.append(Site(name, -1, 1.0 if name == "ae_latent" else float("nan")))
+    return sites
+
+
+def _token_dims(da: xr.DataArray) -> tuple[str, str]:
+    tok = "token" if "token" in da.dims else next(d for d in da.dims if d.endswith("token"))
+    ch = "channel" if "channel" in da.dims else next(d for d in da.dims if d.endswith("channel"))
+    return tok, ch
+
+
+def grid_pool(x, grid: int):
+    """(sample, token, channel) row-major square token grid -> (sample, g*g, channel) block means.
+
+    Works lazily on dask arrays as well as on numpy arrays; g = min(grid, side).
+    """
+    n, t, c = x.shape
+    side = int(round(t**0.5))
+    if side * side != t:
+        raise ProbeError(f"{t} tokens are not a square grid; cannot pool to {grid}x{grid}")
+    g = min(grid, side)
+    f = side // g
+    cut = f * g  # drop a ragged border when the side is not a multiple of the grid
+    x = x.reshape(n, side, side, c)[:, :cut, :cut]
+    return x.reshape(n, g, f, g, f, c).mean(axis=(2, 4)).reshape(n, g * g, c)
+
+
+def site_array(ds: xr.DataArray | xr.Dataset, site: Site) -> xr.DataArray:
+    """The lazy (sample, token, channel) array of one site."""
+    if site.layer >= 0:
+        return ds["hidden"].sel(layer=site.layer)
+    return ds[site.name]
+
+
+def site_features(ds: xr.Dataset, site: Site, grid: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read one site once: mean-pooled (sample, channel) features and, if `grid`, (sample, g*g, channel).
+
+    Raises ProbeError on non-finite values.
+    """
+    arr = site_array(ds, site)
+    tok, ch = _token_dims(arr)
+    data = arr.transpose("sample", tok, ch).data.astype(np.float32)  # dask: one site, chunk by chunk
+    mean = data.mean(axis=1)
+    if grid:
+        mean, tokens = dask.compute(mean, grid_pool(data, grid))
+        tokens = np.asarray(tokens, np.float32)
+    else:
+        (mean,), tokens = dask.compute(mean), None
+    mean = np.asarray(mean, np.float32)
+    bad = ~np.isfinite(mean).all(axis=1)
+    if bad.any():
+        ids = np.asarray(ds["sample_id"].values)[bad][:5] if "sample_id" in ds.coords else np.flatnonzero(bad)[:5]
+        raise ProbeError(f"{int(bad.sum())} sample(s) have NaN/inf features at site {site.name} (e.g. {list(ids)})")
+    return mean, tokens

@@ -1,0 +1,106 @@
+"""Probe models: sklearn pipelines (scaling fitted on the training fold only) and a small torch MLP."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.utils.class_weight import compute_class_weight
+
+from vhslab.probes.data import ProbeError
+
+PROBES = ("linear", "mlp")
+
+
+class TorchMLP(BaseEstimator):
+    """One-hidden-layer MLP probe (torch), AdamW on random minibatches for a fixed number of steps.
+
+    Classification uses a class-balanced cross-entropy; regression standardises the targets.
+    """
+
+    def __init__(self, task="classification", hidden=128, steps=200, batch=256, lr=2e-3, weight_decay=1e-2,
+                 dropout=0.0, seed=0):
+        self.task, self.hidden, self.steps, self.batch = task, hidden, steps, batch
+        self.lr, self.weight_decay, self.dropout, self.seed = lr, weight_decay, dropout, seed
+
+    def fit(self, X, y):
+        gen = torch.Generator().manual_seed(self.seed)
+        torch.manual_seed(self.seed)
+        X = torch.as_tensor(np.asarray(X, np.float32))
+        if self.task == "classification":
+            self.classes_, yi = np.unique(y, return_inverse=True)
+            w = compute_class_weight("balanced", classes=np.arange(len(self.classes_)), y=yi)
+            loss_fn = torch.nn.CrossEntropyLoss(weight=torch.as_tensor(w, dtype=torch.float32))
+            Y, out = torch.as_tensor(yi), len(self.classes_)
+        else:
+            y = np.asarray(y, np.float32).reshape(len(y), -1)
+            self.y_mean_, self.y_std_ = y.mean(0), y.std(0) + 1e-6
+            Y, out = torch.as_tensor((y - self.y_mean_) / self.y_std_), y.shape[1]
+            loss_fn = torch.nn.MSELoss()
+        drop = [torch.nn.Dropout(self.dropout)] if self.dropout else []  # CPU dropout is slow: off by default
+        self.net_ = torch.nn.Sequential(
+            torch.nn.Linear(X.shape[1], self.hidden), torch.nn.GELU(), *drop, torch.nn.Linear(self.hidden, out)
+        )
+        opt = torch.optim.AdamW(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        self.net_.train()
+        for _ in range(self.steps):
+            idx = torch.randint(0, len(X), (min(self.batch, len(X)),), generator=gen)
+            opt.zero_grad()
+            loss_fn(self.net_(X[idx]), Y[idx]).backward()
+            opt.step()
+        self.net_.eval()
+        return self
+
+    def _forward(self, X):
+        with torch.no_grad():
+            return self.net_(torch.as_tensor(np.asarray(X, np.float32)))
+
+    def predict_proba(self, X):
+        return torch.softmax(self._forward(X), dim=1).numpy()
+
+    def predict(self, X):
+        if self.task == "classification":
+            return self.classes_[self.predict_proba(X).argmax(1)]
+        return self._forward(X).numpy() * self.y_std_ + self.y_mean_
+
+
+class MLPClassifierProbe(ClassifierMixin, TorchMLP):
+    def __init__(self, hidden=128, steps=200, batch=256, lr=2e-3, weight_decay=1e-2, dropout=0.0, seed=0):
+        super().__init__("classification", hidden, steps, batch, lr, weight_decay, dropout, seed)
+
+
+class MLPRegressorProbe(RegressorMixin, TorchMLP):
+    def __init__(self, hidden=128, steps=200, batch=256, lr=2e-3, weight_decay=1e-2, dropout=0.0, seed=0):
+        super().__init__("regression", hidden, steps, batch, lr, weight_decay, dropout, seed)
+
+
+def make_probe(name: str, classification: bool, seed: int = 0) -> Pipeline:
+    """A fresh, unfitted probe: `linear` (logistic regression / ridge) or `mlp`, after a StandardScaler."""
+    if name == "linear":
+        head = (
+            LogisticRegression(class_weight="balanced", C=1.0, max_iter=2000)
+            if classification
+            else RidgeCV(alphas=np.logspace(-1, 4, 6))
+        )
+    elif name == "mlp":
+        head = MLPClassifierProbe(seed=seed) if classification else MLPRegressorProbe(seed=seed)
+    else:
+        raise ProbeError(f"unknown probe {name!r}; known probes: {', '.join(PROBES)}")
+    return make_pipeline(StandardScaler(), head)
+
+
+def make_prompt_baseline(classification: bool) -> Pipeline:
+    """The same linear probe on the prompt alone: bag of words of `prompt` + one-hot `tag`.
+
+    Fit on a DataFrame with columns `prompt` and `tag`.
+    """
+    feats = ColumnTransformer(
+        [("words", CountVectorizer(binary=True), "prompt"), ("tag", OneHotEncoder(handle_unknown="ignore"), ["tag"])]
+    )
+    head = LogisticRegression(class_weight="balanced", C=1.0, max_iter=2000) if classification else Ridge(alpha=1.0)
+    return make_pipeline(feats, head)

@@ -1,0 +1,162 @@
+"""Planted activation stores (docs/dataset_spec.md v1) with known signals, for tests and benchmarks.
+
+Signals: the verdict is linear in layer `signal_layer` only; the found colour of item 0 is
+linear in layer `color_layer`; the output latent is a linear map of the last layer's tokens.
+Everything else is Gaussian noise, and the verdict is independent of the prompt.
+"""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+import vhslab
+
+TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
+COLORS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")
+CLASSES = ("cube", "sphere", "cone", "torus", "cylinder", "pyramid")
+RELATIONS = ("left of", "right of", "above", "below")
+
+
+def _prompts(n_prompts: int, rng: np.random.Generator) -> list[dict]:
+    out = []
+    for p in range(n_prompts):
+        tag = TAGS[p % len(TAGS)]
+        a, b = rng.choice(CLASSES, 2, replace=False)
+        items = [{"class": a, "count": 1}]
+        if tag == "counting":
+            items[0]["count"] = int(rng.integers(2, 5))
+        if tag in ("colors", "color_attr"):
+            items[0]["color"] = str(rng.choice(COLORS))
+        if tag in ("two_object", "position", "color_attr"):
+            items.append({"class": b, "count": 1})
+        if tag == "color_attr":
+            items[1]["color"] = str(rng.choice(COLORS))
+        if tag == "position":
+            items[1]["position"] = [str(rng.choice(RELATIONS)), 0]
+        words = " and ".join(f"{i['count']} {i.get('color', '')} {i['class']}".replace("  ", " ") for i in items)
+        if tag == "position":
+            words = f"a {b} {items[1]['position'][0]} a {a}"
+        out.append({"tag": tag, "prompt": f"a photo of {words}", "include": items})
+    return out
+
+
+def planted_store(
+    n_samples: int = 400,
+    n_layers: int = 6,
+    n_tokens: int = 16,
+    n_channels: int = 32,
+    *,
+    per_prompt: int = 4,
+    signal_layer: int = 3,
+    color_layer: int | None = None,
+    strength: float = 0.5,
+    ae_channels: int = 8,
+    image_px: int = 0,
+    dtype: str = "float16",
+    chunk_samples: int = 256,
+    seed: int = 0,
+) -> xr.Dataset:
+    """A lazy (dask) planted store: `hidden` (sample, layer, token, channel), `ae_latent`, labels.
+
+    `n_tokens` must be a square (a row-major latent grid); `image_px > 0` adds an `image`.
+    """
+    side = int(round(n_tokens**0.5))
+    if side * side != n_tokens:
+        raise ValueError(f"n_tokens={n_tokens} is not a square grid")
+    color_layer = signal_layer if color_layer is None else color_layer
+    rng = np.random.default_rng(seed)
+    n_prompts = -(-n_samples // per_prompt)
+    prompts = _prompts(n_prompts, rng)
+    pidx = np.arange(n_samples) // per_prompt
+    verdict = (rng.random(n_samples) < 0.6).astype(np.int8)
+
+    p_class = np.full((n_samples, 2), "", dtype="<U16")
+    p_color, p_rel, f_color, f_rel = (p_class.copy() for _ in range(4))
+    p_count = np.full((n_samples, 2), -1, np.int16)
+    f_count = p_count.copy()
+    for s in range(n_samples):
+        for i, it in enumerate(prompts[pidx[s]]["include"]):
+            p_class[s, i], p_count[s, i] = it["class"], it["count"]
+            p_color[s, i] = it.get("color", "")
+            p_rel[s, i] = it.get("position", [""])[0]
+            f_count[s, i] = max(0, it["count"] + int(rng.integers(-1, 2)))
+            if f_count[s, i] > 0:
+                f_color[s, i] = it["color"] if "color" in it and rng.random() < 0.5 else rng.choice(COLORS)
+                if p_rel[s, i]:
+                    f_rel[s, i] = rng.choice(RELATIONS)
+
+    # Directions of the planted signals, in channel space.
+    w_verdict = rng.standard_normal(n_channels)
+    w_verdict /= np.linalg.norm(w_verdict)
+    color_ids = np.array([COLORS.index(c) if c else -1 for c in f_color[:, 0]])
+    color_means = rng.standard_normal((len(COLORS), n_channels)) * strength
+    color_shift = np.where(color_ids[:, None] >= 0, color_means[color_ids], 0.0)
+    ae_map = rng.standard_normal((n_channels, ae_channels)) / n_channels**0.5
+
+    chunks = (chunk_samples, 1, n_tokens, n_channels)
+    layers = []
+    for layer in range(n_layers):
+        noise = da.random.default_rng(seed * 1000 + layer).standard_normal(
+            (n_samples, 1, n_tokens, n_channels), chunks=chunks, dtype=np.float32
+        )
+        shift = np.zeros((n_samples, 1, 1, n_channels), np.float32)
+        if layer == signal_layer:
+            shift[:, 0, 0] += strength * (2.0 * verdict - 1)[:, None] * w_verdict
+        if layer == color_layer:
+            shift[:, 0, 0] += color_shift
+        layers.append(noise + da.from_array(shift, chunks=(chunk_samples, 1, 1, n_channels)))
+    hidden = da.concatenate(layers, axis=1)
+    ae = da.einsum("stc,ce->ste", hidden[:, -1], ae_map.astype(np.float32))
+    ae = ae + 0.3 * da.random.default_rng(seed + 7).standard_normal(ae.shape, chunks=ae.chunksize, dtype=np.float32)
+
+    data = {
+        "hidden": (("sample", "layer", "token", "channel"), hidden.astype(dtype)),
+        "ae_latent": (("sample", "ae_token", "ae_channel"), ae.astype(dtype)),
+        "verdict": ("sample", verdict),
+        "prompt_class": (("sample", "item"), p_class),
+        "prompt_color": (("sample", "item"), p_color),
+        "prompt_relation": (("sample", "item"), p_rel),
+        "prompt_count": (("sample", "item"), p_count),
+        "found_count": (("sample", "item"), f_count),
+        "found_color": (("sample", "item"), f_color),
+        "found_relation": (("sample", "item"), f_rel),
+        "written": ("sample", np.ones(n_samples, bool)),
+    }
+    sites = [f"block.{i}" for i in range(n_layers)] + ["ae_latent"]
+    if image_px:
+        rep = image_px // side
+        img = ae[:, :, :3].reshape(n_samples, side, side, 3)
+        img = da.repeat(da.repeat(img, rep, axis=1), rep, axis=2)
+        img = (128 + 40 * da.clip(img, -3, 3)).astype(np.uint8).rechunk((chunk_samples, -1, -1, -1))
+        data["image"] = (("sample", "pix_y", "pix_x", "rgb"), img)
+        sites.append("image")
+    rows, cols = np.divmod(np.arange(n_tokens), side)
+    coords = {
+        "sample_id": ("sample", np.arange(n_samples, dtype=np.int64)),
+        "prompt": ("sample", np.array([prompts[p]["prompt"] for p in pidx])),
+        "tag": ("sample", np.array([prompts[p]["tag"] for p in pidx])),
+        "seed": ("sample", np.arange(n_samples, dtype=np.int64) % per_prompt),
+        "prompt_index": ("sample", pidx.astype(np.int64)),
+        "layer": ("layer", np.arange(n_layers, dtype=np.int64)),
+        "depth": ("layer", np.arange(n_layers) / n_layers),
+        "site": ("layer", np.array([f"block.{i}" for i in range(n_layers)])),
+        "token_row": ("token", rows.astype(np.int64)),
+        "token_col": ("token", cols.astype(np.int64)),
+    }
+    attrs = {
+        "spec_version": 1,
+        "model_id": "planted",
+        "config_hash": f"planted-{seed}",
+        "num_blocks": n_layers,
+        "sites": ",".join(sites),
+        "dtype": dtype,
+        "vhslab_version": vhslab.__version__,
+        "content_key": f"planted-{seed}-{n_samples}-{n_layers}-{n_tokens}-{n_channels}",
+    }
+    ds = xr.Dataset(data, coords=coords, attrs=attrs)
+    for name, var in ds.variables.items():  # variable-length strings (zarr v3 has a spec for them)
+        if var.dtype.kind == "U":
+            ds[name] = var.astype(object)
+    return ds
