@@ -184,7 +184,7 @@ def extract(
     )
     attrs = {
         "spec_version": SPEC_VERSION,
-        "model_id": model_id or getattr(pipe, "name_or_path", None) or type(pipe).__name__,
+        "model_id": str(model_id or getattr(pipe, "name_or_path", None) or type(pipe).__name__),
         "pipeline": type(pipe).__name__,
         "config_hash": cfg,
         "num_blocks": num_blocks,
