@@ -15,28 +15,26 @@ class ProbeError(ValueError):
 
 
 def open_store(path: str | Path) -> xr.Dataset:
-    """Open a store lazily (dask) and check it; only complete (`written`) rows are kept."""
-    path = Path(path)
-    if not path.exists():
-        raise ProbeError(f"no activation store at {path}")
+    """Open a store lazily (dask) via `vhslab.data.store`, check it, keep only `written` rows."""
+    from vhslab.data.store import StoreError
+    from vhslab.data.store import open_store as _open
+
     try:
-        ds = xr.open_zarr(path)
-    except Exception as exc:  # noqa: BLE001 - re-raised with context
-        raise ProbeError(f"cannot open {path} as a zarr activation store: {exc}") from exc
-    return check_store(ds)
+        ds = _open(path)
+    except (StoreError, FileNotFoundError) as exc:
+        raise ProbeError(str(exc)) from exc
+    return check_store(ds, validated=True)
 
 
-def check_store(ds: xr.Dataset) -> xr.Dataset:
-    """Validate with `vhslab.data.spec.validate` when available, then what probing needs."""
-    try:
-        from vhslab.data.spec import validate
-    except ImportError:  # the spec module is optional for this package
-        validate = None
-    if validate is not None:
+def check_store(ds: xr.Dataset, validated: bool = False) -> xr.Dataset:
+    """Validate against the dataset spec (`vhslab.data.spec.validate`), then what probing needs."""
+    from vhslab.data.spec import SpecError, validate
+
+    if not validated:
         try:
             validate(ds)
-        except Exception as exc:  # noqa: BLE001
-            raise ProbeError(f"the store fails the dataset spec: {exc}") from exc
+        except SpecError as exc:
+            raise ProbeError(str(exc)) from exc
     for name in ("prompt", "tag"):
         if name not in ds.coords and name not in ds:
             raise ProbeError(f"the store lacks the coord {name!r} (needed to split by prompt)")

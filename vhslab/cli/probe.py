@@ -1,0 +1,60 @@
+"""`vhslab probe`: layer-wise probe sweep over an activation store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from vhslab.cli.common import console, emit
+
+
+def _csv(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def probe_cmd(
+    data: Path = typer.Option(..., "--data", help="activation store (zarr) written by `vhslab extract`"),
+    targets: str = typer.Option("verdict", help="comma list: verdict,color,shape,count,position,present,recon "
+                                "(item-wise: color.0; recon.latent / recon.image)"),
+    probes: str = typer.Option("linear", help="comma list: linear,mlp"),
+    out: Path = typer.Option(None, "--out", help="results file: .nc (netCDF) or a zarr folder"),
+    layers: str = typer.Option(None, help="comma list of block indices (default: every block of the store)"),
+    sites: str = typer.Option("", help="extra whole-model sites to probe too: ae_latent,vision"),
+    folds: int = typer.Option(5, "--folds", "-k", help="prompt-disjoint CV folds"),
+    grid: int = typer.Option(4, help="side of the pooled token grid for reconstruction targets"),
+    n_boot: int = typer.Option(200, help="bootstrap resamples (by prompt) for CIs; 0 = none"),
+    baseline: bool = typer.Option(True, help="also fit the prompt-only baseline (bag of words + tag)"),
+    plot: Path = typer.Option(None, help="save the depth plot to this image file"),
+    seed: int = typer.Option(0),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+) -> None:
+    """Fit probes on every layer (one layer in memory at a time) and report the best layers."""
+    from vhslab.probes import ProbeError, open_store, run_sweep
+
+    try:
+        layer_list = [int(v) for v in _csv(layers)] if layers else None
+    except ValueError:
+        raise typer.BadParameter(f"--layers {layers!r}: expected comma-separated integers") from None
+    try:
+        ds = open_store(data)
+        res = run_sweep(
+            ds, _csv(targets), _csv(probes), layers=layer_list, extra_sites=tuple(_csv(sites)), k=folds,
+            grid=grid, n_boot=n_boot, baseline=baseline, seed=seed, progress=progress,
+        )
+    except ProbeError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    result = {"data": str(data), "n_samples": int(ds.sizes["sample"]), "sites": len(res.ds.site),
+              "targets": [str(t) for t in res.ds.target.values], "best": res.summary()}
+    tgt = "verdict" if "verdict" in res.ds.target.values else str(res.ds.target.values[0])
+    metric = "r2" if tgt.startswith("recon") else "auroc"
+    result["cost_aware"] = res.choose_layer(metric, tgt, str(res.ds.probe.values[0]))
+    if out:
+        result["out"] = str(res.save(out))
+    if plot:
+        g = res.plot()
+        g.figure.savefig(plot, dpi=120, bbox_inches="tight")
+        result["plot"] = str(plot)
+    emit(result, as_json, title="probe sweep")
