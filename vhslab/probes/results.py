@@ -27,8 +27,12 @@ class ProbeResults:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix == ".nc":
             self.ds.to_netcdf(path, engine=_nc_engine())
-        else:
-            self.ds.to_zarr(path, mode="w", consolidated=False)
+        else:  # variable-length strings: zarr v3 has a spec for them, not for fixed-width ones
+            ds = self.ds.copy()
+            for name, var in ds.variables.items():
+                if var.dtype.kind == "U":
+                    ds[name] = var.astype(object)
+            ds.to_zarr(path, mode="w", consolidated=False)
         return path
 
     @classmethod

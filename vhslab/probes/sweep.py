@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import pandas as pd
+import torch
 import xarray as xr
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from vhslab.probes.data import ProbeError, Site, check_store, list_sites, site_features
@@ -62,13 +66,35 @@ def run_sweep(
     baseline: bool = True,
     seed: int = 0,
     progress: bool = True,
+    threads: int | None = 1,
 ) -> ProbeResults:
     """Probe every site of `ds` (one at a time, mean-pooled tokens) for every target and probe.
 
     Targets: see `build_targets`; reconstruction targets use tokens pooled to a `grid` x `grid`
     grid, one row per cell (a shared local linear map). Folds are prompt-disjoint (k-fold,
     stratified for classification); `baseline` adds the prompt-only probe (bag of words + tag).
+    `threads` caps BLAS/torch threads (None: leave as is): probe fits are small, and extra
+    threads made them ~20x slower on a shared 2-core machine.
     """
+    with _threads(threads):
+        return _run(ds, targets, probes, layers, extra_sites, k, grid, n_boot, baseline, seed, progress)
+
+
+@contextmanager
+def _threads(n: int | None):
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(n):
+            yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _run(ds, targets, probes, layers, extra_sites, k, grid, n_boot, baseline, seed, progress) -> ProbeResults:
     ds = check_store(ds)
     bad = [p for p in probes if p not in PROBES]
     if bad:
