@@ -1,0 +1,123 @@
+"""Metrics against sklearn / brute force, prompt-disjoint splits, layer selection."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import balanced_accuracy_score, r2_score, roc_auc_score
+
+from vhslab.probes import ProbeResults, auroc, auroc_within, balanced_accuracy, bootstrap_ci, ece, prompt_folds, r2
+from vhslab.probes.splits import fold_of
+
+rng = np.random.default_rng(0)
+
+
+def test_auroc_matches_sklearn_with_ties():
+    y = rng.integers(0, 2, 300)
+    s = np.round(rng.random(300) + 0.3 * y, 1)  # many ties
+    proba = np.stack([1 - s, s], 1)
+    assert auroc(y, proba) == pytest.approx(roc_auc_score(y, s))
+
+
+def test_multiclass_auroc_and_balanced_accuracy_match_sklearn():
+    y = rng.integers(0, 4, 400)
+    logits = rng.standard_normal((400, 4)) + 1.5 * np.eye(4)[y]
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert auroc(y, p) == pytest.approx(roc_auc_score(y, p, multi_class="ovr", average="macro"))
+    assert balanced_accuracy(y, p) == pytest.approx(balanced_accuracy_score(y, p.argmax(1)))
+
+
+def test_within_prompt_auroc_counts_only_same_prompt_pairs():
+    y = rng.integers(0, 2, 120)
+    s = rng.random(120)
+    g = np.repeat(np.arange(30), 4)
+    pairs = [(s[i] > s[j]) + 0.5 * (s[i] == s[j]) for i in range(120) for j in range(120)
+             if g[i] == g[j] and y[i] == 1 and y[j] == 0]
+    assert auroc_within(y, s, g) == pytest.approx(np.mean(pairs))
+    # a per-prompt offset does not change it (it would change the global AUROC)
+    assert auroc_within(y, s + 10 * g, g) == pytest.approx(np.mean(pairs))
+
+
+def test_ece_and_r2():
+    y = np.array([1, 1, 0, 0])
+    p1 = np.array([0.95, 0.95, 0.05, 0.05])
+    assert ece(y, np.stack([1 - p1, p1], 1)) == pytest.approx(0.05)
+    p2 = np.full(4, 0.5)
+    assert ece(y, np.stack([1 - p2, p2], 1)) == pytest.approx(0.0)  # 50% confident, 50% right
+    yt = rng.standard_normal((50, 3)) * [1, 2, 3]
+    yp = yt + rng.standard_normal((50, 3))
+    assert r2(yt, yp) == pytest.approx(r2_score(yt, yp, multioutput="variance_weighted"))
+
+
+def test_bootstrap_ci_brackets_the_estimate_and_narrows_with_data():
+    def width(n):
+        y = rng.integers(0, 2, n)
+        s = rng.random(n) + 0.5 * y
+        p = np.stack([1 - s, s], 1)
+        g = np.arange(n) // 4
+        ci = bootstrap_ci("binary", y, p, g, within=True, n_boot=200)
+        assert ci["auroc"][0] <= auroc(y, p) <= ci["auroc"][1]
+        assert ci["auroc_within"][0] <= auroc_within(y, s, g) <= ci["auroc_within"][1]
+        return ci["auroc"][1] - ci["auroc"][0]
+
+    assert width(2000) < width(200)
+
+
+def test_folds_never_leak_a_prompt():
+    prompts = np.repeat([f"prompt {i}" for i in range(37)], rng.integers(1, 9, 37))  # uneven repeats
+    y = rng.integers(0, 2, len(prompts))
+    for labels in (y, None):
+        folds = prompt_folds(prompts, labels, k=5, seed=3)
+        assert len(folds) == 5
+        seen = np.concatenate([test for _, test in folds])
+        assert sorted(seen) == list(range(len(prompts)))  # every row tested exactly once
+        for train, test in folds:
+            assert not set(prompts[train]) & set(prompts[test])
+        f = fold_of(len(prompts), folds)
+        for p in set(prompts):
+            assert len(set(f[prompts == p])) == 1
+
+
+def test_sweep_folds_are_prompt_disjoint_for_every_target():
+    from vhslab.probes import planted_store, run_sweep
+
+    ds = planted_store(n_samples=200, n_layers=1, n_tokens=4, n_channels=8, per_prompt=5, seed=4)
+    res = run_sweep(ds, ["verdict", "count"], ["linear"], n_boot=0, progress=False)
+    prompts = res.ds.prompt.values
+    for t in res.ds.target.values:
+        f = res.ds.fold_of.sel(target=t).values
+        assert (f >= 0).sum() == int(res.ds.n_samples.sel(target=t))
+        for p in set(prompts):
+            assert len(set(f[(prompts == p) & (f >= 0)])) <= 1
+
+
+def _fake_results(values, layers=(0, 1, 2, 3), num_blocks=4):
+    import xarray as xr
+
+    from vhslab.probes.metrics import METRICS
+
+    pooled = np.full((len(layers), 1, 1, len(METRICS)), np.nan)
+    pooled[:, 0, 0, 0] = values
+    dims = ("site", "probe", "target", "metric")
+    ds = xr.Dataset(
+        {"pooled": (dims, pooled), "ci_low": (dims, pooled - 0.01), "ci_high": (dims, pooled + 0.01)},
+        coords={"site": [f"block.{l}" for l in layers], "layer": ("site", list(layers)),
+                "depth": ("site", np.array(layers) / num_blocks),
+                "cost": ("site", (np.array(layers) + 1) / num_blocks),
+                "probe": ["linear"], "target": ["verdict"], "metric": list(METRICS)},
+    )
+    return ProbeResults(ds)
+
+
+def test_best_and_cost_aware_layer_choice():
+    res = _fake_results([0.60, 0.795, 0.80, 0.70])
+    assert res.best_layer("auroc")["layer"] == 2
+    assert res.choose_layer("auroc", tolerance=0.01)["layer"] == 1  # cheaper, within 0.01 of the best
+    assert res.choose_layer("auroc", tolerance=0.0)["layer"] == 2
+    assert res.choose_layer("auroc", cost_weight=0.2)["layer"] == 1  # 0.795 - 0.1 beats 0.80 - 0.15
+    assert res.choose_layer("auroc", cost_weight=1.0)["layer"] == 0  # cost dominates
+    # measured costs: block.2 is cheap now
+    pick = res.choose_layer("auroc", tolerance=0.01, costs={"block.2": 0.1})
+    assert pick["layer"] == 2 and pick["cost"] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="unknown site"):
+        res.choose_layer("auroc", costs={"block.9": 1.0})
+    with pytest.raises(ValueError, match="unknown metric"):
+        res.best_layer("accuracy")
