@@ -125,5 +125,5 @@ def site_features(ds: xr.Dataset, site: Site, grid: int = 0) -> tuple[np.ndarray
     bad = ~np.isfinite(mean).all(axis=1)
     if bad.any():
         ids = np.asarray(ds["sample_id"].values)[bad][:5] if "sample_id" in ds.coords else np.flatnonzero(bad)[:5]
-        raise ProbeError(f"{int(bad.sum())} sample(s) have NaN/inf features at site {site.name} (e.g. {list(ids)})")
+        raise ProbeError(f"{int(bad.sum())} sample(s) have NaN/inf features at site {site.name} (sample_id e.g. {[int(i) for i in ids]})")
     return mean, tokens
