@@ -121,3 +121,27 @@ def test_best_and_cost_aware_layer_choice():
         res.choose_layer("auroc", costs={"block.9": 1.0})
     with pytest.raises(ValueError, match="unknown metric"):
         res.best_layer("accuracy")
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])
+def test_weighted_bootstrap_equals_explicit_resampling(kind):
+    from vhslab.probes.metrics import _weighted_scores, score_all
+
+    n = 90
+    groups = np.arange(n) // 3
+    if kind == "regression":
+        y = rng.standard_normal((n, 4, 2))
+        pred = y + rng.standard_normal((n, 4, 2))
+    else:
+        c = 2 if kind == "binary" else 4
+        y = rng.integers(0, c, n)
+        logits = np.round(rng.standard_normal((n, c)) + np.eye(c)[y], 1)  # ties too
+        pred = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    for _ in range(5):
+        draw = rng.integers(0, 30, 30)
+        idx = np.concatenate([np.flatnonzero(groups == d) for d in draw])
+        w = np.bincount(draw, minlength=30)[groups].astype(float)[None]
+        fast = _weighted_scores(kind, y, pred, w)
+        slow = score_all(kind, y[idx], pred[idx], groups[idx], within=False)
+        for m, v in slow.items():
+            assert fast[m][0] == pytest.approx(v, abs=1e-9), m
