@@ -5,55 +5,11 @@ Used by tests and as the starting point of the trained world: every size is a pa
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 import torch
 
-SPECIAL_TOKENS = ("<pad>", "<eos>", "<bos>", "<unk>")
-# Fallback vocabulary when the prompt suites are not available.
-_BASE_WORDS = (
-    "a an the of and photo image picture one two three four five six to left right above below"
-    " red orange yellow green blue purple pink brown black white"
-    " circle circles square squares triangle triangles star stars"
-)
-
-
-def default_words() -> list[str]:
-    """Words of the prompt suites (when available) plus a base vocabulary and yes/no."""
-    words = set(_BASE_WORDS.split()) | {"yes", "no"}
-    try:
-        from vhslab.data.prompts import load_suite
-
-        for suite in ("geneval-shapes", "train"):
-            for spec in load_suite(suite):
-                words.update(re.findall(r"\w+", spec.prompt.lower()))
-    except (ImportError, FileNotFoundError, ValueError):
-        pass
-    return sorted(words)
-
-
-def build_word_tokenizer(words: Iterable[str] | None = None):
-    """A word-level `PreTrainedTokenizerFast` (lower-cased, BOS added to every sequence).
-
-    Ids: <pad>=0, <eos>=1, <bos>=2, <unk>=3, then the words in sorted order.
-    """
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    words = sorted({w.lower() for w in (default_words() if words is None else words)})
-    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
-    for word in words:
-        vocab.setdefault(word, len(vocab))
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", vocab["<bos>"])]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
-    )
+from vhslab.world.text import build_word_tokenizer
 
 
 def _finish(pipe):
