@@ -61,11 +61,14 @@ def test_prompt_only_signal_is_caught_by_baseline_and_not_by_within_auroc():
 
 def test_mlp_probe_and_extra_site(store):
     ds = open_store(store)
-    res = run_sweep(ds, ["verdict"], ["mlp"], layers=[1, 3], extra_sites=("ae_latent",), n_boot=0,
+    res = run_sweep(ds, ["verdict", "recon"], ["mlp", "attn"], layers=[1, 3], extra_sites=("ae_latent",), n_boot=0,
                     baseline=False, progress=False)
-    auroc = res.curve("auroc", "verdict", "mlp")
     assert list(res.ds.site.values) == ["block.1", "block.3", "ae_latent"]
-    assert float(auroc.sel(site="block.3")) >= 0.9 and float(auroc.sel(site="block.1")) <= 0.65
+    for probe in ("mlp", "attn"):
+        auroc = res.curve("auroc", "verdict", probe)
+        assert float(auroc.sel(site="block.3")) >= 0.9 and float(auroc.sel(site="block.1")) <= 0.65
+    assert float(res.curve("r2", "recon.latent", "mlp").sel(site="ae_latent")) >= 0.9
+    assert np.isnan(res.curve("r2", "recon.latent", "attn").values).all()  # attn: classification only
     assert np.allclose(res.ds.cost.values, [2 / 6, 4 / 6, 1.0])
     assert np.isnan(res.ds.baseline_pooled.values).all()
 

@@ -17,7 +17,7 @@ def probe_cmd(
     data: Path = typer.Option(..., "--data", help="activation store (zarr) written by `vhslab extract`"),
     targets: str = typer.Option("verdict", help="comma list: verdict,color,shape,count,position,present,recon "
                                 "(item-wise: color.0; recon.latent / recon.image)"),
-    probes: str = typer.Option("linear", help="comma list: linear,mlp"),
+    probes: str = typer.Option("linear", help="comma list: linear,mlp,attn (attention pooling over tokens)"),
     out: Path = typer.Option(None, "--out", help="results file: .nc (netCDF) or a zarr folder"),
     layers: str = typer.Option(None, help="comma list of block indices (default: every block of the store)"),
     sites: str = typer.Option("", help="extra whole-model sites to probe too: ae_latent,vision"),

@@ -107,23 +107,20 @@ def site_array(ds: xr.DataArray | xr.Dataset, site: Site) -> xr.DataArray:
     return ds[site.name]
 
 
-def site_features(ds: xr.Dataset, site: Site, grid: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read one site once: mean-pooled (sample, channel) features and, if `grid`, (sample, g*g, channel).
-
-    Raises ProbeError on non-finite values.
-    """
+def site_features(ds: xr.Dataset, site: Site, grids: tuple[int, ...] = ()) -> dict:
+    """Read one site once: {"mean": (sample, channel)} plus, per g in `grids`, {g: (sample, g*g, channel)}
+    token features mean-pooled to a g x g grid. Raises ProbeError on non-finite values."""
     arr = site_array(ds, site)
     tok, ch = _token_dims(arr)
     data = arr.transpose("sample", tok, ch).data.astype(np.float32)  # dask: one site, chunk by chunk
-    mean = data.mean(axis=1)
-    if grid:
-        mean, tokens = dask.compute(mean, grid_pool(data, grid))
-        tokens = np.asarray(tokens, np.float32)
-    else:
-        (mean,), tokens = dask.compute(mean), None
-    mean = np.asarray(mean, np.float32)
-    bad = ~np.isfinite(mean).all(axis=1)
+    keys = ["mean", *dict.fromkeys(g for g in grids if g)]
+    lazy = [data.mean(axis=1)] + [grid_pool(data, g) for g in keys[1:]]
+    feats = {k: np.asarray(v, np.float32) for k, v in zip(keys, dask.compute(*lazy))}
+    bad = ~np.isfinite(feats["mean"]).all(axis=1)
     if bad.any():
         ids = np.asarray(ds["sample_id"].values)[bad][:5] if "sample_id" in ds.coords else np.flatnonzero(bad)[:5]
-        raise ProbeError(f"{int(bad.sum())} sample(s) have NaN/inf features at site {site.name} (sample_id e.g. {[int(i) for i in ids]})")
-    return mean, tokens
+        raise ProbeError(
+            f"{int(bad.sum())} sample(s) have NaN/inf features at site {site.name} "
+            f"(sample_id e.g. {[int(i) for i in ids]})"
+        )
+    return feats

@@ -14,7 +14,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from vhslab.probes.data import ProbeError
 
-PROBES = ("linear", "mlp")
+PROBES = ("linear", "mlp", "attn")
 
 
 class TorchMLP(BaseEstimator):
@@ -79,8 +79,55 @@ class MLPRegressorProbe(RegressorMixin, TorchMLP):
         super().__init__("regression", hidden, steps, batch, lr, weight_decay, dropout, seed)
 
 
-def make_probe(name: str, classification: bool, seed: int = 0) -> Pipeline:
-    """A fresh, unfitted probe: `linear` (logistic regression / ridge) or `mlp`, after a StandardScaler."""
+class AttnPoolProbe(ClassifierMixin, BaseEstimator):
+    """Attention-pooling probe on token features X (sample, token, channel): a learned query scores
+    the tokens, their softmax-weighted mean goes to a linear head. Channels are standardised
+    with training-fold statistics (StandardScaler cannot take 3-d input)."""
+
+    def __init__(self, steps=200, batch=128, lr=2e-3, weight_decay=1e-2, seed=0):
+        self.steps, self.batch, self.lr, self.weight_decay, self.seed = steps, batch, lr, weight_decay, seed
+
+    def _net(self, c, out):
+        torch.manual_seed(self.seed)
+        return torch.nn.ModuleDict({"score": torch.nn.Linear(c, 1), "head": torch.nn.Linear(c, out)})
+
+    def _logits(self, X):
+        a = torch.softmax(self.net_["score"](X).squeeze(-1), dim=1)  # (sample, token)
+        return self.net_["head"]((a.unsqueeze(-1) * X).sum(1))
+
+    def fit(self, X, y):
+        X = np.asarray(X, np.float32)
+        self.mu_, self.sd_ = X.mean((0, 1)), X.std((0, 1)) + 1e-6
+        X = torch.as_tensor((X - self.mu_) / self.sd_)
+        self.classes_, yi = np.unique(y, return_inverse=True)
+        w = compute_class_weight("balanced", classes=np.arange(len(self.classes_)), y=yi)
+        loss_fn = torch.nn.CrossEntropyLoss(weight=torch.as_tensor(w, dtype=torch.float32))
+        self.net_, Y = self._net(X.shape[2], len(self.classes_)), torch.as_tensor(yi)
+        opt = torch.optim.AdamW(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        gen = torch.Generator().manual_seed(self.seed)
+        for _ in range(self.steps):
+            idx = torch.randint(0, len(X), (min(self.batch, len(X)),), generator=gen)
+            opt.zero_grad()
+            loss_fn(self._logits(X[idx]), Y[idx]).backward()
+            opt.step()
+        return self
+
+    def predict_proba(self, X):
+        X = torch.as_tensor((np.asarray(X, np.float32) - self.mu_) / self.sd_)
+        with torch.no_grad():
+            return torch.softmax(self._logits(X), dim=1).numpy()
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(1)]
+
+
+def make_probe(name: str, classification: bool, seed: int = 0):
+    """A fresh, unfitted probe: `linear` (logistic regression / ridge) or `mlp` after a StandardScaler,
+    or `attn` (attention pooling over tokens; classification only)."""
+    if name == "attn":
+        if not classification:
+            raise ProbeError("the attn probe is for classification targets only")
+        return AttnPoolProbe(seed=seed)
     if name == "linear":
         head = (
             LogisticRegression(class_weight="balanced", C=1.0, max_iter=2000)

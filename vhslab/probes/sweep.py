@@ -62,6 +62,7 @@ def run_sweep(
     extra_sites: tuple[str, ...] = (),
     k: int = 5,
     grid: int = 4,
+    attn_grid: int = 8,
     n_boot: int = 200,
     baseline: bool = True,
     seed: int = 0,
@@ -71,13 +72,14 @@ def run_sweep(
     """Probe every site of `ds` (one at a time, mean-pooled tokens) for every target and probe.
 
     Targets: see `build_targets`; reconstruction targets use tokens pooled to a `grid` x `grid`
-    grid, one row per cell (a shared local linear map). Folds are prompt-disjoint (k-fold,
+    grid, one row per cell (a shared local linear map); the `attn` probe reads tokens pooled to an
+    `attn_grid` x `attn_grid` grid. Folds are prompt-disjoint (k-fold,
     stratified for classification); `baseline` adds the prompt-only probe (bag of words + tag).
     `threads` caps BLAS/torch threads (None: leave as is): probe fits are small, and extra
     threads made them ~20x slower on a shared 2-core machine.
     """
     with _threads(threads):
-        return _run(ds, targets, probes, layers, extra_sites, k, grid, n_boot, baseline, seed, progress)
+        return _run(ds, targets, probes, layers, extra_sites, k, grid, attn_grid, n_boot, baseline, seed, progress)
 
 
 @contextmanager
@@ -94,7 +96,7 @@ def _threads(n: int | None):
         torch.set_num_threads(old)
 
 
-def _run(ds, targets, probes, layers, extra_sites, k, grid, n_boot, baseline, seed, progress) -> ProbeResults:
+def _run(ds, targets, probes, layers, extra_sites, k, grid, attn_grid, n_boot, baseline, seed, progress):
     ds = check_store(ds)
     bad = [p for p in probes if p not in PROBES]
     if bad:
@@ -112,15 +114,18 @@ def _run(ds, targets, probes, layers, extra_sites, k, grid, n_boot, baseline, se
     score = np.full((S, P, T, M, k), np.nan)
     pooled = np.full((S, P, T, M), np.nan)
     ci = np.full((2, S, P, T, M), np.nan)
-    need_grid = grid if any(not t.is_classification for t in tgts) else 0
+    grids = (grid if any(not t.is_classification for t in tgts) else 0, attn_grid if "attn" in probes else 0)
 
     bar = tqdm(total=S * P * T, desc="probe sweep", disable=not progress, unit="fit")
     for s, site in enumerate(sites):
         bar.set_postfix_str(site.name)
-        mean, tokens = site_features(ds, site, need_grid)
+        feats = site_features(ds, site, grids)
         for ti, t in enumerate(tgts):
-            X = mean[t.rows] if t.is_classification else tokens[t.rows]
             for pi, probe in enumerate(probes):
+                if probe == "attn" and not t.is_classification:  # not applicable: stays NaN
+                    bar.update()
+                    continue
+                X = feats[grid if not t.is_classification else attn_grid if probe == "attn" else "mean"][t.rows]
                 pred = _oof(lambda: make_probe(probe, t.is_classification, seed), X, t, folds[t.name])
                 score[s, pi, ti], pooled[s, pi, ti], ci[:, s, pi, ti] = _score(
                     t, pred, prompts[t.rows], folds[t.name], n_boot, seed, k
@@ -178,6 +183,7 @@ def _run(ds, targets, probes, layers, extra_sites, k, grid, n_boot, baseline, se
             "grid": grid,
             "seed": seed,
             "pooling": "mean",
+            "attn_grid": attn_grid,
             "model_id": str(ds.attrs.get("model_id", "")),
             "content_key": str(ds.attrs.get("content_key", "")),
         },
