@@ -10,9 +10,11 @@ import typer
 from vhslab.cli.common import console, emit
 
 
-def load_model(model: str) -> tuple[Any, Any, str]:
+def load_model(model: str) -> tuple[Any, Any, str, Any]:
     """`world` -> the shipped world (`vhslab.world.load_world()`); else a diffusers pipeline folder.
-    Returns (pipeline, vision encoder or None, model id)."""
+    Returns (pipeline, vision encoder or None, model id, default GenConfig)."""
+    from vhslab.data.generate import GenConfig
+
     if model == "world":
         try:
             from vhslab.world import load_world
@@ -21,9 +23,11 @@ def load_model(model: str) -> tuple[Any, Any, str]:
                 "--model world needs vhslab.world.load_world(), which is not available in this checkout; "
                 "pass a pipeline folder instead"
             ) from None
-        world = load_world()
-        pipe = getattr(world, "pipeline", world)
-        return pipe, getattr(world, "vision", None), "world"
+        try:
+            world = load_world()
+        except FileNotFoundError as err:
+            raise typer.BadParameter(str(err)) from None
+        return world.pipeline, world.vision, "world", world.gen_config
     path = Path(model)
     if not (path / "model_index.json").is_file():
         raise typer.BadParameter(f"--model {model!r}: expected 'world' or a diffusers pipeline folder (model_index.json)")
@@ -31,7 +35,7 @@ def load_model(model: str) -> tuple[Any, Any, str]:
 
     pipe = DiffusionPipeline.from_pretrained(path)
     pipe.set_progress_bar_config(disable=True)
-    return pipe, None, str(path.resolve())
+    return pipe, None, str(path.resolve()), GenConfig(max_sequence_length=300)
 
 
 def load_prompts(prompts: str) -> list:
@@ -58,7 +62,7 @@ def extract_cmd(
     guidance_scale: float = typer.Option(None, help="pipeline default when omitted"),
     height: int = typer.Option(None, help="default: DiT sample size x VAE factor"),
     width: int = typer.Option(None),
-    max_sequence_length: int = typer.Option(300, help="text tokens"),
+    max_sequence_length: int = typer.Option(None, help="text tokens (default: the world's, else 300)"),
     limit: int = typer.Option(None, help="use only the first N prompts"),
     shard: str = typer.Option(None, help="i/n: write only shard i of n (default: the rank under accelerate)"),
     device: str = typer.Option(None, help="torch device (default: cuda if available, else cpu)"),
@@ -73,12 +77,14 @@ def extract_cmd(
 
     specs = load_prompts(prompts)[:limit]
     rank_world = parse_shard(shard)
-    pipe, vision, model_id = load_model(model)
+    pipe, vision, model_id, defaults = load_model(model)
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if rank_world[1] > 1 and dev == "cuda":
         dev = f"cuda:{rank_world[0] % torch.cuda.device_count()}"
     pipe.to(dev)
-    gen = GenConfig(height, width, steps, guidance_scale, max_sequence_length)
+    if guidance_scale is None:
+        guidance_scale = defaults.guidance_scale
+    gen = GenConfig(height, width, steps, guidance_scale, max_sequence_length or defaults.max_sequence_length)
     try:
         result = extract(
             pipe, specs, out, n_per_prompt=n_per_prompt, sites=sites, seed=seed, batch_size=batch_size,

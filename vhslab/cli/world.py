@@ -83,3 +83,108 @@ def grid_cmd(
         captions[tag] = [s.prompt.removeprefix("a photo of ") for s in picks]
     image_grid(rows, captions).savefig(out, dpi=150)
     console.print(f"wrote {out}")
+
+
+def _world_or_exit(path):
+    from vhslab.world import WorldMissingError, load_world
+
+    try:
+        return load_world(path)
+    except WorldMissingError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+
+
+@world_app.command("train")
+def train_cmd(
+    out: Path = typer.Option(..., "--out", help="run folder (created; re-running resumes it)"),
+    seed: int = typer.Option(0),
+    stages: str = typer.Option("all", help="'all' or a comma list of: autoencoder,teacher,distill,vision,llm,assemble"),
+    profile: str = typer.Option("default", help="'default' (CPU-sized), 'gpu' (larger, for one H100/H200) or 'tiny' (smoke test)"),
+    device: str = typer.Option(None, help="torch device (default: cuda if available)"),
+    threads: int = typer.Option(None, help="CPU threads (default: all cores)"),
+    ship: bool = typer.Option(False, help="copy the assembled world into the package (vhslab/assets/world)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+) -> None:
+    """Train the embedded world: every stage seeded, checkpointed and resumable."""
+    import shutil
+
+    from vhslab.world import WORLD_DIR
+    from vhslab.world.generator import GeneratorConfig
+    from vhslab.world.train import STAGES, train_world
+
+    profiles = {"default": GeneratorConfig, "gpu": GeneratorConfig.gpu, "tiny": GeneratorConfig.tiny}
+    if profile not in profiles:
+        raise typer.BadParameter(f"--profile {profile!r}: one of {sorted(profiles)}")
+    chosen = STAGES if stages == "all" else tuple(s.strip() for s in stages.split(","))
+    try:
+        metrics = train_world(out, seed, profiles[profile](), chosen, device, log=console.print, threads=threads)
+    except ValueError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    if ship:
+        src = out / "assemble"
+        if not (src / "pipeline" / "model_index.json").is_file():
+            console.print("[red]error:[/red] nothing to ship: the assemble stage has not run")
+            raise typer.Exit(2)
+        tmp = WORLD_DIR.with_name("world.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src, tmp)
+        shutil.rmtree(WORLD_DIR, ignore_errors=True)
+        tmp.rename(WORLD_DIR)
+        console.print(f"shipped {src} -> {WORLD_DIR}")
+    emit(metrics, as_json, "world train")
+
+
+@world_app.command("score")
+def score_cmd(
+    n_per_prompt: int = typer.Option(4, help="samples per prompt"),
+    suite: str = typer.Option("geneval-shapes", help="prompt suite or GenEval metadata file"),
+    world: Path = typer.Option(None, help="a world folder (default: the shipped world)"),
+    guidance_scale: float = typer.Option(None, help="default: the world's"),
+    limit: int = typer.Option(None, help="only the first N prompts"),
+    seed: int = typer.Option(0),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+) -> None:
+    """GenEval-style scores of one-step generations: Bo1, oracle Best-of-N, images/s."""
+    from dataclasses import replace
+
+    from vhslab.data.prompts import load_suite
+    from vhslab.world.score import score_generator
+
+    w = _world_or_exit(world)
+    gen = w.gen_config if guidance_scale is None else replace(w.gen_config, guidance_scale=guidance_scale)
+    result = score_generator(w.pipeline, load_suite(suite)[:limit], n_per_prompt, gen, seed)
+    emit(result, as_json, "world score")
+
+
+@world_app.command("samples")
+def samples_cmd(
+    out: Path = typer.Option(..., "-o", "--out", help="PNG file to write"),
+    per_tag: int = typer.Option(8, help="generations per tag"),
+    world: Path = typer.Option(None, help="a world folder (default: the shipped world)"),
+    seed: int = typer.Option(0),
+) -> None:
+    """A grid of one-step generations per tag, framed green (judged correct) or red."""
+    import numpy as np
+
+    from vhslab.data.evaluate import ShapesEvaluator
+    from vhslab.data.prompts import TAGS, load_suite
+    from vhslab.figures.grids import image_grid
+    from vhslab.world.score import generate
+
+    w = _world_or_exit(world)
+    rng = np.random.default_rng(seed)
+    suite = load_suite("geneval-shapes")
+    ev = ShapesEvaluator()
+    rows, captions, marks = {}, {}, {}
+    for tag in TAGS:
+        specs = [s for s in suite if s.tag == tag]
+        picks = [specs[i] for i in rng.choice(len(specs), per_tag, replace=False)]
+        imgs = generate(w.pipeline, [s.prompt for s in picks], list(range(seed, seed + per_tag)),
+                        w.gen_config.resolve(w.pipeline))
+        rows[tag] = list(imgs)
+        captions[tag] = [s.prompt.removeprefix("a photo of ") for s in picks]
+        marks[tag] = [ev.evaluate(img, s).correct for img, s in zip(imgs, picks)]
+    image_grid(rows, captions, marks).savefig(out, dpi=150)
+    console.print(f"wrote {out}")

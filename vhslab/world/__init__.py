@@ -1,1 +1,61 @@
+"""The embedded world: the trained tiny SANA-Sprint pipeline, vision encoder and LLM."""
 
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+WORLD_DIR = Path(__file__).resolve().parents[1] / "assets" / "world"
+
+
+class WorldMissingError(FileNotFoundError):
+    pass
+
+
+@dataclass
+class World:
+    pipeline: Any  # diffusers.SanaSprintPipeline
+    vision: Any  # vhslab.data.vision.VisionEncoder over the CLIP vision tower (None if not shipped)
+    clip: Any  # transformers.CLIPModel
+    llm: Any  # transformers.Qwen2ForCausalLM
+    tokenizer: Any  # the world's word-level tokenizer (shared by every component)
+    gen_config: Any  # vhslab.data.generate.GenConfig with the world's defaults
+    info: dict
+
+
+def load_world(path: str | Path | None = None, device: str = "cpu") -> World:
+    """Load the shipped world (or a `vhslab world train` output's `assemble` folder)."""
+    from diffusers import SanaSprintPipeline
+
+    from vhslab.data.generate import GenConfig
+
+    root = Path(path) if path else WORLD_DIR
+    if (root / "assemble").is_dir():
+        root = root / "assemble"
+    if not (root / "pipeline" / "model_index.json").is_file():
+        raise WorldMissingError(
+            f"no world at {root}: expected pipeline/model_index.json; build one with "
+            "`vhslab world train --out DIR --ship`"
+        )
+    info = json.loads((root / "world.json").read_text())
+    pipe = SanaSprintPipeline.from_pretrained(root / "pipeline").to(device)
+    pipe.set_progress_bar_config(disable=True)
+    for module in pipe.components.values():
+        if hasattr(module, "eval"):
+            module.eval()
+    clip = vision = llm = None
+    if (root / "vision" / "config.json").is_file():
+        from transformers import AutoImageProcessor, CLIPModel
+
+        from vhslab.data.vision import VisionEncoder
+
+        clip = CLIPModel.from_pretrained(root / "vision").to(device).eval()
+        vision = VisionEncoder(clip.vision_model, AutoImageProcessor.from_pretrained(root / "vision"))
+    if (root / "llm" / "config.json").is_file():
+        from transformers import AutoModelForCausalLM
+
+        llm = AutoModelForCausalLM.from_pretrained(root / "llm").to(device).eval()
+    gen = GenConfig(guidance_scale=info["default_guidance"], max_sequence_length=info["max_sequence_length"])
+    return World(pipe, vision, clip, llm, pipe.tokenizer, gen, info)

@@ -1,0 +1,207 @@
+"""The world's generator: a SANA-Sprint pipeline (DC-AE, Gemma2 text encoder, Sana DiT) with
+tiny configs, and the flow-matching maths the pipeline uses.
+
+SanaSprintPipeline feeds the DiT `x_tau = (1 - tau) * x0 + tau * n` with x0 = latent * scaling
+factor and n ~ N(0, I) and reads its output as the flow velocity `n - x0` (the TrigFlow /
+SCM wrapper around the call reduces to this), so the teacher is trained as a rectified flow
+in that space and the one-step student maps n straight to x0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+SCM_MAX_T = 1.57080  # SanaSprintPipeline's default max_timesteps
+GUIDANCE_EMBEDS_SCALE = 100.0  # guidance 1..5 -> 100..500, the range of its sinusoidal embedding
+
+
+@dataclass
+class GeneratorConfig:
+    resolution: int = 64
+    latent_channels: int = 16
+    ae_channels: tuple[int, ...] = (16, 32, 64, 64)
+    num_layers: int = 12
+    num_heads: int = 3
+    head_dim: int = 32
+    text_dim: int = 64
+    text_layers: int = 2
+    max_sequence_length: int = 24
+    # data
+    pool_size: int = 60000
+    # autoencoder
+    ae_steps: int = 1500
+    ae_batch: int = 32
+    ae_lr: float = 1e-3
+    # teacher (rectified flow, CFG dropout)
+    teacher_steps: int = 3000
+    teacher_batch: int = 96
+    teacher_lr: float = 6e-4
+    cfg_dropout: float = 0.1
+    # distillation into the one-step student
+    sample_steps: int = 8
+    guidance_range: tuple[float, float] = (2.0, 5.0)
+    distill_pairs: int = 12288
+    distill_steps: int = 1500
+    distill_batch: int = 64
+    distill_lr: float = 2e-4
+    default_guidance: float = 3.5
+
+    @classmethod
+    def tiny(cls) -> "GeneratorConfig":
+        """Seconds-long settings for smoke tests."""
+        return cls(resolution=32, latent_channels=4, ae_channels=(8, 8, 8), num_layers=2, num_heads=2, head_dim=8,
+                   text_dim=16, text_layers=1, pool_size=256, ae_steps=6, ae_batch=8, teacher_steps=6,
+                   teacher_batch=8, sample_steps=2, distill_pairs=16, distill_steps=6, distill_batch=8)
+
+    @classmethod
+    def gpu(cls) -> "GeneratorConfig":
+        """Larger batches and more steps for one H100/H200 (about 10 minutes)."""
+        return cls(pool_size=200000, ae_steps=4000, ae_batch=128, teacher_steps=12000, teacher_batch=512,
+                   teacher_lr=8e-4, distill_pairs=65536, distill_steps=6000, distill_batch=256)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_autoencoder(cfg: GeneratorConfig):
+    from diffusers import AutoencoderDC
+
+    n = len(cfg.ae_channels)
+    if cfg.ae_channels[-1] % cfg.latent_channels:
+        raise ValueError("the last decoder block width must be a multiple of latent_channels")
+    return AutoencoderDC(
+        in_channels=3,
+        latent_channels=cfg.latent_channels,
+        attention_head_dim=8,
+        encoder_block_types="ResBlock",
+        decoder_block_types="ResBlock",
+        encoder_block_out_channels=cfg.ae_channels,
+        decoder_block_out_channels=cfg.ae_channels,
+        encoder_layers_per_block=(1,) * n,
+        decoder_layers_per_block=(1,) * n,
+        encoder_qkv_multiscales=((),) * n,
+        decoder_qkv_multiscales=((),) * n,
+        decoder_norm_types="rms_norm",
+        decoder_act_fns="silu",
+        scaling_factor=1.0,
+    )
+
+
+def build_text_encoder(cfg: GeneratorConfig, tokenizer):
+    from transformers import Gemma2Config, Gemma2Model
+
+    return Gemma2Model(
+        Gemma2Config(
+            vocab_size=len(tokenizer),
+            hidden_size=cfg.text_dim,
+            intermediate_size=2 * cfg.text_dim,
+            num_hidden_layers=cfg.text_layers,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=cfg.text_dim // 2,
+            max_position_embeddings=64,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    )
+
+
+def build_transformer(cfg: GeneratorConfig):
+    from diffusers import SanaTransformer2DModel
+
+    width = cfg.num_heads * cfg.head_dim
+    return SanaTransformer2DModel(
+        in_channels=cfg.latent_channels,
+        out_channels=cfg.latent_channels,
+        num_attention_heads=cfg.num_heads,
+        attention_head_dim=cfg.head_dim,
+        num_layers=cfg.num_layers,
+        num_cross_attention_heads=cfg.num_heads,
+        cross_attention_head_dim=cfg.head_dim,
+        cross_attention_dim=width,
+        caption_channels=cfg.text_dim,
+        sample_size=cfg.resolution // 2 ** (len(cfg.ae_channels) - 1),
+        patch_size=1,
+        qk_norm="rms_norm_across_heads",
+        guidance_embeds=True,
+        guidance_embeds_scale=GUIDANCE_EMBEDS_SCALE,
+        timestep_scale=1000.0,
+        interpolation_scale=1,  # sin-cos position embedding: "left of" needs absolute position
+    )
+
+
+def assemble_pipeline(tokenizer, text_encoder, vae, transformer):
+    from diffusers import SanaSprintPipeline, SCMScheduler
+
+    pipe = SanaSprintPipeline(
+        tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=SCMScheduler()
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def encode_text(tokenizer, text_encoder, prompts: list[str], max_length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompt embeddings and mask exactly as SanaSprintPipeline makes them (right padding to
+    max_length, lower-cased, no instruction preamble)."""
+    tokenizer.padding_side = "right"
+    enc = tokenizer([p.lower().strip() for p in prompts], padding="max_length", max_length=max_length,
+                    truncation=True, add_special_tokens=True, return_tensors="pt")
+    mask = enc.attention_mask.to(device)
+    return text_encoder(enc.input_ids.to(device), attention_mask=mask)[0], mask
+
+
+def velocity(transformer, x, tau, embeds, mask, guidance):
+    """The DiT's flow velocity (n - x0) at flow time tau in [0, 1]."""
+    return transformer(x, encoder_hidden_states=embeds, encoder_attention_mask=mask, timestep=tau,
+                       guidance=guidance, return_dict=False)[0]
+
+
+def one_step(transformer, noise, embeds, mask, guidance_scale):
+    """x0 from noise in one step, with exactly SanaSprintPipeline's arithmetic
+    (num_inference_steps=1, max_timesteps=1.5708); noise ~ N(0, I) in the DiT's units."""
+    t = torch.full((noise.shape[0],), SCM_MAX_T, device=noise.device)
+    tau = torch.sin(t) / (torch.cos(t) + torch.sin(t))
+    tau4 = tau.view(-1, 1, 1, 1)
+    scale = torch.sqrt(tau4**2 + (1 - tau4) ** 2)
+    x_in = noise * scale
+    guidance = torch.as_tensor(guidance_scale, dtype=noise.dtype, device=noise.device).expand(noise.shape[0])
+    v = velocity(transformer, x_in, tau, embeds, mask, guidance * GUIDANCE_EMBEDS_SCALE)
+    trig = ((1 - 2 * tau4) * x_in + (1 - 2 * tau4 + 2 * tau4**2) * v) / scale
+    t4 = t.view(-1, 1, 1, 1)
+    return torch.cos(t4) * noise - torch.sin(t4) * trig
+
+
+@torch.no_grad()
+def teacher_sample(transformer, noise, embeds, mask, null_embeds, null_mask, guidance_scale, steps: int):
+    """Deterministic multi-step Euler sampling of the rectified flow, with classifier-free
+    guidance (diffusers' FlowMatchEulerDiscreteScheduler). guidance_scale: float or (B,) tensor."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    sched = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
+    sched.set_timesteps(steps, device=noise.device)
+    b = noise.shape[0]
+    w = torch.as_tensor(guidance_scale, dtype=noise.dtype, device=noise.device).expand(b).view(-1, 1, 1, 1)
+    ones = torch.ones(2 * b, device=noise.device) * GUIDANCE_EMBEDS_SCALE
+    both_embeds = torch.cat([embeds, null_embeds.expand(b, -1, -1)])
+    both_mask = torch.cat([mask, null_mask.expand(b, -1)])
+    x = noise
+    for t in sched.timesteps:
+        tau = (t / 1000.0).expand(2 * b)
+        v_cond, v_null = velocity(transformer, torch.cat([x, x]), tau, both_embeds, both_mask, ones).chunk(2)
+        x = sched.step(v_null + w * (v_cond - v_null), t, x, return_dict=False)[0]
+    return x
+
+
+def logit_normal(n: int, generator: torch.Generator, device) -> torch.Tensor:
+    """Flow times from a logit-normal(0, 1) distribution (SD3)."""
+    return torch.sigmoid(torch.randn(n, generator=generator)).to(device)
+
+
+def cosine_lr(step: int, total: int, warmup: int = 100) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))

@@ -1,0 +1,402 @@
+"""`vhslab world train`: seeded, resumable stages that build the embedded world.
+
+Stages (each writes OUT/<stage>/metrics.json when done and is skipped on re-runs; long stages
+checkpoint every few hundred steps and resume from there):
+  autoencoder  DC-AE on world images; latent scale; verdict agreement of reconstructions
+  teacher      Gemma2 text encoder + Sana DiT as a rectified flow with CFG dropout (EMA)
+  distill      one-step student (same architecture) regressed on the teacher's CFG samples
+  vision       tiny CLIP, contrastive on images and captions
+  llm          tiny Qwen2 language model on world text and verifier dialogues
+  assemble     the SanaSprintPipeline, vision model and LLM saved with save_pretrained
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from vhslab.world.generator import (
+    GeneratorConfig,
+    assemble_pipeline,
+    build_autoencoder,
+    build_text_encoder,
+    build_transformer,
+    cosine_lr,
+    encode_text,
+    logit_normal,
+    one_step,
+    teacher_sample,
+    velocity,
+)
+from vhslab.world.scenes import training_pool
+from vhslab.world.text import build_word_tokenizer
+
+STAGES = ("autoencoder", "teacher", "distill", "vision", "llm", "assemble")
+CHECKPOINT_EVERY = 250
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _done(stage_dir: Path) -> dict | None:
+    path = stage_dir / "metrics.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _finish(stage_dir: Path, metrics: dict) -> dict:
+    tmp = stage_dir / "metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=1))
+    tmp.replace(stage_dir / "metrics.json")
+    (stage_dir / "ckpt.pt").unlink(missing_ok=True)
+    return metrics
+
+
+def _save_ckpt(stage_dir: Path, state: dict) -> None:
+    tmp = stage_dir / "ckpt.pt.tmp"
+    torch.save(state, tmp)
+    tmp.replace(stage_dir / "ckpt.pt")
+
+
+def _load_ckpt(stage_dir: Path) -> dict | None:
+    path = stage_dir / "ckpt.pt"
+    return torch.load(path, weights_only=False) if path.exists() else None
+
+
+def _to_unit(images: np.ndarray, device) -> torch.Tensor:
+    return torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+class WorldTrainer:
+    def __init__(self, out: str | Path, cfg: GeneratorConfig | None = None, seed: int = 0,
+                 device: str | None = None, progress: bool = True, log=print):
+        self.out = Path(out)
+        self.cfg = cfg or GeneratorConfig()
+        self.seed = seed
+        self.device = pick_device(device)
+        self.progress = progress
+        self.log = log
+        self.tokenizer = build_word_tokenizer()
+        self._pool = None
+        self.out.mkdir(parents=True, exist_ok=True)
+        saved = self.out / "config.json"
+        wanted = {"seed": seed, "generator": self.cfg.to_dict()}
+        if saved.exists():
+            have = json.loads(saved.read_text())
+            if have != json.loads(json.dumps(wanted)):
+                raise ValueError(f"{self.out} holds a run with another seed or config ({saved}); use a new --out")
+        else:
+            saved.write_text(json.dumps(wanted, indent=1))
+
+    # -- helpers -----------------------------------------------------------------------
+    def _bar(self, total: int, desc: str, initial: int = 0):
+        return tqdm(total=total, initial=initial, desc=desc, disable=not self.progress, dynamic_ncols=True)
+
+    def pool(self) -> tuple[np.ndarray, list[str]]:
+        if self._pool is None:
+            with self._bar(self.cfg.pool_size, "render pool") as bar:
+                self._pool = training_pool(self.cfg.pool_size, self.seed, self.cfg.resolution, bar.update)
+        return self._pool
+
+    def stage_dir(self, name: str) -> Path:
+        path = self.out / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def run(self, stages=STAGES) -> dict:
+        unknown = [s for s in stages if s not in STAGES]
+        if unknown:
+            raise ValueError(f"unknown stage(s) {unknown}; stages: {STAGES}")
+        metrics = {}
+        for name in STAGES:
+            if name not in stages:
+                continue
+            start = time.time()
+            done = _done(self.stage_dir(name))
+            if done is None:
+                torch.manual_seed(self.seed)
+                done = getattr(self, f"stage_{name}")(self.stage_dir(name))
+                done["seconds"] = round(time.time() - start, 1)
+                _finish(self.stage_dir(name), done)
+            self.log(f"[{name}] " + json.dumps(done))
+            metrics[name] = done
+        return metrics
+
+    # -- autoencoder -------------------------------------------------------------------
+    def load_autoencoder(self):
+        from diffusers import AutoencoderDC
+
+        return AutoencoderDC.from_pretrained(self.out / "autoencoder" / "model").to(self.device).eval()
+
+    def stage_autoencoder(self, d: Path) -> dict:
+        cfg = self.cfg
+        images, _ = self.pool()
+        vae = build_autoencoder(cfg).to(self.device)
+        opt = torch.optim.AdamW(vae.parameters(), lr=cfg.ae_lr, weight_decay=0.0)
+        gen = torch.Generator().manual_seed(self.seed)
+        step, losses = 0, []
+        if (ck := _load_ckpt(d)) is not None:
+            vae.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["opt"])
+            gen.set_state(ck["gen"])
+            step, losses = ck["step"], ck["losses"]
+        vae.train()
+        with self._bar(cfg.ae_steps, "autoencoder", step) as bar:
+            while step < cfg.ae_steps:
+                for group in opt.param_groups:
+                    group["lr"] = cfg.ae_lr * cosine_lr(step, cfg.ae_steps, 50)
+                idx = torch.randint(len(images), (cfg.ae_batch,), generator=gen).numpy()
+                x = _to_unit(images[idx], self.device)
+                recon = vae.decode(vae.encode(x).latent).sample
+                loss = F.l1_loss(recon, x) + F.mse_loss(recon, x)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+                step += 1
+                bar.update()
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+                if step % CHECKPOINT_EVERY == 0 and step < cfg.ae_steps:
+                    _save_ckpt(d, {"model": vae.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+                                   "step": step, "losses": losses})
+        vae.eval()
+        with torch.no_grad():
+            sample = _to_unit(images[: min(2048, len(images))], self.device)
+            lat = torch.cat([vae.encode(b).latent for b in sample.split(256)])
+        scale = float(1.0 / lat.std())
+        vae.register_to_config(scaling_factor=scale)
+        vae.save_pretrained(d / "model")
+        agreement = self.reconstruction_agreement(vae)
+        return {"loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-50:])),
+                "scaling_factor": scale, "verdict_agreement": agreement}
+
+    @torch.no_grad()
+    def reconstruction_agreement(self, vae, n: int = 600) -> float:
+        """Share of evaluation scenes whose evaluator verdict is the same on the reconstruction."""
+        from vhslab.data.evaluate import ShapesEvaluator
+        from vhslab.data.prompts import load_suite
+        from vhslab.data.shapes import render, sample_scene
+        from vhslab.data.worldcheck import perturbations
+
+        rng = np.random.default_rng(self.seed + 1)
+        suite = load_suite("geneval-shapes")
+        ev = ShapesEvaluator()
+        specs, imgs = [], []
+        for i in range(n):
+            spec = suite[int(rng.integers(len(suite)))]
+            scene = sample_scene(spec, rng)
+            if i % 2:  # half of them wrong scenes, so that agreement is not all "correct"
+                scene = list(perturbations(spec, scene, rng).values())[0]
+            specs.append(spec)
+            imgs.append(render(scene, self.cfg.resolution))
+        x = _to_unit(np.stack(imgs), self.device)
+        recon = torch.cat([vae.decode(vae.encode(b).latent).sample for b in x.split(128)])
+        same = [ev.evaluate(a, s).correct == ev.evaluate(b, s).correct
+                for a, b, s in zip(imgs, _to_uint8(recon), specs)]
+        return float(np.mean(same))
+
+    @torch.no_grad()
+    def latents(self) -> torch.Tensor:
+        """The pool's latents in the DiT's units (scaled), cached on disk."""
+        path = self.out / "autoencoder" / "pool_latents.pt"
+        if path.exists():
+            return torch.load(path)
+        vae = self.load_autoencoder()
+        images, _ = self.pool()
+        chunks = []
+        with self._bar(len(images), "encode pool") as bar:
+            for i in range(0, len(images), 256):
+                chunks.append(vae.encode(_to_unit(images[i:i + 256], self.device)).latent.cpu())
+                bar.update(len(chunks[-1]))
+        lat = torch.cat(chunks) * vae.config.scaling_factor
+        torch.save(lat, path)
+        return lat
+
+    # -- teacher -----------------------------------------------------------------------
+    def stage_teacher(self, d: Path) -> dict:
+        cfg = self.cfg
+        lat = self.latents()
+        _, captions = self.pool()
+        text = build_text_encoder(cfg, self.tokenizer).to(self.device)
+        dit = build_transformer(cfg).to(self.device)
+        model = torch.nn.ModuleDict({"text": text, "dit": dit})
+        ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.998))
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.teacher_lr, weight_decay=0.01)
+        gen = torch.Generator().manual_seed(self.seed + 2)
+        step, losses = 0, []
+        if (ck := _load_ckpt(d)) is not None:
+            model.load_state_dict(ck["model"])
+            ema.load_state_dict(ck["ema"])
+            opt.load_state_dict(ck["opt"])
+            gen.set_state(ck["gen"])
+            step, losses = ck["step"], ck["losses"]
+        model.train()
+        guidance = torch.full((cfg.teacher_batch,), 100.0, device=self.device)  # teacher: guidance 1
+        with self._bar(cfg.teacher_steps, "teacher", step) as bar:
+            while step < cfg.teacher_steps:
+                for group in opt.param_groups:
+                    group["lr"] = cfg.teacher_lr * cosine_lr(step, cfg.teacher_steps)
+                idx = torch.randint(len(lat), (cfg.teacher_batch,), generator=gen)
+                drop = torch.rand(cfg.teacher_batch, generator=gen) < cfg.cfg_dropout
+                prompts = ["" if dr else captions[i] for i, dr in zip(idx.tolist(), drop.tolist())]
+                x0 = lat[idx].to(self.device)
+                noise = torch.randn(x0.shape, generator=gen).to(self.device)
+                tau = logit_normal(len(x0), gen, self.device)
+                t4 = tau.view(-1, 1, 1, 1)
+                embeds, mask = encode_text(self.tokenizer, text, prompts, cfg.max_sequence_length, self.device)
+                pred = velocity(dit, (1 - t4) * x0 + t4 * noise, tau, embeds, mask, guidance)
+                loss = F.mse_loss(pred, noise - x0)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                ema.update_parameters(model)
+                losses.append(loss.item())
+                step += 1
+                bar.update()
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+                if step % CHECKPOINT_EVERY == 0 and step < cfg.teacher_steps:
+                    _save_ckpt(d, {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                                   "gen": gen.get_state(), "step": step, "losses": losses})
+        ema.module.text.save_pretrained(d / "text_encoder")
+        ema.module.dit.save_pretrained(d / "transformer")
+        return {"loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-50:]))}
+
+    def load_teacher(self):
+        from diffusers import SanaTransformer2DModel
+        from transformers import Gemma2Model
+
+        d = self.out / "teacher"
+        text = Gemma2Model.from_pretrained(d / "text_encoder").to(self.device).eval()
+        dit = SanaTransformer2DModel.from_pretrained(d / "transformer").to(self.device).eval()
+        return text, dit
+
+    # -- distillation ------------------------------------------------------------------
+    @torch.no_grad()
+    def teacher_pairs(self, d: Path) -> dict:
+        """(noise, caption index, guidance, teacher sample) pairs, generated once and cached."""
+        path = d / "pairs.pt"
+        if path.exists():
+            return torch.load(path)
+        cfg = self.cfg
+        text, dit = self.load_teacher()
+        lat = self.latents()
+        _, captions = self.pool()
+        gen = torch.Generator().manual_seed(self.seed + 3)
+        n = cfg.distill_pairs
+        noise = torch.randn((n, *lat.shape[1:]), generator=gen)
+        idx = torch.randint(len(captions), (n,), generator=gen)
+        lo, hi = cfg.guidance_range
+        w = lo + (hi - lo) * torch.rand(n, generator=gen)
+        null_e, null_m = encode_text(self.tokenizer, text, [""], cfg.max_sequence_length, self.device)
+        x0 = torch.empty_like(noise)
+        batch = 128
+        with self._bar(n, "teacher pairs") as bar:
+            for i in range(0, n, batch):
+                sl = slice(i, i + batch)
+                e, m = encode_text(self.tokenizer, text, [captions[j] for j in idx[sl].tolist()],
+                                   cfg.max_sequence_length, self.device)
+                x0[sl] = teacher_sample(dit, noise[sl].to(self.device), e, m, null_e, null_m,
+                                        w[sl].to(self.device), cfg.sample_steps).cpu()
+                bar.update(len(x0[sl]))
+        pairs = {"noise": noise, "idx": idx, "w": w, "x0": x0}
+        torch.save(pairs, path)
+        return pairs
+
+    def stage_distill(self, d: Path) -> dict:
+        cfg = self.cfg
+        pairs = self.teacher_pairs(d)
+        _, captions = self.pool()
+        text, teacher = self.load_teacher()
+        text.requires_grad_(False)
+        student = copy.deepcopy(teacher).train().requires_grad_(True)
+        ema = torch.optim.swa_utils.AveragedModel(student, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.995))
+        opt = torch.optim.AdamW(student.parameters(), lr=cfg.distill_lr, weight_decay=0.0)
+        gen = torch.Generator().manual_seed(self.seed + 4)
+        step, losses = 0, []
+        if (ck := _load_ckpt(d)) is not None:
+            student.load_state_dict(ck["model"])
+            ema.load_state_dict(ck["ema"])
+            opt.load_state_dict(ck["opt"])
+            gen.set_state(ck["gen"])
+            step, losses = ck["step"], ck["losses"]
+        with self._bar(cfg.distill_steps, "distill", step) as bar:
+            while step < cfg.distill_steps:
+                for group in opt.param_groups:
+                    group["lr"] = cfg.distill_lr * cosine_lr(step, cfg.distill_steps, 50)
+                sel = torch.randint(len(pairs["x0"]), (cfg.distill_batch,), generator=gen)
+                with torch.no_grad():
+                    e, m = encode_text(self.tokenizer, text, [captions[j] for j in pairs["idx"][sel].tolist()],
+                                       cfg.max_sequence_length, self.device)
+                x0 = one_step(student, pairs["noise"][sel].to(self.device), e, m, pairs["w"][sel].to(self.device))
+                loss = F.mse_loss(x0, pairs["x0"][sel].to(self.device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+                opt.step()
+                ema.update_parameters(student)
+                losses.append(loss.item())
+                step += 1
+                bar.update()
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+                if step % CHECKPOINT_EVERY == 0 and step < cfg.distill_steps:
+                    _save_ckpt(d, {"model": student.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                                   "gen": gen.get_state(), "step": step, "losses": losses})
+        ema.module.save_pretrained(d / "transformer")
+        return {"loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-50:])),
+                "pairs": len(pairs["x0"])}
+
+    # -- vision encoder and LLM (vhslab.world.vision_train / llm_train) ----------------
+    def stage_vision(self, d: Path) -> dict:
+        from vhslab.world.vision_train import VisionTrainConfig, train_vision
+
+        vcfg = VisionTrainConfig.tiny() if self.cfg.pool_size < 1000 else VisionTrainConfig()
+        return train_vision(d / "model", vcfg, seed=self.seed, device=str(self.device), progress=self.progress)
+
+    def stage_llm(self, d: Path) -> dict:
+        from vhslab.world.llm_train import LLMTrainConfig, train_llm
+
+        lcfg = LLMTrainConfig.tiny() if self.cfg.pool_size < 1000 else LLMTrainConfig()
+        return train_llm(d / "model", lcfg, seed=self.seed, device=str(self.device), progress=self.progress)
+
+    # -- assembly ----------------------------------------------------------------------
+    def stage_assemble(self, d: Path) -> dict:
+        import shutil
+
+        from diffusers import SanaTransformer2DModel
+
+        text, _ = self.load_teacher()
+        student = SanaTransformer2DModel.from_pretrained(self.out / "distill" / "transformer")
+        pipe = assemble_pipeline(self.tokenizer, text.cpu(), self.load_autoencoder().cpu(), student)
+        pipe.save_pretrained(d / "pipeline")
+        for name in ("vision", "llm"):
+            src = self.out / name / "model"
+            if src.exists():
+                shutil.copytree(src, d / name, dirs_exist_ok=True)
+        (d / "world.json").write_text(json.dumps({
+            "seed": self.seed, "default_guidance": self.cfg.default_guidance,
+            "max_sequence_length": self.cfg.max_sequence_length, "resolution": self.cfg.resolution,
+        }, indent=1))
+        size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+        return {"megabytes": round(size / 2**20, 2)}
+
+
+def train_world(out, seed: int = 0, cfg: GeneratorConfig | None = None, stages=STAGES, device=None,
+                progress: bool = True, log=print, threads: int | None = None) -> dict:
+    """Run the stages; `threads` defaults to every core (use 1 on a machine that is busy)."""
+    torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
+    return WorldTrainer(out, cfg, seed, device, progress, log).run(stages)
