@@ -1,0 +1,363 @@
+"""A tiny Qwen2 language model trained on the shapes world's text: the world's "LLM".
+
+The corpus mixes captions of free scenes, GenEval-style prompts (every tag's prompt space) and
+verifier dialogues in the world chat template, where the `<image>` placeholder is followed by a
+caption of a scene ("<image> a photo of a red circle and ...") and the answer "yes"/"no" is the
+world's own verdict (`geneval.judge` on the scene's nominal detections), about half each: the
+scene is sampled for the prompt, or perturbed (colour, shape, count, position, swap) or unrelated.
+
+Metrics: held-out perplexity on world text next to a unigram model's (add-one, fitted on
+training text) on the same held-out text, and held-out yes/no accuracy of the dialogues
+(argmax of the "yes"/"no" logits after the generation prompt), overall and per tag.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vhslab.data.geneval import judge
+from vhslab.data.phrasing import caption_scene
+from vhslab.data.prompts import TAGS, PromptError
+from vhslab.data.shapes import COLORS, SHAPES, Scene, nominal_detections, place, sample_free_scene, sample_scene
+from vhslab.data.suites import prompt_space
+from vhslab.world import stage
+from vhslab.world.text import build_word_tokenizer, verifier_messages
+
+EOS = " <eos>"
+KINDS = ("caption", "prompt", "dialogue")
+
+
+@dataclass(frozen=True)
+class LLMTrainConfig:
+    hidden_size: int = 128
+    layers: int = 4
+    heads: int = 4
+    kv_heads: int = 2
+    intermediate_size: int = 384
+    max_len: int = 96
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup: int = 100
+    mix: tuple[float, float, float] = (0.2, 0.15, 0.65)  # caption, prompt, dialogue
+    checkpoint_every: int = 250
+    eval_texts: int = 600  # held-out texts for perplexity
+    eval_dialogues: int = 600  # held-out dialogues for yes/no accuracy
+    unigram_texts: int = 5000  # training texts the unigram baseline is fitted on
+
+    @classmethod
+    def tiny(cls) -> "LLMTrainConfig":
+        return cls(
+            hidden_size=32, layers=1, heads=2, kv_heads=1, intermediate_size=64, steps=8, batch_size=16,
+            warmup=2, checkpoint_every=4, eval_texts=20, eval_dialogues=20, unigram_texts=100, lr=3e-3,
+        )
+
+
+# ----------------------------------------------------------------------------- world text
+
+
+_SPECS: dict | None = None
+
+
+def specs_by_tag() -> dict:
+    """Every tag's prompt space (cached)."""
+    global _SPECS
+    if _SPECS is None:
+        _SPECS = {tag: prompt_space(tag) for tag in TAGS}
+    return _SPECS
+
+
+def random_spec(rng: np.random.Generator):
+    """A prompt: a tag uniformly, then a prompt of that tag uniformly (color_attr would drown the rest)."""
+    space = specs_by_tag()[TAGS[rng.integers(len(TAGS))]]
+    return space[rng.integers(len(space))]
+
+
+def _shuffled(scene: Scene, rng: np.random.Generator) -> Scene:
+    return Scene(tuple(scene.objects[i] for i in rng.permutation(len(scene.objects))))
+
+
+def _perturb(spec, scene: Scene, rng: np.random.Generator) -> Scene:
+    """A scene near `scene` that probably breaks `spec`: hard negatives of every kind."""
+    objs = list(scene.objects)
+    n = len(objs)
+    names = list(COLORS)
+    options = ["color", "shape", "add", "free", "mirror"]
+    if n > 1:
+        options += ["remove", "swap_colors"]
+    kind = options[rng.integers(len(options))]
+    if kind == "color":
+        i = int(rng.integers(n))
+        objs[i] = replace(objs[i], color=str(rng.choice([c for c in names if c != objs[i].color])))
+    elif kind == "shape":
+        i = int(rng.integers(n))
+        objs[i] = replace(objs[i], shape=str(rng.choice([s for s in SHAPES if s != objs[i].shape])))
+    elif kind == "remove":
+        del objs[int(rng.integers(n))]
+    elif kind == "swap_colors":
+        i, j = rng.choice(n, size=2, replace=False)
+        objs[i], objs[j] = replace(objs[i], color=objs[j].color), replace(objs[j], color=objs[i].color)
+    elif kind == "mirror":
+        axis = "cx" if rng.random() < 0.5 else "cy"
+        objs = [replace(o, **{axis: 1.0 - getattr(o, axis)}) for o in objs]
+    elif kind == "add":
+        item = spec.include[int(rng.integers(len(spec.include)))]
+        extra = (item.cls, item.color or names[rng.integers(len(names))]) if rng.random() < 0.6 else (
+            SHAPES[rng.integers(len(SHAPES))], names[rng.integers(len(names))])
+        try:
+            objs = place([(o.shape, o.color) for o in objs] + [extra], rng)
+        except PromptError:
+            pass
+    else:  # an unrelated scene
+        return sample_free_scene(rng)
+    return Scene(tuple(objs))
+
+
+def dialogue_prefix(tokenizer, prompt: str, caption: str) -> str:
+    """The verifier chat up to the generation prompt, the image described by its caption."""
+    messages = verifier_messages(prompt)
+    messages[1] = dict(messages[1], content=messages[1]["content"].replace("<image>", "<image> " + caption, 1))
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def verifier_example(tokenizer, rng: np.random.Generator, tries: int = 4) -> tuple[str, str, str]:
+    """(prefix, answer, tag): a prompt, a scene described in words and the world's verdict, ~half yes."""
+    while True:
+        spec = random_spec(rng)
+        try:
+            base = sample_scene(spec, rng)
+        except PromptError:  # pragma: no cover - every prompt of the space is renderable
+            continue
+        break
+    want_yes = rng.random() < 0.5
+    scene = base
+    if not want_yes:
+        for _ in range(tries):
+            scene = _perturb(spec, base, rng)
+            if not judge(spec, nominal_detections(scene)).correct:
+                break
+    scene = _shuffled(scene, rng)
+    answer = "yes" if judge(spec, nominal_detections(scene)).correct else "no"
+    return dialogue_prefix(tokenizer, spec.prompt, caption_scene(scene)), answer, spec.tag
+
+
+def sample_text(tokenizer, rng: np.random.Generator, mix=(0.2, 0.15, 0.65)) -> tuple[str, str]:
+    """(kind, text): one piece of world text from the mixture."""
+    kind = KINDS[int(rng.choice(3, p=np.asarray(mix) / np.sum(mix)))]
+    if kind == "caption":
+        return kind, caption_scene(sample_free_scene(rng)) + EOS
+    if kind == "prompt":
+        return kind, random_spec(rng).prompt + EOS
+    prefix, answer, _ = verifier_example(tokenizer, rng)
+    return kind, prefix + answer + " <|im_end|>"
+
+
+def texts(tokenizer, n: int, seed, mix=(0.2, 0.15, 0.65)) -> list[tuple[str, str]]:
+    rng = np.random.default_rng(seed)
+    return [sample_text(tokenizer, rng, mix) for _ in range(n)]
+
+
+def encode(tokenizer, strings: list[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    tok = tokenizer(strings, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
+    return tok["input_ids"], tok["attention_mask"]
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def _targets(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Next-token targets (-100 at padding), aligned with logits[:, :-1]."""
+    return ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+
+
+@torch.no_grad()
+def perplexity(model, tokenizer, strings: list[str], batch_size: int = 64, max_len: int = 96) -> float:
+    """exp(mean NLL) over every predicted token (all but each sequence's first, padding excluded)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for i in range(0, len(strings), batch_size):
+        ids, mask = encode(tokenizer, strings[i : i + batch_size], max_len)
+        ids, mask = ids.to(device), mask.to(device)
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        tgt = _targets(ids, mask)
+        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), reduction="sum", ignore_index=-100)
+        total += float(nll)
+        count += int((tgt != -100).sum())
+    model.train(was_training)
+    return math.exp(total / count)
+
+
+def target_tokens(tokenizer, strings: list[str]) -> list[int]:
+    """The tokens a language model predicts in `strings` (each encoding minus its first token)."""
+    return [t for s in strings for t in tokenizer(s)["input_ids"][1:]]
+
+
+def unigram_perplexity(train_tokens, test_tokens, vocab_size: int, smoothing: float = 1.0) -> float:
+    """Perplexity on `test_tokens` of the add-`smoothing` unigram model fitted on `train_tokens`."""
+    counts = np.bincount(np.asarray(train_tokens, dtype=np.int64), minlength=vocab_size).astype(np.float64) + smoothing
+    with np.errstate(divide="ignore"):  # an unseen token without smoothing has probability 0
+        logp = np.log(counts / counts.sum())
+    return float(np.exp(-logp[np.asarray(test_tokens, dtype=np.int64)].mean()))
+
+
+@torch.no_grad()
+def yes_no_accuracy(model, tokenizer, prefixes: list[str], answers: list[str], batch_size: int = 64) -> np.ndarray:
+    """Per dialogue: 1 if the model's "yes"/"no" logit after the generation prompt picks the answer."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    yes, no = tokenizer.convert_tokens_to_ids(["yes", "no"])
+    right = []
+    for i in range(0, len(prefixes), batch_size):
+        tok = tokenizer(prefixes[i : i + batch_size], padding=True, return_tensors="pt").to(device)
+        logits = model(**tok).logits
+        last = tok["attention_mask"].sum(1) - 1
+        picked = logits[torch.arange(len(last), device=device), last]
+        says_yes = (picked[:, yes] > picked[:, no]).cpu().numpy()
+        truth = np.array([a == "yes" for a in answers[i : i + batch_size]])
+        right.append(says_yes == truth)
+    model.train(was_training)
+    return np.concatenate(right).astype(np.float64)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def build_model(config: LLMTrainConfig, tokenizer, seed: int = 0):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    return Qwen2ForCausalLM(
+        Qwen2Config(
+            vocab_size=len(tokenizer), hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
+            num_hidden_layers=config.layers, num_attention_heads=config.heads, num_key_value_heads=config.kv_heads,
+            max_position_embeddings=config.max_len, tie_word_embeddings=True,
+            pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        )
+    )
+
+
+def training_batch(tokenizer, config: LLMTrainConfig, seed: int, step: int):
+    """The batch of `step`, seeded by (seed, step) alone so a resumed run sees the same data."""
+    strings = [t for _, t in texts(tokenizer, config.batch_size, [seed, step, 2], config.mix)]
+    return encode(tokenizer, strings, config.max_len)
+
+
+def evaluate(model, tokenizer, config: LLMTrainConfig, seed: int = 54321) -> dict:
+    held = texts(tokenizer, config.eval_texts, [seed, 1], config.mix)
+    fit = texts(tokenizer, config.unigram_texts, [seed, 2], config.mix)  # same distribution as training
+    strings = [t for _, t in held]
+    metrics = {
+        "heldout_perplexity": perplexity(model, tokenizer, strings, max_len=config.max_len),
+        "unigram_perplexity": unigram_perplexity(
+            target_tokens(tokenizer, [t for _, t in fit]), target_tokens(tokenizer, strings), len(tokenizer)
+        ),
+    }
+    for kind in KINDS:
+        part = [t for k, t in held if k == kind]
+        if part:
+            metrics[f"heldout_perplexity_{kind}"] = perplexity(model, tokenizer, part, max_len=config.max_len)
+    rng = np.random.default_rng([seed, 3])
+    dialogues = [verifier_example(tokenizer, rng) for _ in range(config.eval_dialogues)]
+    right = yes_no_accuracy(model, tokenizer, [d[0] for d in dialogues], [d[1] for d in dialogues])
+    metrics["yes_no_acc"] = float(right.mean())
+    metrics["yes_no_share_yes"] = float(np.mean([d[1] == "yes" for d in dialogues]))
+    for tag in TAGS:
+        sel = [i for i, d in enumerate(dialogues) if d[2] == tag]
+        if sel:
+            metrics[f"yes_no_acc_{tag}"] = float(right[sel].mean())
+    return metrics
+
+
+def train_llm(
+    out_dir, config: LLMTrainConfig | None = None, seed: int = 0, device=None, progress: bool = True,
+    stop_after: int | None = None,
+) -> dict:
+    """Train (or resume, or skip if finished) the world's LLM in `out_dir`; returns its metrics.
+
+    `stop_after`: checkpoint and return {"finished": False, "step": n} after that many steps.
+    """
+    config = config or LLMTrainConfig()
+    out_dir = Path(out_dir)
+    done = stage.finished_metrics(out_dir)
+    if done is not None:
+        return done
+    stage.check_config(out_dir, config, seed)
+    device = stage.pick_device(device)
+    tokenizer = build_word_tokenizer()
+    model = build_model(config, tokenizer, seed).to(device)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
+    other = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": other, "weight_decay": 0.0}],
+        lr=config.lr, betas=(0.9, 0.98),
+    )
+    step, extra = stage.load_checkpoint(out_dir, model, optimizer)
+    model.to(device).train()
+    seconds = float(extra.get("seconds", 0.0))
+    losses: list[float] = list(extra.get("losses", []))
+    bar = stage.progress_bar(config.steps, step, "llm (Qwen2)", progress)
+    start = time.perf_counter()
+    while step < config.steps:
+        if stop_after is not None and step >= stop_after:
+            break
+        ids, mask = training_batch(tokenizer, config, seed, step)
+        ids, mask = ids.to(device), mask.to(device)
+        for group in optimizer.param_groups:
+            group["lr"] = stage.lr_at(step, config.steps, config.warmup, config.lr)
+        labels = ids.masked_fill(mask == 0, -100)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        losses.append(round(loss.item(), 5))
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        if step % config.checkpoint_every == 0 or step == config.steps or step == stop_after:
+            elapsed = seconds + time.perf_counter() - start
+            stage.save_checkpoint(out_dir, model, optimizer, step, {"seconds": elapsed, "losses": losses})
+    bar.close()
+    seconds += time.perf_counter() - start
+    if step < config.steps:
+        return {"finished": False, "step": step}
+    model.eval()
+    metrics = evaluate(model, tokenizer, config)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    k = max(1, min(50, len(losses) // 4))
+    metrics.update(
+        finished=True, steps=step, seed=seed, train_seconds=round(seconds, 1), device=str(device),
+        first_loss=float(np.mean(losses[:k])), final_loss=float(np.mean(losses[-k:])),
+        weights_mb=round(stage.folder_megabytes(out_dir), 3), parameters=sum(p.numel() for p in model.parameters()),
+    )
+    return stage.finish(out_dir, metrics)
+
+
+def load_tokenizer(folder):
+    """The world tokenizer saved in a model folder.
+
+    Not `AutoTokenizer`: for a folder whose config.json says `qwen2`, transformers 5 forces
+    `Qwen2Tokenizer` (byte-level BPE rebuilt from the vocabulary), which silently maps the
+    world's words to wrong ids. `PreTrainedTokenizerFast` reads tokenizer.json as saved.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast.from_pretrained(folder)
+
+
+def load_llm(folder):
+    """(Qwen2ForCausalLM, tokenizer) saved by `train_llm`."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(folder).eval(), load_tokenizer(folder)

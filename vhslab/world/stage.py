@@ -1,0 +1,107 @@
+"""Shared plumbing of the world's training stages: device, resumable checkpoints, finished-stage
+detection, learning-rate schedule and progress bar.
+
+A stage folder holds `train_config.json` (written first), `checkpoint.pt` while training
+(model + optimizer + step + RNG, replaced atomically) and, once finished, the saved model and
+`metrics.json` (written last: its presence marks the stage as done).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.json"
+CONFIG = "train_config.json"
+
+
+def pick_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def finished_metrics(out_dir: Path) -> dict | None:
+    """The saved metrics of a finished stage, or None."""
+    path = Path(out_dir) / METRICS
+    if path.exists():
+        return json.loads(path.read_text())
+    return None
+
+
+def check_config(out_dir: Path, config, seed: int) -> None:
+    """Record the stage's config; refuse to resume a folder trained with another config."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = {"seed": seed, "config": dataclasses.asdict(config)}
+    path = out_dir / CONFIG
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != json.loads(json.dumps(record)):
+            raise ValueError(
+                f"{out_dir} holds a stage trained with another config or seed ({old}); "
+                "use a fresh folder or delete it"
+            )
+        return
+    path.write_text(json.dumps(record, indent=1) + "\n")
+
+
+def save_checkpoint(out_dir: Path, model, optimizer, step: int, extra: dict | None = None) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "step": step,
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "extra": extra or {},
+    }
+    tmp = Path(out_dir) / (CHECKPOINT + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, Path(out_dir) / CHECKPOINT)
+
+
+def load_checkpoint(out_dir: Path, model, optimizer) -> tuple[int, dict]:
+    """Restore model, optimizer and RNG from the stage's checkpoint; returns (step, extra), (0, {}) if none."""
+    path = Path(out_dir) / CHECKPOINT
+    if not path.exists():
+        return 0, {}
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    if state.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return int(state["step"]), state.get("extra", {})
+
+
+def finish(out_dir: Path, metrics: dict) -> dict:
+    """Write metrics.json (marks the stage done) and drop the training checkpoint."""
+    out_dir = Path(out_dir)
+    tmp = out_dir / (METRICS + ".tmp")
+    tmp.write_text(json.dumps(metrics, indent=1) + "\n")
+    os.replace(tmp, out_dir / METRICS)
+    (out_dir / CHECKPOINT).unlink(missing_ok=True)
+    return metrics
+
+
+def lr_at(step: int, total: int, warmup: int, base: float, final_frac: float = 0.05) -> float:
+    """Linear warm-up then cosine decay to `final_frac * base`."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def progress_bar(total: int, initial: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True, leave=False)
+
+
+def folder_megabytes(out_dir: Path, suffix: str = ".safetensors") -> float:
+    return sum(p.stat().st_size for p in Path(out_dir).glob(f"*{suffix}")) / 2**20
