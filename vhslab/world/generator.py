@@ -36,14 +36,14 @@ class GeneratorConfig:
     ae_batch: int = 32
     ae_lr: float = 1e-3
     # teacher (rectified flow, CFG dropout)
-    teacher_steps: int = 3000
-    teacher_batch: int = 96
-    teacher_lr: float = 6e-4
+    teacher_steps: int = 3200
+    teacher_batch: int = 64
+    teacher_lr: float = 8e-4
     cfg_dropout: float = 0.1
     # distillation into the one-step student
-    sample_steps: int = 8
+    sample_steps: int = 6
     guidance_range: tuple[float, float] = (2.0, 5.0)
-    distill_pairs: int = 12288
+    distill_pairs: int = 8192
     distill_steps: int = 1500
     distill_batch: int = 64
     distill_lr: float = 2e-4

@@ -274,7 +274,14 @@ class WorldTrainer:
                                    "gen": gen.get_state(), "step": step, "losses": losses})
         ema.module.text.save_pretrained(d / "text_encoder")
         ema.module.dit.save_pretrained(d / "transformer")
-        return {"loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-50:]))}
+        text, dit = self.load_teacher()
+        null = encode_text(self.tokenizer, text, [""], cfg.max_sequence_length, self.device)
+
+        def sample(noise, embeds, mask):
+            return teacher_sample(dit, noise, embeds, mask, *null, cfg.default_guidance, cfg.sample_steps)
+
+        return {"loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-50:])),
+                f"quick_score_{cfg.sample_steps}_steps": self.quick_score(text, sample)}
 
     def load_teacher(self):
         from diffusers import SanaTransformer2DModel
@@ -357,8 +364,38 @@ class WorldTrainer:
                     _save_ckpt(d, {"model": student.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                                    "gen": gen.get_state(), "step": step, "losses": losses})
         ema.module.save_pretrained(d / "transformer")
+        student = ema.module.eval()
+
+        def sample(noise, embeds, mask):
+            return one_step(student, noise, embeds, mask, cfg.default_guidance)
+
         return {"loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-50:])),
-                "pairs": len(pairs["x0"])}
+                "pairs": len(pairs["x0"]), "quick_score_one_step": self.quick_score(text, sample)}
+
+    @torch.no_grad()
+    def quick_score(self, text, sample, per_tag: int = 40) -> dict:
+        """GenEval-style overall and per-tag score of one sample for `per_tag` evaluation prompts
+        of each tag (a quick look during training; `vhslab world score` is the full measure)."""
+        from vhslab.data.evaluate import ShapesEvaluator, summarize
+        from vhslab.data.prompts import TAGS, load_suite
+
+        cfg = self.cfg
+        suite = load_suite("geneval-shapes")
+        specs = [s for tag in TAGS for s in [x for x in suite if x.tag == tag][:per_tag]]
+        vae = self.load_autoencoder()
+        gen = torch.Generator().manual_seed(self.seed + 5)
+        ev, correct = ShapesEvaluator(), []
+        latent_shape = self.latents()[:1].shape[1:]
+        for i in range(0, len(specs), 64):
+            batch = specs[i:i + 64]
+            embeds, mask = encode_text(self.tokenizer, text, [s.prompt for s in batch], cfg.max_sequence_length,
+                                       self.device)
+            noise = torch.randn((len(batch), *latent_shape), generator=gen).to(self.device)
+            x0 = sample(noise, embeds, mask)
+            images = _to_uint8(vae.decode(x0 / vae.config.scaling_factor).sample)
+            correct += [ev.evaluate(img, s).correct for img, s in zip(images, batch)]
+        summary = summarize([s.tag for s in specs], correct)
+        return {"overall": summary["overall"], **summary["per_tag"]}
 
     # -- vision encoder and LLM (vhslab.world.vision_train / llm_train) ----------------
     def stage_vision(self, d: Path) -> dict:
