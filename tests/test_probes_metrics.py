@@ -145,3 +145,21 @@ def test_weighted_bootstrap_equals_explicit_resampling(kind):
         slow = score_all(kind, y[idx], pred[idx], groups[idx], within=False)
         for m, v in slow.items():
             assert fast[m][0] == pytest.approx(v, abs=1e-9), m
+
+
+def test_targets_use_found_labels_and_skip_absent_items():
+    from vhslab.probes import build_targets, planted_store
+
+    ds = planted_store(n_samples=240, n_layers=1, n_tokens=4, n_channels=4, seed=6)
+    tg = {t.name: t for t in build_targets(ds, ["shape", "colour", "count", "position", "present", "recon"])}
+    assert {"class.0", "class.1", "color.0", "color.1", "count.0", "relation.1", "present.0",
+            "recon.latent"} <= set(tg)
+    assert "relation.0" not in tg  # item 0 never has a position
+    fc = ds["found_color"].values.astype(str)
+    c1 = tg["color.1"]
+    assert (fc[c1.rows, 1] != "").all() and len(c1.rows) < 240
+    assert [c1.classes[i] for i in c1.y] == list(fc[c1.rows, 1])
+    found = ds["found_count"].values
+    assert (found[tg["class.0"].rows, 0] >= 1).all()
+    assert tg["present.0"].kind == "binary" and tg["present.0"].classes == ["no", "yes"]
+    assert tg["recon.latent"].y.shape == (240, 4, 8)  # 2x2 token grid (4 tokens), 8 latent channels
