@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
+from PIL import Image, ImageFilter
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
@@ -24,6 +25,7 @@ from vhslab.data.shapes import BACKGROUND, COLORS, SHAPES, SIZE_RANGE, Scene, Sc
 PALETTE = np.array([*COLORS.values(), BACKGROUND], dtype=np.float32)  # index 10 = background
 COLOR_NAMES = tuple(COLORS)
 FEATURE_FLOOR = np.array([0.03, 0.03, 0.08, 0.02])  # extent, solidity, aspect, centroid offset
+BLUR_RADII = (0.0, 0.0, 0.5, 0.8)  # pixels at 64x64
 UNKNOWN_DISTANCE = 4.0  # beyond this many scales from every prototype a blob is "unknown"
 
 
@@ -78,16 +80,21 @@ def shape_features(mask: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=8)
 def shape_prototypes(resolution: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-shape feature mean and scale (shapes x features), measured on seeded renders of
-    random sizes, colours and sub-pixel positions at this resolution."""
+    random sizes, colours, sub-pixel positions and blur (generated images are soft), at this
+    resolution."""
     rng = np.random.default_rng(0)
     means, scales = [], []
     for shape in SHAPES:
         feats = []
-        for i in range(48):
+        for i in range(64):
             color = COLOR_NAMES[i % len(COLOR_NAMES)]
             size = float(rng.uniform(0.9 * SIZE_RANGE[0], 1.05 * SIZE_RANGE[1]))
             obj = SceneObject(shape, color, float(rng.uniform(0.4, 0.6)), float(rng.uniform(0.4, 0.6)), size)
-            labels = segment_colors(render(Scene((obj,)), resolution))
+            image = render(Scene((obj,)), resolution)
+            blur = BLUR_RADII[i % len(BLUR_RADII)] * resolution / 64
+            if blur:
+                image = np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(blur)))
+            labels = segment_colors(image)
             ci = COLOR_NAMES.index(color)
             (sl,) = ndimage.find_objects((labels == ci).astype(np.int32))
             feats.append(shape_features(labels[sl] == ci))
