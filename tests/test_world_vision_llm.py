@@ -193,7 +193,7 @@ def test_dialogues_are_balanced_and_judged_by_the_world():
     assert {t for _, _, t in examples} == set(L.TAGS)
     prefix = examples[0][0]
     assert "<image> a photo of" in prefix and prefix.endswith("<|im_start|> assistant ")
-    assert tok.unk_token_id not in tok(prefix)["input_ids"]
+    assert tok.unk_token_id not in tok(prefix.split("<image>")[1].split(" does ")[1])["input_ids"]  # question + prompt
 
 
 class _SaysYesAtTheLastToken(torch.nn.Module):
@@ -223,3 +223,19 @@ def test_yes_no_accuracy_reads_the_answer_logits():
     ]  # different lengths: padding must not move the read position
     right = L.yes_no_accuracy(model, tok, prefixes, ["yes", "no", "yes"], batch_size=3)
     assert right.tolist() == [1.0, 0.0, 1.0]
+
+
+def test_lm_loss_is_the_model_loss_plus_the_weighted_answer_nll():
+    tok = build_word_tokenizer()
+    model = L.build_model(L.LLMTrainConfig.tiny(), tok, seed=1).eval()
+    prefix = L.dialogue_prefix(tok, "a photo of a red circle", "a photo of a blue circle")
+    ids, mask = L.encode(tok, [prefix + "no <|im_end|>", "a photo of two stars <eos>"], 96)
+    after = L.answer_marker(tok)
+    with torch.no_grad():
+        plain = L.lm_loss(model, ids, mask)
+        hf = model(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss
+        torch.testing.assert_close(plain, hf)
+        pos = len(tok(prefix)["input_ids"])  # the answer's position in the first row
+        assert ids[0, pos] == tok.convert_tokens_to_ids("no")
+        answer_nll = -model(ids[:1, :pos]).logits[0, -1].log_softmax(-1)[ids[0, pos]]
+        torch.testing.assert_close(L.lm_loss(model, ids, mask, after, 2.0), plain + 2.0 * answer_nll)

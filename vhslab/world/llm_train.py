@@ -46,7 +46,8 @@ class LLMTrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup: int = 100
-    mix: tuple[float, float, float] = (0.2, 0.15, 0.65)  # caption, prompt, dialogue
+    mix: tuple[float, float, float] = (0.15, 0.1, 0.75)  # caption, prompt, dialogue
+    answer_weight: float = 1.0  # extra loss on the verifier's answer tokens (their mean NLL, times this)
     checkpoint_every: int = 250
     eval_texts: int = 600  # held-out texts for perplexity
     eval_dialogues: int = 600  # held-out dialogues for yes/no accuracy
@@ -246,6 +247,30 @@ def build_model(config: LLMTrainConfig, tokenizer, seed: int = 0):
     )
 
 
+def answer_marker(tokenizer) -> tuple[int, int]:
+    """The two tokens right before a verifier answer: "<|im_start|> assistant" (the system
+    prompt says "assistant" too, so one token is not enough)."""
+    return tuple(tokenizer.convert_tokens_to_ids(["<|im_start|>", "assistant"]))
+
+
+def lm_loss(model, ids: torch.Tensor, mask: torch.Tensor, answer_after: tuple[int, int] | None = None,
+            answer_weight: float = 0.0):
+    """Mean next-token NLL over the batch, plus `answer_weight` times the mean NLL of the tokens
+    that follow the pair `answer_after` (the verifier's answers, see `answer_marker`)."""
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+    tgt = _targets(ids, mask)
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), tgt, ignore_index=-100, reduction="none")
+    loss = nll[tgt != -100].mean()
+    if answer_weight and answer_after is not None:
+        first, second = answer_after
+        answers = torch.zeros_like(tgt, dtype=torch.bool)
+        answers[:, 1:] = (ids[:, :-2] == first) & (ids[:, 1:-1] == second)
+        answers &= tgt != -100
+        if answers.any():
+            loss = loss + answer_weight * nll[answers].mean()
+    return loss
+
+
 def training_batch(tokenizer, config: LLMTrainConfig, seed: int, step: int):
     """The batch of `step`, seeded by (seed, step) alone so a resumed run sees the same data."""
     strings = [t for _, t in texts(tokenizer, config.batch_size, [seed, step, 2], config.mix)]
@@ -303,6 +328,7 @@ def train_llm(
     )
     step, extra = stage.load_checkpoint(out_dir, model, optimizer)
     model.to(device).train()
+    answer_token_after = answer_marker(tokenizer)
     seconds = float(extra.get("seconds", 0.0))
     losses: list[float] = list(extra.get("losses", []))
     bar = stage.progress_bar(config.steps, step, "llm (Qwen2)", progress)
@@ -314,8 +340,7 @@ def train_llm(
         ids, mask = ids.to(device), mask.to(device)
         for group in optimizer.param_groups:
             group["lr"] = stage.lr_at(step, config.steps, config.warmup, config.lr)
-        labels = ids.masked_fill(mask == 0, -100)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss = lm_loss(model, ids, mask, answer_token_after, config.answer_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -39,7 +39,7 @@ class VisionTrainConfig:
     text_heads: int = 4
     projection_dim: int = 64
     max_text_len: int = 32
-    steps: int = 1500
+    steps: int = 1200
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.05
