@@ -239,3 +239,7 @@ def test_lm_loss_is_the_model_loss_plus_the_weighted_answer_nll():
         assert ids[0, pos] == tok.convert_tokens_to_ids("no")
         answer_nll = -model(ids[:1, :pos]).logits[0, -1].log_softmax(-1)[ids[0, pos]]
         torch.testing.assert_close(L.lm_loss(model, ids, mask, after, 2.0), plain + 2.0 * answer_nll)
+
+
+def test_tag_prior_accuracy():
+    assert L.tag_prior_accuracy(["a", "a", "a", "b"], ["yes", "yes", "no", "no"]) == 0.75

@@ -8,7 +8,13 @@ scene is sampled for the prompt, or perturbed (colour, shape, count, position, s
 
 Metrics: held-out perplexity on world text next to a unigram model's (add-one, fitted on
 training text) on the same held-out text, and held-out yes/no accuracy of the dialogues
-(argmax of the "yes"/"no" logits after the generation prompt), overall and per tag.
+(argmax of the "yes"/"no" logits after the generation prompt), overall and per tag, next to
+the accuracy of answering each tag's majority answer (`yes_no_tag_prior_acc`).
+
+Known limit: within the CPU budget (2000 steps of 32 texts) the model learns the text but not
+yet the comparison: the yes/no accuracy stays at the tag prior. A tiny model does learn it,
+after a plateau (a 2-layer, 128-wide model trained on the answers of single-object prompts
+alone jumped from 0.6 to 0.99 between steps 500 and 700), so longer runs (GPU) should get there.
 """
 
 from __future__ import annotations
@@ -36,14 +42,14 @@ KINDS = ("caption", "prompt", "dialogue")
 @dataclass(frozen=True)
 class LLMTrainConfig:
     hidden_size: int = 128
-    layers: int = 4
+    layers: int = 3
     heads: int = 4
     kv_heads: int = 2
-    intermediate_size: int = 384
+    intermediate_size: int = 256
     max_len: int = 96
-    steps: int = 1500
-    batch_size: int = 64
-    lr: float = 2e-3
+    steps: int = 2000
+    batch_size: int = 32
+    lr: float = 3e-3
     weight_decay: float = 0.05
     warmup: int = 100
     mix: tuple[float, float, float] = (0.15, 0.1, 0.75)  # caption, prompt, dialogue
@@ -277,6 +283,16 @@ def training_batch(tokenizer, config: LLMTrainConfig, seed: int, step: int):
     return encode(tokenizer, strings, config.max_len)
 
 
+def tag_prior_accuracy(tags: list[str], answers: list[str]) -> float:
+    """Accuracy of answering each tag's majority answer (fitted on these very dialogues): what a
+    verifier gets from the prompt's tag alone, without comparing the description to the prompt."""
+    right = 0
+    for tag in set(tags):
+        picked = [a for t, a in zip(tags, answers) if t == tag]
+        right += max(picked.count("yes"), picked.count("no"))
+    return right / len(tags)
+
+
 def evaluate(model, tokenizer, config: LLMTrainConfig, seed: int = 54321) -> dict:
     held = texts(tokenizer, config.eval_texts, [seed, 1], config.mix)
     fit = texts(tokenizer, config.unigram_texts, [seed, 2], config.mix)  # same distribution as training
@@ -296,6 +312,7 @@ def evaluate(model, tokenizer, config: LLMTrainConfig, seed: int = 54321) -> dic
     right = yes_no_accuracy(model, tokenizer, [d[0] for d in dialogues], [d[1] for d in dialogues])
     metrics["yes_no_acc"] = float(right.mean())
     metrics["yes_no_share_yes"] = float(np.mean([d[1] == "yes" for d in dialogues]))
+    metrics["yes_no_tag_prior_acc"] = tag_prior_accuracy([d[2] for d in dialogues], [d[1] for d in dialogues])
     for tag in TAGS:
         sel = [i for i, d in enumerate(dialogues) if d[2] == tag]
         if sel:
