@@ -73,3 +73,34 @@ def test_same_seed_same_weights(tmp_path):
     a["autoencoder"].pop("seconds")
     b["autoencoder"].pop("seconds")
     assert a == b
+
+
+def test_interrupted_stage_resumes_to_the_same_result(tmp_path, monkeypatch):
+    import vhslab.world.train as train_mod
+
+    monkeypatch.setattr(train_mod, "CHECKPOINT_EVERY", 10)
+    cfg = replace(GeneratorConfig.tiny(), pool_size=64, ae_steps=30)
+    quiet = dict(progress=False, log=lambda *a: None, threads=1)
+    whole = train_world(tmp_path / "whole", cfg=cfg, stages=("autoencoder",), **quiet)["autoencoder"]
+
+    calls = {"n": 0}
+    real_fit = train_mod.WorldTrainer._fit
+
+    def crashing_fit(self, d, desc, steps, base_lr, warmup, model, opt, loss_fn, gen, **kw):
+        def loss_then_crash():
+            calls["n"] += 1
+            if calls["n"] == 25:
+                raise KeyboardInterrupt  # killed mid-stage, after the checkpoint at step 20
+            return loss_fn()
+
+        return real_fit(self, d, desc, steps, base_lr, warmup, model, opt, loss_then_crash, gen, **kw)
+
+    monkeypatch.setattr(train_mod.WorldTrainer, "_fit", crashing_fit)
+    with pytest.raises(KeyboardInterrupt):
+        train_world(tmp_path / "cut", cfg=cfg, stages=("autoencoder",), **quiet)
+    assert (tmp_path / "cut" / "autoencoder" / "checkpoint.pt").exists()
+    monkeypatch.setattr(train_mod.WorldTrainer, "_fit", real_fit)
+    resumed = train_world(tmp_path / "cut", cfg=cfg, stages=("autoencoder",), **quiet)["autoencoder"]
+    for metrics in (whole, resumed):
+        metrics.pop("seconds")
+    assert resumed == pytest.approx(whole, rel=1e-5)

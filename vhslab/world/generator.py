@@ -199,9 +199,3 @@ def teacher_sample(transformer, noise, embeds, mask, null_embeds, null_mask, gui
 def logit_normal(n: int, generator: torch.Generator, device) -> torch.Tensor:
     """Flow times from a logit-normal(0, 1) distribution (SD3)."""
     return torch.sigmoid(torch.randn(n, generator=generator)).to(device)
-
-
-def cosine_lr(step: int, total: int, warmup: int = 100) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))

@@ -29,48 +29,18 @@ from vhslab.world.generator import (
     build_autoencoder,
     build_text_encoder,
     build_transformer,
-    cosine_lr,
     encode_text,
     logit_normal,
     one_step,
     teacher_sample,
     velocity,
 )
+from vhslab.world import stage
 from vhslab.world.scenes import training_pool
 from vhslab.world.text import build_word_tokenizer
 
 STAGES = ("autoencoder", "teacher", "distill", "vision", "llm", "assemble")
 CHECKPOINT_EVERY = 250
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _done(stage_dir: Path) -> dict | None:
-    path = stage_dir / "metrics.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def _finish(stage_dir: Path, metrics: dict) -> dict:
-    tmp = stage_dir / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=1))
-    tmp.replace(stage_dir / "metrics.json")
-    (stage_dir / "ckpt.pt").unlink(missing_ok=True)
-    return metrics
-
-
-def _save_ckpt(stage_dir: Path, state: dict) -> None:
-    tmp = stage_dir / "ckpt.pt.tmp"
-    torch.save(state, tmp)
-    tmp.replace(stage_dir / "ckpt.pt")
-
-
-def _load_ckpt(stage_dir: Path) -> dict | None:
-    path = stage_dir / "ckpt.pt"
-    return torch.load(path, weights_only=False) if path.exists() else None
 
 
 def _to_unit(images: np.ndarray, device) -> torch.Tensor:
@@ -87,7 +57,7 @@ class WorldTrainer:
         self.out = Path(out)
         self.cfg = cfg or GeneratorConfig()
         self.seed = seed
-        self.device = pick_device(device)
+        self.device = stage.pick_device(device)
         self.progress = progress
         self.log = log
         self.tokenizer = build_word_tokenizer()
@@ -105,6 +75,41 @@ class WorldTrainer:
     # -- helpers -----------------------------------------------------------------------
     def _bar(self, total: int, desc: str, initial: int = 0):
         return tqdm(total=total, initial=initial, desc=desc, disable=not self.progress, dynamic_ncols=True)
+
+    def _fit(self, d: Path, desc: str, steps: int, base_lr: float, warmup: int, model, opt, loss_fn,
+             gen: torch.Generator, ema=None, clip: float | None = 1.0) -> list[float]:
+        """The stages' training loop: resume from the checkpoint, warm-up + cosine learning rate,
+        optional gradient clipping and EMA, a checkpoint every CHECKPOINT_EVERY steps.
+        `loss_fn()` draws its batch from `gen` and returns the loss."""
+        step, extra = stage.load_checkpoint(d, model, opt)
+        losses = list(extra.get("losses", []))
+        if step:
+            gen.set_state(extra["gen"])
+            if ema is not None:
+                ema.load_state_dict(extra["ema"])
+        model.train()
+        with self._bar(steps, desc, step) as bar:
+            while step < steps:
+                for group in opt.param_groups:
+                    group["lr"] = stage.lr_at(step, steps, warmup, base_lr, final_frac=0.0)
+                loss = loss_fn()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if clip is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+                opt.step()
+                if ema is not None:
+                    ema.update_parameters(model)
+                losses.append(loss.item())
+                step += 1
+                bar.update()
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+                if step % CHECKPOINT_EVERY == 0 and step < steps:
+                    extra = {"gen": gen.get_state(), "losses": losses}
+                    if ema is not None:
+                        extra["ema"] = ema.state_dict()
+                    stage.save_checkpoint(d, model, opt, step, extra)
+        return losses
 
     def pool(self) -> tuple[np.ndarray, list[str]]:
         if self._pool is None:
@@ -126,12 +131,12 @@ class WorldTrainer:
             if name not in stages:
                 continue
             start = time.time()
-            done = _done(self.stage_dir(name))
+            done = stage.finished_metrics(self.stage_dir(name))
             if done is None:
                 torch.manual_seed(self.seed)
                 done = getattr(self, f"stage_{name}")(self.stage_dir(name))
                 done["seconds"] = round(time.time() - start, 1)
-                _finish(self.stage_dir(name), done)
+                stage.finish(self.stage_dir(name), done)
             self.log(f"[{name}] " + json.dumps(done))
             metrics[name] = done
         return metrics
@@ -148,31 +153,14 @@ class WorldTrainer:
         vae = build_autoencoder(cfg).to(self.device)
         opt = torch.optim.AdamW(vae.parameters(), lr=cfg.ae_lr, weight_decay=0.0)
         gen = torch.Generator().manual_seed(self.seed)
-        step, losses = 0, []
-        if (ck := _load_ckpt(d)) is not None:
-            vae.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["opt"])
-            gen.set_state(ck["gen"])
-            step, losses = ck["step"], ck["losses"]
-        vae.train()
-        with self._bar(cfg.ae_steps, "autoencoder", step) as bar:
-            while step < cfg.ae_steps:
-                for group in opt.param_groups:
-                    group["lr"] = cfg.ae_lr * cosine_lr(step, cfg.ae_steps, 50)
-                idx = torch.randint(len(images), (cfg.ae_batch,), generator=gen).numpy()
-                x = _to_unit(images[idx], self.device)
-                recon = vae.decode(vae.encode(x).latent).sample
-                loss = F.l1_loss(recon, x) + F.mse_loss(recon, x)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                losses.append(loss.item())
-                step += 1
-                bar.update()
-                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-                if step % CHECKPOINT_EVERY == 0 and step < cfg.ae_steps:
-                    _save_ckpt(d, {"model": vae.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
-                                   "step": step, "losses": losses})
+
+        def loss_fn():
+            idx = torch.randint(len(images), (cfg.ae_batch,), generator=gen).numpy()
+            x = _to_unit(images[idx], self.device)
+            recon = vae.decode(vae.encode(x).latent).sample
+            return F.l1_loss(recon, x) + F.mse_loss(recon, x)
+
+        losses = self._fit(d, "autoencoder", cfg.ae_steps, cfg.ae_lr, 50, vae, opt, loss_fn, gen, clip=None)
         vae.eval()
         with torch.no_grad():
             sample = _to_unit(images[: min(2048, len(images))], self.device)
@@ -237,41 +225,21 @@ class WorldTrainer:
         ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.998))
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.teacher_lr, weight_decay=0.01)
         gen = torch.Generator().manual_seed(self.seed + 2)
-        step, losses = 0, []
-        if (ck := _load_ckpt(d)) is not None:
-            model.load_state_dict(ck["model"])
-            ema.load_state_dict(ck["ema"])
-            opt.load_state_dict(ck["opt"])
-            gen.set_state(ck["gen"])
-            step, losses = ck["step"], ck["losses"]
-        model.train()
         guidance = torch.full((cfg.teacher_batch,), 100.0, device=self.device)  # teacher: guidance 1
-        with self._bar(cfg.teacher_steps, "teacher", step) as bar:
-            while step < cfg.teacher_steps:
-                for group in opt.param_groups:
-                    group["lr"] = cfg.teacher_lr * cosine_lr(step, cfg.teacher_steps)
-                idx = torch.randint(len(lat), (cfg.teacher_batch,), generator=gen)
-                drop = torch.rand(cfg.teacher_batch, generator=gen) < cfg.cfg_dropout
-                prompts = ["" if dr else captions[i] for i, dr in zip(idx.tolist(), drop.tolist())]
-                x0 = lat[idx].to(self.device)
-                noise = torch.randn(x0.shape, generator=gen).to(self.device)
-                tau = logit_normal(len(x0), gen, self.device)
-                t4 = tau.view(-1, 1, 1, 1)
-                embeds, mask = encode_text(self.tokenizer, text, prompts, cfg.max_sequence_length, self.device)
-                pred = velocity(dit, (1 - t4) * x0 + t4 * noise, tau, embeds, mask, guidance)
-                loss = F.mse_loss(pred, noise - x0)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                ema.update_parameters(model)
-                losses.append(loss.item())
-                step += 1
-                bar.update()
-                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-                if step % CHECKPOINT_EVERY == 0 and step < cfg.teacher_steps:
-                    _save_ckpt(d, {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                                   "gen": gen.get_state(), "step": step, "losses": losses})
+
+        def loss_fn():
+            idx = torch.randint(len(lat), (cfg.teacher_batch,), generator=gen)
+            drop = torch.rand(cfg.teacher_batch, generator=gen) < cfg.cfg_dropout
+            prompts = ["" if dr else captions[i] for i, dr in zip(idx.tolist(), drop.tolist())]
+            x0 = lat[idx].to(self.device)
+            noise = torch.randn(x0.shape, generator=gen).to(self.device)
+            tau = logit_normal(len(x0), gen, self.device)
+            t4 = tau.view(-1, 1, 1, 1)
+            embeds, mask = encode_text(self.tokenizer, text, prompts, cfg.max_sequence_length, self.device)
+            pred = velocity(dit, (1 - t4) * x0 + t4 * noise, tau, embeds, mask, guidance)
+            return F.mse_loss(pred, noise - x0)
+
+        losses = self._fit(d, "teacher", cfg.teacher_steps, cfg.teacher_lr, 100, model, opt, loss_fn, gen, ema)
         ema.module.text.save_pretrained(d / "text_encoder")
         ema.module.dit.save_pretrained(d / "transformer")
         text, dit = self.load_teacher()
@@ -334,35 +302,16 @@ class WorldTrainer:
         ema = torch.optim.swa_utils.AveragedModel(student, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.995))
         opt = torch.optim.AdamW(student.parameters(), lr=cfg.distill_lr, weight_decay=0.0)
         gen = torch.Generator().manual_seed(self.seed + 4)
-        step, losses = 0, []
-        if (ck := _load_ckpt(d)) is not None:
-            student.load_state_dict(ck["model"])
-            ema.load_state_dict(ck["ema"])
-            opt.load_state_dict(ck["opt"])
-            gen.set_state(ck["gen"])
-            step, losses = ck["step"], ck["losses"]
-        with self._bar(cfg.distill_steps, "distill", step) as bar:
-            while step < cfg.distill_steps:
-                for group in opt.param_groups:
-                    group["lr"] = cfg.distill_lr * cosine_lr(step, cfg.distill_steps, 50)
-                sel = torch.randint(len(pairs["x0"]), (cfg.distill_batch,), generator=gen)
-                with torch.no_grad():
-                    e, m = encode_text(self.tokenizer, text, [captions[j] for j in pairs["idx"][sel].tolist()],
-                                       cfg.max_sequence_length, self.device)
-                x0 = one_step(student, pairs["noise"][sel].to(self.device), e, m, pairs["w"][sel].to(self.device))
-                loss = F.mse_loss(x0, pairs["x0"][sel].to(self.device))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-                opt.step()
-                ema.update_parameters(student)
-                losses.append(loss.item())
-                step += 1
-                bar.update()
-                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-                if step % CHECKPOINT_EVERY == 0 and step < cfg.distill_steps:
-                    _save_ckpt(d, {"model": student.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                                   "gen": gen.get_state(), "step": step, "losses": losses})
+
+        def loss_fn():
+            sel = torch.randint(len(pairs["x0"]), (cfg.distill_batch,), generator=gen)
+            with torch.no_grad():
+                e, m = encode_text(self.tokenizer, text, [captions[j] for j in pairs["idx"][sel].tolist()],
+                                   cfg.max_sequence_length, self.device)
+            x0 = one_step(student, pairs["noise"][sel].to(self.device), e, m, pairs["w"][sel].to(self.device))
+            return F.mse_loss(x0, pairs["x0"][sel].to(self.device))
+
+        losses = self._fit(d, "distill", cfg.distill_steps, cfg.distill_lr, 50, student, opt, loss_fn, gen, ema)
         ema.module.save_pretrained(d / "transformer")
         student = ema.module.eval()
 
