@@ -44,7 +44,7 @@ class GeneratorConfig:
     sample_steps: int = 6
     guidance_range: tuple[float, float] = (2.0, 5.0)
     distill_pairs: int = 8192
-    distill_steps: int = 1500
+    distill_steps: int = 1000
     distill_batch: int = 64
     distill_lr: float = 2e-4
     default_guidance: float = 3.5
