@@ -32,69 +32,28 @@ def tiny_sana_sprint_pipeline(
     vae_channels: tuple[int, ...] = (8, 8, 8),
     words: Iterable[str] | None = None,
 ):
-    """A real `SanaSprintPipeline` with random weights.
+    """A real `SanaSprintPipeline` with random weights, built like the world's generator
+    (`vhslab.world.generator`). Hidden width = num_heads * head_dim; image size =
+    sample_size * 2 ** (len(vae_channels) - 1)."""
+    from vhslab.world.generator import (
+        GeneratorConfig,
+        assemble_pipeline,
+        build_autoencoder,
+        build_text_encoder,
+        build_transformer,
+    )
 
-    Hidden width = num_heads * head_dim; image size = sample_size * 2 ** (len(vae_channels) - 1).
-    """
-    from diffusers import AutoencoderDC, SanaSprintPipeline, SanaTransformer2DModel, SCMScheduler
-    from transformers import Gemma2Config, Gemma2Model
-
-    if vae_channels[-1] % latent_channels:
-        raise ValueError("the last decoder block width must be a multiple of latent_channels")
+    cfg = GeneratorConfig(
+        resolution=sample_size * 2 ** (len(vae_channels) - 1), latent_channels=latent_channels,
+        ae_channels=tuple(vae_channels), num_layers=num_layers, num_heads=num_heads, head_dim=head_dim,
+        text_dim=text_dim, text_layers=1,
+    )
     tokenizer = build_word_tokenizer(words)
     torch.manual_seed(seed)
-    width = num_heads * head_dim
-    transformer = SanaTransformer2DModel(
-        in_channels=latent_channels,
-        out_channels=latent_channels,
-        num_attention_heads=num_heads,
-        attention_head_dim=head_dim,
-        num_layers=num_layers,
-        num_cross_attention_heads=num_heads,
-        cross_attention_head_dim=head_dim,
-        cross_attention_dim=width,
-        caption_channels=text_dim,
-        sample_size=sample_size,
-        patch_size=1,
-        qk_norm="rms_norm_across_heads",
-        guidance_embeds=True,
-    )
-    n = len(vae_channels)
-    vae = AutoencoderDC(
-        in_channels=3,
-        latent_channels=latent_channels,
-        attention_head_dim=head_dim,
-        encoder_block_types="ResBlock",
-        decoder_block_types="ResBlock",
-        encoder_block_out_channels=vae_channels,
-        decoder_block_out_channels=vae_channels,
-        encoder_layers_per_block=(1,) * n,
-        decoder_layers_per_block=(1,) * n,
-        encoder_qkv_multiscales=((),) * n,
-        decoder_qkv_multiscales=((),) * n,
-        decoder_norm_types="rms_norm",
-        decoder_act_fns="silu",
-        scaling_factor=0.41407,
-    )
-    text_encoder = Gemma2Model(
-        Gemma2Config(
-            vocab_size=len(tokenizer),
-            hidden_size=text_dim,
-            intermediate_size=2 * text_dim,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            head_dim=text_dim // 2,
-            max_position_embeddings=64,
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-    )
-    pipe = SanaSprintPipeline(
-        tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=SCMScheduler()
-    )
-    return _finish(pipe)
+    transformer = build_transformer(cfg)
+    vae = build_autoencoder(cfg)
+    text_encoder = build_text_encoder(cfg, tokenizer)
+    return _finish(assemble_pipeline(tokenizer, text_encoder, vae, transformer))
 
 
 def tiny_pixart_pipeline(
