@@ -31,7 +31,7 @@ def test_world_render_names_unknown_words(tmp_path):
 def test_world_check_json_last_line_meets_the_bar():
     result = runner.invoke(app, ["world", "check", "--n", "30", "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output.strip().splitlines()[-1])
+    report = json.loads(result.stdout.strip().splitlines()[-1])
     for key in ("agreement", "rejection", "images_per_s"):
         assert set(report[key]["per_tag"]) == {"single_object", "two_object", "counting", "colors",
                                                "position", "color_attr"}
