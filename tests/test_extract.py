@@ -215,3 +215,19 @@ def test_two_shards_write_one_store(saved, tmp_path):
     inspect = cli("inspect", str(out), "--json")
     summary = json.loads(inspect.communicate(timeout=60)[0].strip().splitlines()[-1])
     assert summary["written"] == 80 and summary["dims"]["layer"] == 4
+
+
+@pytest.mark.slow
+def test_accelerate_launch_two_cpu_ranks_write_one_store(saved, tmp_path):
+    out = tmp_path / "acc.zarr"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                "-m", "vhslab.cli.extract"]
+    proc = subprocess.run([*launcher, *args_for(saved, out)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shards = sorted(json.loads(line)["shard"] for line in proc.stdout.splitlines() if line.startswith("{"))
+    assert shards == ["0/2", "1/2"]
+    ds, ref = open_store(out), reference(saved, tmp_path / "ref.zarr")
+    assert ds.written.values.all()
+    np.testing.assert_array_equal(ds.hidden.values, ref.hidden.values)

@@ -37,11 +37,12 @@ def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int]:
     if shard is None:
         import os
 
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            from accelerate import PartialState
-
-            state = PartialState()
-            return state.process_index, state.num_processes
+        # torchrun / `accelerate launch` set RANK and WORLD_SIZE, MPI launchers their own; the
+        # shards never talk to each other, so no process group is needed.
+        for rank_var, size_var in (("RANK", "WORLD_SIZE"), ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
+                                   ("PMI_RANK", "PMI_SIZE")):
+            if int(os.environ.get(size_var, "1")) > 1:
+                return int(os.environ[rank_var]), int(os.environ[size_var])
         return 0, 1
     if isinstance(shard, str):
         try:
