@@ -66,6 +66,9 @@ def test_too_few_prompts_or_no_usable_labels(ds):
     no_rel = ds.assign(found_relation=(ds["found_relation"].dims, np.full(ds["found_relation"].shape, "", object)))
     with pytest.raises(ProbeError, match="target 'position' has no usable samples"):
         sweep(no_rel, targets=["position"])
+    with pytest.warns(UserWarning, match=r"target .position. has no usable samples .*; skipped"):
+        res = sweep(no_rel, targets=["verdict", "position"])
+    assert [str(t) for t in res.ds.target.values] == ["verdict"]
 
 
 def test_open_store_errors(tmp_path):

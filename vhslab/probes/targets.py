@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -137,8 +139,9 @@ def build_targets(
             raise ProbeError(f"target {raw!r}: the store has items 0..{n_items - 1}")
         found = [t for i in items if (t := _item_target(ds, base, i, min_per_class, count_max)) is not None]
         if not found:
-            raise ProbeError(
-                f"target {raw!r} has no usable samples (needs >= 2 classes with >= {min_per_class} samples each)"
-            )
+            message = f"target {raw!r} has no usable samples (needs >= 2 classes with >= {min_per_class} samples each)"
+            if len(names) == 1:
+                raise ProbeError(message)
+            warnings.warn(message + "; skipped", stacklevel=2)  # the other targets still run
         out.extend(found)
     return out
