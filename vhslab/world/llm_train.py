@@ -22,7 +22,6 @@ steps on all tags. Longer runs (GPU) or an answer-heavier objective are the next
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -345,34 +344,14 @@ def train_llm(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": other, "weight_decay": 0.0}],
         lr=config.lr, betas=(0.9, 0.98),
     )
-    step, extra = stage.load_checkpoint(out_dir, model, optimizer)
-    model.to(device).train()
     answer_token_after = answer_marker(tokenizer)
-    seconds = float(extra.get("seconds", 0.0))
-    losses: list[float] = list(extra.get("losses", []))
-    bar = stage.progress_bar(config.steps, step, "llm (Qwen2)", progress)
-    start = time.perf_counter()
-    while step < config.steps:
-        if stop_after is not None and step >= stop_after:
-            break
+
+    def loss_at(step: int):
         ids, mask = training_batch(tokenizer, config, seed, step)
-        ids, mask = ids.to(device), mask.to(device)
-        for group in optimizer.param_groups:
-            group["lr"] = stage.lr_at(step, config.steps, config.warmup, config.lr)
-        loss = lm_loss(model, ids, mask, answer_token_after, config.answer_weight)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        step += 1
-        losses.append(round(loss.item(), 5))
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-        if step % config.checkpoint_every == 0 or step == config.steps or step == stop_after:
-            elapsed = seconds + time.perf_counter() - start
-            stage.save_checkpoint(out_dir, model, optimizer, step, {"seconds": elapsed, "losses": losses})
-    bar.close()
-    seconds += time.perf_counter() - start
+        return lm_loss(model, ids.to(device), mask.to(device), answer_token_after, config.answer_weight)
+
+    step, seconds, losses = stage.train_steps(out_dir, model, optimizer, config, loss_at, "llm (Qwen2)",
+                                              progress, stop_after)
     if step < config.steps:
         return {"finished": False, "step": step}
     model.eval()

@@ -105,3 +105,39 @@ def progress_bar(total: int, initial: int, desc: str, enabled: bool):
 
 def folder_megabytes(out_dir: Path, suffix: str = ".safetensors") -> float:
     return sum(p.stat().st_size for p in Path(out_dir).glob(f"*{suffix}")) / 2**20
+
+
+def train_steps(out_dir: Path, model, optimizer, config, loss_at, desc: str, progress: bool = True,
+                stop_after: int | None = None, after_step=None) -> tuple[int, float, list[float]]:
+    """The vision and LLM stages' loop: resume from the checkpoint, `loss_at(step)` (batches seeded by
+    step), warm-up + cosine learning rate, clipping at 1, a checkpoint every `config.checkpoint_every`
+    steps, at the end and at `stop_after`. Returns (step reached, training seconds, losses)."""
+    import time
+
+    step, extra = load_checkpoint(out_dir, model, optimizer)
+    seconds = float(extra.get("seconds", 0.0))
+    losses: list[float] = list(extra.get("losses", []))
+    model.train()
+    bar = progress_bar(config.steps, step, desc, progress)
+    start = time.perf_counter()
+    while step < config.steps:
+        if stop_after is not None and step >= stop_after:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, config.steps, config.warmup, config.lr)
+        loss = loss_at(step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if after_step is not None:
+            after_step()
+        step += 1
+        losses.append(round(loss.item(), 5))
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        if step % config.checkpoint_every == 0 or step == config.steps or step == stop_after:
+            elapsed = seconds + time.perf_counter() - start
+            save_checkpoint(out_dir, model, optimizer, step, {"seconds": elapsed, "losses": losses})
+    bar.close()
+    return step, seconds + time.perf_counter() - start, losses

@@ -12,7 +12,6 @@ other one.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,35 +206,18 @@ def train_vision(
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": other, "weight_decay": 0.0}], lr=config.lr
     )
-    step, extra = stage.load_checkpoint(out_dir, model, optimizer)
-    model.to(device).train()
-    seconds = float(extra.get("seconds", 0.0))
-    losses: list[float] = list(extra.get("losses", []))
-    bar = stage.progress_bar(config.steps, step, "vision (CLIP)", progress)
-    start = time.perf_counter()
-    while step < config.steps:
-        if stop_after is not None and step >= stop_after:
-            break
+
+    def loss_at(step: int):
         images, captions = training_batch(config, seed, step)
         tok = tokenizer(captions, padding=True, return_tensors="pt").to(device)
-        for group in optimizer.param_groups:
-            group["lr"] = stage.lr_at(step, config.steps, config.warmup, config.lr)
-        out = model(**tok, pixel_values=pixels(images, processor).to(device), return_loss=True)
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        return model(**tok, pixel_values=pixels(images, processor).to(device), return_loss=True).loss
+
+    def clamp_temperature():
         with torch.no_grad():
             model.logit_scale.clamp_(0, np.log(100.0))
-        step += 1
-        losses.append(round(out.loss.item(), 5))
-        bar.update(1)
-        bar.set_postfix(loss=f"{out.loss.item():.3f}")
-        if step % config.checkpoint_every == 0 or step == config.steps or step == stop_after:
-            elapsed = seconds + time.perf_counter() - start
-            stage.save_checkpoint(out_dir, model, optimizer, step, {"seconds": elapsed, "losses": losses})
-    bar.close()
-    seconds += time.perf_counter() - start
+
+    step, seconds, losses = stage.train_steps(out_dir, model, optimizer, config, loss_at, "vision (CLIP)",
+                                              progress, stop_after, clamp_temperature)
     if step < config.steps:
         return {"finished": False, "step": step}
     model.eval()
