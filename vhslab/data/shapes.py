@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image, ImageDraw
 
-from vhslab.data.prompts import Item, PromptError, PromptSpec
+from vhslab.data.prompts import PromptError, PromptSpec
 
 SHAPES = ("circle", "square", "triangle", "star")
 PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles", "star": "stars"}

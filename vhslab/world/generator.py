@@ -9,7 +9,6 @@ in that space and the one-step student maps n straight to x0.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
