@@ -338,12 +338,7 @@ def train_llm(
     device = stage.pick_device(device)
     tokenizer = build_word_tokenizer()
     model = build_model(config, tokenizer, seed).to(device)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
-    other = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": other, "weight_decay": 0.0}],
-        lr=config.lr, betas=(0.9, 0.98),
-    )
+    optimizer = stage.adamw(model, config.lr, config.weight_decay, no_decay="embed", betas=(0.9, 0.98))
     answer_token_after = answer_marker(tokenizer)
 
     def loss_at(step: int):
@@ -358,12 +353,7 @@ def train_llm(
     metrics = evaluate(model, tokenizer, config)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    k = max(1, min(50, len(losses) // 4))
-    metrics.update(
-        finished=True, steps=step, seed=seed, train_seconds=round(seconds, 1), device=str(device),
-        first_loss=float(np.mean(losses[:k])), final_loss=float(np.mean(losses[-k:])),
-        weights_mb=round(stage.folder_megabytes(out_dir), 3), parameters=sum(p.numel() for p in model.parameters()),
-    )
+    metrics.update(stage.run_summary(out_dir, model, step, seed, seconds, device, losses))
     return stage.finish(out_dir, metrics)
 
 

@@ -141,3 +141,25 @@ def train_steps(out_dir: Path, model, optimizer, config, loss_at, desc: str, pro
             save_checkpoint(out_dir, model, optimizer, step, {"seconds": elapsed, "losses": losses})
     bar.close()
     return step, seconds + time.perf_counter() - start, losses
+
+
+def adamw(model, lr: float, weight_decay: float, no_decay: str, **kwargs) -> torch.optim.AdamW:
+    """AdamW with weight decay on weight matrices only (not on biases, norms or parameters whose
+    name contains `no_decay`, e.g. embeddings)."""
+    decay, other = [], []
+    for name, param in model.named_parameters():
+        (decay if param.ndim >= 2 and no_decay not in name else other).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, **kwargs)
+
+
+def run_summary(out_dir: Path, model, step: int, seed: int, seconds: float, device, losses: list[float]) -> dict:
+    """The metrics every finished stage records about its run (losses averaged over up to 50 steps)."""
+    import numpy as np
+
+    k = max(1, min(50, len(losses) // 4))
+    return {
+        "finished": True, "steps": step, "seed": seed, "train_seconds": round(seconds, 1), "device": str(device),
+        "first_loss": float(np.mean(losses[:k])), "final_loss": float(np.mean(losses[-k:])),
+        "weights_mb": round(folder_megabytes(out_dir), 3), "parameters": sum(p.numel() for p in model.parameters()),
+    }

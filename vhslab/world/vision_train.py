@@ -201,11 +201,7 @@ def train_vision(
     tokenizer = build_word_tokenizer()
     processor = build_processor(config.image_size)
     model = build_model(config, tokenizer, seed).to(device)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    other = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": other, "weight_decay": 0.0}], lr=config.lr
-    )
+    optimizer = stage.adamw(model, config.lr, config.weight_decay, no_decay="embedding")
 
     def loss_at(step: int):
         images, captions = training_batch(config, seed, step)
@@ -226,13 +222,8 @@ def train_vision(
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    k = max(1, min(50, len(losses) // 4))
-    metrics.update(
-        finished=True, steps=step, seed=seed, train_seconds=round(seconds, 1), device=str(device),
-        first_loss=float(np.mean(losses[:k])), final_loss=float(np.mean(losses[-k:])),
-        eval_images=len(images), weights_mb=round(stage.folder_megabytes(out_dir), 3),
-        parameters=sum(p.numel() for p in model.parameters()),
-    )
+    metrics.update(stage.run_summary(out_dir, model, step, seed, seconds, device, losses))
+    metrics["eval_images"] = len(images)
     return stage.finish(out_dir, metrics)
 
 
