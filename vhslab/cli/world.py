@@ -110,15 +110,15 @@ def train_cmd(
     import shutil
 
     from vhslab.world import WORLD_DIR
-    from vhslab.world.generator import GeneratorConfig
-    from vhslab.world.train import STAGES, train_world
+    from vhslab.world.train import STAGES, profile_configs, train_world
 
-    profiles = {"default": GeneratorConfig, "gpu": GeneratorConfig.gpu, "tiny": GeneratorConfig.tiny}
-    if profile not in profiles:
-        raise typer.BadParameter(f"--profile {profile!r}: one of {sorted(profiles)}")
+    try:
+        configs = profile_configs(profile)
+    except ValueError as err:
+        raise typer.BadParameter(f"--profile: {err}") from None
     chosen = STAGES if stages == "all" else tuple(s.strip() for s in stages.split(","))
     try:
-        metrics = train_world(out, seed, profiles[profile](), chosen, device, log=console.print, threads=threads)
+        metrics = train_world(out, seed, stages=chosen, device=device, log=console.print, threads=threads, **configs)
     except ValueError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None

@@ -53,9 +53,11 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
 
 class WorldTrainer:
     def __init__(self, out: str | Path, cfg: GeneratorConfig | None = None, seed: int = 0,
-                 device: str | None = None, progress: bool = True, log=print):
+                 device: str | None = None, progress: bool = True, log=print, vision_cfg=None, llm_cfg=None):
+        """`vision_cfg` / `llm_cfg`: VisionTrainConfig / LLMTrainConfig (their defaults when None)."""
         self.out = Path(out)
         self.cfg = cfg or GeneratorConfig()
+        self.vision_cfg, self.llm_cfg = vision_cfg, llm_cfg
         self.seed = seed
         self.device = stage.pick_device(device)
         self.progress = progress
@@ -350,14 +352,14 @@ class WorldTrainer:
     def stage_vision(self, d: Path) -> dict:
         from vhslab.world.vision_train import VisionTrainConfig, train_vision
 
-        vcfg = VisionTrainConfig.tiny() if self.cfg.pool_size < 1000 else VisionTrainConfig()
-        return train_vision(d / "model", vcfg, seed=self.seed, device=str(self.device), progress=self.progress)
+        return train_vision(d / "model", self.vision_cfg or VisionTrainConfig(), seed=self.seed,
+                            device=str(self.device), progress=self.progress)
 
     def stage_llm(self, d: Path) -> dict:
         from vhslab.world.llm_train import LLMTrainConfig, train_llm
 
-        lcfg = LLMTrainConfig.tiny() if self.cfg.pool_size < 1000 else LLMTrainConfig()
-        return train_llm(d / "model", lcfg, seed=self.seed, device=str(self.device), progress=self.progress)
+        return train_llm(d / "model", self.llm_cfg or LLMTrainConfig(), seed=self.seed,
+                         device=str(self.device), progress=self.progress)
 
     # -- assembly ----------------------------------------------------------------------
     def stage_assemble(self, d: Path) -> dict:
@@ -381,8 +383,22 @@ class WorldTrainer:
         return {"megabytes": round(size / 2**20, 2)}
 
 
+def profile_configs(name: str) -> dict:
+    """Generator, vision and LLM configs of a training profile: `default` (2 CPU cores), `gpu`
+    (one H100/H200) or `tiny` (seconds, for smoke tests)."""
+    from vhslab.world.llm_train import LLMTrainConfig
+    from vhslab.world.vision_train import VisionTrainConfig
+
+    if name == "tiny":
+        return {"cfg": GeneratorConfig.tiny(), "vision_cfg": VisionTrainConfig.tiny(), "llm_cfg": LLMTrainConfig.tiny()}
+    if name in ("default", "gpu"):
+        cfg = GeneratorConfig.gpu() if name == "gpu" else GeneratorConfig()
+        return {"cfg": cfg, "vision_cfg": VisionTrainConfig(), "llm_cfg": LLMTrainConfig()}
+    raise ValueError(f"unknown profile {name!r}; profiles: default, gpu, tiny")
+
+
 def train_world(out, seed: int = 0, cfg: GeneratorConfig | None = None, stages=STAGES, device=None,
-                progress: bool = True, log=print, threads: int | None = None) -> dict:
+                progress: bool = True, log=print, threads: int | None = None, vision_cfg=None, llm_cfg=None) -> dict:
     """Run the stages; `threads` defaults to every core (use 1 on a machine that is busy)."""
     torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
-    return WorldTrainer(out, cfg, seed, device, progress, log).run(stages)
+    return WorldTrainer(out, cfg, seed, device, progress, log, vision_cfg, llm_cfg).run(stages)
