@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from vhslab.world.generator import GeneratorConfig, encode_text, one_step
+from vhslab.world.scenes import training_pool
 from vhslab.world.train import WorldTrainer, train_world
 
 STAGES = ("autoencoder", "teacher", "distill", "assemble")
@@ -34,6 +35,9 @@ def test_rerun_skips_finished_stages_and_refuses_other_configs(tiny_run):
     out, cfg, metrics = tiny_run
     again = train_world(out, seed=0, cfg=cfg, stages=STAGES, progress=False, log=lambda *a: None, threads=1)
     assert again == metrics
+    fresh = WorldTrainer(out, cfg, seed=0, progress=False)
+    assert fresh.captions() == training_pool(cfg.pool_size, 0, cfg.resolution)[1]
+    assert fresh._pool is None  # read from the run folder, not rendered again
     with pytest.raises(ValueError, match="another seed or config"):
         WorldTrainer(out, cfg, seed=1, progress=False)
     with pytest.raises(ValueError, match="unknown stage"):

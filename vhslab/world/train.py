@@ -114,10 +114,21 @@ class WorldTrainer:
         return losses
 
     def pool(self) -> tuple[np.ndarray, list[str]]:
+        """The training images and captions (rendered once per process; captions also saved)."""
         if self._pool is None:
             with self._bar(self.cfg.pool_size, "render pool") as bar:
                 self._pool = training_pool(self.cfg.pool_size, self.seed, self.cfg.resolution, bar.update)
+            path = self.out / "pool_captions.json"
+            if not path.exists():
+                path.write_text(json.dumps(self._pool[1]))
         return self._pool
+
+    def captions(self) -> list[str]:
+        """The pool's captions, without rendering the pool again in a later process."""
+        path = self.out / "pool_captions.json"
+        if self._pool is None and path.exists():
+            return json.loads(path.read_text())
+        return self.pool()[1]
 
     def stage_dir(self, name: str) -> Path:
         path = self.out / name
@@ -220,7 +231,7 @@ class WorldTrainer:
     def stage_teacher(self, d: Path) -> dict:
         cfg = self.cfg
         lat = self.latents()
-        _, captions = self.pool()
+        captions = self.captions()
         text = build_text_encoder(cfg, self.tokenizer).to(self.device)
         dit = build_transformer(cfg).to(self.device)
         model = torch.nn.ModuleDict({"text": text, "dit": dit})
@@ -272,7 +283,7 @@ class WorldTrainer:
         cfg = self.cfg
         text, dit = self.load_teacher()
         lat = self.latents()
-        _, captions = self.pool()
+        captions = self.captions()
         gen = torch.Generator().manual_seed(self.seed + 3)
         n = cfg.distill_pairs
         noise = torch.randn((n, *lat.shape[1:]), generator=gen)
@@ -297,7 +308,7 @@ class WorldTrainer:
     def stage_distill(self, d: Path) -> dict:
         cfg = self.cfg
         pairs = self.teacher_pairs(d)
-        _, captions = self.pool()
+        captions = self.captions()
         text, teacher = self.load_teacher()
         text.requires_grad_(False)
         student = copy.deepcopy(teacher).train().requires_grad_(True)
