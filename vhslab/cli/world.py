@@ -59,6 +59,12 @@ def check_cmd(
     emit(result, as_json, "world check")
 
 
+def _pick(suite, tag: str, n: int, rng) -> list:
+    """n distinct prompts of one tag, drawn with `rng`."""
+    specs = [s for s in suite if s.tag == tag]
+    return [specs[i] for i in rng.choice(len(specs), n, replace=False)]
+
+
 @world_app.command("grid")
 def grid_cmd(
     out: Path = typer.Option(..., "-o", "--out", help="PNG file to write"),
@@ -77,8 +83,7 @@ def grid_cmd(
     suite = load_suite("geneval-shapes")
     rows, captions = {}, {}
     for tag in TAGS:
-        specs = [s for s in suite if s.tag == tag]
-        picks = [specs[i] for i in rng.choice(len(specs), per_tag, replace=False)]
+        picks = _pick(suite, tag, per_tag, rng)
         rows[tag] = [render(sample_scene(s, rng), resolution) for s in picks]
         captions[tag] = [s.prompt.removeprefix("a photo of ") for s in picks]
     image_grid(rows, captions).savefig(out, dpi=150)
@@ -179,8 +184,7 @@ def samples_cmd(
     ev = ShapesEvaluator()
     rows, captions, marks = {}, {}, {}
     for tag in TAGS:
-        specs = [s for s in suite if s.tag == tag]
-        picks = [specs[i] for i in rng.choice(len(specs), per_tag, replace=False)]
+        picks = _pick(suite, tag, per_tag, rng)
         imgs = generate(w.pipeline, [s.prompt for s in picks], list(range(seed, seed + per_tag)),
                         w.gen_config.resolve(w.pipeline))
         rows[tag] = list(imgs)
