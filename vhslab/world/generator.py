@@ -61,6 +61,11 @@ class GeneratorConfig:
         return cls(pool_size=200000, ae_steps=4000, ae_batch=128, teacher_steps=12000, teacher_batch=512,
                    teacher_lr=8e-4, distill_pairs=65536, distill_steps=6000, distill_batch=256)
 
+    @property
+    def latent_grid(self) -> int:
+        """Side of the autoencoder's latent grid: the DiT's token grid (one downsampling per stage)."""
+        return self.resolution // 2 ** (len(self.ae_channels) - 1)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -123,7 +128,7 @@ def build_transformer(cfg: GeneratorConfig):
         cross_attention_head_dim=cfg.head_dim,
         cross_attention_dim=width,
         caption_channels=cfg.text_dim,
-        sample_size=cfg.resolution // 2 ** (len(cfg.ae_channels) - 1),
+        sample_size=cfg.latent_grid,
         patch_size=1,
         qk_norm="rms_norm_across_heads",
         guidance_embeds=True,

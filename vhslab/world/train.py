@@ -130,6 +130,11 @@ class WorldTrainer:
             return json.loads(path.read_text())
         return self.pool()[1]
 
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(channels, rows, cols) of the DiT's input: the autoencoder's latent grid."""
+        return (self.cfg.latent_channels, self.cfg.latent_grid, self.cfg.latent_grid)
+
     def stage_dir(self, name: str) -> Path:
         path = self.out / name
         path.mkdir(parents=True, exist_ok=True)
@@ -282,11 +287,10 @@ class WorldTrainer:
             return torch.load(path)
         cfg = self.cfg
         text, dit = self.load_teacher()
-        lat = self.latents()
         captions = self.captions()
         gen = torch.Generator().manual_seed(self.seed + 3)
         n = cfg.distill_pairs
-        noise = torch.randn((n, *lat.shape[1:]), generator=gen)
+        noise = torch.randn((n, *self.latent_shape), generator=gen)
         idx = torch.randint(len(captions), (n,), generator=gen)
         lo, hi = cfg.guidance_range
         w = lo + (hi - lo) * torch.rand(n, generator=gen)
@@ -347,12 +351,11 @@ class WorldTrainer:
         vae = self.load_autoencoder()
         gen = torch.Generator().manual_seed(self.seed + 5)
         ev, correct = ShapesEvaluator(), []
-        latent_shape = self.latents()[:1].shape[1:]
         for i in range(0, len(specs), 64):
             batch = specs[i:i + 64]
             embeds, mask = encode_text(self.tokenizer, text, [s.prompt for s in batch], cfg.max_sequence_length,
                                        self.device)
-            noise = torch.randn((len(batch), *latent_shape), generator=gen).to(self.device)
+            noise = torch.randn((len(batch), *self.latent_shape), generator=gen).to(self.device)
             x0 = sample(noise, embeds, mask)
             images = _to_uint8(vae.decode(x0 / vae.config.scaling_factor).sample)
             correct += [ev.evaluate(img, s).correct for img, s in zip(images, batch)]
