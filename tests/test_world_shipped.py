@@ -29,6 +29,8 @@ def test_pipeline_is_a_real_one_step_sana_sprint(world):
 
     pipe = world.pipeline
     assert isinstance(pipe, SanaSprintPipeline)
+    assert not (pipe.transformer.training or pipe.vae.training or pipe.text_encoder.training)
+    assert not (world.clip.training or world.llm.training)
     cfg = pipe.transformer.config
     assert cfg.qk_norm == "rms_norm_across_heads" and cfg.guidance_embeds and cfg.patch_size == 1
     assert cfg.num_layers >= 12

@@ -40,22 +40,19 @@ def load_world(path: str | Path | None = None, device: str = "cpu") -> World:
             "`vhslab world train --out DIR --ship`"
         )
     info = json.loads((root / "world.json").read_text())
-    pipe = SanaSprintPipeline.from_pretrained(root / "pipeline").to(device)
+    pipe = SanaSprintPipeline.from_pretrained(root / "pipeline").to(device)  # modules in eval mode
     pipe.set_progress_bar_config(disable=True)
-    for module in pipe.components.values():
-        if hasattr(module, "eval"):
-            module.eval()
     clip = vision = llm = None
     if (root / "vision" / "config.json").is_file():
-        from transformers import AutoImageProcessor, CLIPModel
-
         from vhslab.data.vision import VisionEncoder
+        from vhslab.world.vision_train import load_vision
 
-        clip = CLIPModel.from_pretrained(root / "vision").to(device).eval()
-        vision = VisionEncoder(clip.vision_model, AutoImageProcessor.from_pretrained(root / "vision"))
+        clip, processor, _ = load_vision(root / "vision")
+        clip = clip.to(device)
+        vision = VisionEncoder(clip.vision_model, processor)
     if (root / "llm" / "config.json").is_file():
-        from transformers import AutoModelForCausalLM
+        from vhslab.world.llm_train import load_llm
 
-        llm = AutoModelForCausalLM.from_pretrained(root / "llm").to(device).eval()
+        llm = load_llm(root / "llm")[0].to(device)
     gen = GenConfig(guidance_scale=info["default_guidance"], max_sequence_length=info["max_sequence_length"])
     return World(pipe, vision, clip, llm, pipe.tokenizer, gen, info)
