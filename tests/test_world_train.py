@@ -11,20 +11,21 @@ from vhslab.world.generator import GeneratorConfig, encode_text, one_step
 from vhslab.world.scenes import training_pool
 from vhslab.world.train import WorldTrainer, train_world
 
-STAGES = ("autoencoder", "teacher", "distill", "assemble")
+STAGES = ("autoencoder", "decoder", "teacher", "refine", "distill", "assemble")
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("world")
-    cfg = replace(GeneratorConfig.tiny(), ae_steps=40, teacher_steps=40, distill_steps=40, distill_pairs=32)
+    cfg = replace(GeneratorConfig.tiny(), ae_steps=40, decoder_steps=40, teacher_steps=40, refine_steps=40,
+                  distill_steps=40, distill_pairs=32)
     metrics = train_world(out, seed=0, cfg=cfg, stages=STAGES, progress=False, log=lambda *a: None, threads=1)
     return out, cfg, metrics
 
 
 def test_each_stage_loss_falls_and_is_recorded(tiny_run):
     out, _, metrics = tiny_run
-    for stage in ("autoencoder", "teacher", "distill"):
+    for stage in ("autoencoder", "decoder", "teacher", "refine", "distill"):
         assert metrics[stage]["loss_last"] < metrics[stage]["loss_first"], (stage, metrics[stage])
         assert json.loads((out / stage / "metrics.json").read_text())["loss_last"] == metrics[stage]["loss_last"]
     assert 0.0 <= metrics["autoencoder"]["verdict_agreement"] <= 1.0

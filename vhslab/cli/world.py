@@ -104,7 +104,7 @@ def _world_or_exit(path):
 def train_cmd(
     out: Path = typer.Option(..., "--out", help="run folder (created; re-running resumes it)"),
     seed: int = typer.Option(0),
-    stages: str = typer.Option("all", help="'all' or a comma list of: autoencoder,teacher,distill,vision,llm,assemble"),
+    stages: str = typer.Option("all", help="'all' or a comma list of: autoencoder,decoder,teacher,refine,distill,vision,llm,assemble"),
     profile: str = typer.Option("default", help="'default' (CPU-sized), 'gpu' (larger, for one H100/H200) or 'tiny' (smoke test)"),
     device: str = typer.Option(None, help="torch device (default: cuda if available)"),
     threads: int = typer.Option(None, help="CPU threads (default: all cores)"),

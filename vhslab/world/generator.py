@@ -34,32 +34,39 @@ class GeneratorConfig:
     ae_steps: int = 1500
     ae_batch: int = 32
     ae_lr: float = 1e-3
+    # decoder fine-tuning on the frozen encoder's latents, with latent noise (robust decoding)
+    decoder_steps: int = 1500
+    decoder_lr: float = 3e-4
+    decoder_noise: float = 0.25  # largest noise std added to the unit-std latents
     # teacher (rectified flow, CFG dropout)
     teacher_steps: int = 3200
     teacher_batch: int = 64
     teacher_lr: float = 8e-4
     cfg_dropout: float = 0.1
+    # a second cosine cycle of the teacher, from its EMA weights (warm restart)
+    refine_steps: int = 3200
+    refine_lr: float = 4e-4
     # distillation into the one-step student
-    sample_steps: int = 6
-    guidance_range: tuple[float, float] = (2.0, 5.0)
+    sample_steps: int = 12
+    guidance_range: tuple[float, float] = (1.0, 3.0)
     distill_pairs: int = 8192
-    distill_steps: int = 1000
+    distill_steps: int = 1500
     distill_batch: int = 64
     distill_lr: float = 2e-4
-    default_guidance: float = 3.5
+    default_guidance: float = 1.5
 
     @classmethod
     def tiny(cls) -> "GeneratorConfig":
         """Seconds-long settings for smoke tests."""
         return cls(resolution=32, latent_channels=4, ae_channels=(8, 8, 8), num_layers=2, num_heads=2, head_dim=8,
-                   text_dim=16, text_layers=1, pool_size=256, ae_steps=6, ae_batch=8, teacher_steps=6,
-                   teacher_batch=8, sample_steps=2, distill_pairs=16, distill_steps=6, distill_batch=8)
+                   text_dim=16, text_layers=1, pool_size=256, ae_steps=6, ae_batch=8, decoder_steps=6, teacher_steps=6,
+                   teacher_batch=8, refine_steps=6, sample_steps=2, distill_pairs=16, distill_steps=6, distill_batch=8)
 
     @classmethod
     def gpu(cls) -> "GeneratorConfig":
         """Larger batches and more steps for one H100/H200 (about 10 minutes)."""
-        return cls(pool_size=200000, ae_steps=4000, ae_batch=128, teacher_steps=12000, teacher_batch=512,
-                   teacher_lr=8e-4, distill_pairs=65536, distill_steps=6000, distill_batch=256)
+        return cls(pool_size=200000, ae_steps=4000, ae_batch=128, decoder_steps=2000, teacher_steps=12000,
+                   teacher_batch=512, teacher_lr=8e-4, refine_steps=4000, distill_pairs=65536, distill_steps=6000, distill_batch=256)
 
     @property
     def latent_grid(self) -> int:

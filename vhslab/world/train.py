@@ -3,7 +3,9 @@
 Stages (each writes OUT/<stage>/metrics.json when done and is skipped on re-runs; long stages
 checkpoint every few hundred steps and resume from there):
   autoencoder  DC-AE on world images; latent scale; verdict agreement of reconstructions
+  decoder      the decoder fine-tuned on the frozen encoder's latents with latent noise
   teacher      Gemma2 text encoder + Sana DiT as a rectified flow with CFG dropout (EMA)
+  refine       a second cosine cycle of the teacher from its EMA weights (warm restart)
   distill      one-step student (same architecture) regressed on the teacher's CFG samples
   vision       tiny CLIP, contrastive on images and captions
   llm          tiny Qwen2 language model on world text and verifier dialogues
@@ -39,7 +41,7 @@ from vhslab.world import stage
 from vhslab.world.scenes import training_pool
 from vhslab.world.text import build_word_tokenizer
 
-STAGES = ("autoencoder", "teacher", "distill", "vision", "llm", "assemble")
+STAGES = ("autoencoder", "decoder", "teacher", "refine", "distill", "vision", "llm", "assemble")
 CHECKPOINT_EVERY = 250
 
 
@@ -160,10 +162,19 @@ class WorldTrainer:
         return metrics
 
     # -- autoencoder -------------------------------------------------------------------
-    def load_autoencoder(self):
+    def _latest(self, stages: tuple[str, ...], name: str) -> Path:
+        """The first of `stages` whose folder holds the saved `name` (later stages first)."""
+        for st in stages:
+            if (self.out / st / name).exists():
+                return self.out / st / name
+        raise FileNotFoundError(f"no stage of {stages} has saved {name!r} in {self.out}; run those stages first")
+
+    def load_autoencoder(self, stage_name: str | None = None):
+        """The autoencoder of `stage_name`, or the latest one (fine-tuned decoder if present)."""
         from diffusers import AutoencoderDC
 
-        return AutoencoderDC.from_pretrained(self.out / "autoencoder" / "model").to(self.device).eval()
+        path = self._latest((stage_name,) if stage_name else ("decoder", "autoencoder"), "model")
+        return AutoencoderDC.from_pretrained(path).to(self.device).eval()
 
     def stage_autoencoder(self, d: Path) -> dict:
         cfg = self.cfg
@@ -221,7 +232,7 @@ class WorldTrainer:
         path = self.out / "autoencoder" / "pool_latents.pt"
         if path.exists():
             return torch.load(path)
-        vae = self.load_autoencoder()
+        vae = self.load_autoencoder("autoencoder")
         images, _ = self.pool()
         chunks = []
         with self._bar(len(images), "encode pool") as bar:
@@ -232,17 +243,56 @@ class WorldTrainer:
         torch.save(lat, path)
         return lat
 
+    def stage_decoder(self, d: Path) -> dict:
+        """Fine-tune the decoder on the frozen encoder's latents, adding noise of a random std in
+        [0, decoder_noise] to them, so that slightly-off generated latents still decode to clean
+        shapes; the latent space (and so the DiT's task) is unchanged."""
+        cfg = self.cfg
+        images, _ = self.pool()
+        lat = self.latents()
+        vae = self.load_autoencoder("autoencoder")
+        vae.requires_grad_(False)
+        vae.decoder.requires_grad_(True)
+        scale = vae.config.scaling_factor
+        opt = torch.optim.AdamW(vae.decoder.parameters(), lr=cfg.decoder_lr, weight_decay=0.0)
+        gen = torch.Generator().manual_seed(self.seed + 6)
+
+        def loss_fn():
+            idx = torch.randint(len(images), (cfg.ae_batch,), generator=gen)
+            x = _to_unit(images[idx.numpy()], self.device)
+            z = lat[idx]
+            sigma = cfg.decoder_noise * torch.rand((len(z), 1, 1, 1), generator=gen)
+            z = (z + sigma * torch.randn(z.shape, generator=gen)).to(self.device)
+            recon = vae.decode(z / scale).sample
+            return F.l1_loss(recon, x) + F.mse_loss(recon, x)
+
+        losses = self._fit(d, "decoder", cfg.decoder_steps, cfg.decoder_lr, 50, vae.decoder, opt, loss_fn, gen,
+                           clip=None)
+        vae.eval()
+        vae.save_pretrained(d / "model")
+        return {"loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-50:])),
+                "verdict_agreement": self.reconstruction_agreement(vae)}
+
     # -- teacher -----------------------------------------------------------------------
     def stage_teacher(self, d: Path) -> dict:
         cfg = self.cfg
-        lat = self.latents()
-        captions = self.captions()
         text = build_text_encoder(cfg, self.tokenizer).to(self.device)
         dit = build_transformer(cfg).to(self.device)
-        model = torch.nn.ModuleDict({"text": text, "dit": dit})
+        return self._train_flow(d, "teacher", text, dit, cfg.teacher_steps, cfg.teacher_lr, self.seed + 2)
+
+    def stage_refine(self, d: Path) -> dict:
+        text, dit = self.load_teacher("teacher")
+        return self._train_flow(d, "refine", text, dit, self.cfg.refine_steps, self.cfg.refine_lr, self.seed + 7)
+
+    def _train_flow(self, d: Path, desc: str, text, dit, steps: int, lr: float, seed: int) -> dict:
+        """Train text encoder + DiT jointly as a rectified flow (EMA weights saved to `d`)."""
+        cfg = self.cfg
+        lat = self.latents()
+        captions = self.captions()
+        model = torch.nn.ModuleDict({"text": text.requires_grad_(True), "dit": dit.requires_grad_(True)})
         ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.998))
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.teacher_lr, weight_decay=0.01)
-        gen = torch.Generator().manual_seed(self.seed + 2)
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+        gen = torch.Generator().manual_seed(seed)
         guidance = torch.full((cfg.teacher_batch,), 100.0, device=self.device)  # teacher: guidance 1
 
         def loss_fn():
@@ -257,10 +307,10 @@ class WorldTrainer:
             pred = velocity(dit, (1 - t4) * x0 + t4 * noise, tau, embeds, mask, guidance)
             return F.mse_loss(pred, noise - x0)
 
-        losses = self._fit(d, "teacher", cfg.teacher_steps, cfg.teacher_lr, 100, model, opt, loss_fn, gen, ema)
+        losses = self._fit(d, desc, steps, lr, 100, model, opt, loss_fn, gen, ema)
         ema.module.text.save_pretrained(d / "text_encoder")
         ema.module.dit.save_pretrained(d / "transformer")
-        text, dit = self.load_teacher()
+        text, dit = self.load_teacher(d.name)
         null = encode_text(self.tokenizer, text, [""], cfg.max_sequence_length, self.device)
 
         def sample(noise, embeds, mask):
@@ -269,11 +319,12 @@ class WorldTrainer:
         return {"loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-50:])),
                 f"quick_score_{cfg.sample_steps}_steps": self.quick_score(text, sample)}
 
-    def load_teacher(self):
+    def load_teacher(self, stage_name: str | None = None):
+        """Text encoder and DiT of `stage_name`, or of the latest teacher stage (refine, teacher)."""
         from diffusers import SanaTransformer2DModel
         from transformers import Gemma2Model
 
-        d = self.out / "teacher"
+        d = self._latest((stage_name,) if stage_name else ("refine", "teacher"), "transformer").parent
         text = Gemma2Model.from_pretrained(d / "text_encoder").to(self.device).eval()
         dit = SanaTransformer2DModel.from_pretrained(d / "transformer").to(self.device).eval()
         return text, dit
