@@ -35,7 +35,7 @@ class GeneratorConfig:
     ae_batch: int = 32
     ae_lr: float = 1e-3
     # decoder fine-tuning on the frozen encoder's latents, with latent noise (robust decoding)
-    decoder_steps: int = 1500
+    decoder_steps: int = 4000
     decoder_lr: float = 3e-4
     decoder_noise: float = 0.25  # largest noise std added to the unit-std latents
     # teacher (rectified flow, CFG dropout)
@@ -53,7 +53,7 @@ class GeneratorConfig:
     distill_steps: int = 1500
     distill_batch: int = 64
     distill_lr: float = 2e-4
-    default_guidance: float = 1.5
+    default_guidance: float = 2.5  # chosen on the `train` suite (Bo1 at 1.0-3.0)
 
     @classmethod
     def tiny(cls) -> "GeneratorConfig":
