@@ -49,6 +49,11 @@ def _to_unit(images: np.ndarray, device) -> torch.Tensor:
     return torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
+def _loss_summary(losses: list[float]) -> dict:
+    """What every generator stage records of its loss curve: the first 20 and last 50 steps' means."""
+    return {"loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-50:]))}
+
+
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
     return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
@@ -198,8 +203,7 @@ class WorldTrainer:
         vae.register_to_config(scaling_factor=scale)
         vae.save_pretrained(d / "model")
         agreement = self.reconstruction_agreement(vae)
-        return {"loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-50:])),
-                "scaling_factor": scale, "verdict_agreement": agreement}
+        return {**_loss_summary(losses), "scaling_factor": scale, "verdict_agreement": agreement}
 
     @torch.no_grad()
     def reconstruction_agreement(self, vae, n: int = 600) -> float:
@@ -270,8 +274,7 @@ class WorldTrainer:
                            clip=None)
         vae.eval()
         vae.save_pretrained(d / "model")
-        return {"loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-50:])),
-                "verdict_agreement": self.reconstruction_agreement(vae)}
+        return {**_loss_summary(losses), "verdict_agreement": self.reconstruction_agreement(vae)}
 
     # -- teacher -----------------------------------------------------------------------
     def stage_teacher(self, d: Path) -> dict:
@@ -316,8 +319,7 @@ class WorldTrainer:
         def sample(noise, embeds, mask):
             return teacher_sample(dit, noise, embeds, mask, *null, cfg.default_guidance, cfg.sample_steps)
 
-        return {"loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-50:])),
-                f"quick_score_{cfg.sample_steps}_steps": self.quick_score(text, sample)}
+        return {**_loss_summary(losses), f"quick_score_{cfg.sample_steps}_steps": self.quick_score(text, sample)}
 
     def load_teacher(self, stage_name: str | None = None):
         """Text encoder and DiT of `stage_name`, or of the latest teacher stage (refine, teacher)."""
@@ -386,8 +388,7 @@ class WorldTrainer:
         def sample(noise, embeds, mask):
             return one_step(student, noise, embeds, mask, cfg.default_guidance)
 
-        return {"loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-50:])),
-                "pairs": len(pairs["x0"]), "quick_score_one_step": self.quick_score(text, sample)}
+        return {**_loss_summary(losses), "pairs": len(pairs["x0"]), "quick_score_one_step": self.quick_score(text, sample)}
 
     @torch.no_grad()
     def quick_score(self, text, sample, per_tag: int = 40) -> dict:
