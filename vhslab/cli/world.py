@@ -100,6 +100,11 @@ def _world_or_exit(path):
         raise typer.Exit(2) from None
 
 
+def _plain_line(text: str) -> None:
+    """A stage's result line as it is: no rich markup (`[stage]` is not a tag), no wrapping."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
 @world_app.command("train")
 def train_cmd(
     out: Path = typer.Option(..., "--out", help="run folder (created; re-running resumes it)"),
@@ -123,7 +128,7 @@ def train_cmd(
         raise typer.BadParameter(f"--profile: {err}") from None
     chosen = STAGES if stages == "all" else tuple(s.strip() for s in stages.split(","))
     try:
-        metrics = train_world(out, seed, stages=chosen, device=device, log=console.print, threads=threads, **configs)
+        metrics = train_world(out, seed, stages=chosen, device=device, log=_plain_line, threads=threads, **configs)
     except ValueError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
