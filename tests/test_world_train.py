@@ -109,3 +109,16 @@ def test_interrupted_stage_resumes_to_the_same_result(tmp_path, monkeypatch):
     for metrics in (whole, resumed):
         metrics.pop("seconds")
     assert resumed == pytest.approx(whole, rel=1e-5)
+
+
+def test_cli_prints_each_stage_line_with_its_name(tmp_path):
+    from typer.testing import CliRunner
+
+    from vhslab.cli.main import app
+
+    result = CliRunner().invoke(app, ["world", "train", "--out", str(tmp_path / "run"), "--profile", "tiny",
+                                      "--stages", "autoencoder", "--threads", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("[autoencoder] "))
+    assert json.loads(line.removeprefix("[autoencoder] "))["scaling_factor"] > 0  # one line, no markup eaten
+    assert json.loads(result.output.strip().splitlines()[-1])["autoencoder"]["verdict_agreement"] >= 0

@@ -280,7 +280,7 @@ class WorldTrainer:
         gen = torch.Generator().manual_seed(self.seed + 6)
 
         def loss_fn():
-            idx = torch.randint(len(images), (cfg.ae_batch,), generator=gen)
+            idx = torch.randint(len(images), (cfg.decoder_batch,), generator=gen)
             x = _to_unit(images[idx.numpy()], self.device)
             z = lat[idx]
             sigma = cfg.decoder_noise * torch.rand((len(z), 1, 1, 1), generator=gen)
