@@ -120,11 +120,12 @@ class WorldTrainer:
                 pending.append(loss.detach())
                 step += 1
                 bar.update()
-                if step % LOSS_READ_EVERY == 0 or step == steps:
+                checkpoint_now = step % CHECKPOINT_EVERY == 0 and step < steps
+                if checkpoint_now or step % LOSS_READ_EVERY == 0 or step == steps:
                     losses += torch.stack(pending).tolist()
                     pending = []
                     bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-                if step % CHECKPOINT_EVERY == 0 and step < steps:
+                if checkpoint_now:
                     extra = {"gen": gen.get_state(), "losses": losses}
                     if ema is not None:
                         extra["ema"] = ema.state_dict()
