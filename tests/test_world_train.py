@@ -71,6 +71,12 @@ def test_assembled_world_is_a_real_one_step_pipeline(tiny_run):
     assert images.shape == (2, cfg.resolution, cfg.resolution, 3) and np.isfinite(images).all()
 
 
+def _weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(next(folder.glob("*.safetensors")))
+
+
 def test_same_seed_same_weights(tmp_path):
     cfg = replace(GeneratorConfig.tiny(), pool_size=64)
     a = train_world(tmp_path / "a", cfg=cfg, stages=("autoencoder",), progress=False, log=lambda *a: None, threads=1)
@@ -80,35 +86,44 @@ def test_same_seed_same_weights(tmp_path):
     assert a == b
 
 
-def test_interrupted_stage_resumes_to_the_same_result(tmp_path, monkeypatch):
+@pytest.mark.parametrize("stage", ["autoencoder", "teacher"])  # teacher: its EMA and batch generator resume too
+def test_interrupted_stage_resumes_to_the_same_result(tmp_path, monkeypatch, stage):
     import vhslab.world.train as train_mod
 
     monkeypatch.setattr(train_mod, "CHECKPOINT_EVERY", 10)
-    cfg = replace(GeneratorConfig.tiny(), pool_size=64, ae_steps=30)
+    cfg = replace(GeneratorConfig.tiny(), pool_size=64, ae_steps=30, teacher_steps=30)
     quiet = dict(progress=False, log=lambda *a: None, threads=1)
-    whole = train_world(tmp_path / "whole", cfg=cfg, stages=("autoencoder",), **quiet)["autoencoder"]
+    before = ("autoencoder",) if stage == "teacher" else ()
+    for run in ("whole", "cut"):
+        train_world(tmp_path / run, cfg=cfg, stages=before, **quiet)
+    whole = train_world(tmp_path / "whole", cfg=cfg, stages=(stage,), **quiet)[stage]
 
     calls = {"n": 0}
     real_fit = train_mod.WorldTrainer._fit
 
-    def crashing_fit(self, d, desc, steps, base_lr, warmup, model, opt, loss_fn, gen, **kw):
+    def crashing_fit(self, d, desc, steps, base_lr, warmup, model, opt, loss_fn, *rest, **kw):
         def loss_then_crash():
             calls["n"] += 1
             if calls["n"] == 25:
                 raise KeyboardInterrupt  # killed mid-stage, after the checkpoint at step 20
             return loss_fn()
 
-        return real_fit(self, d, desc, steps, base_lr, warmup, model, opt, loss_then_crash, gen, **kw)
+        return real_fit(self, d, desc, steps, base_lr, warmup, model, opt, loss_then_crash, *rest, **kw)
 
     monkeypatch.setattr(train_mod.WorldTrainer, "_fit", crashing_fit)
     with pytest.raises(KeyboardInterrupt):
-        train_world(tmp_path / "cut", cfg=cfg, stages=("autoencoder",), **quiet)
-    assert (tmp_path / "cut" / "autoencoder" / "checkpoint.pt").exists()
+        train_world(tmp_path / "cut", cfg=cfg, stages=(stage,), **quiet)
+    assert (tmp_path / "cut" / stage / "checkpoint.pt").exists()
     monkeypatch.setattr(train_mod.WorldTrainer, "_fit", real_fit)
-    resumed = train_world(tmp_path / "cut", cfg=cfg, stages=("autoencoder",), **quiet)["autoencoder"]
+    resumed = train_world(tmp_path / "cut", cfg=cfg, stages=(stage,), **quiet)[stage]
     for metrics in (whole, resumed):
         metrics.pop("seconds")
+    nested = [{k: m.pop(k) for k in list(m) if isinstance(m[k], dict)} for m in (whole, resumed)]
+    assert nested[0] == nested[1]  # quick scores
     assert resumed == pytest.approx(whole, rel=1e-5)
+    if stage == "teacher":
+        a, b = (_weights(tmp_path / run / stage / "transformer") for run in ("whole", "cut"))
+        assert all(torch.equal(a[k], b[k]) for k in a)  # EMA weights: the EMA state resumed exactly
 
 
 def test_cli_prints_each_stage_line_with_its_name(tmp_path):

@@ -1,5 +1,5 @@
-"""Shared plumbing of the world's training stages: device, resumable checkpoints, finished-stage
-detection, learning-rate schedule and progress bar.
+"""Shared plumbing of the world's training stages: device, the one training loop, resumable
+checkpoints, finished-stage detection, learning-rate schedule and progress bar.
 
 A stage folder holds `train_config.json` (written first), `checkpoint.pt` while training
 (model + optimizer + step + RNG, replaced atomically) and, once finished, the saved model and
@@ -107,38 +107,66 @@ def folder_megabytes(out_dir: Path, suffix: str = ".safetensors") -> float:
     return sum(p.stat().st_size for p in Path(out_dir).glob(f"*{suffix}")) / 2**20
 
 
+LOSS_READ_EVERY = 50  # steps between reading the losses back (one device sync) and updating the bar
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+    """What `train_steps` reads of a stage's config (VisionTrainConfig and LLMTrainConfig have it too)."""
+
+    steps: int
+    lr: float
+    warmup: int
+    checkpoint_every: int
+
+
 def train_steps(out_dir: Path, model, optimizer, config, loss_at, desc: str, progress: bool = True,
-                stop_after: int | None = None, after_step=None) -> tuple[int, float, list[float]]:
-    """The vision and LLM stages' loop: resume from the checkpoint, `loss_at(step)` (batches seeded by
-    step), warm-up + cosine learning rate, clipping at 1, a checkpoint every `config.checkpoint_every`
-    steps, at the end and at `stop_after`. Returns (step reached, training seconds, losses)."""
+                stop_after: int | None = None, after_step=None, *, clip: float | None = 1.0,
+                final_frac: float = 0.05, state: dict | None = None) -> tuple[int, float, list[float]]:
+    """Every stage's training loop: resume from the checkpoint, `loss_at(step)` the batch loss,
+    warm-up + cosine learning rate down to `final_frac` of `config.lr`, gradient clipping (None:
+    none), `after_step()` after each update (EMA, clamps), a checkpoint every
+    `config.checkpoint_every` steps, at the end and at `stop_after`. `state`: name -> (get, set)
+    of more objects each checkpoint keeps (a batch generator, EMA weights).
+    Returns (step reached, training seconds, losses)."""
     import time
 
+    import numpy as np
+
+    state = state or {}
     step, extra = load_checkpoint(out_dir, model, optimizer)
+    for name, (_, set_state) in state.items():
+        if name in extra:
+            set_state(extra[name])
     seconds = float(extra.get("seconds", 0.0))
     losses: list[float] = list(extra.get("losses", []))
+    pending = []  # loss tensors not read back yet
     model.train()
     bar = progress_bar(config.steps, step, desc, progress)
     start = time.perf_counter()
-    while step < config.steps:
-        if stop_after is not None and step >= stop_after:
-            break
+    while step < config.steps and (stop_after is None or step < stop_after):
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, config.steps, config.warmup, config.lr)
+            group["lr"] = lr_at(step, config.steps, config.warmup, config.lr, final_frac)
         loss = loss_at(step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         if after_step is not None:
             after_step()
+        pending.append(loss.detach())
         step += 1
-        losses.append(round(loss.item(), 5))
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-        if step % config.checkpoint_every == 0 or step == config.steps or step == stop_after:
-            elapsed = seconds + time.perf_counter() - start
-            save_checkpoint(out_dir, model, optimizer, step, {"seconds": elapsed, "losses": losses})
+        save = step % config.checkpoint_every == 0 or step == config.steps or step == stop_after
+        if save or step % LOSS_READ_EVERY == 0:
+            losses += torch.stack(pending).float().tolist()
+            pending = []
+            bar.set_postfix(loss=f"{np.mean(losses[-LOSS_READ_EVERY:]):.4f}")
+        if save:
+            extra = {"seconds": seconds + time.perf_counter() - start, "losses": losses}
+            extra.update({name: get() for name, (get, _) in state.items()})
+            save_checkpoint(out_dir, model, optimizer, step, extra)
     bar.close()
     return step, seconds + time.perf_counter() - start, losses
 

@@ -45,7 +45,6 @@ from vhslab.world.text import build_word_tokenizer
 
 STAGES = ("autoencoder", "decoder", "teacher", "refine", "distill", "vision", "llm", "assemble")
 CHECKPOINT_EVERY = 250
-LOSS_READ_EVERY = 50  # steps between reading losses back (a device sync) and updating the progress bar
 
 
 def _to_unit(images: np.ndarray, device) -> torch.Tensor:
@@ -94,43 +93,17 @@ class WorldTrainer:
 
     def _fit(self, d: Path, desc: str, steps: int, base_lr: float, warmup: int, model, opt, loss_fn,
              gen: torch.Generator, ema=None, clip: float | None = 1.0) -> list[float]:
-        """The stages' training loop: resume from the checkpoint, warm-up + cosine learning rate,
-        optional gradient clipping and EMA, a checkpoint every CHECKPOINT_EVERY steps.
-        `loss_fn()` draws its batch from `gen` and returns the loss."""
-        step, extra = stage.load_checkpoint(d, model, opt)
-        losses = list(extra.get("losses", []))
-        if step:
-            gen.set_state(extra["gen"])
-            if ema is not None:
-                ema.load_state_dict(extra["ema"])
-        model.train()
-        pending = []  # this stretch's loss tensors, read back together
-        with self._bar(steps, desc, step) as bar:
-            while step < steps:
-                for group in opt.param_groups:
-                    group["lr"] = stage.lr_at(step, steps, warmup, base_lr, final_frac=0.0)
-                loss = loss_fn()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if clip is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-                opt.step()
-                if ema is not None:
-                    ema.update_parameters(model)
-                pending.append(loss.detach())
-                step += 1
-                bar.update()
-                checkpoint_now = step % CHECKPOINT_EVERY == 0 and step < steps
-                if checkpoint_now or step % LOSS_READ_EVERY == 0 or step == steps:
-                    losses += torch.stack(pending).tolist()
-                    pending = []
-                    bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-                if checkpoint_now:
-                    extra = {"gen": gen.get_state(), "losses": losses}
-                    if ema is not None:
-                        extra["ema"] = ema.state_dict()
-                    stage.save_checkpoint(d, model, opt, step, extra)
-        return losses
+        """A generator stage's run of `stage.train_steps`: `loss_fn()` draws its batch from `gen`
+        (whose state each checkpoint keeps, like the EMA weights), cosine decay to 0."""
+        def update_ema():
+            ema.update_parameters(model)
+
+        state = {"gen": (gen.get_state, gen.set_state)}
+        if ema is not None:
+            state["ema"] = (ema.state_dict, ema.load_state_dict)
+        loop = stage.LoopConfig(steps, base_lr, warmup, CHECKPOINT_EVERY)
+        return stage.train_steps(d, model, opt, loop, lambda step: loss_fn(), desc, self.progress,
+                                 after_step=update_ema if ema is not None else None, clip=clip, final_frac=0.0, state=state)[2]
 
     def pool(self) -> tuple[np.ndarray, list[str]]:
         """The training images and captions (rendered once per process; captions also saved)."""
