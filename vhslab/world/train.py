@@ -95,15 +95,17 @@ class WorldTrainer:
              gen: torch.Generator, ema=None, clip: float | None = 1.0) -> list[float]:
         """A generator stage's run of `stage.train_steps`: `loss_fn()` draws its batch from `gen`
         (whose state each checkpoint keeps, like the EMA weights), cosine decay to 0."""
-        def update_ema():
-            ema.update_parameters(model)
-
         state = {"gen": (gen.get_state, gen.set_state)}
+        after_step = None
         if ema is not None:
             state["ema"] = (ema.state_dict, ema.load_state_dict)
+
+            def after_step():
+                ema.update_parameters(model)
+
         loop = stage.LoopConfig(steps, base_lr, warmup, CHECKPOINT_EVERY)
-        return stage.train_steps(d, model, opt, loop, lambda step: loss_fn(), desc, self.progress,
-                                 after_step=update_ema if ema is not None else None, clip=clip, final_frac=0.0, state=state)[2]
+        return stage.train_steps(d, model, opt, loop, lambda step: loss_fn(), desc, self.progress, after_step=after_step,
+                                 clip=clip, final_frac=0.0, state=state)[2]
 
     def pool(self) -> tuple[np.ndarray, list[str]]:
         """The training images and captions (rendered once per process; captions also saved)."""
