@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from vhslab.world.generator import (
     GeneratorConfig,
@@ -88,8 +87,8 @@ class WorldTrainer:
             saved.write_text(json.dumps(wanted, indent=1))
 
     # -- helpers -----------------------------------------------------------------------
-    def _bar(self, total: int, desc: str, initial: int = 0):
-        return tqdm(total=total, initial=initial, desc=desc, disable=not self.progress, dynamic_ncols=True)
+    def _bar(self, total: int, desc: str):
+        return stage.progress_bar(total, 0, desc, self.progress)
 
     def _fit(self, d: Path, desc: str, steps: int, base_lr: float, warmup: int, model, opt, loss_fn,
              gen: torch.Generator, ema=None, clip: float | None = 1.0) -> list[float]:
