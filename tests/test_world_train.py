@@ -137,3 +137,10 @@ def test_cli_prints_each_stage_line_with_its_name(tmp_path):
     line = next(x for x in result.output.splitlines() if x.startswith("[autoencoder] "))
     assert json.loads(line.removeprefix("[autoencoder] "))["scaling_factor"] > 0  # one line, no markup eaten
     assert json.loads(result.output.strip().splitlines()[-1])["autoencoder"]["verdict_agreement"] >= 0
+
+
+def test_pool_rendered_in_worker_processes_equals_one_process():
+    one = training_pool(4000, 7, 32, workers=1)
+    two = training_pool(4000, 7, 32, workers=2)
+    assert one[1] == two[1] and len(set(one[1])) > 100
+    assert np.array_equal(one[0], two[0]) and one[0].std() > 10

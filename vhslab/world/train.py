@@ -81,6 +81,8 @@ class WorldTrainer:
         wanted = {"seed": seed, "generator": self.cfg.to_dict()}
         if saved.exists():
             have = json.loads(saved.read_text())
+            # a field added since the run began takes its default (new fields default to the CPU recipe's earlier behaviour)
+            have["generator"] = {**json.loads(json.dumps(GeneratorConfig().to_dict())), **have.get("generator", {})}
             if have != json.loads(json.dumps(wanted)):
                 raise ValueError(f"{self.out} holds a run with another seed or config ({saved}); use a new --out")
         else:
