@@ -144,3 +144,45 @@ def test_pool_rendered_in_worker_processes_equals_one_process():
     two = training_pool(4000, 7, 32, workers=2)
     assert one[1] == two[1] and len(set(one[1])) > 100
     assert np.array_equal(one[0], two[0]) and one[0].std() > 10
+
+
+def test_vision_and_llm_train_in_a_side_process_like_in_the_main_one(tmp_path):
+    from vhslab.world.train import profile_configs
+
+    tiny = {k: v for k, v in profile_configs("tiny").items() if k != "cfg"}
+    cfg = replace(GeneratorConfig.tiny(), pool_size=64)
+    lines = []
+    quiet = dict(cfg=cfg, stages=("autoencoder", "vision", "llm"), progress=False, threads=1, **tiny)
+    main = train_world(tmp_path / "main", side=False, log=lambda *a: None, **quiet)
+    side = train_world(tmp_path / "side", side=True, log=lines.append, **quiet)
+    assert list(side) == ["autoencoder", "vision", "llm"]
+    assert any(x.startswith("vision, llm: training beside") for x in lines)
+    assert [x.split(" ")[0] for x in lines if x.startswith("[")] == ["[autoencoder]", "[vision]", "[llm]"]
+    for name in ("vision", "llm"):
+        assert json.loads((tmp_path / "side" / name / "metrics.json").read_text()) == side[name]
+        assert side[name]["device"] == "cpu" and side[name]["steps"] == main[name]["steps"]
+        assert side[name]["final_loss"] == pytest.approx(main[name]["final_loss"], rel=0.05)
+    again = train_world(tmp_path / "side", side=True, log=lines.append, **quiet)  # finished: no second process
+    assert again == side and sum("training beside" in x for x in lines) == 1
+
+
+def test_bf16_autocast_trains_with_other_numbers(tmp_path):
+    cfg = replace(GeneratorConfig.tiny(), pool_size=64, ae_steps=30, teacher_steps=30)
+    quiet = dict(stages=("autoencoder", "teacher"), progress=False, log=lambda *a: None, threads=1)
+    fp32 = train_world(tmp_path / "fp32", cfg=cfg, **quiet)
+    bf16 = train_world(tmp_path / "bf16", cfg=replace(cfg, bf16=True), **quiet)
+    for name in ("autoencoder", "teacher"):
+        assert bf16[name]["loss_last"] < bf16[name]["loss_first"]
+        assert bf16[name]["loss_first"] != fp32[name]["loss_first"]
+        assert bf16[name]["loss_first"] == pytest.approx(fp32[name]["loss_first"], rel=0.05)
+
+
+def test_a_run_folder_from_before_a_config_field_existed_resumes(tmp_path):
+    cfg = replace(GeneratorConfig.tiny(), pool_size=64)
+    WorldTrainer(tmp_path, cfg, progress=False)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["generator"]["bf16"]  # a run begun before the field was added
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    WorldTrainer(tmp_path, cfg, progress=False)
+    with pytest.raises(ValueError, match="another seed or config"):
+        WorldTrainer(tmp_path, replace(cfg, bf16=True), progress=False)

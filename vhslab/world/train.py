@@ -43,6 +43,7 @@ from vhslab.world.scenes import training_pool
 from vhslab.world.text import build_word_tokenizer
 
 STAGES = ("autoencoder", "decoder", "teacher", "refine", "distill", "vision", "llm", "assemble")
+SIDE_STAGES = ("vision", "llm")  # need nothing of the others: on a GPU they train beside them, on the CPU
 CHECKPOINT_EVERY = 250
 
 
@@ -61,8 +62,11 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
 
 class WorldTrainer:
     def __init__(self, out: str | Path, cfg: GeneratorConfig | None = None, seed: int = 0,
-                 device: str | None = None, progress: bool = True, log=print, vision_cfg=None, llm_cfg=None):
-        """`vision_cfg` / `llm_cfg`: VisionTrainConfig / LLMTrainConfig (their defaults when None)."""
+                 device: str | None = None, progress: bool = True, log=print, vision_cfg=None, llm_cfg=None,
+                 side: bool | None = None):
+        """`vision_cfg` / `llm_cfg`: VisionTrainConfig / LLMTrainConfig (their defaults when None).
+        `side`: train the SIDE_STAGES in a second process on the CPU while the others run (default:
+        when the device is a GPU)."""
         self.out = Path(out)
         self.cfg = cfg or GeneratorConfig()
         self.vision_cfg, self.llm_cfg = vision_cfg, llm_cfg
@@ -73,6 +77,7 @@ class WorldTrainer:
             torch.backends.cudnn.benchmark = True
         self.progress = progress
         self.log = log
+        self.side = self.device.type == "cuda" if side is None else side
         self.tokenizer = build_word_tokenizer()
         self._pool = None
         self._caption_tokens = None
@@ -104,8 +109,12 @@ class WorldTrainer:
             def after_step():
                 ema.update_parameters(model)
 
+        def loss_at(step):
+            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.cfg.bf16):
+                return loss_fn()
+
         loop = stage.LoopConfig(steps, base_lr, warmup, CHECKPOINT_EVERY)
-        return stage.train_steps(d, model, opt, loop, lambda step: loss_fn(), desc, self.progress, after_step=after_step,
+        return stage.train_steps(d, model, opt, loop, loss_at, desc, self.progress, after_step=after_step,
                                  clip=clip, final_frac=0.0, state=state)[2]
 
     def pool(self) -> tuple[np.ndarray, list[str]]:
@@ -147,19 +156,56 @@ class WorldTrainer:
         if unknown:
             raise ValueError(f"unknown stage(s) {unknown}; stages: {STAGES}")
         metrics = {}
-        for name in STAGES:
-            if name not in stages:
-                continue
-            start = time.time()
-            done = stage.finished_metrics(self.stage_dir(name))
-            if done is None:
-                torch.manual_seed(self.seed)
-                done = getattr(self, f"stage_{name}")(self.stage_dir(name))
-                done["seconds"] = round(time.time() - start, 1)
-                stage.finish(self.stage_dir(name), done)
-            self.log(f"[{name}] " + json.dumps(done))
-            metrics[name] = done
-        return metrics
+        side = self._start_side(stages)
+        try:
+            for name in STAGES:
+                if name == "assemble":  # it packs the side stages' models
+                    self._join_side(side)
+                if name not in stages or (side and name in SIDE_STAGES):
+                    continue
+                metrics[name] = self._run_stage(name)
+            self._join_side(side)
+        finally:
+            if side and side.is_alive():  # the main stages failed: stop it (its stages resume on a re-run)
+                side.terminate()
+        for name in stages if side else ():
+            if name in SIDE_STAGES:
+                metrics[name] = self._run_stage(name)  # finished beside: logs its metrics
+        return {name: metrics[name] for name in STAGES if name in metrics}
+
+    def _run_stage(self, name: str) -> dict:
+        start = time.time()
+        done = stage.finished_metrics(self.stage_dir(name))
+        if done is None:
+            torch.manual_seed(self.seed)
+            done = getattr(self, f"stage_{name}")(self.stage_dir(name))
+            done["seconds"] = round(time.time() - start, 1)
+            stage.finish(self.stage_dir(name), done)
+        self.log(f"[{name}] " + json.dumps(done))
+        return done
+
+    def _start_side(self, stages):
+        """The process training the unfinished SIDE_STAGES on the CPU, or None."""
+        todo = [s for s in SIDE_STAGES if s in stages and stage.finished_metrics(self.out / s) is None]
+        if not (self.side and todo):
+            return None
+        import multiprocessing
+
+        threads = max(1, min(8, (os.cpu_count() or 2) - 2))
+        self.log(f"{', '.join(todo)}: training beside the other stages, on the CPU ({threads} threads)")
+        proc = multiprocessing.get_context("spawn").Process(
+            target=_train_side, args=(self.out, self.seed, self.cfg, todo, threads, self.vision_cfg, self.llm_cfg),
+            name="vhslab-world-side")
+        proc.start()
+        return proc
+
+    def _join_side(self, proc) -> None:
+        if proc is None or proc.exitcode == 0:
+            return
+        proc.join()
+        if proc.exitcode != 0:
+            raise RuntimeError(f"the process training {', '.join(SIDE_STAGES)} beside the others failed (exit code "
+                               f"{proc.exitcode}; its traceback is above); run the same command again to resume")
 
     # -- autoencoder -------------------------------------------------------------------
     def _latest(self, stages: tuple[str, ...], name: str) -> Path:
@@ -446,6 +492,12 @@ class WorldTrainer:
         return {"megabytes": round(size / 2**20, 2)}
 
 
+def _train_side(out, seed, cfg, stages, threads, vision_cfg, llm_cfg) -> None:
+    """The side process: `stages` on the CPU, quietly (the main process logs their metrics)."""
+    torch.set_num_threads(threads)
+    WorldTrainer(out, cfg, seed, "cpu", False, lambda *a: None, vision_cfg, llm_cfg, side=False).run(stages)
+
+
 def profile_configs(name: str) -> dict:
     """Generator, vision and LLM configs of a training profile: `default` (2 CPU cores), `gpu`
     (one H100/H200) or `tiny` (seconds, for smoke tests)."""
@@ -461,7 +513,9 @@ def profile_configs(name: str) -> dict:
 
 
 def train_world(out, seed: int = 0, cfg: GeneratorConfig | None = None, stages=STAGES, device=None,
-                progress: bool = True, log=print, threads: int | None = None, vision_cfg=None, llm_cfg=None) -> dict:
-    """Run the stages; `threads` defaults to every core (use 1 on a machine that is busy)."""
+                progress: bool = True, log=print, threads: int | None = None, vision_cfg=None, llm_cfg=None,
+                side: bool | None = None) -> dict:
+    """Run the stages; `threads` defaults to every core (use 1 on a machine that is busy); `side`:
+    see WorldTrainer."""
     torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
-    return WorldTrainer(out, cfg, seed, device, progress, log, vision_cfg, llm_cfg).run(stages)
+    return WorldTrainer(out, cfg, seed, device, progress, log, vision_cfg, llm_cfg, side).run(stages)
