@@ -186,3 +186,15 @@ def test_a_run_folder_from_before_a_config_field_existed_resumes(tmp_path):
     WorldTrainer(tmp_path, cfg, progress=False)
     with pytest.raises(ValueError, match="another seed or config"):
         WorldTrainer(tmp_path, replace(cfg, bf16=True), progress=False)
+
+
+def test_compiled_blocks_train_like_eager_ones(tmp_path):
+    cfg = replace(GeneratorConfig.tiny(), pool_size=64, ae_steps=10, teacher_steps=10, distill_steps=10)
+    quiet = dict(stages=("autoencoder", "teacher", "distill"), progress=False, log=lambda *a: None, threads=1)
+    eager = train_world(tmp_path / "eager", cfg=cfg, **quiet)
+    compiled = train_world(tmp_path / "compiled", cfg=replace(cfg, compile_blocks=True), **quiet)
+    for name in ("teacher", "distill"):
+        assert compiled[name]["loss_first"] == pytest.approx(eager[name]["loss_first"], rel=1e-3)
+        assert compiled[name]["loss_last"] == pytest.approx(eager[name]["loss_last"], rel=1e-2)
+    a, b = (_weights(tmp_path / run / "distill" / "transformer") for run in ("eager", "compiled"))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-3) for k in a)

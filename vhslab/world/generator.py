@@ -56,6 +56,7 @@ class GeneratorConfig:
     distill_lr: float = 2e-4
     default_guidance: float = 2.5  # chosen on the `train` suite (Bo1 at 1.0-3.0)
     bf16: bool = False  # the generator stages' training steps under bf16 autocast (the gpu profile)
+    compile_blocks: bool = False  # torch.compile each DiT block while training (the gpu profile)
 
     @classmethod
     def tiny(cls) -> "GeneratorConfig":
@@ -68,11 +69,13 @@ class GeneratorConfig:
     @classmethod
     def gpu(cls) -> "GeneratorConfig":
         """Large batches for one H100/H200: the teacher's batch 32x the CPU profile's, 2,000 steps
-        instead of 3,200 (refine 1,000), training steps under bf16 autocast. In fp32/TF32 on one H100
-        a teacher step at batch 2,048 took 0.16 s and the whole run about 14 minutes (docs/world.md)."""
+        instead of 3,200 (refine 1,000). Uncompiled, a teacher step is bound by the CPU launching
+        ~1,500 small ops (148 ms at batch 2,048, 111 ms at 512, on one H100; bf16 alone no faster);
+        with each DiT block compiled it took 71 ms in bf16, 92 ms in fp32 (docs/world.md)."""
         return cls(pool_size=80000, ae_steps=1500, ae_batch=256, teacher_steps=2000,
                    teacher_batch=2048, teacher_lr=1e-3, refine_steps=1000, refine_lr=5e-4, distill_pairs=32768,
-                   distill_steps=1200, distill_batch=1024, distill_lr=4e-4, bf16=True)
+                   distill_steps=1200, distill_batch=1024, distill_lr=4e-4, bf16=True,
+                   compile_blocks=True)
 
     @property
     def latent_grid(self) -> int:

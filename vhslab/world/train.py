@@ -337,6 +337,7 @@ class WorldTrainer:
         model = torch.nn.ModuleDict({"text": text.requires_grad_(True), "dit": dit.requires_grad_(True)})
         ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.998))
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+        self._compile_blocks(dit)  # after the EMA's copy: that one only averages
         gen = torch.Generator().manual_seed(seed)
         guidance = torch.full((cfg.teacher_batch,), 100.0, device=self.device)  # teacher: guidance 1
 
@@ -363,6 +364,13 @@ class WorldTrainer:
             return teacher_sample(dit, noise, embeds, mask, *null, cfg.default_guidance, cfg.sample_steps)
 
         return {**_loss_summary(losses), f"quick_score_{cfg.sample_steps}_steps": self.quick_score(text, sample)}
+
+    def _compile_blocks(self, dit) -> None:
+        """torch.compile each DiT block in place (weights and their names unchanged); one block's
+        graph serves all of them."""
+        if self.cfg.compile_blocks:
+            for block in dit.transformer_blocks:
+                block.compile()
 
     def load_teacher(self, stage_name: str | None = None):
         """Text encoder and DiT of `stage_name`, or of the latest teacher stage (refine, teacher)."""
@@ -414,6 +422,7 @@ class WorldTrainer:
         student = copy.deepcopy(teacher).train().requires_grad_(True)
         ema = torch.optim.swa_utils.AveragedModel(student, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.995))
         opt = torch.optim.AdamW(student.parameters(), lr=cfg.distill_lr, weight_decay=0.0)
+        self._compile_blocks(student)
         gen = torch.Generator().manual_seed(self.seed + 4)
 
         def loss_fn():
