@@ -1,6 +1,7 @@
 """Smoke test of every generator training stage on tiny configs (the real world is not retrained)."""
 
 import json
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -188,6 +189,7 @@ def test_a_run_folder_from_before_a_config_field_existed_resumes(tmp_path):
         WorldTrainer(tmp_path, replace(cfg, bf16=True), progress=False)
 
 
+@pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="torch.compile on the CPU needs a C compiler")
 def test_compiled_blocks_train_like_eager_ones(tmp_path):
     cfg = replace(GeneratorConfig.tiny(), pool_size=64, ae_steps=10, teacher_steps=10, distill_steps=10)
     quiet = dict(stages=("autoencoder", "teacher", "distill"), progress=False, log=lambda *a: None, threads=1)
