@@ -51,6 +51,7 @@ class GeneratorConfig:
     sample_steps: int = 12
     guidance_range: tuple[float, float] = (1.0, 3.0)
     distill_pairs: int = 8192
+    pairs_batch: int = 128  # teacher samples drawn at once for the pairs
     distill_steps: int = 1500
     distill_batch: int = 64
     distill_lr: float = 2e-4
@@ -74,7 +75,7 @@ class GeneratorConfig:
         with each DiT block compiled it took 71 ms in bf16, 92 ms in fp32 (docs/world.md)."""
         return cls(pool_size=80000, ae_steps=1500, ae_batch=256, teacher_steps=2000,
                    teacher_batch=2048, teacher_lr=1e-3, refine_steps=1000, refine_lr=5e-4, distill_pairs=32768,
-                   distill_steps=1200, distill_batch=1024, distill_lr=4e-4, bf16=True,
+                   pairs_batch=1024, distill_steps=1200, distill_batch=1024, distill_lr=4e-4, bf16=True,
                    compile_blocks=True)
 
     @property

@@ -400,10 +400,9 @@ class WorldTrainer:
         w = lo + (hi - lo) * torch.rand(n, generator=gen)
         null_e, null_m = encode_text(self.tokenizer, text, [""], cfg.max_sequence_length, self.device)
         x0 = torch.empty_like(noise)
-        batch = 128 if self.device.type == "cpu" else 1024  # 128 keeps the CPU recipe's numbers
         with self._bar(n, "teacher pairs") as bar:
-            for i in range(0, n, batch):
-                sl = slice(i, i + batch)
+            for i in range(0, n, cfg.pairs_batch):
+                sl = slice(i, i + cfg.pairs_batch)
                 rows = idx[sl].to(self.device)
                 e, m = encode_tokens(text, ids[rows], masks[rows])
                 x0[sl] = teacher_sample(dit, noise[sl].to(self.device), e, m, null_e, null_m,
