@@ -10,6 +10,8 @@ checkpoint every few hundred steps and resume from there):
   vision       tiny CLIP, contrastive on images and captions
   llm          tiny Qwen2 language model on world text and verifier dialogues
   assemble     the SanaSprintPipeline, vision model and LLM saved with save_pretrained
+
+On a GPU, vision and llm train in a second process on the CPU while the other stages run.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ class WorldTrainer:
         wanted = {"seed": seed, "generator": self.cfg.to_dict()}
         if saved.exists():
             have = json.loads(saved.read_text())
-            # a field added since the run began takes its default (new fields default to the CPU recipe's earlier behaviour)
+            # fields added since the run began take their defaults (each the CPU recipe's earlier behaviour)
             have["generator"] = {**json.loads(json.dumps(GeneratorConfig().to_dict())), **have.get("generator", {})}
             if have != json.loads(json.dumps(wanted)):
                 raise ValueError(f"{self.out} holds a run with another seed or config ({saved}); use a new --out")
