@@ -14,7 +14,6 @@ import json
 import time
 
 import torch
-import torch.nn.functional as F
 
 
 def main() -> None:
@@ -28,7 +27,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from vhslab.world.generator import build_text_encoder, build_transformer, encode_tokens, velocity
+    from vhslab.world.generator import build_text_encoder, build_transformer, compile_blocks, flow_loss
     from vhslab.world.stage import pick_device
     from vhslab.world.text import build_word_tokenizer
     from vhslab.world.train import profile_configs
@@ -42,8 +41,7 @@ def main() -> None:
         torch.manual_seed(0)
         text, dit = build_text_encoder(cfg, tokenizer).to(dev), build_transformer(cfg).to(dev)
         if compiled:
-            for block in dit.transformer_blocks:
-                block.compile()
+            compile_blocks(dit)
         opt = torch.optim.AdamW([*text.parameters(), *dit.parameters()], lr=1e-4)
         return text, dit, opt
 
@@ -54,10 +52,7 @@ def main() -> None:
         ids = torch.randint(3, len(tokenizer), (batch, cfg.max_sequence_length), device=dev)
         mask = torch.ones_like(ids)
         with torch.autocast(dev.type, torch.bfloat16, enabled=bf16):
-            embeds, mask = encode_tokens(text, ids, mask)
-            t4 = tau.view(-1, 1, 1, 1)
-            pred = velocity(dit, (1 - t4) * x0 + t4 * noise, tau, embeds, mask, torch.full((batch,), 100.0, device=dev))
-            loss = F.mse_loss(pred, noise - x0)
+            loss = flow_loss(text, dit, x0, noise, tau, ids, mask, torch.full((batch,), 100.0, device=dev))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

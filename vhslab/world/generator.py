@@ -191,6 +191,21 @@ def velocity(transformer, x, tau, embeds, mask, guidance):
                        guidance=guidance, return_dict=False)[0]
 
 
+def flow_loss(text_encoder, transformer, x0, noise, tau, ids, mask, guidance):
+    """The teacher's rectified-flow loss: the DiT's velocity at x_tau against n - x0."""
+    embeds, mask = encode_tokens(text_encoder, ids, mask)
+    t4 = tau.view(-1, 1, 1, 1)
+    pred = velocity(transformer, (1 - t4) * x0 + t4 * noise, tau, embeds, mask, guidance)
+    return torch.nn.functional.mse_loss(pred, noise - x0)
+
+
+def compile_blocks(transformer) -> None:
+    """torch.compile each DiT block in place (weights and their names unchanged); one block's
+    graph serves all of them."""
+    for block in transformer.transformer_blocks:
+        block.compile()
+
+
 def one_step(transformer, noise, embeds, mask, guidance_scale):
     """x0 from noise in one step, with exactly SanaSprintPipeline's arithmetic
     (num_inference_steps=1, max_timesteps=1.5708); noise ~ N(0, I) in the DiT's units."""

@@ -32,13 +32,14 @@ from vhslab.world.generator import (
     build_autoencoder,
     build_text_encoder,
     build_transformer,
+    compile_blocks,
     encode_text,
     encode_tokens,
+    flow_loss,
     logit_normal,
     one_step,
     teacher_sample,
     tokenize,
-    velocity,
 )
 from vhslab.world import stage
 from vhslab.world.scenes import training_pool
@@ -339,7 +340,8 @@ class WorldTrainer:
         model = torch.nn.ModuleDict({"text": text.requires_grad_(True), "dit": dit.requires_grad_(True)})
         ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.998))
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-        self._compile_blocks(dit)  # after the EMA's copy: that one only averages
+        if cfg.compile_blocks:
+            compile_blocks(dit)  # after the EMA's copy: that one only averages
         gen = torch.Generator().manual_seed(seed)
         guidance = torch.full((cfg.teacher_batch,), 100.0, device=self.device)  # teacher: guidance 1
 
@@ -350,11 +352,8 @@ class WorldTrainer:
             x0 = lat[idx]
             noise = torch.randn(x0.shape, generator=gen).to(self.device)
             tau = logit_normal(len(x0), gen, self.device)
-            t4 = tau.view(-1, 1, 1, 1)
-            embeds, mask = encode_tokens(text, torch.where(keep, ids[idx], null_ids),
-                                         torch.where(keep, masks[idx], null_mask))
-            pred = velocity(dit, (1 - t4) * x0 + t4 * noise, tau, embeds, mask, guidance)
-            return F.mse_loss(pred, noise - x0)
+            return flow_loss(text, dit, x0, noise, tau, torch.where(keep, ids[idx], null_ids),
+                             torch.where(keep, masks[idx], null_mask), guidance)
 
         losses = self._fit(d, desc, steps, lr, 100, model, opt, loss_fn, gen, ema)
         ema.module.text.save_pretrained(d / "text_encoder")
@@ -366,13 +365,6 @@ class WorldTrainer:
             return teacher_sample(dit, noise, embeds, mask, *null, cfg.default_guidance, cfg.sample_steps)
 
         return {**_loss_summary(losses), f"quick_score_{cfg.sample_steps}_steps": self.quick_score(text, sample)}
-
-    def _compile_blocks(self, dit) -> None:
-        """torch.compile each DiT block in place (weights and their names unchanged); one block's
-        graph serves all of them."""
-        if self.cfg.compile_blocks:
-            for block in dit.transformer_blocks:
-                block.compile()
 
     def load_teacher(self, stage_name: str | None = None):
         """Text encoder and DiT of `stage_name`, or of the latest teacher stage (refine, teacher)."""
@@ -423,7 +415,8 @@ class WorldTrainer:
         student = copy.deepcopy(teacher).train().requires_grad_(True)
         ema = torch.optim.swa_utils.AveragedModel(student, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.995))
         opt = torch.optim.AdamW(student.parameters(), lr=cfg.distill_lr, weight_decay=0.0)
-        self._compile_blocks(student)
+        if cfg.compile_blocks:
+            compile_blocks(student)
         gen = torch.Generator().manual_seed(self.seed + 4)
 
         def loss_fn():
