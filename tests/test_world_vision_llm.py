@@ -243,3 +243,22 @@ def test_lm_loss_is_the_model_loss_plus_the_weighted_answer_nll():
 
 def test_tag_prior_accuracy():
     assert L.tag_prior_accuracy(["a", "a", "a", "b"], ["yes", "yes", "no", "no"]) == 0.75
+
+
+@pytest.mark.parametrize("config_class", [V.VisionTrainConfig, L.LLMTrainConfig])
+def test_a_stage_folder_from_before_a_config_field_existed_resumes(tmp_path, config_class):
+    from vhslab.world import stage
+
+    cfg = config_class()
+    stage.check_config(tmp_path, cfg, seed=0)
+    saved = json.loads((tmp_path / stage.CONFIG).read_text())
+    field = sorted(saved["config"])[-1]
+    del saved["config"][field]  # a folder written before the field was added
+    (tmp_path / stage.CONFIG).write_text(json.dumps(saved))
+    stage.check_config(tmp_path, cfg, seed=0)  # the missing field takes its default
+    with pytest.raises(ValueError, match="another seed or config"):
+        stage.check_config(tmp_path, cfg, seed=1)
+    value = getattr(cfg, field)
+    changed = replace(cfg, **{field: (not value) if isinstance(value, bool) else value * 2 + 1})
+    with pytest.raises(ValueError, match="another seed or config"):
+        stage.check_config(tmp_path, changed, seed=0)

@@ -35,18 +35,19 @@ def finished_metrics(out_dir: Path) -> dict | None:
     return None
 
 
-def check_config(out_dir: Path, config, seed: int) -> None:
-    """Record the stage's config; refuse to resume a folder trained with another config."""
+def check_config(out_dir: Path, config, seed: int, name: str = CONFIG, key: str = "config") -> None:
+    """Record the config (a dataclass) and seed in `out_dir/name`, or refuse to resume a folder
+    trained with another. Fields added to the config class since the folder was written take
+    their defaults (each the recipe's earlier behaviour)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    record = {"seed": seed, "config": dataclasses.asdict(config)}
-    path = out_dir / CONFIG
+    record = json.loads(json.dumps({"seed": seed, key: dataclasses.asdict(config)}))
+    path = out_dir / name
     if path.exists():
         old = json.loads(path.read_text())
-        if old != json.loads(json.dumps(record)):
-            raise ValueError(
-                f"{out_dir} holds a stage trained with another config or seed ({old}); "
-                "use a fresh folder or delete it"
-            )
+        defaults = json.loads(json.dumps(dataclasses.asdict(type(config)())))
+        old[key] = {**defaults, **old.get(key, {})}
+        if old != record:
+            raise ValueError(f"{out_dir} holds a run with another seed or config ({path}); use a fresh folder or delete it")
         return
     path.write_text(json.dumps(record, indent=1) + "\n")
 

@@ -84,17 +84,7 @@ class WorldTrainer:
         self.tokenizer = build_word_tokenizer()
         self._pool = None
         self._caption_tokens = None
-        self.out.mkdir(parents=True, exist_ok=True)
-        saved = self.out / "config.json"
-        wanted = {"seed": seed, "generator": self.cfg.to_dict()}
-        if saved.exists():
-            have = json.loads(saved.read_text())
-            # fields added since the run began take their defaults (each the CPU recipe's earlier behaviour)
-            have["generator"] = {**json.loads(json.dumps(GeneratorConfig().to_dict())), **have.get("generator", {})}
-            if have != json.loads(json.dumps(wanted)):
-                raise ValueError(f"{self.out} holds a run with another seed or config ({saved}); use a new --out")
-        else:
-            saved.write_text(json.dumps(wanted, indent=1))
+        stage.check_config(self.out, self.cfg, seed, name="config.json", key="generator")
 
     # -- helpers -----------------------------------------------------------------------
     def _bar(self, total: int, desc: str):
