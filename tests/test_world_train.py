@@ -137,7 +137,13 @@ def test_cli_prints_each_stage_line_with_its_name(tmp_path):
     assert result.exit_code == 0, result.output
     line = next(x for x in result.output.splitlines() if x.startswith("[autoencoder] "))
     assert json.loads(line.removeprefix("[autoencoder] "))["scaling_factor"] > 0  # one line, no markup eaten
-    assert json.loads(result.output.strip().splitlines()[-1])["autoencoder"]["verdict_agreement"] >= 0
+    last = json.loads(result.output.strip().splitlines()[-1])
+    assert last["autoencoder"]["verdict_agreement"] >= 0
+    assert last["wall_seconds"] >= last["autoencoder"]["seconds"] > 0 and last["already_finished"] == []
+    again = CliRunner().invoke(app, ["world", "train", "--out", str(tmp_path / "run"), "--profile", "tiny",
+                                     "--stages", "autoencoder", "--threads", "1", "--json"])
+    last_again = json.loads(again.output.strip().splitlines()[-1])
+    assert last_again["already_finished"] == ["autoencoder"] and last_again["autoencoder"] == last["autoencoder"]
 
 
 def test_pool_rendered_in_worker_processes_equals_one_process():

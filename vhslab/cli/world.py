@@ -118,8 +118,9 @@ def train_cmd(
 ) -> None:
     """Train the embedded world: every stage seeded, checkpointed and resumable."""
     import shutil
+    import time
 
-    from vhslab.world import WORLD_DIR
+    from vhslab.world import WORLD_DIR, stage
     from vhslab.world.train import STAGES, profile_configs, train_world
 
     try:
@@ -127,6 +128,8 @@ def train_cmd(
     except ValueError as err:
         raise typer.BadParameter(f"--profile: {err}") from None
     chosen = STAGES if stages == "all" else tuple(s.strip() for s in stages.split(","))
+    already = [s for s in chosen if stage.finished_metrics(out / s) is not None]
+    start = time.perf_counter()
     try:
         metrics = train_world(out, seed, stages=chosen, device=device, log=_plain_line, threads=threads, **configs)
     except ValueError as err:
@@ -143,7 +146,9 @@ def train_cmd(
         shutil.rmtree(WORLD_DIR, ignore_errors=True)
         tmp.rename(WORLD_DIR)
         console.print(f"shipped {src} -> {WORLD_DIR}")
-    emit(metrics, as_json, "world train")
+    # this command's wall time; stages finished by an earlier call were skipped, not timed
+    emit({**metrics, "wall_seconds": round(time.perf_counter() - start, 1), "already_finished": already},
+         as_json, "world train")
 
 
 @world_app.command("score")
