@@ -87,10 +87,16 @@ def test_same_seed_same_weights(tmp_path):
     assert a == b
 
 
-@pytest.mark.parametrize("stage", ["autoencoder", "teacher"])  # teacher: its EMA and batch generator resume too
+# teacher: its EMA and batch generator resume too; "teacher, noise apart": with the noise generator
+# the flow stages use on a GPU (here a CPU one in its place)
+@pytest.mark.parametrize("stage", ["autoencoder", "teacher", "teacher, noise apart"])
 def test_interrupted_stage_resumes_to_the_same_result(tmp_path, monkeypatch, stage):
     import vhslab.world.train as train_mod
 
+    apart = stage.endswith("noise apart")
+    if apart:
+        stage = "teacher"
+        monkeypatch.setattr(train_mod, "_noise_generator", lambda device, seed: torch.Generator().manual_seed(seed))
     monkeypatch.setattr(train_mod, "CHECKPOINT_EVERY", 10)
     cfg = replace(GeneratorConfig.tiny(), pool_size=64, ae_steps=30, teacher_steps=30)
     quiet = dict(progress=False, log=lambda *a: None, threads=1)
@@ -115,6 +121,8 @@ def test_interrupted_stage_resumes_to_the_same_result(tmp_path, monkeypatch, sta
     with pytest.raises(KeyboardInterrupt):
         train_world(tmp_path / "cut", cfg=cfg, stages=(stage,), **quiet)
     assert (tmp_path / "cut" / stage / "checkpoint.pt").exists()
+    extra = torch.load(tmp_path / "cut" / stage / "checkpoint.pt", weights_only=False)["extra"]
+    assert ("noise_gen" in extra) == apart  # its state is kept where it exists
     monkeypatch.setattr(train_mod.WorldTrainer, "_fit", real_fit)
     resumed = train_world(tmp_path / "cut", cfg=cfg, stages=(stage,), **quiet)[stage]
     for metrics in (whole, resumed):
@@ -171,6 +179,31 @@ def test_vision_and_llm_train_in_a_side_process_like_in_the_main_one(tmp_path):
         assert side[name]["final_loss"] == pytest.approx(main[name]["final_loss"], rel=0.05)
     again = train_world(tmp_path / "side", side=True, log=lines.append, **quiet)  # finished: no second process
     assert again == side and sum("training beside" in x for x in lines) == 1
+
+
+def test_decoder_trains_beside_the_teacher_like_in_the_main_process(tmp_path):
+    from vhslab.world.train import POOL_IMAGES
+
+    cfg = replace(GeneratorConfig.tiny(), pool_size=64, ae_steps=10, decoder_steps=20, teacher_steps=10,
+                  refine_steps=10, distill_steps=10)
+    quiet = dict(cfg=cfg, stages=("autoencoder", "decoder", "teacher", "refine", "distill"), progress=False,
+                 threads=1)
+    main = train_world(tmp_path / "main", side=False, log=lambda *a: None, **quiet)
+    lines = []
+    side = train_world(tmp_path / "side", side=True, log=lines.append, **quiet)
+    assert list(side) == list(main) == list(quiet["stages"])
+    assert any(x.startswith("decoder: training beside") for x in lines)
+    assert [x.split(" ")[0] for x in lines if x.startswith("[")][-1] == "[decoder]"  # logged once it is done
+    assert (tmp_path / "side" / POOL_IMAGES).exists() and not (tmp_path / "main" / POOL_IMAGES).exists()
+    for name, metrics in side.items():
+        metrics.pop("seconds"), main[name].pop("seconds")
+    assert side["decoder"] == pytest.approx(main["decoder"], rel=1e-4)
+    # the teacher stages score with the autoencoder stage's decoder, the student with the fine-tuned one
+    for name in ("autoencoder", "teacher", "refine", "distill"):
+        assert side[name] == main[name], name
+    again = train_world(tmp_path / "side", side=True, log=lines.append, **quiet)  # finished: no process
+    assert sum("training beside" in x for x in lines) == 1
+    assert {k: {m: v for m, v in d.items() if m != "seconds"} for k, d in again.items()} == side
 
 
 def test_bf16_autocast_trains_with_other_numbers(tmp_path):

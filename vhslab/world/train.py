@@ -11,7 +11,8 @@ checkpoint every few hundred steps and resume from there):
   llm          tiny Qwen2 language model on world text and verifier dialogues
   assemble     the SanaSprintPipeline, vision model and LLM saved with save_pretrained
 
-On a GPU, vision and llm train in a second process on the CPU while the other stages run.
+On a GPU, vision and llm train in a second process on the CPU while the other stages run, and
+the decoder in a third one (from the autoencoder stage's end until the distillation's quick score).
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ from vhslab.world.text import build_word_tokenizer
 
 STAGES = ("autoencoder", "decoder", "teacher", "refine", "distill", "vision", "llm", "assemble")
 SIDE_STAGES = ("vision", "llm")  # need nothing of the others: on a GPU they train beside them, on the CPU
+BESIDE_AFTER_AUTOENCODER = "decoder"  # on a GPU it trains beside the teacher stages, on the CPU
 CHECKPOINT_EVERY = 250
+POOL_IMAGES = "pool_images.npy"
 
 
 def _to_unit(images: np.ndarray, device) -> torch.Tensor:
@@ -84,6 +87,7 @@ class WorldTrainer:
         self.tokenizer = build_word_tokenizer()
         self._pool = None
         self._caption_tokens = None
+        self._decoder_proc = None
         stage.check_config(self.out, self.cfg, seed, name="config.json", key="generator")
 
     # -- helpers -----------------------------------------------------------------------
@@ -91,10 +95,13 @@ class WorldTrainer:
         return stage.progress_bar(total, 0, desc, self.progress)
 
     def _fit(self, d: Path, desc: str, steps: int, base_lr: float, warmup: int, model, opt, loss_fn,
-             gen: torch.Generator, ema=None, clip: float | None = 1.0) -> list[float]:
+             gen: torch.Generator, ema=None, clip: float | None = 1.0, noise_gen=None) -> list[float]:
         """A generator stage's run of `stage.train_steps`: `loss_fn()` draws its batch from `gen`
-        (whose state each checkpoint keeps, like the EMA weights), cosine decay to 0."""
+        (and `noise_gen`, if any; each checkpoint keeps their states, like the EMA weights),
+        cosine decay to 0."""
         state = {"gen": (gen.get_state, gen.set_state)}
+        if noise_gen is not None:
+            state["noise_gen"] = (noise_gen.get_state, noise_gen.set_state)
         after_step = None
         if ema is not None:
             state["ema"] = (ema.state_dict, ema.load_state_dict)
@@ -112,6 +119,8 @@ class WorldTrainer:
 
     def pool(self) -> tuple[np.ndarray, list[str]]:
         """The training images and captions (rendered once per process; captions also saved)."""
+        if self._pool is None and (self.out / POOL_IMAGES).exists():  # written for a process beside
+            self._pool = np.load(self.out / POOL_IMAGES), self.captions()
         if self._pool is None:
             with self._bar(self.cfg.pool_size, "render pool") as bar:
                 self._pool = training_pool(self.cfg.pool_size, self.seed, self.cfg.resolution, bar.update)
@@ -150,20 +159,26 @@ class WorldTrainer:
             raise ValueError(f"unknown stage(s) {unknown}; stages: {STAGES}")
         metrics = {}
         side = self._start_side(stages)
+        beside = []  # stages trained in a side process: their metrics are logged once it has finished
         try:
             for name in STAGES:
                 if name == "assemble":  # it packs the side stages' models
                     self._join_side(side)
                 if name not in stages or (side and name in SIDE_STAGES):
                     continue
+                if name == BESIDE_AFTER_AUTOENCODER and self._start_decoder_beside():
+                    beside.append(name)
+                    continue
                 metrics[name] = self._run_stage(name)
+            self._join_decoder()
             self._join_side(side)
         finally:
-            if side and side.is_alive():  # the main stages failed: stop it (its stages resume on a re-run)
-                side.terminate()
-        for name in stages if side else ():
-            if name in SIDE_STAGES:
-                metrics[name] = self._run_stage(name)  # finished beside: logs its metrics
+            for proc in (side, self._decoder_proc):
+                if proc and proc.is_alive():  # the main stages failed: stop it (its stages resume on a re-run)
+                    proc.terminate()
+        beside += [name for name in SIDE_STAGES if side and name in stages]
+        for name in beside:
+            metrics[name] = self._run_stage(name)  # finished beside: logs its metrics
         return {name: metrics[name] for name in STAGES if name in metrics}
 
     def _run_stage(self, name: str) -> dict:
@@ -182,15 +197,44 @@ class WorldTrainer:
         todo = [s for s in SIDE_STAGES if s in stages and stage.finished_metrics(self.out / s) is None]
         if not (self.side and todo):
             return None
+        threads = _side_threads()[0]
+        self.log(f"{', '.join(todo)}: training beside the other stages, on the CPU ({threads} threads)")
+        return self._spawn(todo, threads)
+
+    def _spawn(self, stages: list[str], threads: int):
         import multiprocessing
 
-        threads = max(1, min(8, (os.cpu_count() or 2) - 2))
-        self.log(f"{', '.join(todo)}: training beside the other stages, on the CPU ({threads} threads)")
         proc = multiprocessing.get_context("spawn").Process(
-            target=_train_side, args=(self.out, self.seed, self.cfg, todo, threads, self.vision_cfg, self.llm_cfg),
-            name="vhslab-world-side")
+            target=_train_side, args=(self.out, self.seed, self.cfg, stages, threads, self.vision_cfg, self.llm_cfg),
+            name=f"vhslab-world-{'-'.join(stages)}")
         proc.start()
         return proc
+
+    def _start_decoder_beside(self) -> bool:
+        """Start the unfinished decoder stage in a process on the CPU (when training beside): it
+        needs the pool and its latents, which this process writes first; `load_autoencoder()`
+        waits for it. False where it runs here instead."""
+        name = BESIDE_AFTER_AUTOENCODER
+        if not self.side or stage.finished_metrics(self.out / name) is not None:
+            return False
+        self.latents()
+        path = self.out / POOL_IMAGES
+        if not path.exists():
+            np.save(self.out / (POOL_IMAGES + ".tmp.npy"), self.pool()[0])
+            os.replace(self.out / (POOL_IMAGES + ".tmp.npy"), path)
+        threads = _side_threads()[1]
+        self.log(f"{name}: training beside the teacher stages, on the CPU ({threads} threads)")
+        self._decoder_proc = self._spawn([name], threads)
+        return True
+
+    def _join_decoder(self) -> None:
+        proc, self._decoder_proc = self._decoder_proc, None
+        if proc is not None:
+            proc.join()
+            if proc.exitcode != 0:
+                raise RuntimeError(f"the process training the {BESIDE_AFTER_AUTOENCODER} stage beside the others "
+                                   f"failed (exit code {proc.exitcode}; its traceback is above); run the same "
+                                   "command again to resume")
 
     def _join_side(self, proc) -> None:
         if proc is None or proc.exitcode == 0:
@@ -209,9 +253,12 @@ class WorldTrainer:
         raise FileNotFoundError(f"no stage of {stages} has saved {name!r} in {self.out}; run those stages first")
 
     def load_autoencoder(self, stage_name: str | None = None):
-        """The autoencoder of `stage_name`, or the latest one (fine-tuned decoder if present)."""
+        """The autoencoder of `stage_name`, or the latest one (fine-tuned decoder if present; when
+        the decoder trains beside, after waiting for it)."""
         from diffusers import AutoencoderDC
 
+        if stage_name is None:
+            self._join_decoder()
         path = self._latest((stage_name,) if stage_name else ("decoder", "autoencoder"), "model")
         return AutoencoderDC.from_pretrained(path).to(self.device).eval()
 
@@ -333,6 +380,7 @@ class WorldTrainer:
         if cfg.compile_blocks:
             compile_blocks(dit)  # after the EMA's copy: that one only averages
         gen = torch.Generator().manual_seed(seed)
+        noise_gen = _noise_generator(self.device, seed + 100)
         guidance = torch.full((cfg.teacher_batch,), 100.0, device=self.device)  # teacher: guidance 1
 
         def loss_fn():
@@ -340,12 +388,15 @@ class WorldTrainer:
             drop = torch.rand(cfg.teacher_batch, generator=gen) < cfg.cfg_dropout
             idx, keep = idx.to(self.device), (~drop).to(self.device).view(-1, 1)
             x0 = lat[idx]
-            noise = torch.randn(x0.shape, generator=gen).to(self.device)
+            if noise_gen is None:
+                noise = torch.randn(x0.shape, generator=gen).to(self.device)
+            else:
+                noise = torch.randn(x0.shape, generator=noise_gen, device=self.device)
             tau = logit_normal(len(x0), gen, self.device)
             return flow_loss(text, dit, x0, noise, tau, torch.where(keep, ids[idx], null_ids),
                              torch.where(keep, masks[idx], null_mask), guidance)
 
-        losses = self._fit(d, desc, steps, lr, 100, model, opt, loss_fn, gen, ema)
+        losses = self._fit(d, desc, steps, lr, 100, model, opt, loss_fn, gen, ema, noise_gen=noise_gen)
         ema.module.text.save_pretrained(d / "text_encoder")
         ema.module.dit.save_pretrained(d / "transformer")
         text, dit = self.load_teacher(d.name)
@@ -354,7 +405,9 @@ class WorldTrainer:
         def sample(noise, embeds, mask):
             return teacher_sample(dit, noise, embeds, mask, *null, cfg.default_guidance, cfg.sample_steps)
 
-        return {**_loss_summary(losses), f"quick_score_{cfg.sample_steps}_steps": self.quick_score(text, sample)}
+        # decoded by the autoencoder stage's model: the fine-tuned decoder may still be training beside
+        score = self.quick_score(text, sample, self.load_autoencoder("autoencoder"))
+        return {**_loss_summary(losses), f"quick_score_{cfg.sample_steps}_steps": score}
 
     def load_teacher(self, stage_name: str | None = None):
         """Text encoder and DiT of `stage_name`, or of the latest teacher stage (refine, teacher)."""
@@ -424,10 +477,11 @@ class WorldTrainer:
         def sample(noise, embeds, mask):
             return one_step(student, noise, embeds, mask, cfg.default_guidance)
 
-        return {**_loss_summary(losses), "pairs": len(pairs["x0"]), "quick_score_one_step": self.quick_score(text, sample)}
+        score = self.quick_score(text, sample, self.load_autoencoder())
+        return {**_loss_summary(losses), "pairs": len(pairs["x0"]), "quick_score_one_step": score}
 
     @torch.no_grad()
-    def quick_score(self, text, sample, per_tag: int = 40) -> dict:
+    def quick_score(self, text, sample, vae, per_tag: int = 40) -> dict:
         """GenEval-style overall and per-tag score of one sample for `per_tag` evaluation prompts
         of each tag (a quick look during training; `vhslab world score` is the full measure)."""
         from vhslab.data.evaluate import ShapesEvaluator, summarize
@@ -436,7 +490,6 @@ class WorldTrainer:
         cfg = self.cfg
         suite = load_suite("geneval-shapes")
         specs = [s for tag in TAGS for s in [x for x in suite if x.tag == tag][:per_tag]]
-        vae = self.load_autoencoder()
         gen = torch.Generator().manual_seed(self.seed + 5)
         ev, correct = ShapesEvaluator(), []
         for i in range(0, len(specs), 64):
@@ -483,6 +536,21 @@ class WorldTrainer:
         }, indent=1))
         size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
         return {"megabytes": round(size / 2**20, 2)}
+
+
+def _noise_generator(device: torch.device, seed: int) -> torch.Generator | None:
+    """The flow stages' noise generator on a GPU: drawing a batch's noise on the CPU (2M normals at
+    batch 2,048, ~15 ms) would add a fifth to a compiled GPU step. None on the CPU, where the batch
+    generator draws it."""
+    return torch.Generator(device).manual_seed(seed) if device.type == "cuda" else None
+
+
+def _side_threads() -> tuple[int, int]:
+    """CPU threads of the vision/LLM process and of the decoder process: up to 8, then what is
+    left, two cores kept for the main process (which drives the GPU)."""
+    cores = os.cpu_count() or 2
+    first = max(1, min(8, cores - 2))
+    return first, max(1, min(8, cores - 2 - first))
 
 
 def _train_side(out, seed, cfg, stages, threads, vision_cfg, llm_cfg) -> None:
