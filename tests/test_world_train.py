@@ -181,9 +181,10 @@ def test_vision_and_llm_train_in_a_side_process_like_in_the_main_one(tmp_path):
     assert again == side and sum("training beside" in x for x in lines) == 1
 
 
-def test_decoder_trains_beside_the_teacher_like_in_the_main_process(tmp_path):
-    from vhslab.world.train import POOL_IMAGES
+def test_decoder_trains_beside_the_teacher_like_in_the_main_process(tmp_path, monkeypatch):
+    import vhslab.world.train as train_mod
 
+    monkeypatch.setattr(train_mod, "DECODER_BESIDE_MIN_THREADS", 1)  # this machine may have 2 cores
     cfg = replace(GeneratorConfig.tiny(), pool_size=64, ae_steps=10, decoder_steps=20, teacher_steps=10,
                   refine_steps=10, distill_steps=10)
     quiet = dict(cfg=cfg, stages=("autoencoder", "decoder", "teacher", "refine", "distill"), progress=False,
@@ -194,7 +195,7 @@ def test_decoder_trains_beside_the_teacher_like_in_the_main_process(tmp_path):
     assert list(side) == list(main) == list(quiet["stages"])
     assert any(x.startswith("decoder: training beside") for x in lines)
     assert [x.split(" ")[0] for x in lines if x.startswith("[")][-1] == "[decoder]"  # logged once it is done
-    assert (tmp_path / "side" / POOL_IMAGES).exists() and not (tmp_path / "main" / POOL_IMAGES).exists()
+    assert (tmp_path / "side" / train_mod.POOL_IMAGES).exists() and not (tmp_path / "main" / train_mod.POOL_IMAGES).exists()
     for name, metrics in side.items():
         metrics.pop("seconds"), main[name].pop("seconds")
     assert side["decoder"] == pytest.approx(main["decoder"], rel=1e-4)

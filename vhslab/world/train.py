@@ -48,7 +48,8 @@ from vhslab.world.text import build_word_tokenizer
 
 STAGES = ("autoencoder", "decoder", "teacher", "refine", "distill", "vision", "llm", "assemble")
 SIDE_STAGES = ("vision", "llm")  # need nothing of the others: on a GPU they train beside them, on the CPU
-BESIDE_AFTER_AUTOENCODER = "decoder"  # on a GPU it trains beside the teacher stages, on the CPU
+BESIDE_AFTER_AUTOENCODER = "decoder"  # on a GPU it trains beside the teacher stages, on the CPU,
+DECODER_BESIDE_MIN_THREADS = 4  # given this many cores (else on the GPU, before the teacher)
 CHECKPOINT_EVERY = 250
 POOL_IMAGES = "pool_images.npy"
 
@@ -215,14 +216,15 @@ class WorldTrainer:
         needs the pool and its latents, which this process writes first; `load_autoencoder()`
         waits for it. False where it runs here instead."""
         name = BESIDE_AFTER_AUTOENCODER
-        if not self.side or stage.finished_metrics(self.out / name) is not None:
+        threads = _side_threads()[1]
+        done = stage.finished_metrics(self.out / name) is not None
+        if not self.side or threads < DECODER_BESIDE_MIN_THREADS or done:
             return False
         self.latents()
         path = self.out / POOL_IMAGES
         if not path.exists():
             np.save(self.out / (POOL_IMAGES + ".tmp.npy"), self.pool()[0])
             os.replace(self.out / (POOL_IMAGES + ".tmp.npy"), path)
-        threads = _side_threads()[1]
         self.log(f"{name}: training beside the teacher stages, on the CPU ({threads} threads)")
         self._decoder_proc = self._spawn([name], threads)
         return True
