@@ -48,8 +48,8 @@ from vhslab.world.text import build_word_tokenizer
 
 STAGES = ("autoencoder", "decoder", "teacher", "refine", "distill", "vision", "llm", "assemble")
 SIDE_STAGES = ("vision", "llm")  # need nothing of the others: on a GPU they train beside them, on the CPU
-BESIDE_AFTER_AUTOENCODER = "decoder"  # on a GPU it trains beside the teacher stages, on the CPU,
-DECODER_BESIDE_MIN_THREADS = 4  # given this many cores (else on the GPU, before the teacher)
+BESIDE_AFTER_AUTOENCODER = "decoder"  # on a GPU it trains beside the teacher stages, on the CPU
+DECODER_BESIDE_MIN_THREADS = 4  # free cores it needs for that (else it trains on the GPU, before the teacher)
 CHECKPOINT_EVERY = 250
 POOL_IMAGES = "pool_images.npy"
 
