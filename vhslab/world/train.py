@@ -164,7 +164,7 @@ class WorldTrainer:
         try:
             for name in STAGES:
                 if name == "assemble":  # it packs the side stages' models
-                    self._join_side(side)
+                    self._join(side, SIDE_STAGES)
                 if name not in stages or (side and name in SIDE_STAGES):
                     continue
                 if name == BESIDE_AFTER_AUTOENCODER and self._start_decoder_beside():
@@ -172,7 +172,7 @@ class WorldTrainer:
                     continue
                 metrics[name] = self._run_stage(name)
             self._join_decoder()
-            self._join_side(side)
+            self._join(side, SIDE_STAGES)
         finally:
             for proc in (side, self._decoder_proc):
                 if proc and proc.is_alive():  # the main stages failed: stop it (its stages resume on a re-run)
@@ -231,19 +231,16 @@ class WorldTrainer:
 
     def _join_decoder(self) -> None:
         proc, self._decoder_proc = self._decoder_proc, None
-        if proc is not None:
-            proc.join()
-            if proc.exitcode != 0:
-                raise RuntimeError(f"the process training the {BESIDE_AFTER_AUTOENCODER} stage beside the others "
-                                   f"failed (exit code {proc.exitcode}; its traceback is above); run the same "
-                                   "command again to resume")
+        self._join(proc, [BESIDE_AFTER_AUTOENCODER])
 
-    def _join_side(self, proc) -> None:
-        if proc is None or proc.exitcode == 0:
+    @staticmethod
+    def _join(proc, stages) -> None:
+        """Wait for the process training `stages` beside the others (None: none); raise if it failed."""
+        if proc is None:
             return
         proc.join()
         if proc.exitcode != 0:
-            raise RuntimeError(f"the process training {', '.join(SIDE_STAGES)} beside the others failed (exit code "
+            raise RuntimeError(f"the process training {', '.join(stages)} beside the others failed (exit code "
                                f"{proc.exitcode}; its traceback is above); run the same command again to resume")
 
     # -- autoencoder -------------------------------------------------------------------
@@ -390,10 +387,7 @@ class WorldTrainer:
             drop = torch.rand(cfg.teacher_batch, generator=gen) < cfg.cfg_dropout
             idx, keep = idx.to(self.device), (~drop).to(self.device).view(-1, 1)
             x0 = lat[idx]
-            if noise_gen is None:
-                noise = torch.randn(x0.shape, generator=gen).to(self.device)
-            else:
-                noise = torch.randn(x0.shape, generator=noise_gen, device=self.device)
+            noise = torch.randn(x0.shape, generator=gen if noise_gen is None else noise_gen, device=self.device)
             tau = logit_normal(len(x0), gen, self.device)
             return flow_loss(text, dit, x0, noise, tau, torch.where(keep, ids[idx], null_ids),
                              torch.where(keep, masks[idx], null_mask), guidance)
