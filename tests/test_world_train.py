@@ -240,3 +240,13 @@ def test_compiled_blocks_train_like_eager_ones(tmp_path):
         assert compiled[name]["loss_last"] == pytest.approx(eager[name]["loss_last"], rel=1e-2)
     a, b = (_weights(tmp_path / run / "distill" / "transformer") for run in ("eager", "compiled"))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-3) for k in a)
+
+
+def test_gpu_profile_is_the_shipped_checkpoints_recipe():
+    """Resizing the CPU profile must not change the recipe the shipped world came from."""
+    from pathlib import Path
+
+    shipped = json.loads((Path(__file__).resolve().parents[1] / "docs" / "world_train_config.json").read_text())
+    gpu = json.loads(json.dumps(GeneratorConfig.gpu().to_dict()))  # tuples as lists, like the file
+    assert shipped["seed"] == 0
+    assert {k: gpu[k] for k in shipped["generator"]} == shipped["generator"]
