@@ -4,17 +4,7 @@ import pytest
 from vhslab.data.evaluate import ShapesEvaluator
 from vhslab.data.phrasing import caption_detections, caption_scene, parse_prompt, prompt_text
 from vhslab.data.prompts import PromptError, load_suite
-from vhslab.data.shapes import (
-    BACKGROUND,
-    COLORS,
-    Scene,
-    SceneObject,
-    _separated,
-    place,
-    render,
-    sample_free_scene,
-    sample_scene,
-)
+from vhslab.data.shapes import BACKGROUND, COLORS, Scene, SceneObject, render, sample_free_scene, sample_scene
 
 
 def test_render_is_uint8_antialiased_and_configurable():
@@ -78,25 +68,6 @@ def test_sampler_rejects_unsatisfiable_prompts():
         sample_scene(spec, np.random.default_rng(0))
     with pytest.raises(PromptError, match="at most 5"):
         sample_scene(PromptSpec("counting", "x", (Item("circle", 4), Item("star", 2))), np.random.default_rng(0))
-
-
-def test_place_beside_existing_objects_keeps_size_and_gaps():
-    from vhslab.data.worldcheck import _add_object
-
-    rng = np.random.default_rng(3)
-    existing = tuple(place([("circle", "red"), ("square", "blue")], rng))
-    for _ in range(20):
-        new = place([("star", "green")], rng, existing=existing, size=0.15)
-        assert len(new) == 1 and new[0].size == 0.15 and new[0].shape == "star"
-        assert all(_separated(new[0], o) for o in existing)
-        assert 0 <= new[0].box[0] and new[0].box[2] <= 1
-    crowded = tuple(place([("circle", "red")] * 4, np.random.default_rng(0)))
-    with pytest.raises(PromptError, match="from 4 others"):
-        place([("circle", "red")], rng, tries=2, existing=crowded, size=0.9)
-    more = _add_object(Scene(existing), "triangle", rng)
-    assert more.objects[:2] == existing and more.objects[2].shape == "triangle"
-    assert more.objects[2].size == min(o.size for o in existing)
-    assert _add_object(Scene((SceneObject("circle", "red", 0.5, 0.5, 0.9),)), "circle", rng) is None
 
 
 def test_free_scenes_and_captions_describe_what_is_there():

@@ -127,28 +127,26 @@ def _separated(a: SceneObject, b: SceneObject) -> bool:
     return ax1 + GAP <= bx0 or bx1 + GAP <= ax0 or ay1 + GAP <= by0 or by1 + GAP <= ay0
 
 
-def place(shapes_colors: list[tuple[str, str]], rng: np.random.Generator, tries: int = 200,
-          existing: tuple[SceneObject, ...] = (), size: float | None = None) -> list[SceneObject]:
-    """Place objects at random, inside the frame and apart from each other and from `existing`
-    (returns the new ones only); at `size` if given, else at random sizes that let them all fit."""
+def place(shapes_colors: list[tuple[str, str]], rng: np.random.Generator, tries: int = 200) -> list[SceneObject]:
+    """Place objects at random, inside the frame and apart from each other."""
     n = len(shapes_colors)
     hi = min(SIZE_RANGE[1], 0.62 / math.sqrt(max(n, 1)))
     lo = min(SIZE_RANGE[0], hi)
     for _ in range(tries):
-        objects: list[SceneObject] = list(existing)
+        objects: list[SceneObject] = []
         for shape, color in shapes_colors:
-            side = float(rng.uniform(lo, hi)) if size is None else size
-            lo_c, hi_c = EDGE_MARGIN + side / 2, 1 - EDGE_MARGIN - side / 2
+            size = float(rng.uniform(lo, hi))
+            lo_c, hi_c = EDGE_MARGIN + size / 2, 1 - EDGE_MARGIN - size / 2
             for _ in range(50):
-                obj = SceneObject(shape, color, float(rng.uniform(lo_c, hi_c)), float(rng.uniform(lo_c, hi_c)), side)
+                obj = SceneObject(shape, color, float(rng.uniform(lo_c, hi_c)), float(rng.uniform(lo_c, hi_c)), size)
                 if all(_separated(obj, o) for o in objects):
                     objects.append(obj)
                     break
             else:
                 break
-        if len(objects) == len(existing) + n:
-            return objects[len(existing):]
-    raise PromptError(f"cannot place {n} objects apart from each other and from {len(existing)} others in the frame")
+        if len(objects) == n:
+            return objects
+    raise PromptError(f"cannot place {n} objects apart from each other in the frame")
 
 
 def nominal_detections(scene: Scene) -> list:

@@ -8,8 +8,8 @@ from dataclasses import replace
 import numpy as np
 
 from vhslab.data.evaluate import ShapesEvaluator
-from vhslab.data.prompts import TAGS, PromptError, PromptSpec
-from vhslab.data.shapes import COLORS, SHAPES, Scene, place, render, sample_scene, with_object
+from vhslab.data.prompts import TAGS, PromptSpec
+from vhslab.data.shapes import COLORS, SHAPES, Scene, SceneObject, _separated, render, sample_scene, with_object
 
 
 def _other(options, *exclude):
@@ -17,13 +17,13 @@ def _other(options, *exclude):
 
 
 def _add_object(scene: Scene, shape: str, rng: np.random.Generator) -> Scene | None:
-    """The scene plus one more `shape`, as large as its smallest object; None if it does not fit."""
-    color = str(rng.choice(list(COLORS)))
-    try:
-        new = place([(shape, color)], rng, tries=10, existing=scene.objects, size=min(o.size for o in scene.objects))
-    except PromptError:
-        return None
-    return Scene(scene.objects + tuple(new))
+    size = min(o.size for o in scene.objects)
+    for _ in range(500):
+        cx, cy = rng.uniform(size / 2 + 0.03, 1 - size / 2 - 0.03, 2)
+        new = SceneObject(shape, str(rng.choice(list(COLORS))), float(cx), float(cy), size)
+        if all(_separated(new, o) for o in scene.objects):
+            return Scene(scene.objects + (new,))
+    return None
 
 
 def perturbations(spec: PromptSpec, scene: Scene, rng: np.random.Generator) -> dict[str, Scene]:
