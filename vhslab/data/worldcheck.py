@@ -17,6 +17,9 @@ def _other(options, *exclude):
 
 
 def _add_object(scene: Scene, shape: str, rng: np.random.Generator) -> Scene | None:
+    """The scene plus one more `shape`, as large as its smallest object; None if it does not fit.
+    Not `shapes.place`: these draws fix the autoencoder stages' evaluation scenes
+    (`reconstruction_agreement`), so the recorded agreements stay comparable."""
     size = min(o.size for o in scene.objects)
     for _ in range(500):
         cx, cy = rng.uniform(size / 2 + 0.03, 1 - size / 2 - 0.03, 2)
