@@ -53,7 +53,7 @@ class GeneratorConfig:
     guidance_range: tuple[float, float] = (1.0, 3.0)
     distill_pairs: int = 8192
     pairs_batch: int = 128  # teacher samples drawn at once for the pairs
-    distill_steps: int = 1500  # 1,000 -> 1,500 on the same pairs: Bo1 27.2 -> 29.6% (+5.5 CPU min)
+    distill_steps: int = 1500  # with 12-step pairs: Bo1 27.2 -> 30.8% over 1,000 steps on 10 (docs/world.md)
     distill_batch: int = 64
     distill_lr: float = 2e-4
     default_guidance: float = 2.5  # chosen on the `train` suite (Bo1 at 1.0-3.0)
