@@ -3,6 +3,7 @@
 import json
 import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -244,8 +245,6 @@ def test_compiled_blocks_train_like_eager_ones(tmp_path):
 
 def test_gpu_profile_is_the_shipped_checkpoints_recipe():
     """Resizing the CPU profile must not change the recipe the shipped world came from."""
-    from pathlib import Path
-
     shipped = json.loads((Path(__file__).resolve().parents[1] / "docs" / "world_train_config.json").read_text())
     gpu = json.loads(json.dumps(GeneratorConfig.gpu().to_dict()))  # tuples as lists, like the file
     assert shipped["seed"] == 0
