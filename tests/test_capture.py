@@ -64,9 +64,8 @@ def test_no_hook_left_after_exception_in_forward(sana):
 
     handle = sana.transformer.transformer_blocks[2].register_forward_hook(boom)
     try:
-        with pytest.raises(RuntimeError, match="boom"):
-            with Capture(sana, "all,image"):
-                sana(PROMPTS, generator=gens(), **SANA)
+        with pytest.raises(RuntimeError, match="boom"), Capture(sana, "all,image"):
+            sana(PROMPTS, generator=gens(), **SANA)
     finally:
         handle.remove()
     assert no_hooks_left(sana)
@@ -75,9 +74,8 @@ def test_no_hook_left_after_exception_in_forward(sana):
 def test_unknown_site_fails_before_compute(sana):
     calls, handle = counter(sana.transformer.transformer_blocks[0])
     try:
-        with pytest.raises(ValueError) as err:
-            with Capture(sana, "block.0,block.9"):
-                sana(PROMPTS, generator=gens(), **SANA)
+        with pytest.raises(ValueError) as err, Capture(sana, "block.0,block.9"):
+            sana(PROMPTS, generator=gens(), **SANA)
     finally:
         handle.remove()
     assert calls == []
@@ -88,9 +86,9 @@ def test_unknown_site_fails_before_compute(sana):
 
 def test_missing_calls_are_an_error(sana):
     # Two forward calls expected (e.g. two steps) but the one-step pipeline runs one: a skipped block.
-    with pytest.raises(RuntimeError, match="block.1 fired 1 times, expected 2"):
-        with Capture(sana, "block.1", calls=2, stop=False):
-            sana(PROMPTS, generator=gens(), **SANA)
+    with pytest.raises(RuntimeError, match=r"block\.1 fired 1 times, expected 2"), \
+            Capture(sana, "block.1", calls=2, stop=False):
+        sana(PROMPTS, generator=gens(), **SANA)
     assert no_hooks_left(sana)
 
 

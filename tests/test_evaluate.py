@@ -49,7 +49,7 @@ def test_counting_rule_with_exclude():
     three = [obj("star", "pink", x, y, 0.22) for x, y in pts[:3]]
     assert judged("a photo of three stars", *three).correct
     assert not judged("a photo of three stars", *three[:2]).correct
-    four = three + [obj("star", "green", *pts[3], 0.22)]
+    four = [*three, obj("star", "green", *pts[3], 0.22)]
     v = judged("a photo of three stars", *four)
     assert not v.correct and v.reasons == ["expected star<4, found 4"]
     assert v.items[0].found_count == 4

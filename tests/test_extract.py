@@ -106,7 +106,7 @@ def test_corrupt_or_partial_store_errors_and_keeps_data(sana, prompts, tmp_path)
     # a foreign / partial directory
     (tmp_path / "d.zarr").mkdir()
     (tmp_path / "d.zarr" / "notes.txt").write_text("x")
-    with pytest.raises(StoreError, match="zarr.json is missing"):
+    with pytest.raises(StoreError, match=r"zarr\.json is missing"):
         extract(sana, prompts, tmp_path / "d.zarr", **kw)
     assert (tmp_path / "d.zarr" / "notes.txt").read_text() == "x"
 

@@ -99,7 +99,7 @@ def _fake_results(values, layers=(0, 1, 2, 3), num_blocks=4):
     dims = ("site", "probe", "target", "metric")
     ds = xr.Dataset(
         {"pooled": (dims, pooled), "ci_low": (dims, pooled - 0.01), "ci_high": (dims, pooled + 0.01)},
-        coords={"site": [f"block.{l}" for l in layers], "layer": ("site", list(layers)),
+        coords={"site": [f"block.{layer}" for layer in layers], "layer": ("site", list(layers)),
                 "depth": ("site", np.array(layers) / num_blocks),
                 "cost": ("site", (np.array(layers) + 1) / num_blocks),
                 "probe": ["linear"], "target": ["verdict"], "metric": list(METRICS)},

@@ -54,7 +54,7 @@ def test_bad_metadata_names_the_field(row, field, tmp_path):
 def test_invalid_json_line_is_reported_with_its_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"tag": "a", "prompt": "p", "include": [{"class": "c"}]}\n{oops\n')
-    with pytest.raises(PromptError, match="bad.jsonl:2"):
+    with pytest.raises(PromptError, match=r"bad\.jsonl:2"):
         read_prompts(path)
 
 

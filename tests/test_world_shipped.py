@@ -52,7 +52,7 @@ def test_vision_encoder_and_llm_run(world):
 
 
 def test_missing_world_is_a_clear_error(tmp_path):
-    with pytest.raises(WorldMissingError, match="model_index.json"):
+    with pytest.raises(WorldMissingError, match=r"model_index\.json"):
         load_world(tmp_path)
 
 

@@ -109,7 +109,7 @@ def test_zero_shot_scores_known_case():
     perfect = V.zero_shot_scores(text.clone(), text, colors, shapes)
     assert perfect == {"zero_shot_color_acc": 1.0, "zero_shot_shape_acc": 1.0, "zero_shot_joint_acc": 1.0}
     # images that look like the right colour but the next shape
-    shifted = torch.stack([text[c * ns + (s + 1) % ns] for c, s in zip(colors, shapes)])
+    shifted = torch.stack([text[c * ns + (s + 1) % ns] for c, s in zip(colors, shapes, strict=True)])
     wrong_shape = V.zero_shot_scores(shifted, text, colors, shapes)
     assert wrong_shape == {"zero_shot_color_acc": 1.0, "zero_shot_shape_acc": 0.0, "zero_shot_joint_acc": 0.0}
 

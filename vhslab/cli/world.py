@@ -199,6 +199,6 @@ def samples_cmd(
                         w.gen_config.resolve(w.pipeline))
         rows[tag] = list(imgs)
         captions[tag] = [s.prompt.removeprefix("a photo of ") for s in picks]
-        marks[tag] = [ev.evaluate(img, s).correct for img, s in zip(imgs, picks)]
+        marks[tag] = [ev.evaluate(img, s).correct for img, s in zip(imgs, picks, strict=True)]
     image_grid(rows, captions, marks).savefig(out, dpi=150)
     console.print(f"wrote {out}")

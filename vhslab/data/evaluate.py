@@ -65,7 +65,7 @@ def shape_features(mask: np.ndarray) -> np.ndarray:
     """(extent, solidity, aspect, centroid offset) of a binary component cropped to its box."""
     h, w = mask.shape
     area = mask.sum()
-    ys, xs = np.nonzero(mask)
+    ys = np.nonzero(mask)[0]
     edge = mask & ~ndimage.binary_erosion(mask)  # the hull only needs boundary pixels
     ey, ex = np.nonzero(edge)
     corners = np.concatenate([np.stack([ex + dx, ey + dy], 1) for dx in (0, 1) for dy in (0, 1)])
@@ -137,7 +137,7 @@ class ShapesEvaluator:
         for ci in np.unique(labels):
             if ci < 0 or ci == len(COLOR_NAMES):
                 continue
-            comp, n = ndimage.label(labels == ci, structure)
+            comp, _ = ndimage.label(labels == ci, structure)
             for k, sl in enumerate(ndimage.find_objects(comp), start=1):
                 mask = comp[sl] == k
                 area = int(mask.sum())
@@ -173,7 +173,7 @@ def summarize(tags: list[str], correct: list[bool]) -> dict:
     if len(tags) != len(correct):
         raise ValueError(f"tags ({len(tags)}) and correct ({len(correct)}) differ in length")
     per_tag: dict[str, list[bool]] = {}
-    for tag, ok in zip(tags, correct):
+    for tag, ok in zip(tags, correct, strict=True):
         per_tag.setdefault(tag, []).append(bool(ok))
     means = {tag: float(np.mean(v)) for tag, v in per_tag.items()}
     overall = float(np.mean(list(means.values()))) if means else float("nan")

@@ -86,7 +86,7 @@ def _batch_dataset(batch: list[Sample], cap: Capture, sites: list[str], evaluato
     """One batch as a Dataset with the store's variables (sample dim first)."""
     b = len(batch)
     images = cap.last("image")
-    verdicts = [evaluator.evaluate(img, s.spec) for img, s in zip(images, batch)]
+    verdicts = [evaluator.evaluate(img, s.spec) for img, s in zip(images, batch, strict=True)]
     data: dict[str, Any] = {}
     blocks = [s for s in sites if s.startswith("block.")]
     if blocks:
@@ -104,7 +104,7 @@ def _batch_dataset(batch: list[Sample], cap: Capture, sites: list[str], evaluato
         data["image"] = (("sample", "pix_y", "pix_x", "rgb"), images)
     if "vision" in sites:
         data["vision"] = (("sample", "vision_token", "vision_channel"), _as_numpy(cap.last("vision")))
-    labels = [{**_prompt_labels(s.spec), **_found_labels(s.spec, v)} for s, v in zip(batch, verdicts)]
+    labels = [{**_prompt_labels(s.spec), **_found_labels(s.spec, v)} for s, v in zip(batch, verdicts, strict=True)]
     for name in labels[0]:
         values = np.array([lab[name] for lab in labels], dtype=np.int16 if "count" in name else object)
         data[name] = (("sample", "item"), values)

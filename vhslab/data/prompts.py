@@ -40,7 +40,7 @@ class Item:
         return out
 
     @classmethod
-    def from_json(cls, obj: dict, where: str) -> "Item":
+    def from_json(cls, obj: dict, where: str) -> Item:
         if not isinstance(obj, dict):
             raise PromptError(f"{where}: expected an object, got {type(obj).__name__}")
         unknown = set(obj) - {"class", "count", "color", "position"}
@@ -112,7 +112,7 @@ class PromptSpec:
         return out
 
     @classmethod
-    def from_json(cls, obj: dict, where: str = "prompt") -> "PromptSpec":
+    def from_json(cls, obj: dict, where: str = "prompt") -> PromptSpec:
         if not isinstance(obj, dict):
             raise PromptError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         for key in ("tag", "prompt", "include"):

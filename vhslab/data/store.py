@@ -34,7 +34,7 @@ def create_store(path: str | Path, first: xr.Dataset, n: int, chunk: int, coords
     for name, var in first.data_vars.items():
         shape = (n, *var.shape[1:])
         if name in BIG:
-            per = [chunk] + [1 if d in ("step", "layer") else s for d, s in zip(var.dims[1:], shape[1:])]
+            per = [chunk] + [1 if d in ("step", "layer") else s for d, s in zip(var.dims[1:], shape[1:], strict=True)]
             data[name] = (var.dims, da.zeros(shape, dtype=var.dtype, chunks=tuple(per)))
         else:
             fill = False if var.dtype == bool else ("" if var.dtype.kind in "UOT" else -1)

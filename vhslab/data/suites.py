@@ -10,7 +10,7 @@ evaluation. Changing anything here changes SUITE_VERSION.
 from __future__ import annotations
 
 import itertools
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -65,7 +65,7 @@ def _split(tag: str) -> tuple[list[PromptSpec], list[PromptSpec]]:
     return [space[i] for i in order[:n_eval]], [space[i] for i in order[n_eval:]]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _build(name: str) -> tuple[PromptSpec, ...]:
     out: list[PromptSpec] = []
     for tag in TAGS:

@@ -25,7 +25,7 @@ def _add_object(scene: Scene, shape: str, rng: np.random.Generator) -> Scene | N
         cx, cy = rng.uniform(size / 2 + 0.03, 1 - size / 2 - 0.03, 2)
         new = SceneObject(shape, str(rng.choice(list(COLORS))), float(cx), float(cy), size)
         if all(_separated(new, o) for o in scene.objects):
-            return Scene(scene.objects + (new,))
+            return Scene((*scene.objects, new))
     return None
 
 

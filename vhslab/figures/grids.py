@@ -5,8 +5,8 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
 def image_grid(rows: dict[str, list[np.ndarray]], captions: dict[str, list[str]] | None = None,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import matplotlib
-
 import numpy as np
 import seaborn as sns
 import xarray as xr
@@ -37,7 +36,7 @@ def plot_probe_sweep(
     if df.empty:
         raise ValueError(f"nothing to plot for metrics={metrics}, targets={targets}, probes={probes}")
     hue_order = [t for t in ds.target.values if t in set(df["target"])]
-    palette = dict(zip(hue_order, sns.color_palette(n_colors=len(hue_order))))
+    palette = dict(zip(hue_order, sns.color_palette(n_colors=len(hue_order)), strict=True))
     g = sns.relplot(
         data=df, x="depth", y="score", hue="target", style="probe", col="metric", col_order=metrics,
         kind="line", markers=True, dashes=False, errorbar=("ci", 95), palette=palette, hue_order=hue_order,

@@ -67,10 +67,10 @@ def list_sites(ds: xr.Dataset, layers: list[int] | None = None, extra: tuple[str
     have = [int(v) for v in ds["layer"].values]
     nb = int(ds.attrs.get("num_blocks", max(have) + 1))
     wanted = have if layers is None else list(layers)
-    missing = [l for l in wanted if l not in have]
+    missing = [layer for layer in wanted if layer not in have]
     if missing:
         raise ProbeError(f"layer(s) {missing} not in the store; it has layers {have}")
-    sites = [Site(f"block.{l}", l, l / nb) for l in wanted]  # depth as the spec's coord
+    sites = [Site(f"block.{layer}", layer, layer / nb) for layer in wanted]  # depth as the spec's coord
     for name in extra:
         if name not in ds:
             raise ProbeError(f"site {name!r} not in the store; its variables: {sorted(ds.data_vars)}")
@@ -90,7 +90,7 @@ def grid_pool(x, grid: int):
     Works lazily on dask arrays as well as on numpy arrays; g = min(grid, side).
     """
     n, t, c = x.shape
-    side = int(round(t**0.5))
+    side = round(t**0.5)
     if side * side != t:
         raise ProbeError(f"{t} tokens are not a square grid; cannot pool to {grid}x{grid}")
     g = min(grid, side)
@@ -115,7 +115,7 @@ def site_features(ds: xr.Dataset, site: Site, grids: tuple[int, ...] = ()) -> di
     data = arr.transpose("sample", tok, ch).data.astype(np.float32)  # dask: one site, chunk by chunk
     keys = ["mean", *dict.fromkeys(g for g in grids if g)]
     lazy = [data.mean(axis=1)] + [grid_pool(data, g) for g in keys[1:]]
-    feats = {k: np.asarray(v, np.float32) for k, v in zip(keys, dask.compute(*lazy))}
+    feats = {k: np.asarray(v, np.float32) for k, v in zip(keys, dask.compute(*lazy), strict=True)}
     bad = ~np.isfinite(feats["mean"]).all(axis=1)
     if bad.any():
         ids = np.asarray(ds["sample_id"].values)[bad][:5] if "sample_id" in ds.coords else np.flatnonzero(bad)[:5]

@@ -62,7 +62,7 @@ def planted_store(
 
     `n_tokens` must be a square (a row-major latent grid); `image_px > 0` adds an `image`.
     """
-    side = int(round(n_tokens**0.5))
+    side = round(n_tokens**0.5)
     if side * side != n_tokens:
         raise ValueError(f"n_tokens={n_tokens} is not a square grid")
     color_layer = signal_layer if color_layer is None else color_layer

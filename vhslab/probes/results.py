@@ -36,7 +36,7 @@ class ProbeResults:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "ProbeResults":
+    def load(cls, path: str | Path) -> ProbeResults:
         path = Path(path)
         if path.suffix == ".nc":
             ds = xr.load_dataset(path, engine=_nc_engine())
@@ -117,7 +117,7 @@ class ProbeResults:
     def summary(self) -> dict:
         """Best site per (probe, target) on its headline metric, with the prompt-only baseline."""
         out = {}
-        for target, kind in zip(self.ds.target.values, self.ds.kind.values):
+        for target, kind in zip(self.ds.target.values, self.ds.kind.values, strict=True):
             metric = "r2" if kind == "regression" else "auroc"
             for probe in self.ds.probe.values:
                 best = self.best_layer(metric, str(target), str(probe))

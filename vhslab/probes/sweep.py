@@ -126,7 +126,7 @@ def _run(ds, targets, probes, layers, extra_sites, k, grid, attn_grid, n_boot, b
                     bar.update()
                     continue
                 X = feats[grid if not t.is_classification else attn_grid if probe == "attn" else "mean"][t.rows]
-                pred = _oof(lambda: make_probe(probe, t.is_classification, seed), X, t, folds[t.name])
+                pred = _oof(lambda: make_probe(probe, t.is_classification, seed), X, t, folds[t.name])  # noqa: B023 (called at once)
                 score[s, pi, ti], pooled[s, pi, ti], ci[:, s, pi, ti] = _score(
                     t, pred, prompts[t.rows], folds[t.name], n_boot, seed, k
                 )
@@ -140,7 +140,7 @@ def _run(ds, targets, probes, layers, extra_sites, k, grid, attn_grid, n_boot, b
         for ti, t in enumerate(tgts):
             X = pd.DataFrame({"prompt": prompts[t.rows], "tag": tags[t.rows]})
             Xa = _FrameRows(X)
-            pred = _oof(lambda: make_prompt_baseline(t.is_classification), Xa, t, folds[t.name])
+            pred = _oof(lambda: make_prompt_baseline(t.is_classification), Xa, t, folds[t.name])  # noqa: B023 (called at once)
             base[ti], base_pooled[ti], base_ci[:, ti] = _score(t, pred, prompts[t.rows], folds[t.name], n_boot, seed, k)
 
     n = ds.sizes["sample"]
@@ -152,7 +152,7 @@ def _run(ds, targets, probes, layers, extra_sites, k, grid, attn_grid, n_boot, b
     dims = ("site", "probe", "target", "metric")
     out = xr.Dataset(
         {
-            "score": (dims + ("fold",), score),
+            "score": ((*dims, "fold"), score),
             "pooled": (dims, pooled),
             "ci_low": (dims, ci[0]),
             "ci_high": (dims, ci[1]),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-
 from dataclasses import dataclass, field
 
 import numpy as np

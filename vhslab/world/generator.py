@@ -61,7 +61,7 @@ class GeneratorConfig:
     compile_blocks: bool = False  # torch.compile each DiT block while training (the gpu profile)
 
     @classmethod
-    def tiny(cls) -> "GeneratorConfig":
+    def tiny(cls) -> GeneratorConfig:
         """Seconds-long settings for smoke tests."""
         return cls(resolution=32, latent_channels=4, ae_channels=(8, 8, 8), num_layers=2, num_heads=2, head_dim=8,
                    text_dim=16, text_layers=1, pool_size=256, ae_steps=6, ae_batch=8, decoder_steps=6, decoder_batch=8,
@@ -69,7 +69,7 @@ class GeneratorConfig:
                    distill_batch=8)
 
     @classmethod
-    def gpu(cls) -> "GeneratorConfig":
+    def gpu(cls) -> GeneratorConfig:
         """Large batches for one H100/H200: the teacher's batch 32x the CPU profile's, 2,000 steps
         (refine 1,000), pairs from 12 Euler steps. Uncompiled, a teacher step is bound by the CPU
         launching ~1,500 small ops (148 ms at batch 2,048, 111 ms at 512, on one H100; bf16 alone no

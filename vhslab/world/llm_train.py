@@ -21,6 +21,7 @@ steps on all tags. Longer runs (GPU) or an answer-heavier objective are the next
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -61,7 +62,7 @@ class LLMTrainConfig:
     unigram_texts: int = 5000  # training texts the unigram baseline is fitted on
 
     @classmethod
-    def tiny(cls) -> "LLMTrainConfig":
+    def tiny(cls) -> LLMTrainConfig:
         return cls(
             hidden_size=32, layers=1, heads=2, kv_heads=1, intermediate_size=64, steps=8, batch_size=16,
             warmup=2, checkpoint_every=4, eval_texts=20, eval_dialogues=20, unigram_texts=100, lr=3e-3,
@@ -119,10 +120,8 @@ def _perturb(spec, scene: Scene, rng: np.random.Generator) -> Scene:
         item = spec.include[int(rng.integers(len(spec.include)))]
         extra = (item.cls, item.color or names[rng.integers(len(names))]) if rng.random() < 0.6 else (
             SHAPES[rng.integers(len(SHAPES))], names[rng.integers(len(names))])
-        try:
+        with contextlib.suppress(PromptError):  # no room for one more: keep the scene
             objs = place([(o.shape, o.color) for o in objs] + [extra], rng)
-        except PromptError:
-            pass
     else:  # an unrelated scene
         return sample_free_scene(rng)
     return Scene(tuple(objs))
@@ -289,7 +288,7 @@ def tag_prior_accuracy(tags: list[str], answers: list[str]) -> float:
     verifier gets from the prompt's tag alone, without comparing the description to the prompt."""
     right = 0
     for tag in set(tags):
-        picked = [a for t, a in zip(tags, answers) if t == tag]
+        picked = [a for t, a in zip(tags, answers, strict=True) if t == tag]
         right += max(picked.count("yes"), picked.count("no"))
     return right / len(tags)
 

@@ -38,7 +38,7 @@ def score_generator(pipe, suite: list[PromptSpec], n_per_prompt: int = 4, gen: G
             start = time.perf_counter()
             imgs = generate(pipe, [s.spec.prompt for s in batch], [s.seed for s in batch], gen)
             gen_seconds += time.perf_counter() - start
-            for s, img in zip(batch, imgs):
+            for s, img in zip(batch, imgs, strict=True):
                 correct[s.sample_id] = evaluator.evaluate(img, s.spec).correct
             if keep_images:
                 images.extend(imgs)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vhslab.world import stage
 from vhslab.world.generator import (
     GeneratorConfig,
     assemble_pipeline,
@@ -42,7 +43,6 @@ from vhslab.world.generator import (
     teacher_sample,
     tokenize,
 )
-from vhslab.world import stage
 from vhslab.world.scenes import training_pool
 from vhslab.world.text import build_word_tokenizer
 
@@ -301,13 +301,13 @@ class WorldTrainer:
             spec = suite[int(rng.integers(len(suite)))]
             scene = sample_scene(spec, rng)
             if i % 2:  # half of them wrong scenes, so that agreement is not all "correct"
-                scene = list(perturbations(spec, scene, rng).values())[0]
+                scene = next(iter(perturbations(spec, scene, rng).values()))
             specs.append(spec)
             imgs.append(render(scene, self.cfg.resolution))
         x = _to_unit(np.stack(imgs), self.device)
         recon = torch.cat([vae.decode(vae.encode(b).latent).sample for b in x.split(128)])
         same = [ev.evaluate(a, s).correct == ev.evaluate(b, s).correct
-                for a, b, s in zip(imgs, _to_uint8(recon), specs)]
+                for a, b, s in zip(imgs, _to_uint8(recon), specs, strict=True)]
         return float(np.mean(same))
 
     @torch.no_grad()
@@ -495,7 +495,7 @@ class WorldTrainer:
             noise = torch.randn((len(batch), *self.latent_shape), generator=gen).to(self.device)
             x0 = sample(noise, embeds, mask)
             images = _to_uint8(vae.decode(x0 / vae.config.scaling_factor).sample)
-            correct += [ev.evaluate(img, s).correct for img, s in zip(images, batch)]
+            correct += [ev.evaluate(img, s).correct for img, s in zip(images, batch, strict=True)]
         summary = summarize([s.tag for s in specs], correct)
         return {"overall": summary["overall"], **summary["per_tag"]}
 

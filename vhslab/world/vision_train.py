@@ -49,7 +49,7 @@ class VisionTrainConfig:
     eval_per_class: int = 10  # zero-shot eval images per (colour, shape)
 
     @classmethod
-    def tiny(cls) -> "VisionTrainConfig":
+    def tiny(cls) -> VisionTrainConfig:
         return cls(
             vision_width=16, vision_layers=1, vision_heads=2, text_width=16, text_layers=1, text_heads=2,
             projection_dim=16, image_size=32, steps=8, batch_size=16, warmup=2, checkpoint_every=4,
@@ -239,10 +239,9 @@ def load_vision(folder):
 def vision_encoder(folder, layer: int = -2, drop_cls: bool = True):
     """The "MLLM with CLIP" baseline's encoder: the trained vision tower as a `VisionEncoder`."""
     from transformers import AutoImageProcessor, CLIPVisionModel
+    from transformers.utils import logging
 
     from vhslab.data.vision import VisionEncoder
-
-    from transformers.utils import logging
 
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # the text tower's weights are "unexpected" for the vision model alone
