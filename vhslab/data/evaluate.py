@@ -173,7 +173,7 @@ def summarize(tags: list[str], correct: list[bool]) -> dict:
     if len(tags) != len(correct):
         raise ValueError(f"tags ({len(tags)}) and correct ({len(correct)}) differ in length")
     per_tag: dict[str, list[bool]] = {}
-    for tag, ok in zip(tags, correct, strict=True):
+    for tag, ok in zip(tags, correct):  # noqa: B905 (lengths checked above, with a clearer message)
         per_tag.setdefault(tag, []).append(bool(ok))
     means = {tag: float(np.mean(v)) for tag, v in per_tag.items()}
     overall = float(np.mean(list(means.values()))) if means else float("nan")
