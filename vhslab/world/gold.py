@@ -1,0 +1,101 @@
+"""The gold set: images made by the shipped world, judged by eye, that validate the evaluator.
+
+Each record names a prompt and a seed (the image is regenerated from them by the world's
+one-step pipeline at its default guidance), the person's judgement by GenEval's rules, a
+short note and an ambiguity flag. `split` is "dev" (used while building the evaluator) or
+"holdout" (judged at the same time, looked at by the evaluator only once it was frozen).
+Protocol: docs/evaluator.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vhslab.data.prompts import TAGS, PromptSpec
+
+GOLD_FILE = Path(__file__).resolve().parents[1] / "assets" / "gold" / "world_gold.jsonl"
+GOLD_SEED_BASE = 7_000_000  # far from every seed that scoring, extraction or training draws
+
+
+@dataclass(frozen=True)
+class GoldRecord:
+    index: int
+    split: str
+    tag: str
+    prompt: str
+    seed: int
+    correct: bool | None = None  # the person's verdict
+    ambiguous: bool = False
+    note: str = ""
+    image_sha1: str = ""  # of the image as first generated, to tell whether a regeneration matches
+
+
+def image_sha1(image: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()[:12]
+
+
+def draw_gold_samples(suite: list[PromptSpec], per_tag: int, holdout_per_tag: int, seed: int = 0) -> list[GoldRecord]:
+    """per_tag + holdout_per_tag samples of every tag: distinct prompts drawn uniformly (with
+    replacement once a tag's distinct prompts run out), one fresh seed each."""
+    rng = np.random.default_rng(seed)
+    records: list[GoldRecord] = []
+    for tag in TAGS:
+        prompts = sorted({s.prompt for s in suite if s.tag == tag})
+        n = per_tag + holdout_per_tag
+        order = np.concatenate([rng.permutation(len(prompts)) for _ in range(-(-n // len(prompts)))])[:n]
+        for k, p in enumerate(order):
+            i = len(records)
+            split = "dev" if k < per_tag else "holdout"
+            records.append(GoldRecord(i, split, tag, prompts[int(p)], GOLD_SEED_BASE + i))
+    return records
+
+
+def generate_gold_images(pipe, gen, records: list[GoldRecord], batch_size: int = 32) -> np.ndarray:
+    """The records' images (N, H, W, 3) uint8, in record order."""
+    from vhslab.world.score import generate
+
+    out = []
+    for i in range(0, len(records), batch_size):
+        batch = records[i:i + batch_size]
+        out.append(generate(pipe, [r.prompt for r in batch], [r.seed for r in batch], gen))
+    return np.concatenate(out)
+
+
+def read_gold(path: str | Path = GOLD_FILE) -> list[GoldRecord]:
+    path = Path(path)
+    records = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(GoldRecord(**json.loads(line)))
+        except (json.JSONDecodeError, TypeError) as err:
+            raise ValueError(f"{path}:{n}: not a gold record ({err})") from None
+    return records
+
+
+def write_gold(records: list[GoldRecord], path: str | Path = GOLD_FILE) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(asdict(r)) + "\n" for r in records), encoding="utf-8")
+
+
+def contact_sheet(images: np.ndarray, labels: list[str], cols: int = 4, upscale: int = 4):
+    """A PIL image: the images upscaled (nearest), each under its label, `cols` per row."""
+    from PIL import Image, ImageDraw
+
+    h, w = images.shape[1] * upscale, images.shape[2] * upscale
+    pad = 18
+    rows = -(-len(images) // cols)
+    sheet = Image.new("RGB", (cols * (w + 6), rows * (h + pad + 6)), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for k, (img, label) in enumerate(zip(images, labels, strict=True)):
+        x, y = (k % cols) * (w + 6), (k // cols) * (h + pad + 6)
+        draw.text((x + 2, y + 2), label, fill=(0, 0, 0))
+        sheet.paste(Image.fromarray(img).resize((w, h), Image.Resampling.NEAREST), (x, y + pad))
+    return sheet
