@@ -97,12 +97,18 @@ def test_judge_uses_top_count_detections_by_confidence():
     assert not judge(spec, rejected).correct
 
 
-def test_ambiguous_blobs_are_not_counted():
+def test_fragments_are_not_counted_and_off_palette_objects_are_found():
     img = np.full((64, 64, 3), BACKGROUND, np.uint8)
     img[10:14, 5:60] = (220, 20, 30)  # a thin red bar: no shape of the world
-    img[30:50, 30:50] = (200, 60, 60)  # a muddy square-ish block, between red and pink/brown
+    img[30:50, 30:50] = (237, 80, 15)  # a block halfway between red and orange
     dets = EV.detect(img)
-    assert not any(d.accepted for d in dets)
+    bar = next(d for d in dets if d.box[1] == 10)
+    block = next(d for d in dets if d.box[1] == 30)
+    assert bar.cls is None and not bar.accepted
+    assert block.accepted and block.cls == "square" and block.color in ("red", "orange")
+    assert block.color_confidence < 0.9  # named, but as the in-between shade it is
+    assert EV.evaluate(img, parse_prompt("a photo of a square")).correct  # no colour asked: colour does not matter
+    assert not EV.evaluate(img, parse_prompt("a photo of a blue square")).correct
     # two same-colour circles that touch merge into a blob that is no circle
     merged = render(Scene((obj("circle", "red", 0.4, 0.5, 0.3), obj("circle", "red", 0.62, 0.5, 0.3))))
     assert not EV.evaluate(merged, parse_prompt("a photo of two circles")).correct

@@ -26,6 +26,7 @@ class Detection:
     confidence: float
     area: int = 0
     accepted: bool = True
+    color_confidence: float = 1.0
 
     @property
     def center(self) -> tuple[float, float]:

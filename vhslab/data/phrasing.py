@@ -109,4 +109,4 @@ def caption_scene(scene: Scene) -> str:
 def caption_detections(detections) -> str:
     """Re-caption an image from what the evaluator really found in it."""
     kept = [d for d in detections if d.accepted and d.cls is not None]
-    return describe([(d.cls, d.color, d.box) for d in sorted(kept, key=lambda d: d.box[0])])
+    return describe([(d.cls, d.color, d.box) for d in sorted(kept, key=lambda d: (d.box[0], d.box[1]))])
