@@ -14,10 +14,10 @@ from typing import Protocol
 
 import numpy as np
 
-from vhslab.data.detect import components, name_color, shape_features
+from vhslab.data.detect import components, name_color, shape_features, split_by_colour
 from vhslab.data.geneval import Detection, Verdict, judge
 from vhslab.data.prompts import PromptSpec
-from vhslab.data.shape_model import CLASSES, FRAGMENT, shipped_model
+from vhslab.data.shape_model import CLASSES, OTHER, shipped_model
 from vhslab.data.shapes import check_vocabulary
 
 EVALUATOR_VERSION = "2"  # 1: palette segmentation + prototype distances; 2: palette-free detection
@@ -71,19 +71,28 @@ class ShapesEvaluator:
         image = check_image(image)
         threshold = self.threshold if threshold is None else threshold
         h, w = image.shape[:2]
-        model = shipped_model()
+        min_area = max(4, int(self.min_area_fraction * h * w))
         detections = []
-        for comp in components(image, max(4, int(self.min_area_fraction * h * w))):
-            feats = shape_features(comp.alpha)
-            cls, conf = None, 0.0
-            if feats is not None:
-                p = model.proba(feats)
-                best = int(np.argmax(p))
-                cls, conf = (None if best == FRAGMENT else CLASSES[best]), float(p[best])
-            color, color_conf = name_color(comp.lab)
-            accepted = cls is not None and conf >= threshold
-            detections.append(Detection(cls, color, comp.box, conf, comp.area, accepted, color_conf))
+        for comp in components(image, min_area):
+            found = self._classify(comp, threshold)
+            if not found.accepted:  # two touching objects of two colours: keep the parts if each is a shape
+                parts = [self._classify(part, threshold) for part in split_by_colour(comp, min_area)]
+                if parts and all(p.accepted for p in parts):
+                    detections.extend(parts)
+                    continue
+            detections.append(found)
         return sorted(detections, key=lambda d: -d.confidence)
+
+    @staticmethod
+    def _classify(comp, threshold: float) -> Detection:
+        feats = shape_features(comp.alpha)
+        cls, conf = None, 0.0
+        if feats is not None:
+            p = shipped_model().proba(feats)
+            best = int(np.argmax(p))
+            cls, conf = (None if best == OTHER else CLASSES[best]), float(p[best])
+        color, color_conf = name_color(comp.lab)
+        return Detection(cls, color, comp.box, conf, comp.area, cls is not None and conf >= threshold, color_conf)
 
     def evaluate(self, image, spec: PromptSpec) -> Verdict:
         check_vocabulary(spec)

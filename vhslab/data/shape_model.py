@@ -20,8 +20,8 @@ from vhslab.data.detect import FEATURES, components, shape_features
 from vhslab.data.shapes import BACKGROUND, COLORS, SHAPES, Scene, SceneObject, _fit_unit_box, _star, render
 
 MODEL_FILE = Path(__file__).resolve().parents[1] / "assets" / "shape_model.json"
-CLASSES = (*SHAPES, "fragment")
-FRAGMENT = len(SHAPES)
+CLASSES = (*SHAPES, "other")  # other: wisps, strokes and specks
+OTHER = len(SHAPES)
 
 
 def augmenter(strength: float = 1.0):
@@ -34,6 +34,8 @@ def augmenter(strength: float = 1.0):
         A.Affine(rotate=(-180, 180), scale={"x": (1 - 0.15 * s, 1 + 0.15 * s), "y": (1 - 0.15 * s, 1 + 0.15 * s)},
                  shear=(-8 * s, 8 * s), border_mode=cv2.BORDER_CONSTANT, fill=BACKGROUND, p=1.0),
         A.ElasticTransform(alpha=4 * s, sigma=6, border_mode=cv2.BORDER_CONSTANT, fill=BACKGROUND, p=0.5),
+        A.CoarseDropout(num_holes_range=(1, 2), hole_height_range=(0.02, 0.02 + 0.03 * s),
+                        hole_width_range=(0.02, 0.02 + 0.03 * s), fill=BACKGROUND, p=0.3),  # small dents
         A.GaussianBlur(sigma_limit=(0.1, 0.2 + 1.0 * s), blur_limit=0, p=0.7),
     ])
 
@@ -65,15 +67,14 @@ def _fragment(rng: np.random.Generator, resolution: int) -> np.ndarray:
     return np.asarray(canvas.resize((resolution, resolution), Image.Resampling.BOX), dtype=np.uint8)
 
 
-def _thin_star(rng: np.random.Generator, resolution: int) -> np.ndarray:
-    """A star with thinner points than the renderer's (the generator draws both), drawn like `render`."""
+def _draw_polygon(poly: np.ndarray, rng: np.random.Generator, resolution: int) -> np.ndarray:
+    """A unit polygon at a random size in the centre, in a random palette colour, drawn like `render`."""
     ss = 4
     side = resolution * ss
     canvas = Image.new("RGB", (side, side), BACKGROUND)
-    size = rng.uniform(0.1, 0.34) * side
-    poly = _fit_unit_box(_star(inner=float(rng.uniform(0.28, 0.45)))) * size + side / 2
+    pts = poly * rng.uniform(0.1, 0.34) * side + side / 2
     fill = tuple(int(v) for v in list(COLORS.values())[rng.integers(len(COLORS))])
-    ImageDraw.Draw(canvas).polygon([tuple(p) for p in poly], fill=fill)
+    ImageDraw.Draw(canvas).polygon([tuple(p) for p in pts], fill=fill)
     return np.asarray(canvas.resize((resolution, resolution), Image.Resampling.BOX), dtype=np.uint8)
 
 
@@ -86,10 +87,11 @@ def training_set(n_per_class: int = 600, seed: int = 0, resolution: int = 64) ->
     for cls in range(len(CLASSES)):
         got = 0
         while got < n_per_class:
-            if cls == FRAGMENT:
+            if cls == OTHER:
                 image = _fragment(rng, resolution)
-            elif SHAPES[cls] == "star" and rng.random() < 0.5:
-                image = aug(image=_thin_star(rng, resolution))["image"]
+            elif SHAPES[cls] == "star" and rng.random() < 0.5:  # the generator's stars are often thinner
+                image = aug(image=_draw_polygon(_fit_unit_box(_star(inner=float(rng.uniform(0.28, 0.45)))),
+                                                rng, resolution))["image"]
             else:
                 obj = SceneObject(SHAPES[cls], names[rng.integers(len(names))], 0.5, 0.5, float(rng.uniform(0.1, 0.34)))
                 image = aug(image=render(Scene((obj,)), resolution))["image"]
