@@ -27,7 +27,7 @@ from skimage.filters import apply_hysteresis_threshold
 from vhslab.data.shapes import COLORS
 
 COLOR_NAMES = tuple(COLORS)
-FOREGROUND_LOW = 8.0  # CIE76 distance from the background: edge pixels down to this join an object
+FOREGROUND_LOW = 10.0  # CIE76 distance from the background: edge pixels down to this join an object
 FOREGROUND_HIGH = 18.0  # ... whose core reaches this
 SPLIT_DISTANCE = 30.0  # CIE76 between the two colour clusters of two touching objects
 UPSAMPLE = 4
