@@ -59,6 +59,53 @@ def check_cmd(
     emit(result, as_json, "world check")
 
 
+@world_app.command("gold")
+def gold_cmd(
+    world: Path = typer.Option(None, help="a world folder (default: the shipped world; the gold images are its own)"),
+    gold: Path = typer.Option(None, help="gold file (default: the shipped vhslab/assets/gold/world_gold.jsonl)"),
+    sheet: Path = typer.Option(None, help="PNG file for the disagreements as an image sheet"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+) -> None:
+    """The evaluator's agreement with the gold set (generated images judged by eye), per split and tag."""
+    from vhslab.data.evaluate import ShapesEvaluator
+    from vhslab.world.gold import GOLD_FILE, disagreement_sheet, gold_report, read_gold
+
+    path = gold or GOLD_FILE
+    try:
+        records = read_gold(path)
+    except (OSError, ValueError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    w = _world_or_exit(world)
+    report, disagreements, images = gold_report(w.pipeline, w.gen_config.resolve(w.pipeline), ShapesEvaluator(), records)
+    report["disagreements"] = [{"index": r.index, "split": r.split, "prompt": r.prompt, "gold": r.correct,
+                                "reasons": v.reasons, "note": r.note} for r, v in disagreements]
+    if sheet is not None:
+        fig = disagreement_sheet(disagreements, records, images)
+        if fig is not None:
+            fig.save(sheet)
+            console.print(f"wrote {sheet}")
+    emit(report, as_json, "world gold")
+
+
+@world_app.command("robustness")
+def robustness_cmd(
+    n: int = typer.Option(100, "--n", min=1, help="scenes per tag and distortion"),
+    seed: int = typer.Option(0),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+) -> None:
+    """Agreement and rejection on renders distorted by albumentations, per distortion and tag."""
+    from rich.progress import Progress
+
+    from vhslab.data.prompts import TAGS
+    from vhslab.data.robustness import DISTORTIONS, robustness_suite
+
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("robustness", total=n * len(TAGS) * len(DISTORTIONS))
+        result = robustness_suite(n, seed, progress=lambda: bar.advance(task))
+    emit(result, as_json, "world robustness")
+
+
 def _pick(suite, tag: str, n: int, rng) -> list:
     """n distinct prompts of one tag, drawn with `rng`."""
     specs = [s for s in suite if s.tag == tag]

@@ -99,3 +99,47 @@ def contact_sheet(images: np.ndarray, labels: list[str], cols: int = 4, upscale:
         draw.text((x + 2, y + 2), label, fill=(0, 0, 0))
         sheet.paste(Image.fromarray(img).resize((w, h), Image.Resampling.NEAREST), (x, y + pad))
     return sheet
+
+
+def gold_report(pipe, gen, evaluator, records: list[GoldRecord], batch_size: int = 32) -> tuple[dict, list, np.ndarray]:
+    """The evaluator's verdict agreement with the gold judgements, per split and tag, counting only
+    images not flagged ambiguous; plus the disagreements (record, verdict) and the images."""
+    from vhslab.data.phrasing import parse_prompt
+
+    images = generate_gold_images(pipe, gen, records, batch_size)
+    report: dict = {"evaluator": evaluator.describe() if hasattr(evaluator, "describe") else type(evaluator).__name__,
+                    "n_images": len(records),
+                    "regenerated_identical": float(np.mean([image_sha1(im) == r.image_sha1
+                                                            for r, im in zip(records, images, strict=True)]))}
+    disagreements = []
+    for split in sorted({r.split for r in records}):
+        agree: dict[str, list[bool]] = {tag: [] for tag in TAGS}
+        ambiguous = 0
+        chosen = [(r, im) for r, im in zip(records, images, strict=True) if r.split == split]
+        for r, im in chosen:
+            if r.ambiguous or r.correct is None:
+                ambiguous += 1
+                continue
+            verdict = evaluator.evaluate(im, parse_prompt(r.prompt))
+            agree[r.tag].append(verdict.correct == r.correct)
+            if verdict.correct != r.correct:
+                disagreements.append((r, verdict))
+        counted = [a for v in agree.values() for a in v]
+        report[split] = {
+            "n": len(chosen), "ambiguous_share": ambiguous / max(len(chosen), 1), "n_counted": len(counted),
+            "agreement": float(np.mean(counted)) if counted else float("nan"),
+            "per_tag": {tag: float(np.mean(v)) if v else float("nan") for tag, v in agree.items()},
+            "n_per_tag": {tag: len(v) for tag, v in agree.items()},
+        }
+    return report, disagreements, images
+
+
+def disagreement_sheet(disagreements: list, records: list[GoldRecord], images: np.ndarray):
+    """A contact sheet of the disagreements (None if there are none): index, gold verdict and
+    the evaluator's; `images` are in `records` order, as `gold_report` returns them."""
+    if not disagreements:
+        return None
+    position = {r.index: k for k, r in enumerate(records)}
+    labels = [f"#{r.index} gold {'yes' if r.correct else 'no'} / ev {'yes' if v.correct else 'no'}"
+              for r, v in disagreements]
+    return contact_sheet(images[[position[r.index] for r, _ in disagreements]], labels, cols=6, upscale=3)
