@@ -33,7 +33,7 @@ def _object_transform(kind: str):
         "rotate": A.Affine(rotate=(-180, 180), p=1.0, **border),
         "anisotropic_scale": A.Affine(scale={"x": (0.85, 1.15), "y": (0.85, 1.15)}, p=1.0, **border),
         "elastic": A.ElasticTransform(alpha=3, sigma=5, p=1.0, **border),
-        "off_palette": A.HueSaturationValue(hue_shift_limit=5, sat_shift_limit=20, val_shift_limit=15, p=1.0),
+        "off_palette": A.HueSaturationValue(hue_shift_limit=3, sat_shift_limit=20, val_shift_limit=15, p=1.0),
     }[kind]
 
 
