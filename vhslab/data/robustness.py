@@ -24,30 +24,29 @@ from vhslab.data.worldcheck import perturbations
 DISTORTIONS = ("rotate", "anisotropic_scale", "elastic", "off_palette", "blur")
 
 
-def _object_transform(kind: str):
+def _transform(kind: str):
+    """The albumentations transform of one distortion (blur acts on the whole image, the others
+    on one object at a time)."""
     import albumentations as A
     import cv2
 
     border = {"border_mode": cv2.BORDER_CONSTANT, "fill": BACKGROUND}
     return {
-        "rotate": A.Affine(rotate=(-180, 180), p=1.0, **border),
-        "anisotropic_scale": A.Affine(scale={"x": (0.85, 1.15), "y": (0.85, 1.15)}, p=1.0, **border),
-        "elastic": A.ElasticTransform(alpha=3, sigma=5, p=1.0, **border),
-        "off_palette": A.HueSaturationValue(hue_shift_limit=3, sat_shift_limit=20, val_shift_limit=15, p=1.0),
-    }[kind]
+        "rotate": lambda: A.Affine(rotate=(-180, 180), p=1.0, **border),
+        "anisotropic_scale": lambda: A.Affine(scale={"x": (0.85, 1.15), "y": (0.85, 1.15)}, p=1.0, **border),
+        "elastic": lambda: A.ElasticTransform(alpha=3, sigma=5, p=1.0, **border),
+        "off_palette": lambda: A.HueSaturationValue(hue_shift_limit=3, sat_shift_limit=20, val_shift_limit=15, p=1.0),
+        "blur": lambda: A.GaussianBlur(sigma_limit=(0.3, 1.0), blur_limit=0, p=1.0),
+    }[kind]()
 
 
 def distort(scene: Scene, kind: str, rng: np.random.Generator, resolution: int = 64) -> np.ndarray | None:
     """The scene rendered, with distortion `kind` (DISTORTIONS) applied by albumentations; None if
     no draw of it keeps every object apart (the scene would change meaning: objects touch)."""
-    import albumentations as A
-
-    if kind == "blur":
-        blur = A.GaussianBlur(sigma_limit=(0.3, 1.0), blur_limit=0, p=1.0)
-        blur.set_random_seed(int(rng.integers(2**31)))
-        return blur(image=render(scene, resolution))["image"]
-    transform = _object_transform(kind)
+    transform = _transform(kind)
     transform.set_random_seed(int(rng.integers(2**31)))
+    if kind == "blur":
+        return transform(image=render(scene, resolution))["image"]
     canvas = np.empty((resolution, resolution, 3), np.uint8)
     canvas[:] = BACKGROUND
     taken = np.zeros((resolution, resolution), bool)
