@@ -61,13 +61,22 @@ def test_distortions_change_pixels_but_keep_objects_apart():
         assert np.abs(image.astype(int) - plain).sum() > 0, kind
 
 
-def test_shape_model_refits_and_refuses_a_foreign_feature_set():
+def test_shape_model_refits_the_same_and_refuses_a_foreign_feature_set():
     params = fit(n_per_class=40, seed=1)
     assert params["train"]["accuracy"] > 0.9
+    assert fit(n_per_class=40, seed=1)["coef"] == params["coef"]  # every draw is seeded, albumentations' too
     shipped = json.loads(MODEL_FILE.read_text())
     assert shipped["classes"] == list(CLASSES) and shipped["train"]["accuracy"] > 0.97
     with pytest.raises(ValueError, match="rebuild"):
         ShapeModel({**shipped, "features": shipped["features"][:-1]})
+
+
+@pytest.mark.slow
+def test_shipped_shape_model_is_what_its_recipe_gives():
+    shipped = json.loads(MODEL_FILE.read_text())
+    recipe = shipped["train"]
+    refit = fit(recipe["n_per_class"], recipe["seed"], recipe["C"])
+    np.testing.assert_allclose(refit["coef"], shipped["coef"], atol=1e-9)
 
 
 def test_world_gold_cli_names_a_bad_gold_file(tmp_path):

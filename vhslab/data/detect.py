@@ -10,7 +10,7 @@
 4. Shape descriptors, invariant to rotation: the component's soft mask (alpha from its
    colour distance) upsampled 4x, then OpenCV's contour measures: circularity, solidity,
    fill of its minimum-area rectangle, enclosing circle and enclosing triangle, aspect,
-   deep convexity defects, polygon corners and thickness (inscribed circle). `vhslab.data.shape_model` classifies them.
+   deep convexity defects and thickness (inscribed circle). `vhslab.data.shape_model` classifies them.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ SPLIT_DISTANCE = 30.0  # CIE76 between the two colour clusters of two touching o
 UPSAMPLE = 4
 COLOR_SIGMA = 6.0  # CIEDE2000 scale of the colour confidence's softmax
 FEATURES = ("circularity", "solidity", "rect_fill", "circle_fill", "triangle_fill", "aspect",
-            "deep_defects", "corners", "max_defect_depth", "thickness")
+            "deep_defects", "max_defect_depth", "thickness")
 
 
 @cache
@@ -147,7 +147,6 @@ def shape_features(alpha: np.ndarray) -> np.ndarray | None:
             defects = None
         if defects is not None:
             depths = defects.reshape(-1, 4)[:, 3] / 256.0 / scale
-    corners = len(cv2.approxPolyDP(c, 0.04 * perimeter, True))
     thickness = 2 * cv2.distanceTransform(binary, cv2.DIST_L2, 5).max() / scale  # wisps are thin, shapes are not
     return np.array([
         4 * np.pi * area / perimeter**2,
@@ -157,7 +156,6 @@ def shape_features(alpha: np.ndarray) -> np.ndarray | None:
         area / max(tri_area, 1e-6),
         min(rw, rh) / max(rw, rh, 1e-6),
         min(int((depths > 0.12).sum()), 8),
-        min(corners, 12),
         float(depths.max()) if len(depths) else 0.0,
         thickness,
     ])

@@ -2,8 +2,8 @@
 
 Trained on augmented renders: single objects drawn by the renderer, then turned by any
 angle, scaled unevenly, sheared, elastically bent and blurred by albumentations (as the
-generator's images are), plus a "fragment" class of thin strokes and specks that a person
-would not name as any shape. Shipped as `assets/shape_model.json`; rebuild it with
+generator's images are), plus thinner stars than the renderer's and an "other" class of
+wisps, strokes and specks that a person would not name as any shape. Shipped as `assets/shape_model.json`; rebuild it with
 `python -m vhslab.data.shape_model`.
 """
 
@@ -24,64 +24,70 @@ CLASSES = (*SHAPES, "other")  # other: wisps, strokes and specks
 OTHER = len(SHAPES)
 
 
-def augmenter(strength: float = 1.0):
-    """Meaning-preserving distortions of a single object (albumentations), scaled by `strength`."""
+def augmenter():
+    """Meaning-preserving distortions of a single object (albumentations)."""
     import albumentations as A
     import cv2
 
-    s = strength
     return A.Compose([
-        A.Affine(rotate=(-180, 180), scale={"x": (1 - 0.15 * s, 1 + 0.15 * s), "y": (1 - 0.15 * s, 1 + 0.15 * s)},
-                 shear=(-8 * s, 8 * s), border_mode=cv2.BORDER_CONSTANT, fill=BACKGROUND, p=1.0),
-        A.ElasticTransform(alpha=4 * s, sigma=6, border_mode=cv2.BORDER_CONSTANT, fill=BACKGROUND, p=0.5),
-        A.CoarseDropout(num_holes_range=(1, 2), hole_height_range=(0.02, 0.02 + 0.03 * s),
-                        hole_width_range=(0.02, 0.02 + 0.03 * s), fill=BACKGROUND, p=0.3),  # small dents
-        A.GaussianBlur(sigma_limit=(0.1, 0.2 + 1.0 * s), blur_limit=0, p=0.7),
+        A.Affine(rotate=(-180, 180), scale={"x": (0.85, 1.15), "y": (0.85, 1.15)},
+                 shear=(-8, 8), border_mode=cv2.BORDER_CONSTANT, fill=BACKGROUND, p=1.0),
+        A.ElasticTransform(alpha=4, sigma=6, border_mode=cv2.BORDER_CONSTANT, fill=BACKGROUND, p=0.5),
+        A.CoarseDropout(num_holes_range=(1, 2), hole_height_range=(0.02, 0.05),
+                        hole_width_range=(0.02, 0.05), fill=BACKGROUND, p=0.3),  # small dents
+        A.GaussianBlur(sigma_limit=(0.1, 1.2), blur_limit=0, p=0.7),
     ])
 
 
-def _fragment(rng: np.random.Generator, resolution: int) -> np.ndarray:
-    """A thin stroke, a branched wisp or a speck on the background (supersampled like `render`)."""
-    ss = 4
-    side = resolution * ss
+def _supersampled(draw, resolution: int) -> np.ndarray:
+    """`draw(ImageDraw, side)` on a background canvas 4x the resolution, box-filtered down like `render`."""
+    side = resolution * 4
     canvas = Image.new("RGB", (side, side), BACKGROUND)
-    draw = ImageDraw.Draw(canvas)
-    fill = tuple(int(v) for v in list(COLORS.values())[rng.integers(len(COLORS))])
+    draw(ImageDraw.Draw(canvas), side)
+    return np.asarray(canvas.resize((resolution, resolution), Image.Resampling.BOX), dtype=np.uint8)
+
+
+def _random_fill(rng: np.random.Generator) -> tuple[int, ...]:
+    return tuple(int(v) for v in list(COLORS.values())[rng.integers(len(COLORS))])
+
+
+def _fragment(rng: np.random.Generator, resolution: int) -> np.ndarray:
+    """A thin stroke, a branched wisp or a speck on the background."""
+    fill = _random_fill(rng)
+    side = resolution * 4
     centre = rng.uniform(0.35, 0.65, 2) * side
     kind = rng.integers(3)
-    width = int(rng.uniform(0.8, 2.2) * ss * resolution / 64)
+    width = int(rng.uniform(0.8, 2.2) * side / 64)
     if kind < 2:  # a polyline stroke, or branches from one point
+        strokes = []
         for _ in range(int(rng.integers(1, 4)) if kind == 1 else 1):
             pts = [tuple(centre)]
             for _ in range(int(rng.integers(1, 4))):
                 step = rng.uniform(0.06, 0.2) * side
                 angle = rng.uniform(0, 2 * np.pi)
                 pts.append((pts[-1][0] + step * np.cos(angle), pts[-1][1] + step * np.sin(angle)))
-            draw.line(pts, fill=fill, width=max(width, 1))
-    else:  # a ragged speck
-        r = rng.uniform(0.02, 0.035) * side
-        angles = np.sort(rng.uniform(0, 2 * np.pi, 7))
-        radii = r * rng.uniform(0.3, 1.0, 7)
-        draw.polygon([(centre[0] + a * np.cos(t), centre[1] + a * np.sin(t)) for a, t in zip(radii, angles, strict=True)],
-                     fill=fill)
-    return np.asarray(canvas.resize((resolution, resolution), Image.Resampling.BOX), dtype=np.uint8)
+            strokes.append(pts)
+        return _supersampled(lambda d, _: [d.line(p, fill=fill, width=max(width, 1)) for p in strokes], resolution)
+    r = rng.uniform(0.02, 0.035) * side  # a ragged speck
+    angles = np.sort(rng.uniform(0, 2 * np.pi, 7))
+    radii = r * rng.uniform(0.3, 1.0, 7)
+    speck = [(centre[0] + a * np.cos(t), centre[1] + a * np.sin(t)) for a, t in zip(radii, angles, strict=True)]
+    return _supersampled(lambda d, _: d.polygon(speck, fill=fill), resolution)
 
 
 def _draw_polygon(poly: np.ndarray, rng: np.random.Generator, resolution: int) -> np.ndarray:
-    """A unit polygon at a random size in the centre, in a random palette colour, drawn like `render`."""
-    ss = 4
-    side = resolution * ss
-    canvas = Image.new("RGB", (side, side), BACKGROUND)
-    pts = poly * rng.uniform(0.1, 0.34) * side + side / 2
-    fill = tuple(int(v) for v in list(COLORS.values())[rng.integers(len(COLORS))])
-    ImageDraw.Draw(canvas).polygon([tuple(p) for p in pts], fill=fill)
-    return np.asarray(canvas.resize((resolution, resolution), Image.Resampling.BOX), dtype=np.uint8)
+    """A unit polygon at a random size in the centre, in a random palette colour."""
+    size = rng.uniform(0.1, 0.34)
+    fill = _random_fill(rng)
+    return _supersampled(lambda d, side: d.polygon([tuple(p) for p in poly * size * side + side / 2], fill=fill),
+                         resolution)
 
 
 def training_set(n_per_class: int = 600, seed: int = 0, resolution: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Features and class indices of augmented renders (CLASSES order)."""
     rng = np.random.default_rng(seed)
     aug = augmenter()
+    aug.set_random_seed(seed)  # albumentations draws from its own generator: seed it, or refits differ
     names = list(COLORS)
     xs, ys = [], []
     for cls in range(len(CLASSES)):
