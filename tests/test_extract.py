@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import xarray as xr
 from vhslab.data.capture import Capture
 from vhslab.data.evaluate import ShapesEvaluator
 from vhslab.data.extract import extract
-from vhslab.data.generate import GenConfig
+from vhslab.data.generate import GenConfig, make_samples, sample_seed
 from vhslab.data.prompts import load_suite
 from vhslab.data.spec import SpecError, validate
 from vhslab.data.store import StoreError, open_store
@@ -52,13 +53,16 @@ def test_store_follows_spec_and_matches_capture(sana, prompts, tmp_path):
     assert ds.sizes == {"sample": 10, "layer": 2, "token": 64, "channel": 16, "item": 2,
                         "ae_token": 64, "ae_channel": 4, "pix_y": 32, "pix_x": 32, "rgb": 3}
     assert list(ds.layer.values) == [1, 3] and list(ds.depth.values) == [0.25, 0.75]
-    assert list(ds.seed.values) == list(range(10)) and list(ds.prompt_index.values) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    seeds = [sample_seed(0, prompts[i // 2].prompt, i % 2) for i in range(10)]
+    assert list(ds.seed.values) == seeds and list(ds.prompt_index.values) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert list(ds.meaning.values) == [prompts[i // 2].meaning for i in range(10)]
+    assert json.loads(ds.attrs["evaluator"]) == ShapesEvaluator().describe()
     assert ds.token_row.values[9] == 1 and ds.token_col.values[9] == 1
     assert ds.hidden.dtype == np.float16 and ds.written.values.all()
     # samples 4..7 were one batch: regenerate it directly and compare bit for bit
     batch = [prompts[2].prompt] * 2 + [prompts[3].prompt] * 2
     with Capture(sana, "block.3,image", stop=False) as cap:
-        sana(prompt=batch, generator=[torch.Generator().manual_seed(s) for s in range(4, 8)], output_type="pt",
+        sana(prompt=batch, generator=[torch.Generator().manual_seed(s) for s in seeds[4:8]], output_type="pt",
              **GEN.resolve(sana).call_kwargs(sana))
     np.testing.assert_array_equal(ds.hidden.sel(layer=3).values[4:8], cap.last("block.3").numpy())
     np.testing.assert_array_equal(ds.image.values[4:8], cap.last("image"))
@@ -69,6 +73,8 @@ def test_store_follows_spec_and_matches_capture(sana, prompts, tmp_path):
         assert ds.verdict.values[i] == int(verdict.correct)
         assert ds.prompt_class.values[i, 0] == spec.include[0].cls
         assert ds.found_count.values[i, 0] == verdict.items[0].found_count
+        drawn = sorted((d for d in verdict.detections if d.accepted and d.cls), key=lambda d: -d.area)
+        assert list(ds.found_class.values[i]) == [d.cls for d in drawn[:2]] + [""] * (2 - len(drawn[:2]))
         assert ds.prompt_count.values[i, 1] == (spec.include[1].count if len(spec.include) > 1 else -1)
 
 
@@ -85,7 +91,40 @@ def test_rerun_skips_and_mismatch_is_refused(sana, prompts, tmp_path):
             extract(sana, prompts, out, **{**kw, **change})
     with pytest.raises(StoreError, match="holds different data"):
         extract(tiny_sana_sprint_pipeline(seed=1), prompts, out, **kw)  # same config, other weights
+    with pytest.raises(StoreError, match="evaluator differ"):  # other labels: never mixed into the store
+        extract(sana, prompts, out, **kw, evaluator=ShapesEvaluator(threshold=0.6))
     assert files(out) == before
+
+
+def test_seed_streams_are_independent_per_seed_and_prompt(prompts):
+    a = make_samples(prompts, 3, seed=0)
+    b = make_samples(prompts, 3, seed=1)
+    assert len({s.seed for s in a}) == len(a)
+    assert not {s.seed for s in a} & {s.seed for s in b}  # seed + i would share all but one
+    other_order = make_samples(prompts[::-1], 3, seed=0)  # a candidate's noise follows its prompt, not its row
+    assert {(s.spec.prompt, s.seed) for s in a} == {(s.spec.prompt, s.seed) for s in other_order}
+    with pytest.raises(ValueError, match="non-negative"):
+        make_samples(prompts, 1, seed=-1)
+
+
+def test_store_opens_without_warnings(sana, prompts, tmp_path):
+    out = tmp_path / "w.zarr"
+    extract(sana, prompts[:2], out, n_per_prompt=1, sites="block.0", batch_size=2, gen=GEN, progress=False)
+    assert (out / "zarr.json").read_text().count("consolidated_metadata") == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = xr.open_zarr(out)  # plain xarray, consolidated metadata
+    assert ds.written.values.all()
+
+
+def test_multistep_pipeline_default_steps_and_one_step_refused(prompts, tmp_path):
+    pipe = tiny_pixart_pipeline(num_layers=2)
+    assert GenConfig().resolve(pipe).steps == 20  # PixArt's own default; SANA-Sprint's is 1
+    assert GenConfig().resolve(tiny_sana_sprint_pipeline(num_layers=2)).steps == 1
+    out = tmp_path / "one.zarr"
+    with pytest.raises(ValueError, match="cannot generate in one step; use --steps 20"):
+        extract(pipe, prompts[:1], out, sites="block.0", gen=GenConfig(steps=1), progress=False)
+    assert not out.exists()
 
 
 def test_corrupt_or_partial_store_errors_and_keeps_data(sana, prompts, tmp_path):
@@ -135,7 +174,7 @@ def test_pixart_steps_and_vision(prompts, tmp_path):
     assert ds.vision.shape == (4, 16, 16)
     # the stored rows are the conditional half of the guidance batch
     with Capture(pipe, "block.2", calls=2, stop=False) as cap:
-        pipe(prompt=[prompts[0].prompt] * 2, generator=[torch.Generator().manual_seed(s) for s in (0, 1)],
+        pipe(prompt=[prompts[0].prompt] * 2, generator=[torch.Generator().manual_seed(int(s)) for s in ds.seed.values[:2]],
              output_type="latent", **gen.resolve(pipe).call_kwargs(pipe))
     np.testing.assert_array_equal(ds.hidden.values[:2, :, 2], cap["block.2"][:, 2:].transpose(0, 1).numpy())
 

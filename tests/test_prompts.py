@@ -75,3 +75,38 @@ def test_spec_round_trips_through_json():
     spec = PromptSpec("position", "a photo of a star above a circle",
                       (Item("circle"), Item("star", 1, None, ("above", 0))))
     assert PromptSpec.from_json(spec.to_json()) == spec
+
+
+def test_meaning_ignores_order_and_mirroring_and_nothing_else():
+    from vhslab.data.phrasing import parse_prompt
+
+    same = [
+        ("a photo of a red circle and a blue square", "a photo of a blue square and a red circle"),
+        ("a photo of a circle left of a square", "a photo of a square right of a circle"),
+        ("a photo of a star above a triangle", "a photo of a triangle below a star"),
+        ("a photo of a circle and a square", "a photo of a square and a circle"),
+    ]
+    for a, b in same:
+        assert parse_prompt(a).meaning == parse_prompt(b).meaning, (a, b)
+    different = [
+        ("a photo of a red circle and a blue square", "a photo of a blue circle and a red square"),
+        ("a photo of a circle left of a square", "a photo of a square left of a circle"),
+        ("a photo of a circle left of a square", "a photo of a circle above a square"),
+        ("a photo of two circles", "a photo of three circles"),
+        ("a photo of a red circle", "a photo of a circle"),
+    ]
+    for a, b in different:
+        assert parse_prompt(a).meaning != parse_prompt(b).meaning, (a, b)
+
+
+def test_no_meaning_crosses_train_and_geneval_shapes():
+    from vhslab.data.suites import prompt_space
+
+    train, evaluation = load_suite("train"), load_suite("geneval-shapes")
+    assert not {s.meaning for s in train} & {s.meaning for s in evaluation}
+    # the split keeps every meaning's prompts together, including those that neither suite uses
+    for tag in ("two_object", "position", "color_attr"):
+        groups = Counter(s.meaning for s in prompt_space(tag))
+        assert set(groups.values()) == {2}  # two wordings per meaning in these tags
+    by_meaning = Counter(s.meaning for s in set(train))
+    assert max(by_meaning.values()) == 2 and sum(v == 2 for v in by_meaning.values()) > 0

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import resource
 import sys
@@ -25,11 +26,21 @@ from vhslab.data.capture import LATE_SITES, Capture, VisionFn, find_transformer,
 from vhslab.data.generate import GenConfig, Sample, config_hash, make_samples, weights_hash
 from vhslab.data.prompts import PromptSpec
 from vhslab.data.spec import DTYPES, N_ITEMS, SPEC_VERSION, content_key
-from vhslab.data.store import StoreError, create_store, open_store, write_batch, written_mask
+from vhslab.data.store import StoreError, consolidate, create_store, open_store, write_batch, written_mask
 
 
 class Evaluator(Protocol):
     def evaluate(self, image: np.ndarray, spec: PromptSpec) -> Any: ...
+
+
+def describe_evaluator(evaluator: Evaluator) -> dict:
+    """Name, version and thresholds of an evaluator (its `describe()`), part of a store's content
+    key so that a resumed store never mixes label definitions. Without `describe()`: the class and
+    its plain attributes."""
+    if hasattr(evaluator, "describe"):
+        return dict(evaluator.describe())
+    plain = {k: v for k, v in getattr(evaluator, "__dict__", {}).items() if isinstance(v, (bool, int, float, str))}
+    return {"name": f"{type(evaluator).__module__}.{type(evaluator).__qualname__}", **plain}
 
 
 def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int]:
@@ -68,7 +79,11 @@ def _prompt_labels(spec: PromptSpec) -> dict[str, list]:
 
 
 def _found_labels(spec: PromptSpec, verdict: Any) -> dict[str, list]:
-    out: dict[str, list] = {"found_count": [], "found_color": [], "found_relation": []}
+    """What the evaluator found: per include item its count, colour and relation; `found_class[j]`
+    is the class of the j-th largest accepted detection, whatever the prompt asked for."""
+    out: dict[str, list] = {"found_class": [], "found_count": [], "found_color": [], "found_relation": []}
+    drawn = sorted((d for d in getattr(verdict, "detections", []) if d.accepted and d.cls), key=lambda d: -d.area)
+    out["found_class"] = [drawn[j].cls if j < len(drawn) else "" for j in range(N_ITEMS)]
     items = list(getattr(verdict, "items", []))
     for j in range(N_ITEMS):
         f = items[j] if j < len(items) and j < len(spec.include) else None
@@ -117,6 +132,7 @@ def _store_coords(samples: list[Sample], sites: list[str], num_blocks: int, grid
     coords: dict[str, Any] = {
         "sample_id": ("sample", np.array([s.sample_id for s in samples], np.int64)),
         "prompt": ("sample", np.array([s.spec.prompt for s in samples], dtype=object)),
+        "meaning": ("sample", np.array([s.spec.meaning for s in samples], dtype=object)),
         "tag": ("sample", np.array([s.spec.tag for s in samples], dtype=object)),
         "seed": ("sample", np.array([s.seed for s in samples], np.int64)),
         "prompt_index": ("sample", np.array([s.prompt_index for s in samples], np.int64)),
@@ -154,7 +170,7 @@ def extract(
     `evaluator` (default `ShapesEvaluator`) and write this shard's samples into the store `out`.
 
     Re-running the same call skips samples already written; a store made from different
-    model/prompts/seeds/sites/dtype/generation settings is refused. Returns a summary dict.
+    model/prompts/seeds/sites/dtype/generation settings/evaluator is refused. Returns a summary dict.
     """
     t0 = time.perf_counter()
     out = Path(out)
@@ -173,7 +189,9 @@ def extract(
     patch = getattr(dit.config, "patch_size", 1) or 1
     grid = (gen.height // (pipe.vae_scale_factor * patch), gen.width // (pipe.vae_scale_factor * patch))
     cfg = config_hash(pipe)
+    judge = describe_evaluator(evaluator)
     key = content_key(
+        evaluator=judge,
         config=cfg,
         weights=weights_hash(pipe),
         prompts=[s.to_json() for s in prompts],
@@ -193,6 +211,7 @@ def extract(
         "dtype": dtype,
         "vhslab_version": vhslab.__version__,
         "content_key": key,
+        "evaluator": json.dumps(judge, sort_keys=True),
         "sample_chunk": batch_size,
         "generation": str(gen.to_dict()),
     }
@@ -203,7 +222,7 @@ def extract(
         if ds.attrs["content_key"] != key:
             raise StoreError(
                 f"{out} holds different data (content key {ds.attrs['content_key']} != {key}: model, prompts, "
-                "seeds, sites, dtype or generation settings differ). Use another --out; nothing was changed."
+                "seeds, sites, dtype, generation settings or evaluator differ). Use another --out; nothing was changed."
             )
         done = written_mask(ds, out)
         chunk = int(ds.attrs["sample_chunk"])  # batches stay aligned with the store's chunks
@@ -232,6 +251,8 @@ def extract(
         bytes_written += sum(v.nbytes for v in ds_batch.data_vars.values())
         bar.update(len(batch))
     bar.close()
+    if todo and out.exists():
+        consolidate(out)
     elapsed = time.perf_counter() - t0
     final = open_store(out) if out.exists() else None
     written = written_mask(final, out) if final is not None else done

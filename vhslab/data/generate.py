@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from vhslab.data.prompts import PromptSpec
@@ -21,31 +23,77 @@ class Sample:
     spec: PromptSpec
 
 
+def sample_seed(seed: int, prompt: str, k: int) -> int:
+    """The generator seed of candidate k of `prompt` under root `seed`: one independent stream per
+    (seed, prompt, k) from numpy's `SeedSequence` (63 bits), so `--seed 1` shares no noise with
+    `--seed 0`, and two suites never share a seed even when run with the same root seed."""
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    words = np.frombuffer(hashlib.sha256(prompt.encode()).digest()[:16], np.uint32)
+    state = np.random.SeedSequence([int(seed), int(k), *map(int, words)]).generate_state(1, np.uint64)[0]
+    return int(state >> np.uint64(1))
+
+
 def make_samples(prompts: list[PromptSpec], n_per_prompt: int, seed: int = 0) -> list[Sample]:
-    """Prompt-major list: sample_id = prompt_index * n_per_prompt + k, seed = seed + sample_id."""
+    """Prompt-major list: sample_id = prompt_index * n_per_prompt + k, seed = `sample_seed(seed, prompt, k)`."""
     if n_per_prompt < 1 or not prompts:
         raise ValueError("need at least one prompt and n_per_prompt >= 1")
     return [
-        Sample(p * n_per_prompt + k, p, seed + p * n_per_prompt + k, spec)
+        Sample(p * n_per_prompt + k, p, sample_seed(seed, spec.prompt, k), spec)
         for p, spec in enumerate(prompts)
         for k in range(n_per_prompt)
     ]
 
 
+def is_one_step(pipe: Any) -> bool:
+    """SANA-Sprint-style pipelines (they take `intermediate_timesteps`) generate in one step."""
+    return "intermediate_timesteps" in inspect.signature(pipe.__call__).parameters
+
+
+def default_steps(pipe: Any) -> int:
+    """1 for one-step pipelines, else the pipeline's own default `num_inference_steps`."""
+    if is_one_step(pipe):
+        return 1
+    default = inspect.signature(pipe.__call__).parameters.get("num_inference_steps")
+    return int(default.default) if default is not None and isinstance(default.default, int) else 20
+
+
+def check_steps(pipe: Any, steps: int) -> None:
+    """Refuse a step count the pipeline cannot run, before any compute. A multi-step pipeline asked
+    for one step (PixArt's one-step branch reads a second output that only one-step schedulers such
+    as LCM give) is tried on a copy of its scheduler with a dummy latent."""
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if steps != 1 or is_one_step(pipe):
+        return
+    scheduler = copy.deepcopy(pipe.scheduler)
+    scheduler.set_timesteps(1)
+    x = torch.zeros(1, 1, 2, 2)
+    out = scheduler.step(torch.zeros_like(x), scheduler.timesteps[0], x, return_dict=False)
+    if len(out) < 2:
+        raise ValueError(
+            f"{type(pipe).__name__} with {type(pipe.scheduler).__name__} cannot generate in one step; "
+            f"use --steps {default_steps(pipe)} (its default) or a one-step scheduler (e.g. LCMScheduler)"
+        )
+
+
 @dataclass(frozen=True)
 class GenConfig:
-    """Generation settings. height/width default to the DiT's sample size x the VAE factor;
-    guidance_scale None keeps the pipeline's default."""
+    """Generation settings. height/width default to the DiT's sample size x the VAE factor; steps
+    to `default_steps` (1 for SANA-Sprint); guidance_scale None keeps the pipeline's default."""
 
     height: int | None = None
     width: int | None = None
-    steps: int = 1
+    steps: int | None = None
     guidance_scale: float | None = None
     max_sequence_length: int = 300
 
     def resolve(self, pipe: Any) -> GenConfig:
+        """Defaults filled in from the pipeline; a step count it cannot run is refused here."""
         size = pipe.transformer.config.sample_size * pipe.vae_scale_factor
-        return GenConfig(self.height or size, self.width or size, self.steps, self.guidance_scale, self.max_sequence_length)
+        steps = default_steps(pipe) if self.steps is None else self.steps
+        check_steps(pipe, steps)
+        return GenConfig(self.height or size, self.width or size, steps, self.guidance_scale, self.max_sequence_length)
 
     def call_kwargs(self, pipe: Any) -> dict:
         """Keyword arguments for `pipe(...)`; only those its `__call__` accepts."""

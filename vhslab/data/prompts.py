@@ -13,6 +13,7 @@ from pathlib import Path
 
 TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 RELATIONS = ("left of", "right of", "above", "below")
+MIRROR = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 
 
 class PromptError(ValueError):
@@ -104,6 +105,23 @@ class PromptSpec:
                         f" (the prompt has {len(self.include)} include items) in {self.prompt!r}"
                     )
 
+    @property
+    def meaning(self) -> str:
+        """What a correct image must show, independent of wording: include items in any order
+        ("a red circle and a blue square" = "a blue square and a red circle") and relations up to
+        mirroring ("a circle left of a square" = "a square right of a circle"). Readable, e.g.
+        "circle left of square" or "1 blue square + 1 red circle"."""
+        names = [_item_key(it) for it in self.include]
+        relations = []
+        for i, item in enumerate(self.include):
+            if item.position is not None:
+                relation, j = item.position
+                relations.append(min(f"{names[i]} {relation} {names[j]}", f"{names[j]} {MIRROR[relation]} {names[i]}"))
+        parts = [" + ".join(sorted(names))] + sorted(relations)
+        if self.exclude:
+            parts.append("not " + " + ".join(sorted(_item_key(it) for it in self.exclude)))
+        return " ; ".join(parts)
+
     def to_json(self) -> dict:
         out: dict = {"tag": self.tag, "include": [it.to_json() for it in self.include]}
         if self.exclude:
@@ -126,6 +144,10 @@ class PromptSpec:
             return cls(obj["tag"], obj["prompt"], tuple(include), tuple(exclude))
         except PromptError as err:
             raise PromptError(f"{where}.{err}") from None
+
+
+def _item_key(item: Item) -> str:
+    return " ".join(w for w in (str(item.count), item.color, item.cls) if w)
 
 
 def read_prompts(path: str | Path) -> list[PromptSpec]:

@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2
 N_ITEMS = 2  # GenEval prompts have at most two include items
 DTYPES = {"float16": "float16", "bfloat16": "float32", "float32": "float32"}  # requested -> stored
-REQUIRED_ATTRS = ("spec_version", "model_id", "config_hash", "num_blocks", "sites", "dtype", "vhslab_version", "content_key")
-SAMPLE_COORDS = {"sample_id": "i", "prompt": "str", "tag": "str", "seed": "i", "prompt_index": "i"}
+REQUIRED_ATTRS = ("spec_version", "model_id", "config_hash", "num_blocks", "sites", "dtype", "vhslab_version",
+                  "content_key", "evaluator")
+SAMPLE_COORDS = {"sample_id": "i", "prompt": "str", "meaning": "str", "tag": "str", "seed": "i", "prompt_index": "i"}
 LABELS = {
     "written": "bool",
     "verdict": "int8",
@@ -21,6 +22,7 @@ LABELS = {
     "prompt_color": "str",
     "prompt_relation": "str",
     "prompt_count": "int16",
+    "found_class": "str",
     "found_count": "int16",
     "found_color": "str",
     "found_relation": "str",
@@ -37,7 +39,7 @@ class SpecError(ValueError):
 
 
 def content_key(**parts: Any) -> str:
-    """Stable hash of what determines the data (model, prompts, seeds, sites, dtype, generation)."""
+    """Stable hash of what determines the data (model, prompts, seeds, sites, dtype, generation, evaluator)."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -57,7 +59,10 @@ def validate(ds: xr.Dataset) -> None:
     if missing:
         raise SpecError(f"missing attrs: {', '.join(missing)} (not a vhslab activation store?)")
     if ds.attrs["spec_version"] != SPEC_VERSION:
-        problems.append(f"spec_version {ds.attrs['spec_version']} != {SPEC_VERSION}")
+        raise SpecError(
+            f"spec_version {ds.attrs['spec_version']} != {SPEC_VERSION}: written by an older vhslab"
+            " (v2 added meaning, found_class, the evaluator and SeedSequence seeds); extract it again"
+        )
     if ds.attrs["dtype"] not in DTYPES:
         problems.append(f"attr dtype {ds.attrs['dtype']!r} not one of {sorted(DTYPES)}")
     if "sample" not in ds.dims:

@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import dask.array as da
 import numpy as np
 import xarray as xr
+import zarr
 
 from vhslab.data.spec import SpecError, validate
 
@@ -45,7 +48,8 @@ def create_store(path: str | Path, first: xr.Dataset, n: int, chunk: int, coords
     template["written"] = ("sample", np.zeros(n, bool))
     encoding["written"] = {"chunks": (chunk,)}
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    template.to_zarr(tmp, compute=False, encoding=encoding, consolidated=False)
+    with quiet_consolidation():
+        template.to_zarr(tmp, compute=False, encoding=encoding, consolidated=True)
     try:
         os.rename(tmp, path)
         return True
@@ -64,7 +68,7 @@ def open_store(path: str | Path, only_written: bool = False) -> xr.Dataset:
     if not (path / "zarr.json").is_file():
         raise StoreError(f"{path} is not a zarr store: zarr.json is missing (partial or foreign directory)")
     try:
-        ds = xr.open_zarr(path, consolidated=False)
+        ds = xr.open_zarr(path, consolidated=False)  # each array's own metadata: finds a damaged one
     except Exception as err:  # zarr/xarray raise many types for damaged metadata
         raise StoreError(f"{path}: cannot open as zarr ({type(err).__name__}: {err})") from err
     try:
@@ -91,3 +95,19 @@ def write_batch(path: str | Path, batch: xr.Dataset, start: int) -> None:
     data.to_zarr(path, region=region, mode="r+", consolidated=False)
     flags = xr.Dataset({"written": ("sample", np.ones(batch.sizes["sample"], bool))})
     flags.to_zarr(path, region=region, mode="r+", consolidated=False)
+
+
+def consolidate(path: str | Path) -> None:
+    """Rewrite the store's consolidated metadata, so that a plain `xr.open_zarr` reads one file and
+    warns about nothing (batch writes never change metadata; this also upgrades older stores)."""
+    with quiet_consolidation():
+        zarr.consolidate_metadata(str(path))
+
+
+@contextmanager
+def quiet_consolidation():
+    """Zarr warns, when writing, that consolidated metadata is not yet in the v3 spec; xarray and
+    zarr read it, and reading it is what keeps `xr.open_zarr` silent."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        yield

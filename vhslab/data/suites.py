@@ -1,7 +1,8 @@
 """Seeded, versioned prompt suites of the shapes world in GenEval's schema and phrasing.
 
-Every tag's finite space of distinct prompts is split once, by a seeded shuffle, into an
-evaluation pool and a training pool, so `train` never holds a `geneval-shapes` prompt.
+Every tag's finite space of distinct prompts is split once, by a seeded shuffle of its meanings
+(`PromptSpec.meaning`), into an evaluation pool and a training pool, so `train` never holds a
+`geneval-shapes` prompt nor one that means the same.
 `geneval-shapes` follows GenEval's tag counts, cycling through its pool where the pool is
 smaller (4 shapes allow only 4 single-object prompts); single-object prompts all go to
 evaluation. Changing anything here changes SUITE_VERSION.
@@ -18,7 +19,7 @@ from vhslab.data.phrasing import prompt_text
 from vhslab.data.prompts import RELATIONS, TAGS, Item, PromptSpec
 from vhslab.data.shapes import COLORS, SHAPES
 
-SUITE_VERSION = 1
+SUITE_VERSION = 2
 SEED = 20260
 GENEVAL_COUNTS = {"single_object": 80, "two_object": 99, "counting": 80, "colors": 94, "position": 100, "color_attr": 100}
 TRAIN_CAP = 150  # distinct prompts per tag at most in `train`
@@ -51,18 +52,25 @@ def prompt_space(tag: str) -> list[PromptSpec]:
 
 
 def _split(tag: str) -> tuple[list[PromptSpec], list[PromptSpec]]:
+    """(evaluation pool, training pool) of a tag, split by meaning (`PromptSpec.meaning`): the
+    prompts that mean the same ("a circle left of a square" / "a square right of a circle") fall
+    on the same side."""
     space = prompt_space(tag)
     if tag == "single_object":
         return space, []
+    groups: dict[str, list[PromptSpec]] = {}
+    for spec in space:
+        groups.setdefault(spec.meaning, []).append(spec)
+    keys = sorted(groups)
     rng = np.random.default_rng([SEED, SUITE_VERSION, TAGS.index(tag)])
-    order = rng.permutation(len(space))
-    if tag == "two_object":  # keep both orders of a pair on the same side
-        keys = sorted({frozenset((s.include[0].cls, s.include[1].cls)) for s in space}, key=sorted)
-        chosen = {keys[i] for i in rng.permutation(len(keys))[: len(keys) // 2]}
-        ev = [s for s in space if frozenset((s.include[0].cls, s.include[1].cls)) in chosen]
-        return ev, [s for s in space if s not in ev]
     n_eval = min(len(space) // 2, GENEVAL_COUNTS[tag])
-    return [space[i] for i in order[:n_eval]], [space[i] for i in order[n_eval:]]
+    ev: list[PromptSpec] = []
+    for i in rng.permutation(len(keys)):
+        if len(ev) >= n_eval:
+            break
+        ev += groups[keys[i]]
+    chosen = {s.meaning for s in ev}
+    return ev, [s for s in space if s.meaning not in chosen]
 
 
 @cache

@@ -32,7 +32,10 @@ class ProbeResults:
             for name, var in ds.variables.items():
                 if var.dtype.kind == "U":
                     ds[name] = var.astype(object)
-            ds.to_zarr(path, mode="w", consolidated=False)
+            from vhslab.data.store import quiet_consolidation
+
+            with quiet_consolidation():
+                ds.to_zarr(path, mode="w", consolidated=True)
         return path
 
     @classmethod
@@ -41,7 +44,7 @@ class ProbeResults:
         if path.suffix == ".nc":
             ds = xr.load_dataset(path, engine=_nc_engine())
         else:
-            ds = xr.open_zarr(path, consolidated=False).load()
+            ds = xr.open_zarr(path).load()
         return cls(ds)
 
     # --- views ----------------------------------------------------------
