@@ -110,14 +110,14 @@ class PromptSpec:
         """What a correct image must show, independent of wording: include items in any order
         ("a red circle and a blue square" = "a blue square and a red circle") and relations up to
         mirroring ("a circle left of a square" = "a square right of a circle"). Readable, e.g.
-        "circle left of square" or "1 blue square + 1 red circle"."""
+        "1 circle + 1 square ; 1 circle left of 1 square" or "1 blue square + 1 red circle"."""
         names = [_item_key(it) for it in self.include]
         relations = []
         for i, item in enumerate(self.include):
             if item.position is not None:
                 relation, j = item.position
                 relations.append(min(f"{names[i]} {relation} {names[j]}", f"{names[j]} {MIRROR[relation]} {names[i]}"))
-        parts = [" + ".join(sorted(names))] + sorted(relations)
+        parts = [" + ".join(sorted(names)), *sorted(relations)]
         if self.exclude:
             parts.append("not " + " + ".join(sorted(_item_key(it) for it in self.exclude)))
         return " ; ".join(parts)

@@ -41,10 +41,7 @@ class ProbeResults:
     @classmethod
     def load(cls, path: str | Path) -> ProbeResults:
         path = Path(path)
-        if path.suffix == ".nc":
-            ds = xr.load_dataset(path, engine=_nc_engine())
-        else:
-            ds = xr.open_zarr(path).load()
+        ds = xr.load_dataset(path, engine=_nc_engine()) if path.suffix == ".nc" else xr.open_zarr(path).load()
         return cls(ds)
 
     # --- views ----------------------------------------------------------
