@@ -58,7 +58,7 @@ def test_store_missing_a_variable(ds):
 
 
 def test_too_few_prompts_or_no_usable_labels(ds):
-    with pytest.raises(ProbeError, match=r"only \d+ distinct prompts; cannot make 40 prompt-disjoint folds"):
+    with pytest.raises(ProbeError, match=r"only \d+ distinct prompt meanings; cannot make 40 meaning-disjoint folds"):
         sweep(ds, k=40)
     one_class = ds.assign(verdict=("sample", np.ones(ds.sizes["sample"], np.int8)))
     with pytest.raises(ProbeError, match="single class"):
@@ -89,7 +89,12 @@ def test_probe_command(tmp_path, ds):
     result = json.loads(r.output.strip().splitlines()[-1])
     assert out.exists() and result["out"] == str(out)
     assert result["n_samples"] == 120 and result["sites"] == 3
-    assert result["best"]["verdict/linear"]["layer"] == 1
+    verdict = result["selected"]["verdict/linear"]
+    assert verdict["selected_site"] == "block.1" and verdict["selected_per_fold"] == ["block.1"] * 3
+    auc = verdict["auroc"]
+    assert auc["selected"]["ci"][0] <= auc["selected"]["value"] <= auc["selected"]["ci"][1]
+    assert auc["gap_to_baseline"]["ci"][0] > 0  # the planted signal beats the prompt, with a paired interval
+    assert verdict["source"] == "evaluator" and verdict["n_meanings"] <= verdict["n_prompts"]
     assert result["cost_aware"]["site"] == "block.1"
     assert "recon.latent" in result["targets"]
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, r2_score, roc_auc_score
 
-from vhslab.probes import ProbeResults, auroc, auroc_within, balanced_accuracy, bootstrap_ci, ece, prompt_folds, r2
+from vhslab.probes import ProbeResults, auroc, auroc_within, balanced_accuracy, bootstrap_ci, ece, meaning_folds, r2
 from vhslab.probes.splits import fold_of
 
 rng = np.random.default_rng(0)
@@ -65,7 +65,7 @@ def test_folds_never_leak_a_prompt():
     prompts = np.repeat([f"prompt {i}" for i in range(37)], rng.integers(1, 9, 37))  # uneven repeats
     y = rng.integers(0, 2, len(prompts))
     for labels in (y, None):
-        folds = prompt_folds(prompts, labels, k=5, seed=3)
+        folds = meaning_folds(prompts, labels, k=5, seed=3)
         assert len(folds) == 5
         seen = np.concatenate([test for _, test in folds])
         assert sorted(seen) == list(range(len(prompts)))  # every row tested exactly once
@@ -152,14 +152,45 @@ def test_targets_use_found_labels_and_skip_absent_items():
 
     ds = planted_store(n_samples=240, n_layers=1, n_tokens=4, n_channels=4, seed=6)
     tg = {t.name: t for t in build_targets(ds, ["shape", "colour", "count", "position", "present", "recon"])}
-    assert {"class.0", "class.1", "color.0", "color.1", "count.0", "relation.1", "present.0",
-            "recon.latent"} <= set(tg)
-    assert "relation.0" not in tg  # item 0 never has a position
+    assert {"found_class.0", "found_class.1", "found_color.0", "found_color.1", "found_count.0",
+            "found_relation.1", "present.0", "recon.latent"} <= set(tg)
+    assert "found_relation.0" not in tg  # item 0 never has a position
     fc = ds["found_color"].values.astype(str)
-    c1 = tg["color.1"]
+    c1 = tg["found_color.1"]
     assert (fc[c1.rows, 1] != "").all() and len(c1.rows) < 240
     assert [c1.classes[i] for i in c1.y] == list(fc[c1.rows, 1])
-    found = ds["found_count"].values
-    assert (found[tg["class.0"].rows, 0] >= 1).all()
+    # found_class is what was drawn (not the prompted class); prompt_class is the text's
+    drawn = ds["found_class"].values.astype(str)
+    assert [tg["found_class.0"].classes[i] for i in tg["found_class.0"].y] == list(drawn[tg["found_class.0"].rows, 0])
+    pc = build_targets(ds, ["class.0"])[0]
+    assert pc.name == "prompt_class.0"
+    assert [pc.classes[i] for i in pc.y] == list(ds["prompt_class"].values.astype(str)[pc.rows, 0])
+    assert (drawn[:, 0] != ds["prompt_class"].values.astype(str)[:, 0]).any()
     assert tg["present.0"].kind == "binary" and tg["present.0"].classes == ["no", "yes"]
     assert tg["recon.latent"].y.shape == (240, 4, 8)  # 2x2 token grid (4 tokens), 8 latent channels
+
+
+def test_paired_bootstrap_resamples_meanings_and_pairs_within_prompts():
+    from vhslab.probes import paired_bootstrap_ci
+    from vhslab.probes.metrics import cluster_draws, replicates
+
+    n = 160
+    prompts = np.arange(n) // 4  # 40 prompts of 4 candidates
+    meanings = prompts // 2  # two wordings per meaning
+    y = rng.integers(0, 2, n)
+    a = rng.random(n) + 0.6 * y
+    b = a + 0.3 * rng.standard_normal(n)  # correlated with a: pairing narrows the interval
+    pa, pb = np.stack([1 - a, a], 1), np.stack([1 - b, b], 1)
+    draws = cluster_draws(meanings, 4, seed=1)
+    reps = replicates("binary", y, pa, meanings, True, draws, pair_groups=prompts)
+    for r, mult in enumerate(draws[0]):  # explicit resampling of whole meanings
+        idx = np.concatenate([np.flatnonzero(meanings == m) for m in np.repeat(np.arange(20), mult)])
+        copy = np.repeat(np.arange(20), mult)  # a meaning drawn twice gives two distinct copies of its prompts
+        groups = np.concatenate([prompts[meanings == m] * 100 + c for c, m in enumerate(copy)])
+        assert reps["auroc"][r] == pytest.approx(auroc(y[idx], pa[idx]))
+        assert reps["auroc_within"][r] == pytest.approx(auroc_within(y[idx], a[idx], groups))
+    paired = paired_bootstrap_ci("binary", y, pa, pb, meanings, True, n_boot=300, pair_groups=prompts)
+    diff = auroc(y, pa) - auroc(y, pb)
+    assert paired["auroc"][0] <= diff <= paired["auroc"][1]
+    ia, ib = (bootstrap_ci("binary", y, p, meanings, True, n_boot=300) for p in (pa, pb))
+    assert paired["auroc"][1] - paired["auroc"][0] < (ia["auroc"][1] - ia["auroc"][0]) + (ib["auroc"][1] - ib["auroc"][0])

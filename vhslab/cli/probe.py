@@ -15,22 +15,26 @@ def _csv(text: str | None) -> list[str]:
 
 def probe_cmd(
     data: Path = typer.Option(..., "--data", help="activation store (zarr) written by `vhslab extract`"),
-    targets: str = typer.Option("verdict", help="comma list: verdict,color,shape,count,position,present,recon "
-                                "(item-wise: color.0; recon.latent / recon.image)"),
+    targets: str = typer.Option("verdict", help="comma list: verdict, found_class, found_color, found_count, "
+                                "found_relation, present, prompt_class, recon (aliases shape, color, count, position, "
+                                "class; item-wise: found_color.0; recon.latent / recon.image)"),
     probes: str = typer.Option("linear", help="comma list: linear,mlp,attn (attention pooling over tokens)"),
     out: Path = typer.Option(None, "--out", help="results file: .nc (netCDF) or a zarr folder"),
     layers: str = typer.Option(None, help="comma list of block indices (default: every block of the store)"),
     sites: str = typer.Option("", help="extra whole-model sites to probe too: ae_latent,vision"),
-    folds: int = typer.Option(5, "--folds", "-k", help="prompt-disjoint CV folds"),
+    folds: int = typer.Option(5, "--folds", "-k", help="meaning-disjoint CV folds"),
+    inner_folds: int = typer.Option(3, "--inner-folds", help="inner CV folds that choose the site in each outer fold"),
+    select: bool = typer.Option(True, help="choose the best site by nested CV (about inner-folds + 1 times the fits)"),
     grid: int = typer.Option(4, help="side of the pooled token grid for reconstruction targets"),
-    n_boot: int = typer.Option(200, help="bootstrap resamples (by prompt) for CIs; 0 = none"),
-    baseline: bool = typer.Option(True, help="also fit the prompt-only baseline (bag of words + tag)"),
+    n_boot: int = typer.Option(200, help="bootstrap resamples (of prompt meanings) for CIs; 0 = none"),
+    baseline: bool = typer.Option(True, help="also fit the prompt-only baseline (ordered prompt structure, same model family)"),
     plot: Path = typer.Option(None, help="save the depth plot to this image file"),
     seed: int = typer.Option(0),
     progress: bool = typer.Option(True, help="show a progress bar"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
-    """Fit probes on every layer (one layer in memory at a time) and report the best layers."""
+    """Fit probes on every site (one in memory at a time); report per target the site chosen by nested CV,
+    its selection-free score and its paired gap to the prompt-only baseline, with intervals over meanings."""
     from vhslab.probes import ProbeError, open_store, run_sweep
 
     try:
@@ -41,13 +45,13 @@ def probe_cmd(
         ds = open_store(data)
         res = run_sweep(
             ds, _csv(targets), _csv(probes), layers=layer_list, extra_sites=tuple(_csv(sites)), k=folds,
-            grid=grid, n_boot=n_boot, baseline=baseline, seed=seed, progress=progress,
+            inner_k=inner_folds, select=select, grid=grid, n_boot=n_boot, baseline=baseline, seed=seed, progress=progress,
         )
     except ProbeError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
     result = {"data": str(data), "n_samples": int(ds.sizes["sample"]), "sites": len(res.ds.site),
-              "targets": [str(t) for t in res.ds.target.values], "best": res.summary()}
+              "targets": [str(t) for t in res.ds.target.values], "selected": res.summary()}
     tgt = "verdict" if "verdict" in res.ds.target.values else str(res.ds.target.values[0])
     metric = "r2" if tgt.startswith("recon") else "auroc"
     result["cost_aware"] = res.choose_layer(metric, tgt, str(res.ds.probe.values[0]))

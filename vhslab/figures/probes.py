@@ -21,7 +21,7 @@ def plot_probe_sweep(
     """Metric against depth: a panel per metric, a line per target (colour) and probe (style).
 
     The band is the spread over CV folds (95% CI of the mean); dashed lines are the prompt-only
-    baseline of each target. Returns the seaborn FacetGrid (`.figure` is the matplotlib figure).
+    baseline of each target (the first plotted probe's model family, on the ordered prompt structure). Returns the seaborn FacetGrid (`.figure` is the matplotlib figure).
     """
     if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps") and not _interactive():
         matplotlib.use("Agg")
@@ -43,9 +43,10 @@ def plot_probe_sweep(
         height=height, facet_kws={"sharey": False},
     )
     if baseline and "baseline_pooled" in ds:
+        first = next(p for p in ds.probe.values if p in set(df["probe"]))  # the baseline of the first probe's family
         for metric, ax in g.axes_dict.items():
             for t in hue_order:
-                v = float(ds["baseline_pooled"].sel(target=t, metric=metric))
+                v = float(ds["baseline_pooled"].sel(probe=first, target=t, metric=metric))
                 if np.isfinite(v):
                     ax.axhline(v, color=palette[t], ls="--", lw=1, alpha=0.7)
     g.set_axis_labels("depth (block / num_blocks)", "score")

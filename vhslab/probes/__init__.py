@@ -1,22 +1,54 @@
 """Layer-wise probe sweeps over activation stores (linear / MLP probes, prompt-only baseline).
 
     from vhslab.probes import open_store, run_sweep
-    res = run_sweep(open_store("ds.zarr"), targets=["verdict", "color", "recon"], probes=["linear", "mlp"])
-    res.best_layer("auroc", "verdict"); res.choose_layer("auroc", "verdict"); res.plot(); res.save("probes.nc")
+    res = run_sweep(open_store("ds.zarr"), targets=["verdict", "found_color", "recon"], probes=["linear", "mlp"])
+    res.summary()   # per target: the site chosen by inner CV, its selection-free score, its gap to the baseline
+    res.choose_layer("auroc", "verdict"); res.plot(); res.save("probes.nc")
 """
 
 from vhslab.probes.data import ProbeError, Site, check_store, list_sites, open_store, site_features
-from vhslab.probes.metrics import METRICS, auroc, auroc_within, balanced_accuracy, bootstrap_ci, ece, r2
-from vhslab.probes.models import PROBES, make_probe, make_prompt_baseline
+from vhslab.probes.metrics import (
+    METRICS,
+    auroc,
+    auroc_within,
+    balanced_accuracy,
+    bootstrap_ci,
+    ece,
+    paired_bootstrap_ci,
+    r2,
+)
+from vhslab.probes.models import PROBES, make_probe, make_prompt_baseline, prompt_structure
 from vhslab.probes.planted import planted_store
 from vhslab.probes.results import ProbeResults
-from vhslab.probes.splits import prompt_folds
+from vhslab.probes.splits import meaning_folds
 from vhslab.probes.sweep import run_sweep
 from vhslab.probes.targets import KNOWN as KNOWN_TARGETS
 from vhslab.probes.targets import Target, build_targets
 
 __all__ = [
-    "KNOWN_TARGETS", "METRICS", "PROBES", "ProbeError", "ProbeResults", "Site", "Target", "auroc", "auroc_within",
-    "balanced_accuracy", "bootstrap_ci", "build_targets", "check_store", "ece", "list_sites", "make_probe",
-    "make_prompt_baseline", "open_store", "planted_store", "prompt_folds", "r2", "run_sweep", "site_features",
+    "KNOWN_TARGETS",
+    "METRICS",
+    "PROBES",
+    "ProbeError",
+    "ProbeResults",
+    "Site",
+    "Target",
+    "auroc",
+    "auroc_within",
+    "balanced_accuracy",
+    "bootstrap_ci",
+    "build_targets",
+    "check_store",
+    "ece",
+    "list_sites",
+    "make_probe",
+    "make_prompt_baseline",
+    "meaning_folds",
+    "open_store",
+    "paired_bootstrap_ci",
+    "planted_store",
+    "prompt_structure",
+    "r2",
+    "run_sweep",
+    "site_features",
 ]

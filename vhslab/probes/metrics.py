@@ -1,4 +1,5 @@
-"""Probe metrics (AUROC, within-prompt AUROC, balanced accuracy, ECE, R^2) and prompt-cluster bootstrap CIs.
+"""Probe metrics (AUROC, within-prompt AUROC, balanced accuracy, ECE, R^2) and cluster bootstrap CIs
+(plain and paired).
 
 Short numpy versions instead of sklearn's: the bootstrap needs weighted (multiplicity) forms
 computed for all replicates at once, which sklearn does not offer. Tests check them against
@@ -123,28 +124,76 @@ def _weighted_scores(kind: str, y: np.ndarray, pred: np.ndarray, W: np.ndarray) 
         return {"auroc": auc, "bal_acc": bal, "ece": gap / W.sum(1)}
 
 
+def cluster_draws(clusters: np.ndarray, n_boot: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(n_boot x clusters) multiplicities of a bootstrap over whole clusters, and each row's cluster."""
+    rng = np.random.default_rng(seed)
+    uniq, g = np.unique(clusters, return_inverse=True)
+    mult = np.stack([np.bincount(rng.integers(0, len(uniq), len(uniq)), minlength=len(uniq)) for _ in range(n_boot)])
+    return mult, g
+
+
+def replicates(kind: str, y, pred, clusters, within: bool, draws, pair_groups=None) -> dict[str, np.ndarray]:
+    """Every metric of `score_all` on every bootstrap replicate of `draws` (from `cluster_draws`).
+    Within-prompt AUROC pairs candidates of one `pair_groups` value (default: the clusters); each
+    pair group must lie inside one cluster."""
+    mult, g = draws
+    vals = _weighted_scores(kind, y, pred, mult[:, g].astype(float))
+    if within and kind != "regression" and pred.shape[1] == 2:
+        pair_groups = clusters if pair_groups is None else pair_groups
+        u, pairs = within_stats(y, pred[:, 1], pair_groups)
+        _, pg = np.unique(pair_groups, return_inverse=True)
+        cluster_of = np.zeros(len(u), int)
+        cluster_of[pg] = g
+        u_c, pairs_c = (np.bincount(cluster_of, w, minlength=mult.shape[1]) for w in (u, pairs))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            vals["auroc_within"] = (mult @ u_c) / (mult @ pairs_c)
+    return vals
+
+
+def percentile_ci(vals: dict[str, np.ndarray], level: float = 0.95) -> dict[str, tuple[float, float]]:
+    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+    out = {}
+    for m, v in vals.items():
+        v = v[np.isfinite(v)]
+        out[m] = (float(np.percentile(v, lo)), float(np.percentile(v, hi))) if v.size else (np.nan, np.nan)
+    return out
+
+
 def bootstrap_ci(
     kind: str,
     y: np.ndarray,
     pred: np.ndarray,
-    groups: np.ndarray,
+    clusters: np.ndarray,
     within: bool,
     n_boot: int = 200,
     level: float = 0.95,
     seed: int = 0,
+    pair_groups: np.ndarray | None = None,
 ) -> dict[str, tuple[float, float]]:
-    """Percentile CIs from a cluster bootstrap that resamples whole prompts (candidates of a prompt
-    are correlated). A replicate is a weight per row (its prompt's multiplicity in the draw), so all
-    replicates are computed at once; within-prompt AUROC reuses per-prompt pair counts."""
+    """Percentile CIs from a cluster bootstrap that resamples whole clusters (prompt meanings: the
+    candidates of a prompt, and the prompts of one meaning, are correlated). A replicate is a
+    weight per row (its cluster's multiplicity in the draw), so all replicates are computed at once."""
     if n_boot <= 0:
         return {}
-    rng = np.random.default_rng(seed)
-    uniq, g = np.unique(groups, return_inverse=True)
-    mult = np.stack([np.bincount(rng.integers(0, len(uniq), len(uniq)), minlength=len(uniq)) for _ in range(n_boot)])
-    vals = _weighted_scores(kind, y, pred, mult[:, g].astype(float))
-    if within and kind != "regression" and pred.shape[1] == 2:
-        u, pairs = within_stats(y, pred[:, 1], groups)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            vals["auroc_within"] = (mult @ u) / (mult @ pairs)
-    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
-    return {m: (float(np.nanpercentile(v, lo)), float(np.nanpercentile(v, hi))) for m, v in vals.items()}
+    return percentile_ci(replicates(kind, y, pred, clusters, within, cluster_draws(clusters, n_boot, seed), pair_groups), level)
+
+
+def paired_bootstrap_ci(
+    kind: str,
+    y: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    clusters: np.ndarray,
+    within: bool,
+    n_boot: int = 200,
+    level: float = 0.95,
+    seed: int = 0,
+    pair_groups: np.ndarray | None = None,
+) -> dict[str, tuple[float, float]]:
+    """CI of metric(A) - metric(B) on the same rows, from the same cluster draws for both (paired)."""
+    if n_boot <= 0:
+        return {}
+    draws = cluster_draws(clusters, n_boot, seed)
+    a = replicates(kind, y, pred_a, clusters, within, draws, pair_groups)
+    b = replicates(kind, y, pred_b, clusters, within, draws, pair_groups)
+    return percentile_ci({m: a[m] - b[m] for m in a if m in b}, level)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.compose import ColumnTransformer
-from sklearn.feature_extraction.text import CountVectorizer
-from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
+from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.class_weight import compute_class_weight
@@ -141,13 +140,23 @@ def make_probe(name: str, classification: bool, seed: int = 0):
     return make_pipeline(StandardScaler(), head)
 
 
-def make_prompt_baseline(classification: bool) -> Pipeline:
-    """The same linear probe on the prompt alone: bag of words of `prompt` + one-hot `tag`.
+def prompt_structure(ds) -> pd.DataFrame:
+    """The prompt's full structure, in slot order, one row per sample: tag, then per include item
+    its class, colour, count and relation (from the store's `prompt_*` labels). "red circle and blue
+    square" and "blue circle and red square" differ here, as they do not in a bag of words."""
+    cols = {"tag": [str(v) for v in ds["tag"].values]}
+    for var, name in (("prompt_class", "class"), ("prompt_color", "color"), ("prompt_count", "count"),
+                      ("prompt_relation", "relation")):
+        values = np.asarray(ds[var].transpose("sample", "item").values)
+        for j in range(values.shape[1]):
+            cols[f"{name}_{j}"] = [str(v) for v in values[:, j]]
+    return pd.DataFrame(cols)
 
-    Fit on a DataFrame with columns `prompt` and `tag`.
-    """
-    feats = ColumnTransformer(
-        [("words", CountVectorizer(binary=True), "prompt"), ("tag", OneHotEncoder(handle_unknown="ignore"), ["tag"])]
-    )
-    head = LogisticRegression(class_weight="balanced", C=1.0, max_iter=2000) if classification else Ridge(alpha=1.0)
-    return make_pipeline(feats, head)
+
+def make_prompt_baseline(probe: str, classification: bool, seed: int = 0) -> Pipeline:
+    """The prompt-only baseline for `probe`: the same model family (`linear` or `mlp`; `attn`, a
+    linear head on pooled tokens, gets `linear`) on the one-hot prompt structure of
+    `prompt_structure`. Fit on that DataFrame."""
+    family = make_probe("linear" if probe == "attn" else probe, classification, seed)
+    onehot = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+    return Pipeline([("structure", onehot), *family.steps])

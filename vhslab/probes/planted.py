@@ -1,4 +1,4 @@
-"""Planted activation stores (docs/dataset_spec.md v1) with known signals, for tests and benchmarks.
+"""Planted activation stores (docs/dataset_spec.md) with known signals, for tests and benchmarks.
 
 Signals: the verdict is linear in layer `signal_layer` only; the found colour of item 0 is
 linear in layer `color_layer`; the output latent is a linear map of the last layer's tokens.
@@ -12,6 +12,8 @@ import numpy as np
 import xarray as xr
 
 import vhslab
+from vhslab.data.prompts import PromptSpec
+from vhslab.data.spec import SPEC_VERSION
 
 TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 COLORS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")
@@ -69,11 +71,12 @@ def planted_store(
     rng = np.random.default_rng(seed)
     n_prompts = -(-n_samples // per_prompt)
     prompts = _prompts(n_prompts, rng)
+    meanings = [PromptSpec.from_json(p).meaning for p in prompts]
     pidx = np.arange(n_samples) // per_prompt
     verdict = (rng.random(n_samples) < 0.6).astype(np.int8)
 
     p_class = np.full((n_samples, 2), "", dtype="<U16")
-    p_color, p_rel, f_color, f_rel = (p_class.copy() for _ in range(4))
+    p_color, p_rel, f_color, f_rel, f_class = (p_class.copy() for _ in range(5))
     p_count = np.full((n_samples, 2), -1, np.int16)
     f_count = p_count.copy()
     for s in range(n_samples):
@@ -82,6 +85,7 @@ def planted_store(
             p_color[s, i] = it.get("color", "")
             p_rel[s, i] = it.get("position", [""])[0]
             f_count[s, i] = max(0, it["count"] + int(rng.integers(-1, 2)))
+            f_class[s, i] = it["class"] if rng.random() < 0.7 else rng.choice(CLASSES)
             if f_count[s, i] > 0:
                 f_color[s, i] = it["color"] if "color" in it and rng.random() < 0.5 else rng.choice(COLORS)
                 if p_rel[s, i]:
@@ -119,6 +123,7 @@ def planted_store(
         "prompt_color": (("sample", "item"), p_color),
         "prompt_relation": (("sample", "item"), p_rel),
         "prompt_count": (("sample", "item"), p_count),
+        "found_class": (("sample", "item"), f_class),
         "found_count": (("sample", "item"), f_count),
         "found_color": (("sample", "item"), f_color),
         "found_relation": (("sample", "item"), f_rel),
@@ -136,6 +141,7 @@ def planted_store(
     coords = {
         "sample_id": ("sample", np.arange(n_samples, dtype=np.int64)),
         "prompt": ("sample", np.array([prompts[p]["prompt"] for p in pidx])),
+        "meaning": ("sample", np.array([meanings[p] for p in pidx])),
         "tag": ("sample", np.array([prompts[p]["tag"] for p in pidx])),
         "seed": ("sample", np.arange(n_samples, dtype=np.int64) % per_prompt),
         "prompt_index": ("sample", pidx.astype(np.int64)),
@@ -146,7 +152,8 @@ def planted_store(
         "token_col": ("token", cols.astype(np.int64)),
     }
     attrs = {
-        "spec_version": 1,
+        "spec_version": SPEC_VERSION,
+        "evaluator": "planted",
         "model_id": "planted",
         "config_hash": f"planted-{seed}",
         "num_blocks": n_layers,

@@ -13,10 +13,17 @@ from vhslab.probes.data import ProbeError
 LOWER_IS_BETTER = {"ece"}
 
 
+def headline_metric(kind: str) -> str:
+    """The metric a target kind is reported and selected on."""
+    return "r2" if kind == "regression" else "auroc"
+
+
 @dataclass
 class ProbeResults:
-    """Wraps `ds` with vars `score` (site, probe, target, metric, fold), `pooled`, `ci_low`,
-    `ci_high` (site, probe, target, metric), `baseline*` (prompt-only probe) and `fold_of`."""
+    """Wraps the sweep's dataset: `score` (site, probe, target, metric, fold); `pooled`, `ci_low`,
+    `ci_high`, `gap` and `gap_ci_*` (site, probe, target, metric: paired gap to the baseline);
+    `baseline*` (probe, target, metric: the prompt-only probe); `inner_score`, `selected_site`
+    (per fold) and `selected*` (the selection-free score of the chosen site); `fold_of`."""
 
     ds: xr.Dataset
 
@@ -49,7 +56,9 @@ class ProbeResults:
         if metric not in self.ds.metric.values:
             raise ProbeError(f"unknown metric {metric!r}; metrics: {list(self.ds.metric.values)}")
         targets, probes = list(self.ds.target.values), list(self.ds.probe.values)
-        target = target or targets[0]
+        from vhslab.probes.targets import canonical
+
+        target = canonical(target) if target else targets[0]  # aliases: color.0 -> found_color.0
         probe = probe or probes[0]
         if target not in targets:
             raise ProbeError(f"target {target!r} not in the results; targets: {targets}")
@@ -115,18 +124,33 @@ class ProbeResults:
         return out
 
     def summary(self) -> dict:
-        """Best site per (probe, target) on its headline metric, with the prompt-only baseline."""
-        out = {}
-        for target, kind in zip(self.ds.target.values, self.ds.kind.values, strict=True):
-            metric = "r2" if kind == "regression" else "auroc"
-            for probe in self.ds.probe.values:
-                best = self.best_layer(metric, str(target), str(probe))
-                best["baseline"] = float(self.ds["baseline_pooled"].sel(target=target, metric=metric))
-                if kind == "binary":
-                    best["auroc_within"] = float(
-                        self.ds["pooled"].sel(site=best["site"], probe=probe, target=target, metric="auroc_within")
-                    )
-                out[f"{target}/{probe}"] = best
+        """Per (target, probe): the selected site (chosen per outer fold by inner CV), its score on
+        data that did not choose it, with its CI and its paired gap to the prompt-only baseline; plus
+        the maximum over sites, which is selected on the data it is scored on (optimistic)."""
+        ds, out = self.ds, {}
+        for target, kind, source in zip(ds.target.values, ds.kind.values, ds.source.values, strict=True):
+            metric = headline_metric(str(kind))
+            metrics = [metric, "auroc_within"] if kind == "binary" else [metric]
+            for probe in ds.probe.values:
+                key = dict(probe=probe, target=target)
+                sites = [str(s) for s in ds["selected_site"].sel(**key).values if str(s)]
+                row: dict = {"source": str(source), "metric": metric,
+                             "n_samples": int(ds.n_samples.sel(target=target)),
+                             "n_prompts": int(ds.n_prompts.sel(target=target)),
+                             "n_meanings": int(ds.n_meanings.sel(target=target))}
+                if sites:
+                    row["selected_site"] = max(set(sites), key=sites.count)
+                    row["selected_per_fold"] = sites
+                for m in metrics:
+                    one = dict(**key, metric=m)
+                    row[m] = {
+                        "selected": _pair(ds, "selected", one),
+                        "baseline": _pair(ds, "baseline", one),
+                        "gap_to_baseline": _pair(ds, "selected_gap", one),
+                    }
+                if not np.isnan(self.curve(metric, str(target), str(probe)).values).all():
+                    row["max_over_sites_optimistic"] = self.best_layer(metric, str(target), str(probe))
+                out[f"{target}/{probe}"] = row
         return out
 
     def to_frame(self, var: str = "score"):
@@ -139,6 +163,14 @@ class ProbeResults:
         from vhslab.figures.probes import plot_probe_sweep
 
         return plot_probe_sweep(self.ds, metrics=metrics, targets=targets, probes=probes, **kwargs)
+
+
+def _pair(ds: xr.Dataset, var: str, sel: dict) -> dict:
+    """{"value", "ci"} of a variable and its `_ci_low` / `_ci_high` (NaN -> None, for JSON)."""
+    names = ("baseline_pooled" if var == "baseline" else var, f"{var}_ci_low", f"{var}_ci_high")
+    value, lo, hi = (float(ds[v].sel(**sel)) for v in names)
+    clean = lambda x: None if np.isnan(x) else round(x, 4)  # noqa: E731
+    return {"value": clean(value), "ci": [clean(lo), clean(hi)]}
 
 
 def _row(c: xr.DataArray, i: int, ds: xr.Dataset) -> dict:

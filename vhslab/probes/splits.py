@@ -1,4 +1,9 @@
-"""Cross-validation folds grouped by prompt: no prompt is ever in both the train and test part."""
+"""Cross-validation folds grouped by prompt meaning: no meaning is ever in both the train and test part.
+
+Two prompts that mean the same ("a red circle and a blue square" / "a blue square and a red
+circle", mirrored relations) share a group (`PromptSpec.meaning`, the store's `meaning` coord),
+so a probe is never tested on a rewording of a prompt it was trained on.
+"""
 
 from __future__ import annotations
 
@@ -10,26 +15,26 @@ from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 from vhslab.probes.data import ProbeError
 
 
-def prompt_folds(
-    prompts: np.ndarray, y: np.ndarray | None = None, k: int = 5, seed: int = 0
+def meaning_folds(
+    meanings: np.ndarray, y: np.ndarray | None = None, k: int = 5, seed: int = 0
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """k (train, test) index pairs split by prompt; stratified by `y` when given (classification)."""
-    prompts = np.asarray(prompts).astype(str)
-    n_groups = len(np.unique(prompts))
+    """k (train, test) index pairs split by meaning; stratified by `y` when given (classification)."""
+    meanings = np.asarray(meanings).astype(str)
+    n_groups = len(np.unique(meanings))
     if k < 2:
         raise ProbeError(f"k-fold needs k >= 2, got {k}")
     if n_groups < k:
-        raise ProbeError(f"only {n_groups} distinct prompts; cannot make {k} prompt-disjoint folds")
+        raise ProbeError(f"only {n_groups} distinct prompt meanings; cannot make {k} meaning-disjoint folds")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "least populated class has only n members"
         if y is not None:
             splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-            folds = list(splitter.split(np.zeros(len(prompts)), y, prompts))
+            folds = list(splitter.split(np.zeros(len(meanings)), y, meanings))
         else:
-            folds = list(GroupKFold(n_splits=k, shuffle=True, random_state=seed).split(prompts, groups=prompts))
+            folds = list(GroupKFold(n_splits=k, shuffle=True, random_state=seed).split(meanings, groups=meanings))
     for train, test in folds:  # cheap guard: the whole point of the split
-        if np.intersect1d(prompts[train], prompts[test]).size:
-            raise AssertionError("a prompt leaked across the split")
+        if np.intersect1d(meanings[train], meanings[test]).size:
+            raise AssertionError("a prompt meaning leaked across the split")
     return folds
 
 

@@ -1,4 +1,11 @@
-"""Probe targets from a store's labels: verdict, per-item attributes (from `found_*`), reconstruction."""
+"""Probe targets from a store's labels. Each says where its label comes from (`SOURCES`):
+
+- `verdict`: the evaluator's judgement of the image;
+- `prompt_class.j`: the class the prompt asked for in slot j (fully given by the text: a control);
+- `found_class.j` (the j-th largest object drawn), `found_color.j`, `found_count.j`, `found_relation.j`,
+  `present.j` (the prompted class was found): what the evaluator detected in the image;
+- `recon.latent` / `recon.image`: the output latent / decoded image, pooled to a grid.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +17,30 @@ import xarray as xr
 
 from vhslab.probes.data import ProbeError, grid_pool
 
-ITEM_TARGETS = ("class", "present", "color", "count", "relation")
-ALIASES = {"shape": "class", "position": "relation", "colour": "color"}
+ITEM_TARGETS = ("prompt_class", "found_class", "present", "found_color", "found_count", "found_relation")
+ALIASES = {"class": "prompt_class", "shape": "found_class", "color": "found_color", "colour": "found_color",
+           "count": "found_count", "relation": "found_relation", "position": "found_relation"}
 KNOWN = ("verdict", *ITEM_TARGETS, "recon", "recon.latent", "recon.image", *ALIASES)
 NEEDS = {
     "verdict": ("verdict",),
-    "class": ("prompt_class", "found_count"),
+    "prompt_class": ("prompt_class",),
+    "found_class": ("found_class",),
     "present": ("prompt_class", "found_count"),
-    "color": ("found_color",),
-    "count": ("found_count",),
-    "relation": ("found_relation",),
+    "found_color": ("found_color",),
+    "found_count": ("found_count",),
+    "found_relation": ("found_relation",),
     "recon.latent": ("ae_latent",),
     "recon.image": ("image",),
 }
+SOURCES = {"verdict": "evaluator", "prompt_class": "prompt", "found_class": "evaluator", "present": "evaluator",
+           "found_color": "evaluator", "found_count": "evaluator", "found_relation": "evaluator",
+           "recon.latent": "site ae_latent", "recon.image": "site image"}
+SELF_SITES = {"recon.latent": "ae_latent", "recon.image": "image"}  # a site that is its own target
+
+
+def source_of(target: str) -> str:
+    """Where a (canonical) target's label comes from: evaluator, prompt, or a site of the store."""
+    return SOURCES.get(target, SOURCES.get(target.partition(".")[0], ""))
 
 
 @dataclass
@@ -68,17 +86,15 @@ def _classification(name: str, labels: np.ndarray, rows: np.ndarray, min_per_cla
 
 def _item_target(ds: xr.Dataset, base: str, item: int, min_per_class: int, count_max: int) -> Target | None:
     name = f"{base}.{item}"
-    if base in ("class", "present"):
+    if base == "present":
         cls = _strs(ds["prompt_class"].isel(item=item))
         found = np.asarray(ds["found_count"].isel(item=item).values)
-        if base == "class":
-            return _classification(name, cls, np.flatnonzero((cls != "") & (found >= 1)), min_per_class)
         return _classification(name, np.where(found >= 1, "yes", "no"), np.flatnonzero(cls != ""), min_per_class)
-    if base == "count":
+    if base == "found_count":
         found = np.asarray(ds["found_count"].isel(item=item).values).astype(int)
         labels = np.char.zfill(np.minimum(found, count_max).astype(str), 2)  # sortable "00".."05"
         return _classification(name, labels, np.flatnonzero(found >= 0), min_per_class)
-    labels = _strs(ds[f"found_{base}"].isel(item=item))
+    labels = _strs(ds[base].isel(item=item))
     return _classification(name, labels, np.flatnonzero(labels != ""), min_per_class)
 
 
@@ -106,7 +122,8 @@ def canonical(name: str) -> str:
 def build_targets(
     ds: xr.Dataset, names: list[str], *, grid: int = 4, min_per_class: int = 5, count_max: int = 5
 ) -> list[Target]:
-    """Targets for `names` (e.g. verdict, color, shape, count, position, recon; `color.1` = item 1 only).
+    """Targets for `names` (e.g. verdict, found_color, found_class, found_count, prompt_class, recon;
+    `found_color.1` = item 1 only; the aliases color, shape, count, position, class name the same).
 
     A per-item name without an item expands to every item with a usable target; samples whose
     label is absent are skipped, as are classes with fewer than `min_per_class` samples.
@@ -117,7 +134,7 @@ def build_targets(
         name = canonical(raw)
         base, _, item = name.partition(".")
         if name not in KNOWN and base not in ITEM_TARGETS:
-            raise ProbeError(f"unknown target {raw!r}; known targets: {', '.join(KNOWN)} (per item: color.0, ...)")
+            raise ProbeError(f"unknown target {raw!r}; known targets: {', '.join(KNOWN)} (per item: found_color.0, ...)")
         if base == "recon":
             which = item or ("latent" if "ae_latent" in ds else "image")
             if not item and "ae_latent" not in ds and "image" not in ds:
