@@ -103,6 +103,8 @@ def test_seed_streams_are_independent_per_seed_and_prompt(prompts):
     assert not {s.seed for s in a} & {s.seed for s in b}  # seed + i would share all but one
     other_order = make_samples(prompts[::-1], 3, seed=0)  # a candidate's noise follows its prompt, not its row
     assert {(s.spec.prompt, s.seed) for s in a} == {(s.spec.prompt, s.seed) for s in other_order}
+    repeated = make_samples([prompts[0]] * 3, 2, seed=0)  # GenEval lists prompts more than once
+    assert len({s.seed for s in repeated}) == 6
     with pytest.raises(ValueError, match="non-negative"):
         make_samples(prompts, 1, seed=-1)
 

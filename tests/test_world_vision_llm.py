@@ -44,8 +44,6 @@ def test_vision_tiny_trains_saves_and_reloads(vision_run):
     assert metrics["final_loss"] < metrics["first_loss"]
     assert json.loads((out / "metrics.json").read_text()) == metrics
     assert not (out / "checkpoint.pt").exists()
-    for key in ("zero_shot_color_acc", "zero_shot_shape_acc", "zero_shot_joint_acc"):
-        assert 0.0 <= metrics[key] <= 1.0
     model, processor, tokenizer = V.load_vision(out)
     images, colors, shapes = V.eval_set(1, 32)
     again = V.zero_shot_accuracy(model, tokenizer, processor, images, colors, shapes)

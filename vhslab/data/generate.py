@@ -35,14 +35,18 @@ def sample_seed(seed: int, prompt: str, k: int) -> int:
 
 
 def make_samples(prompts: list[PromptSpec], n_per_prompt: int, seed: int = 0) -> list[Sample]:
-    """Prompt-major list: sample_id = prompt_index * n_per_prompt + k, seed = `sample_seed(seed, prompt, k)`."""
+    """Prompt-major list: sample_id = prompt_index * n_per_prompt + k. Its seed is
+    `sample_seed(seed, prompt, j)`, j counting the candidates of that prompt text so far, so a prompt
+    listed twice (GenEval repeats prompts) gets fresh noise for every row."""
     if n_per_prompt < 1 or not prompts:
         raise ValueError("need at least one prompt and n_per_prompt >= 1")
-    return [
-        Sample(p * n_per_prompt + k, p, sample_seed(seed, spec.prompt, k), spec)
-        for p, spec in enumerate(prompts)
-        for k in range(n_per_prompt)
-    ]
+    seen: dict[str, int] = {}
+    out = []
+    for p, spec in enumerate(prompts):
+        first = seen.get(spec.prompt, 0)
+        seen[spec.prompt] = first + n_per_prompt
+        out += [Sample(p * n_per_prompt + k, p, sample_seed(seed, spec.prompt, first + k), spec) for k in range(n_per_prompt)]
+    return out
 
 
 def is_one_step(pipe: Any) -> bool:

@@ -21,11 +21,28 @@ def generate(pipe, prompts: list[str], seeds: list[int], gen: GenConfig) -> np.n
     return (np.clip(out.images, 0, 1) * 255).round().astype(np.uint8)
 
 
+def tag_score_ci(tags, meanings, correct, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> list[float]:
+    """Percentile CI of GenEval's overall score (mean of tag means) from a bootstrap that resamples
+    distinct prompt meanings within each tag (rows of one meaning share their fate), not rows."""
+    tags, meanings, correct = np.asarray(tags), np.asarray(meanings), np.asarray(correct, float)
+    rng = np.random.default_rng(seed)
+    per_tag = []
+    for tag in np.unique(tags):
+        m = tags == tag
+        uniq, g = np.unique(meanings[m], return_inverse=True)
+        hits, rows = np.bincount(g, correct[m]), np.bincount(g).astype(float)
+        draws = rng.multinomial(len(uniq), np.full(len(uniq), 1 / len(uniq)), size=n_boot)
+        per_tag.append((draws @ hits) / (draws @ rows))
+    overall = np.mean(per_tag, axis=0)
+    return [float(np.percentile(overall, (1 - level) / 2 * 100)), float(np.percentile(overall, (1 + level) / 2 * 100))]
+
+
 def score_generator(pipe, suite: list[PromptSpec], n_per_prompt: int = 4, gen: GenConfig | None = None,
                     seed: int = 0, batch_size: int = 64, evaluator=None, progress: bool = True,
                     keep_images: bool = False) -> dict:
     """Bo1 (mean over the n samples of each prompt) and oracle Best-of-n (any sample correct),
-    overall (mean of tag means) and per tag, and images generated+decoded per second."""
+    overall (mean of tag means) and per tag, with 95% intervals over distinct prompt meanings, and
+    images generated+decoded per second. Counts say how many distinct prompts the numbers rest on."""
     gen = (gen or GenConfig()).resolve(pipe)
     evaluator = evaluator or ShapesEvaluator()
     samples = make_samples(suite, n_per_prompt, seed)
@@ -47,10 +64,15 @@ def score_generator(pipe, suite: list[PromptSpec], n_per_prompt: int = 4, gen: G
     tags = [s.tag for s in suite]
     bo1 = summarize([s.spec.tag for s in samples], correct.tolist())
     oracle = summarize(tags, per_prompt.any(axis=1).tolist())
+    meanings = [s.meaning for s in suite]
     result = {
-        "n_prompts": len(suite), "n_per_prompt": n_per_prompt, "guidance_scale": gen.guidance_scale,
-        "bo1": {"overall": bo1["overall"], "per_tag": bo1["per_tag"]},
-        f"oracle_bo{n_per_prompt}": {"overall": oracle["overall"], "per_tag": oracle["per_tag"]},
+        "n_prompts": len(suite), "n_distinct_prompts": len({s.prompt for s in suite}),
+        "n_meanings": len(set(meanings)), "n_per_prompt": n_per_prompt, "seed": seed,
+        "guidance_scale": gen.guidance_scale, "evaluator": evaluator.describe() if hasattr(evaluator, "describe") else "",
+        "bo1": {"overall": bo1["overall"], "per_tag": bo1["per_tag"],
+                "ci": tag_score_ci([s.spec.tag for s in samples], [s.spec.meaning for s in samples], correct, seed=seed)},
+        f"oracle_bo{n_per_prompt}": {"overall": oracle["overall"], "per_tag": oracle["per_tag"],
+                                     "ci": tag_score_ci(tags, meanings, per_prompt.any(axis=1), seed=seed)},
         "images_per_s": len(samples) / gen_seconds,
     }
     if keep_images:
