@@ -5,6 +5,7 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score, r2_score, roc_auc_score
 
 from vhslab.probes import ProbeResults, auroc, auroc_within, balanced_accuracy, bootstrap_ci, ece, meaning_folds, r2
+from vhslab.probes.metrics import METRICS
 from vhslab.probes.splits import fold_of
 
 rng = np.random.default_rng(0)
@@ -190,7 +191,28 @@ def test_paired_bootstrap_resamples_meanings_and_pairs_within_prompts():
         assert reps["auroc"][r] == pytest.approx(auroc(y[idx], pa[idx]))
         assert reps["auroc_within"][r] == pytest.approx(auroc_within(y[idx], a[idx], groups))
     paired = paired_bootstrap_ci("binary", y, pa, pb, meanings, True, n_boot=300, pair_groups=prompts)
+    same = cluster_draws(meanings, 300)  # paired: A and B on the very same draws
+    ra, rb = (replicates("binary", y, p, meanings, True, same, pair_groups=prompts) for p in (pa, pb))
+    for m in ("auroc", "auroc_within"):
+        d = ra[m] - rb[m]
+        assert paired[m] == pytest.approx((np.percentile(d, 2.5), np.percentile(d, 97.5)))
     diff = auroc(y, pa) - auroc(y, pb)
     assert paired["auroc"][0] <= diff <= paired["auroc"][1]
     ia, ib = (bootstrap_ci("binary", y, p, meanings, True, n_boot=300) for p in (pa, pb))
     assert paired["auroc"][1] - paired["auroc"][0] < (ia["auroc"][1] - ia["auroc"][0]) + (ib["auroc"][1] - ib["auroc"][0])
+
+
+def test_sweep_bootstrap_pairs_candidates_within_a_prompt_not_a_meaning():
+    from vhslab.probes.sweep import _Scorer
+    from vhslab.probes.targets import Target
+
+    prompts = np.arange(200) // 5
+    meanings = prompts // 2  # two wordings per meaning
+    y = np.tile([0, 1, 0, 1, 1], 40)
+    s = 0.2 * y + rng.random(200) + 5.0 * (prompts % 2)  # the second wording scores far higher
+    t = Target("verdict", "binary", np.arange(200), y, ["0", "1"])
+    scorer = _Scorer(t, prompts, meanings, [(np.arange(100), np.arange(100, 200))], n_boot=200, seed=0)
+    _, pooled, reps = scorer.all(np.stack([1 - s, s], 1))
+    point = pooled[list(METRICS).index("auroc_within")]
+    assert point == pytest.approx(auroc_within(y, s, prompts))
+    assert abs(np.mean(reps["auroc_within"]) - point) < 0.03  # pairs across wordings would drag it to ~0.5

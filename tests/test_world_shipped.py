@@ -67,6 +67,17 @@ def test_world_score_json_on_a_few_prompts():
     assert report["evaluator"]["version"] == "2"
 
 
+def test_world_score_interval_resamples_meanings_not_rows():
+    from vhslab.world.score import tag_score_ci
+
+    rng = np.random.default_rng(0)
+    tags = np.repeat(["colors", "position"], 50)
+    meanings = np.repeat(np.arange(20), 5)  # every meaning listed 5 times (GenEval repeats prompts)
+    correct = np.repeat(rng.random(20) < 0.5, 5)  # rows of a meaning share their fate
+    once = np.arange(0, 100, 5)
+    assert tag_score_ci(tags, meanings, correct) == tag_score_ci(tags[once], meanings[once], correct[once])
+
+
 @pytest.mark.slow
 def test_shipped_world_reproduces_its_documented_score():
     """docs/world_score.json (the README's table) is what the shipped world scores now."""
