@@ -57,9 +57,10 @@ only = sys.argv[1:]
 for name, path, old, new, test in M:
     if only and not any(o in name for o in only):
         continue
-    p = Path(path); text = p.read_text()
+    p = Path(path)
+    text = p.read_text()
     mutated = text
-    for o, n in (zip(old, new) if isinstance(old, list) else [(old, new)]):
+    for o, n in (zip(old, new, strict=True) if isinstance(old, list) else [(old, new)]):
         assert mutated.count(o) == 1, (name, o, mutated.count(o))
         mutated = mutated.replace(o, n)
     p.write_text(mutated)
