@@ -88,7 +88,10 @@ def test_probe_command(tmp_path, ds):
     assert r.exit_code == 0, r.output
     result = json.loads(r.output.strip().splitlines()[-1])
     assert out.exists() and result["out"] == str(out)
-    assert result["n_samples"] == 120 and result["sites"] == 3
+    assert result["n_samples"] == 120 and len(result["sites"]) == 3
+    rows = [r for r in result["per_site"] if r["target"] == "verdict" and r["probe"] == "linear" and r["metric"] == "auroc"]
+    assert [r["site"] for r in rows] == result["sites"]  # every site, not just the best
+    assert all(r["ci"][0] <= r["value"] <= r["ci"][1] for r in rows)
     verdict = result["selected"]["verdict/linear"]
     assert verdict["selected_site"] == "block.1" and verdict["selected_per_fold"] == ["block.1"] * 3
     auc = verdict["auroc"]

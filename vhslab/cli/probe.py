@@ -50,11 +50,7 @@ def probe_cmd(
     except ProbeError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
-    result = {"data": str(data), "n_samples": int(ds.sizes["sample"]), "sites": len(res.ds.site),
-              "targets": [str(t) for t in res.ds.target.values], "selected": res.summary()}
-    tgt = "verdict" if "verdict" in res.ds.target.values else str(res.ds.target.values[0])
-    metric = "r2" if tgt.startswith("recon") else "auroc"
-    result["cost_aware"] = res.choose_layer(metric, tgt, str(res.ds.probe.values[0]))
+    result = {"data": str(data), "n_samples": int(ds.sizes["sample"]), **res.report()}
     if out:
         result["out"] = str(res.save(out))
     if plot:

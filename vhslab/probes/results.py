@@ -153,6 +153,34 @@ class ProbeResults:
                 out[f"{target}/{probe}"] = row
         return out
 
+    def site_table(self) -> list[dict]:
+        """Every site's pooled headline metric (and within-prompt AUROC for binary targets), per probe
+        and target, with its CI and its paired gap to the baseline: one row each."""
+        ds, rows = self.ds, []
+        for target, kind in zip(ds.target.values, ds.kind.values, strict=True):
+            metrics = [headline_metric(str(kind))] + (["auroc_within"] if kind == "binary" else [])
+            for probe in ds.probe.values:
+                for metric in metrics:
+                    for site in ds.site.values:
+                        one = dict(site=site, probe=probe, target=target, metric=metric)
+                        value = float(ds.pooled.sel(**one))
+                        if np.isnan(value):
+                            continue
+                        rows.append({"target": str(target), "probe": str(probe), "metric": metric, "site": str(site),
+                                     "layer": int(ds.layer.sel(site=site)), **_pair(ds, "pooled", one, ci="ci"),
+                                     "gap": _pair(ds, "gap", one)})
+        return rows
+
+    def report(self) -> dict:
+        """What `vhslab probe --json` prints: the selection-aware summary and every site's table."""
+        ds = self.ds
+        tgt = "verdict" if "verdict" in ds.target.values else str(ds.target.values[0])
+        kind = str(ds.kind.sel(target=tgt).values)
+        return {"targets": [str(t) for t in ds.target.values], "sites": [str(s) for s in ds.site.values],
+                "evaluator": ds.attrs.get("evaluator", ""), "selected": self.summary(),
+                "cost_aware": self.choose_layer(headline_metric(kind), tgt, str(ds.probe.values[0])),
+                "per_site": self.site_table()}
+
     def to_frame(self, var: str = "score"):
         """A long pandas DataFrame of one variable (NaNs dropped), with site coords as columns."""
         df = self.ds[var].to_dataframe().dropna(subset=[var]).reset_index()
@@ -165,9 +193,10 @@ class ProbeResults:
         return plot_probe_sweep(self.ds, metrics=metrics, targets=targets, probes=probes, **kwargs)
 
 
-def _pair(ds: xr.Dataset, var: str, sel: dict) -> dict:
+def _pair(ds: xr.Dataset, var: str, sel: dict, ci: str | None = None) -> dict:
     """{"value", "ci"} of a variable and its `_ci_low` / `_ci_high` (NaN -> None, for JSON)."""
-    names = ("baseline_pooled" if var == "baseline" else var, f"{var}_ci_low", f"{var}_ci_high")
+    ci = ci or f"{var}_ci"
+    names = ("baseline_pooled" if var == "baseline" else var, f"{ci}_low", f"{ci}_high")
     value, lo, hi = (float(ds[v].sel(**sel)) for v in names)
     clean = lambda x: None if np.isnan(x) else round(x, 4)  # noqa: E731
     return {"value": clean(value), "ci": [clean(lo), clean(hi)]}
