@@ -50,7 +50,7 @@ def test_store_follows_spec_and_matches_capture(sana, prompts, tmp_path):
     ds = open_store(out)
     validate(ds)
     assert isinstance(ds["hidden"].data, type(ds["verdict"].data))  # dask-backed, lazy
-    assert ds.sizes == {"sample": 10, "layer": 2, "token": 64, "channel": 16, "item": 2,
+    assert ds.sizes == {"sample": 10, "layer": 2, "token": 64, "channel": 16, "item": 2, "checked": 12,
                         "ae_token": 64, "ae_channel": 4, "pix_y": 32, "pix_x": 32, "rgb": 3}
     assert list(ds.layer.values) == [1, 3] and list(ds.depth.values) == [0.25, 0.75]
     seeds = [sample_seed(0, prompts[i // 2].prompt, i % 2) for i in range(10)]
@@ -133,13 +133,12 @@ def test_corrupt_or_partial_store_errors_and_keeps_data(sana, prompts, tmp_path)
     out = tmp_path / "c.zarr"
     kw = dict(n_per_prompt=1, sites="block.0", batch_size=2, gen=GEN, progress=False)
     extract(sana, prompts, out, **kw)
-    # a damaged `written` chunk
-    chunk = next((out / "written" / "c").iterdir())
-    chunk.write_bytes(b"garbage")
-    kept = files(out)
-    with pytest.raises(StoreError, match="written"):
-        extract(sana, prompts, out, **kw)
-    assert files(out) == kept
+    clean = open_store(out).load()
+    # a damaged `written` chunk: its rows count as unwritten and are generated again
+    (out / "written" / "c" / "1").write_bytes(b"garbage")
+    again = extract(sana, prompts, out, **kw)
+    assert again["samples_this_run"] == 2
+    xr.testing.assert_identical(open_store(out).load(), clean)
     # a variable's metadata gone
     (out / "hidden" / "zarr.json").unlink()
     with pytest.raises(StoreError, match="hidden"):
@@ -147,7 +146,7 @@ def test_corrupt_or_partial_store_errors_and_keeps_data(sana, prompts, tmp_path)
     # a foreign / partial directory
     (tmp_path / "d.zarr").mkdir()
     (tmp_path / "d.zarr" / "notes.txt").write_text("x")
-    with pytest.raises(StoreError, match=r"zarr\.json is missing"):
+    with pytest.raises(StoreError, match=r"is not an activation store \(no zarr\.json\)"):
         extract(sana, prompts, tmp_path / "d.zarr", **kw)
     assert (tmp_path / "d.zarr" / "notes.txt").read_text() == "x"
 

@@ -8,6 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from vhslab.probes import ProbeError, open_store, planted_store, run_sweep
+from vhslab.probes.data import StoreDamaged
 
 torch.set_num_threads(1)
 
@@ -42,7 +43,7 @@ def test_nan_features_name_the_site(ds):
     hidden = ds["hidden"].values.copy()
     hidden[5, 2, :, 0] = np.nan
     ds["hidden"] = (ds["hidden"].dims, hidden)
-    with pytest.raises(ProbeError, match=r"1 sample\(s\) have NaN/inf features at site block.2 \(sample_id e.g. \[5\]\)"):
+    with pytest.raises(StoreDamaged, match=r"1 sample\(s\) have NaN/inf features at site block.2 \(sample_id e.g. \[5\]"):
         sweep(ds)
 
 

@@ -2,13 +2,43 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from typing import Any
 
+import typer
 from rich.console import Console
 
 console = Console(stderr=True)
+DEBUG = {"on": False}  # set by `vhslab --debug`
+
+
+BAD_INPUT = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+def guard(command):
+    """Wrap a command: an exception becomes one readable line on stderr and exit code 2 when the
+    input is wrong (a ValueError, e.g. PromptError, ProbeError, SpecError, StoreInputError; a
+    missing file) or 1 for a fault; `vhslab --debug ...` shows the full rich traceback too."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, typer.BadParameter, KeyboardInterrupt):
+            raise
+        except Exception as err:
+            if DEBUG["on"]:
+                console.print_exception(show_locals=False)
+            code = 2 if isinstance(err, BAD_INPUT) else 1
+            text = " ".join(str(err).split()) or type(err).__name__
+            if code == 1:
+                text = f"{type(err).__name__}: {text}" + ("" if DEBUG["on"] else " (vhslab --debug ... shows the traceback)")
+            console.print(f"[red]error:[/red] {text}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code) from None
+
+    return run
 
 
 def _jsonable(value: Any) -> Any:

@@ -33,7 +33,11 @@ def load_model(model: str) -> tuple[Any, Any, str, Any]:
         raise typer.BadParameter(f"--model {model!r}: expected 'world' or a diffusers pipeline folder (model_index.json)")
     from diffusers import DiffusionPipeline
 
-    pipe = DiffusionPipeline.from_pretrained(path)
+    try:
+        pipe = DiffusionPipeline.from_pretrained(path)
+    except Exception as err:  # diffusers raises many types for an incomplete folder
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise typer.BadParameter(f"--model {model!r}: cannot load a diffusers pipeline ({type(err).__name__}: {first})") from None
     pipe.set_progress_bar_config(disable=True)
     return pipe, None, str(path.resolve()), GenConfig(max_sequence_length=300)
 
@@ -53,89 +57,126 @@ def extract_cmd(
     out: Path = typer.Option(..., "--out", help="zarr store to write (created, or resumed if it exists)"),
     model: str = typer.Option("world", help="'world' or a diffusers pipeline folder"),
     prompts: str = typer.Option("geneval-shapes", help="'geneval-shapes', 'train' or a GenEval .jsonl/.json file"),
-    n_per_prompt: int = typer.Option(4, help="candidates (seeds) per prompt"),
+    n_per_prompt: int = typer.Option(4, min=1, help="candidates (seeds) per prompt"),
     sites: str = typer.Option("all", help="'all' (every block), or a comma list: block.0,block.7,ae_latent,image,vision"),
-    batch_size: int = typer.Option(8, help="samples per pipeline call (= store chunk)"),
+    batch_size: int = typer.Option(8, min=1, help="samples per pipeline call (= store chunk)"),
     dtype: str = typer.Option("float16", help="float16 | bfloat16 | float32"),
-    seed: int = typer.Option(0, help="root seed; candidate k of a prompt draws its noise from the stream (seed, prompt, k)"),
-    steps: int = typer.Option(None, help="denoising steps (default: 1 for SANA-Sprint, else the pipeline's default)"),
+    seed: int = typer.Option(0, min=0, help="root seed; candidate k of a prompt draws its noise from the stream (seed, prompt, k)"),
+    steps: int = typer.Option(None, min=1, help="denoising steps (default: 1 for SANA-Sprint, else the pipeline's default)"),
     guidance_scale: float = typer.Option(None, help="pipeline default when omitted"),
-    height: int = typer.Option(None, help="default: DiT sample size x VAE factor"),
-    width: int = typer.Option(None),
-    max_sequence_length: int = typer.Option(None, help="text tokens (default: the world's, else 300)"),
-    limit: int = typer.Option(None, help="use only the first N prompts"),
+    height: int = typer.Option(None, min=8, help="default: DiT sample size x VAE factor"),
+    width: int = typer.Option(None, min=8),
+    max_sequence_length: int = typer.Option(None, min=1, help="text tokens (default: the world's, else 300)"),
+    limit: int = typer.Option(None, min=1, help="use only the first N prompts"),
     shard: str = typer.Option(None, help="i/n: write only shard i of n (default: the rank under accelerate)"),
     device: str = typer.Option(None, help="torch device (default: cuda if available, else cpu)"),
+    verify: bool = typer.Option(True, help="on resume, find lost or damaged chunks and write them again"),
     progress: bool = typer.Option(True, help="show a progress bar"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
     """Generate candidates, capture DiT hidden states (and baselines) and label them into a zarr store."""
+    import math
+    import warnings
+
     import torch
 
     from vhslab.data.extract import extract, parse_shard
     from vhslab.data.generate import GenConfig
 
+    if guidance_scale is not None and not math.isfinite(guidance_scale):
+        raise typer.BadParameter(f"--guidance-scale {guidance_scale}: must be a finite number")
+    dev = check_device(device)
     specs = load_prompts(prompts)[:limit]
     rank_world = parse_shard(shard)
     pipe, vision, model_id, defaults = load_model(model)
-    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if rank_world[1] > 1 and dev == "cuda":
         dev = f"cuda:{rank_world[0] % torch.cuda.device_count()}"
     pipe.to(dev)
     if guidance_scale is None:
         guidance_scale = defaults.guidance_scale
     gen = GenConfig(height, width, steps, guidance_scale, max_sequence_length or defaults.max_sequence_length)
-    try:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
         result = extract(
             pipe, specs, out, n_per_prompt=n_per_prompt, sites=sites, seed=seed, batch_size=batch_size,
-            dtype=dtype, gen=gen, vision=vision, shard=rank_world, model_id=model_id, progress=progress,
+            dtype=dtype, gen=gen, vision=vision, shard=rank_world, model_id=model_id, progress=progress, verify=verify,
         )
-    except (ValueError, RuntimeError, FileNotFoundError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            console.print(f"[yellow]warning:[/yellow] {w.message}", highlight=False, soft_wrap=True)
     emit(result, as_json, title="extract")
 
 
-def summarize_store(path: Path) -> dict[str, Any]:
-    """A short summary of a store (reads only the small label variables)."""
+def check_device(device: str | None) -> str:
+    """The torch device to use; a device this machine lacks is refused before anything is loaded."""
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise typer.BadParameter(f"--device {device!r}: not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise typer.BadParameter(f"--device {device!r}: this torch build sees no CUDA device; use --device cpu")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise typer.BadParameter(f"--device {device!r}: MPS is not available here; use --device cpu")
+    return device
+
+
+def summarize_store(path: Path, verify: bool = False) -> dict[str, Any]:
+    """A short summary of a store (reads only the small label variables; `verify` reads it all
+    and lists lost or damaged chunks)."""
     import numpy as np
 
     from vhslab.data.store import open_store, written_mask
+    from vhslab.data.verify import verify_store
 
     ds = open_store(path)
     written = written_mask(ds, path)
     verdict = ds["verdict"].values[written]
-    tags = ds["tag"].values[written]
+    labelled = verdict >= 0  # -1: a lost verdict chunk
+    tags = ds["tag"].values[written][labelled]
+    verdict = verdict[labelled]
     nbytes = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
-    return {
+    out = {
         "path": str(path),
         "pipeline": ds.attrs.get("pipeline", ""),
         "model_id": ds.attrs["model_id"],
         "sites": ds.attrs["sites"],
         "dtype": ds.attrs["dtype"],
+        "evaluator": ds.attrs.get("evaluator", ""),
         "dims": {k: int(v) for k, v in ds.sizes.items()},
         "samples": int(ds.sizes["sample"]),
         "written": int(written.sum()),
+        "written_without_verdict": int((~labelled).sum()),
         "accuracy": float(verdict.mean()) if verdict.size else None,
         "accuracy_by_tag": {str(t): float(verdict[tags == t].mean()) for t in np.unique(tags)},
         "disk_mb": round(nbytes / 1e6, 3),
         "content_key": ds.attrs["content_key"],
     }
+    if verify:
+        out["damaged"] = [str(d) for d in verify_store(path, ds, int(ds.attrs["sample_chunk"]), written)]
+    return out
 
 
 def inspect_cmd(
     path: Path = typer.Argument(..., help="a store written by `vhslab extract`"),
+    verify: bool = typer.Option(False, "--verify", help="read every chunk and check it against its checksums"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
-    """Summarise an activation store: sites, dims, written samples, accuracy."""
-    from vhslab.data.store import StoreError
-
-    try:
-        result = summarize_store(path)
-    except (StoreError, FileNotFoundError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
+    """Summarise an activation store: sites, dims, written samples, accuracy; --verify finds damaged chunks
+    (exit 1 if any: `vhslab extract` with the same arguments writes them again)."""
+    result = summarize_store(path, verify)
     emit(result, as_json, title=f"store {path}")
+    if result.get("damaged"):
+        for line in result["damaged"]:
+            console.print(f"[red]damaged:[/red] {line}", highlight=False, soft_wrap=True)
+        console.print("resume `vhslab extract` with the store's arguments to write these chunks again")
+        raise typer.Exit(1)
+    if result["written_without_verdict"]:
+        console.print(f"[yellow]warning:[/yellow] {result['written_without_verdict']} written samples have no verdict "
+                      "(a lost chunk); run `vhslab inspect --verify`")
 
 
 if __name__ == "__main__":  # `python -m vhslab.cli.extract extract|inspect ...`

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vhslab.cli.common import console, emit
+from vhslab.cli.common import emit
 
 
 def _csv(text: str | None) -> list[str]:
@@ -19,40 +19,42 @@ def probe_cmd(
                                 "found_relation, present, prompt_class, recon (aliases shape, color, count, position, "
                                 "class; item-wise: found_color.0; recon.latent / recon.image)"),
     probes: str = typer.Option("linear", help="comma list: linear,mlp,attn (attention pooling over tokens)"),
-    out: Path = typer.Option(None, "--out", help="results file: .nc (netCDF) or a zarr folder"),
+    out: Path = typer.Option(None, "--out", help="results file: .nc (netCDF) or a zarr folder (new, or --overwrite)"),
+    overwrite: bool = typer.Option(False, help="replace --out if it holds earlier probe results (never anything else)"),
     layers: str = typer.Option(None, help="comma list of block indices (default: every block of the store)"),
     sites: str = typer.Option("", help="extra whole-model sites to probe too: ae_latent,vision"),
-    folds: int = typer.Option(5, "--folds", "-k", help="meaning-disjoint CV folds"),
-    inner_folds: int = typer.Option(3, "--inner-folds", help="inner CV folds that choose the site in each outer fold"),
+    folds: int = typer.Option(5, "--folds", "-k", min=2, help="meaning-disjoint CV folds"),
+    inner_folds: int = typer.Option(3, "--inner-folds", min=2, help="inner CV folds that choose the site in each outer fold"),
     select: bool = typer.Option(True, help="choose the best site by nested CV (about inner-folds + 1 times the fits)"),
-    grid: int = typer.Option(4, help="side of the pooled token grid for reconstruction targets"),
-    n_boot: int = typer.Option(200, help="bootstrap resamples (of prompt meanings) for CIs; 0 = none"),
+    grid: int = typer.Option(4, min=1, help="side of the pooled token grid for reconstruction targets"),
+    n_boot: int = typer.Option(200, min=0, help="bootstrap resamples (of prompt meanings) for CIs; 0 = none"),
     baseline: bool = typer.Option(True, help="also fit the prompt-only baseline (ordered prompt structure, same model family)"),
     plot: Path = typer.Option(None, help="save the depth plot to this image file"),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, min=0),
     progress: bool = typer.Option(True, help="show a progress bar"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
     """Fit probes on every site (one in memory at a time); report per target the site chosen by nested CV,
     its selection-free score and its paired gap to the prompt-only baseline, with intervals over meanings."""
-    from vhslab.probes import ProbeError, open_store, run_sweep
+    from vhslab.probes import open_store, run_sweep
+    from vhslab.probes.results import check_results_path
 
     try:
         layer_list = [int(v) for v in _csv(layers)] if layers else None
     except ValueError:
         raise typer.BadParameter(f"--layers {layers!r}: expected comma-separated integers") from None
-    try:
-        ds = open_store(data)
-        res = run_sweep(
-            ds, _csv(targets), _csv(probes), layers=layer_list, extra_sites=tuple(_csv(sites)), k=folds,
-            inner_k=inner_folds, select=select, grid=grid, n_boot=n_boot, baseline=baseline, seed=seed, progress=progress,
-        )
-    except ProbeError as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
+    if out is not None:
+        check_results_path(out, overwrite)  # before any compute: never replaces what it did not write
+    if plot is not None:
+        check_results_path(plot, overwrite, kind="plot")
+    ds = open_store(data)
+    res = run_sweep(
+        ds, _csv(targets), _csv(probes), layers=layer_list, extra_sites=tuple(_csv(sites)), k=folds,
+        inner_k=inner_folds, select=select, grid=grid, n_boot=n_boot, baseline=baseline, seed=seed, progress=progress,
+    )
     result = {"data": str(data), "n_samples": int(ds.sizes["sample"]), **res.report()}
     if out:
-        result["out"] = str(res.save(out))
+        result["out"] = str(res.save(out, overwrite=overwrite))
     if plot:
         g = res.plot()
         g.figure.savefig(plot, dpi=120, bbox_inches="tight")

@@ -6,18 +6,20 @@ from pathlib import Path
 
 import typer
 
-from vhslab.cli.common import console, emit
+from vhslab.cli.common import console, emit, guard
 
-world_app = typer.Typer(help="The embedded shapes world: render, check, train, score.", no_args_is_help=True)
+world_app = typer.Typer(help="The embedded shapes world: render, check, train, score.", no_args_is_help=True,
+                        pretty_exceptions_enable=False)
 
 
 @world_app.command("render")
+@guard
 def render_cmd(
     prompt: str = typer.Argument(..., help='e.g. "a photo of a blue star left of a red circle"'),
     out: Path = typer.Option(..., "-o", "--out", help="PNG file to write"),
-    seed: int = typer.Option(0, help="scene seed"),
-    resolution: int = typer.Option(64, help="image side in pixels"),
-    upscale: int = typer.Option(1, help="nearest-neighbour upscaling of the saved PNG, for viewing"),
+    seed: int = typer.Option(0, min=0, help="scene seed"),
+    resolution: int = typer.Option(64, min=16, help="image side in pixels"),
+    upscale: int = typer.Option(1, min=1, help="nearest-neighbour upscaling of the saved PNG, for viewing"),
 ) -> None:
     """Render a random scene that satisfies a GenEval-style prompt."""
     import numpy as np
@@ -41,10 +43,11 @@ def render_cmd(
 
 
 @world_app.command("check")
+@guard
 def check_cmd(
-    n: int = typer.Option(200, "--n", help="scenes per tag"),
-    resolution: int = typer.Option(64, help="image side in pixels"),
-    seed: int = typer.Option(0),
+    n: int = typer.Option(200, "--n", min=1, help="scenes per tag"),
+    resolution: int = typer.Option(64, min=16, help="image side in pixels"),
+    seed: int = typer.Option(0, min=0),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
     """Judge n true and perturbed scenes per tag: agreement, rejection and speed."""
@@ -60,6 +63,7 @@ def check_cmd(
 
 
 @world_app.command("gold")
+@guard
 def gold_cmd(
     world: Path = typer.Option(None, help="a world folder (default: the shipped world; the gold images are its own)"),
     gold: Path = typer.Option(None, help="gold file (default: the shipped vhslab/assets/gold/world_gold.jsonl)"),
@@ -89,9 +93,10 @@ def gold_cmd(
 
 
 @world_app.command("robustness")
+@guard
 def robustness_cmd(
     n: int = typer.Option(100, "--n", min=1, help="scenes per tag and distortion"),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, min=0),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
     """Agreement and rejection on renders distorted by albumentations, per distortion and tag."""
@@ -113,11 +118,12 @@ def _pick(suite, tag: str, n: int, rng) -> list:
 
 
 @world_app.command("grid")
+@guard
 def grid_cmd(
     out: Path = typer.Option(..., "-o", "--out", help="PNG file to write"),
-    per_tag: int = typer.Option(6, help="examples per tag"),
-    seed: int = typer.Option(0),
-    resolution: int = typer.Option(64),
+    per_tag: int = typer.Option(6, min=1, help="examples per tag"),
+    seed: int = typer.Option(0, min=0),
+    resolution: int = typer.Option(64, min=16),
 ) -> None:
     """A grid of rendered examples of the evaluation prompts, one row per tag."""
     import numpy as np
@@ -153,13 +159,14 @@ def _plain_line(text: str) -> None:
 
 
 @world_app.command("train")
+@guard
 def train_cmd(
     out: Path = typer.Option(..., "--out", help="run folder (created; re-running resumes it)"),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, min=0),
     stages: str = typer.Option("all", help="'all' or a comma list of: autoencoder,decoder,teacher,refine,distill,vision,llm,assemble"),
     profile: str = typer.Option("default", help="'default' (CPU-sized), 'gpu' (larger, for one H100/H200) or 'tiny' (smoke test)"),
     device: str = typer.Option(None, help="torch device (default: cuda if available)"),
-    threads: int = typer.Option(None, help="CPU threads (default: all cores)"),
+    threads: int = typer.Option(None, min=1, help="CPU threads (default: all cores)"),
     ship: bool = typer.Option(False, help="copy the assembled world into the package (vhslab/assets/world)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
@@ -199,13 +206,14 @@ def train_cmd(
 
 
 @world_app.command("score")
+@guard
 def score_cmd(
-    n_per_prompt: int = typer.Option(4, help="samples per prompt"),
+    n_per_prompt: int = typer.Option(4, min=1, help="samples per prompt"),
     suite: str = typer.Option("geneval-shapes", help="prompt suite or GenEval metadata file"),
     world: Path = typer.Option(None, help="a world folder (default: the shipped world)"),
     guidance_scale: float = typer.Option(None, help="default: the world's"),
-    limit: int = typer.Option(None, help="only the first N prompts"),
-    seed: int = typer.Option(0),
+    limit: int = typer.Option(None, min=1, help="only the first N prompts"),
+    seed: int = typer.Option(0, min=0),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
     """GenEval-style scores of one-step generations: Bo1, oracle Best-of-N, images/s."""
@@ -221,11 +229,12 @@ def score_cmd(
 
 
 @world_app.command("samples")
+@guard
 def samples_cmd(
     out: Path = typer.Option(..., "-o", "--out", help="PNG file to write"),
-    per_tag: int = typer.Option(8, help="generations per tag"),
+    per_tag: int = typer.Option(8, min=1, help="generations per tag"),
     world: Path = typer.Option(None, help="a world folder (default: the shipped world)"),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, min=0),
 ) -> None:
     """A grid of one-step generations per tag, framed green (judged correct) or red."""
     import numpy as np

@@ -95,6 +95,12 @@ class ShapesEvaluator:
         color, color_conf = name_color(comp.lab)
         return Detection(cls, color, comp.box, conf, comp.area, cls is not None and conf >= threshold, color_conf)
 
+    @staticmethod
+    def check_prompt(spec: PromptSpec) -> None:
+        """Raise PromptError if the world cannot render or judge this prompt (unknown shape or
+        colour, too many objects): callers check every prompt before any compute."""
+        check_vocabulary(spec)
+
     def evaluate(self, image, spec: PromptSpec) -> Verdict:
         check_vocabulary(spec)
         threshold = self.counting_threshold if spec.tag == "counting" else self.threshold

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import resource
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,13 +26,35 @@ from tqdm.auto import tqdm
 import vhslab
 from vhslab.data.capture import LATE_SITES, Capture, VisionFn, find_transformer, parse_sites
 from vhslab.data.generate import GenConfig, Sample, config_hash, make_samples, weights_hash
-from vhslab.data.prompts import PromptSpec
+from vhslab.data.prompts import PromptSpec, check_prompts
 from vhslab.data.spec import DTYPES, N_ITEMS, SPEC_VERSION, content_key
-from vhslab.data.store import StoreError, consolidate, create_store, open_store, write_batch, written_mask
+from vhslab.data.store import (
+    StoreError,
+    StoreInputError,
+    consolidate,
+    create_store,
+    open_store,
+    write_batch,
+    written_mask,
+)
+from vhslab.data.verify import verify_store
 
 
 class Evaluator(Protocol):
     def evaluate(self, image: np.ndarray, spec: PromptSpec) -> Any: ...
+
+
+def check_output(out: Path) -> None:
+    """The store path: an existing store (checked on open), or a new path in a writable folder."""
+    if out.exists() and not out.is_dir():
+        raise StoreInputError(f"{out} exists and is a file, not an activation store; nothing was changed")
+    if out.exists() and not (out / "zarr.json").is_file() and any(out.iterdir()):
+        raise StoreInputError(f"{out} exists and is not an activation store (no zarr.json); nothing was changed")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not out.exists():
+        parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(out if out.exists() else parent, os.W_OK):
+        raise StoreInputError(f"cannot write to {out if out.exists() else parent} (permission denied); nothing was computed")
 
 
 def describe_evaluator(evaluator: Evaluator) -> dict:
@@ -46,8 +70,6 @@ def describe_evaluator(evaluator: Evaluator) -> dict:
 def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int]:
     """"i/n" -> (i, n); None -> this process's rank under `accelerate launch`, else (0, 1)."""
     if shard is None:
-        import os
-
         # torchrun / `accelerate launch` set RANK and WORLD_SIZE, MPI launchers their own; the
         # shards never talk to each other, so no process group is needed.
         for rank_var, size_var in (("RANK", "WORLD_SIZE"), ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
@@ -165,24 +187,34 @@ def extract(
     shard: str | tuple[int, int] | None = None,
     model_id: str | None = None,
     progress: bool = True,
+    verify: bool = True,
 ) -> dict[str, Any]:
     """Generate `n_per_prompt` candidates per prompt, capture `sites`, label each image with
     `evaluator` (default `ShapesEvaluator`) and write this shard's samples into the store `out`.
 
-    Re-running the same call skips samples already written; a store made from different
-    model/prompts/seeds/sites/dtype/generation settings/evaluator is refused. Returns a summary dict.
+    Everything is checked before any compute: options, every prompt (against the evaluator's
+    `check_prompt`), the output path. Re-running the same call skips samples already written and,
+    with `verify`, first finds lost or damaged chunks (`vhslab.data.verify`) and writes them again;
+    a store made from different model/prompts/seeds/sites/dtype/generation settings/evaluator is
+    refused. Returns a summary dict (`repaired`: the damaged chunks found and rewritten).
     """
     t0 = time.perf_counter()
     out = Path(out)
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     site_list = parse_sites(sites, pipe, vision)  # fails before any compute
     rank, world = parse_shard(shard)
     if evaluator is None:
         from vhslab.data.evaluate import ShapesEvaluator
 
         evaluator = ShapesEvaluator()
+    if hasattr(evaluator, "check_prompt"):  # every prompt, all errors at once, before any compute
+        for message in check_prompts(list(prompts), evaluator.check_prompt):
+            warnings.warn(message, stacklevel=2)
     gen = (gen or GenConfig()).resolve(pipe)
+    check_output(out)
     samples = make_samples(list(prompts), n_per_prompt, seed)
     dit = find_transformer(pipe)
     num_blocks = len(dit.transformer_blocks)
@@ -217,15 +249,20 @@ def extract(
     }
     done = np.zeros(len(samples), bool)
     chunk = batch_size
+    repaired: list[str] = []
     if out.exists():
         ds = open_store(out)
         if ds.attrs["content_key"] != key:
-            raise StoreError(
+            raise StoreInputError(
                 f"{out} holds different data (content key {ds.attrs['content_key']} != {key}: model, prompts, "
                 "seeds, sites, dtype, generation settings or evaluator differ). Use another --out; nothing was changed."
             )
         done = written_mask(ds, out)
         chunk = int(ds.attrs["sample_chunk"])  # batches stay aligned with the store's chunks
+        if verify:  # lost or damaged chunks: their batches are generated and written again
+            for damage in verify_store(out, ds, chunk, done):
+                done[damage.samples[0] : damage.samples[1]] = False
+                repaired.append(str(damage))
     n_chunks = math.ceil(len(samples) / chunk)
     mine = [c for c in range(n_chunks) if c % world == rank]
     todo = [c for c in mine if not done[c * chunk : (c + 1) * chunk].all()]
@@ -271,4 +308,5 @@ def extract(
         "mb_per_s": round(bytes_written / 1e6 / elapsed, 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "content_key": key,
+        "repaired": repaired,
     }

@@ -6,6 +6,7 @@ import copy
 import hashlib
 import inspect
 import json
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -95,6 +96,12 @@ class GenConfig:
     def resolve(self, pipe: Any) -> GenConfig:
         """Defaults filled in from the pipeline; a step count it cannot run is refused here."""
         size = pipe.transformer.config.sample_size * pipe.vae_scale_factor
+        if self.guidance_scale is not None and not math.isfinite(self.guidance_scale):
+            raise ValueError(f"guidance_scale must be a finite number, got {self.guidance_scale}")
+        for name in ("height", "width", "max_sequence_length"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         steps = default_steps(pipe) if self.steps is None else self.steps
         check_steps(pipe, steps)
         return GenConfig(self.height or size, self.width or size, steps, self.guidance_scale, self.max_sequence_length)

@@ -8,6 +8,7 @@ so a read/write round trip of the real file is byte-identical.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +78,7 @@ class PromptSpec:
     prompt: str
     include: tuple[Item, ...]
     exclude: tuple[Item, ...] = field(default=())
+    source: str = field(default="", compare=False, repr=False)  # "file.jsonl:12" when read from a file
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "include", tuple(self.include))
@@ -151,25 +153,80 @@ def _item_key(item: Item) -> str:
 
 
 def read_prompts(path: str | Path) -> list[PromptSpec]:
-    """Read GenEval metadata: `.jsonl` (one object per line) or a JSON array."""
+    """Read GenEval metadata: `.jsonl` (one object per line) or a JSON array. Every bad entry is
+    reported at once, each as `file:line: reason` (`file[i]` in an array)."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise PromptError(f"{path}: not UTF-8 text (byte {err.start} is {err.object[err.start]:#04x})") from None
+    except OSError as err:
+        raise PromptError(f"{path}: cannot be read ({err.strerror})") from None
     if text.lstrip().startswith("["):
         try:
             rows = json.loads(text)
         except json.JSONDecodeError as err:
             raise PromptError(f"{path}: invalid JSON array ({err})") from None
-        return [PromptSpec.from_json(r, f"{path.name}[{i}]") for i, r in enumerate(rows)]
+        located, errors = [(f"{path.name}[{i}]", r) for i, r in enumerate(rows)], []
+    else:
+        located, errors = [], []
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    located.append((f"{path.name}:{lineno}", json.loads(line)))
+                except json.JSONDecodeError as err:
+                    errors.append(f"{path.name}:{lineno}: invalid JSON ({err.msg}, column {err.colno})")
     specs = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+    for where, row in located:
+        try:
+            spec = PromptSpec.from_json(row, where)
+        except PromptError as err:
+            errors.append(str(err))
+            continue
+        specs.append(PromptSpec(spec.tag, spec.prompt, spec.include, spec.exclude, source=where))
+    if errors:
+        errors.sort(key=_line_of)
+        raise PromptError(_all_errors(path, errors))
+    if not specs:
+        raise PromptError(f"{path}: no prompts in the file")
+    return specs
+
+
+def _line_of(error: str) -> int:
+    found = re.match(r"[^:\[]*[:\[](\d+)", error)
+    return int(found.group(1)) if found else 0
+
+
+def _all_errors(path: Path, errors: list[str]) -> str:
+    head = f"{len(errors)} bad entr{'y' if len(errors) == 1 else 'ies'} in {path}: " if len(errors) > 1 else ""
+    return head + "; ".join(errors)
+
+
+def check_prompts(specs: list[PromptSpec], check) -> list[str]:
+    """Run `check(spec)` (raising PromptError, e.g. an evaluator's `check_prompt`) on every prompt;
+    raise one PromptError naming every failure (`file:line` or position, and reason). Returns
+    warnings for prompts whose text, read in GenEval's phrasing, means something else than their
+    `include` says."""
+    from vhslab.data.phrasing import parse_prompt
+
+    errors, warnings = [], []
+    for i, spec in enumerate(specs):
+        where = spec.source or f"prompt {i}"
+        try:
+            check(spec)
+        except PromptError as err:
+            errors.append(f"{where}: {err} in {spec.prompt!r}")
             continue
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise PromptError(f"{path.name}:{lineno}: invalid JSON ({err})") from None
-        specs.append(PromptSpec.from_json(row, f"{path.name}:{lineno}"))
-    return specs
+            said = parse_prompt(spec.prompt)
+        except PromptError:
+            continue  # free wording: nothing to compare
+        if said.meaning != spec.meaning:
+            warnings.append(f"{where}: the text {spec.prompt!r} reads as {said.meaning!r}, its include says {spec.meaning!r}")
+    if errors:
+        head = f"{len(errors)} of {len(specs)} prompts cannot be used: " if len(errors) > 1 else ""
+        raise PromptError(head + "; ".join(errors))
+    return warnings
 
 
 def write_prompts(specs: list[PromptSpec], path: str | Path) -> None:

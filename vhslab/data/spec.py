@@ -74,6 +74,9 @@ def validate(ds: xr.Dataset) -> None:
         want = ("sample",) if name in ("written", "verdict") else ("sample", "item")
         if name not in ds.data_vars or ds[name].dims != want or not _kind_ok(ds[name], kind):
             problems.append(f"variable {name!r} missing or not {want} {kind}")
+    if "checksum" in ds and (ds["checksum"].dims != ("sample", "checked") or ds["checksum"].dtype != np.uint32
+                             or "checked" not in ds.coords):
+        problems.append("variable 'checksum' is not (sample, checked) uint32 with a coord 'checked'")
     sites = [s for s in str(ds.attrs["sites"]).split(",") if s]
     step = ("step",) if "step" in ds.dims else ()
     stored = DTYPES.get(ds.attrs["dtype"], "float32")

@@ -43,12 +43,28 @@ def check_store(ds: xr.Dataset, validated: bool = False) -> xr.Dataset:
     if "step" in ds.dims:  # multi-step stores: probe the last step
         ds = ds.isel(step=-1)
     if "written" in ds:
-        keep = np.asarray(ds["written"].values, bool)
+        from vhslab.data.store import written_mask
+
+        keep = written_mask(ds)
         if not keep.any():
             raise ProbeError("no sample of the store is written")
         if not keep.all():
             ds = ds.isel(sample=np.flatnonzero(keep))
+    if "verdict" in ds:
+        try:
+            lost = int((np.asarray(ds["verdict"].values) < 0).sum())
+        except Exception as err:
+            raise StoreDamaged(f"the verdict labels cannot be read ({type(err).__name__}); {REPAIR}") from None
+        if lost:
+            raise StoreDamaged(f"{lost} written samples have no verdict (a lost chunk); {REPAIR}")
     return ds
+
+
+REPAIR = "`vhslab inspect STORE --verify` names the damaged chunks and `vhslab extract` with the store's arguments rewrites them"
+
+
+class StoreDamaged(RuntimeError):
+    """The store's data cannot be read as written (a fault, not bad input)."""
 
 
 @dataclass(frozen=True)
@@ -115,12 +131,16 @@ def site_features(ds: xr.Dataset, site: Site, grids: tuple[int, ...] = ()) -> di
     data = arr.transpose("sample", tok, ch).data.astype(np.float32)  # dask: one site, chunk by chunk
     keys = ["mean", *dict.fromkeys(g for g in grids if g)]
     lazy = [data.mean(axis=1)] + [grid_pool(data, g) for g in keys[1:]]
-    feats = {k: np.asarray(v, np.float32) for k, v in zip(keys, dask.compute(*lazy), strict=True)}
+    try:
+        computed = dask.compute(*lazy)
+    except Exception as err:  # a codec error: a damaged chunk file
+        raise StoreDamaged(f"site {site.name} cannot be read ({type(err).__name__}); {REPAIR}") from None
+    feats = {k: np.asarray(v, np.float32) for k, v in zip(keys, computed, strict=True)}
     bad = ~np.isfinite(feats["mean"]).all(axis=1)
     if bad.any():
         ids = np.asarray(ds["sample_id"].values)[bad][:5] if "sample_id" in ds.coords else np.flatnonzero(bad)[:5]
-        raise ProbeError(
+        raise StoreDamaged(
             f"{int(bad.sum())} sample(s) have NaN/inf features at site {site.name} "
-            f"(sample_id e.g. {[int(i) for i in ids]})"
+            f"(sample_id e.g. {[int(i) for i in ids]}: a lost chunk reads as NaN); {REPAIR}"
         )
     return feats

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +13,42 @@ import xarray as xr
 from vhslab.probes.data import ProbeError
 
 LOWER_IS_BETTER = {"ece"}
+RESULTS_MARK = "vhslab_probe_results"  # attr that tells our results from anything else at a path
+
+
+def check_results_path(path: str | Path, overwrite: bool, kind: str = "results") -> None:
+    """Refuse, before any compute, a path that exists unless `overwrite` and it holds earlier probe
+    results (an activation store, a folder of other files, the working directory: never); and a
+    folder that cannot be written."""
+    path = Path(path)
+    if path.exists():
+        if kind == "plot":
+            if not overwrite:
+                raise FileExistsError(f"--plot {path} exists; pass --overwrite to replace it")
+        elif not overwrite:
+            raise FileExistsError(f"--out {path} exists; nothing was changed (pass --overwrite to replace earlier results)")
+        elif not _is_results(path):
+            raise FileExistsError(
+                f"--out {path} exists and holds no probe results (e.g. an activation store or your files); "
+                "it is never replaced, even with --overwrite: choose another path"
+            )
+    parent = path.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"cannot write {path}: {parent} is not writable; nothing was computed")
+
+
+def _is_results(path: Path) -> bool:
+    try:
+        if path.is_dir():
+            if not (path / "zarr.json").is_file():
+                return False
+            return bool(xr.open_zarr(path).attrs.get(RESULTS_MARK))
+        with xr.open_dataset(path, engine=_nc_engine()) as ds:
+            return bool(ds.attrs.get(RESULTS_MARK))
+    except Exception:
+        return False
 
 
 def headline_metric(kind: str) -> str:
@@ -28,10 +66,14 @@ class ProbeResults:
     ds: xr.Dataset
 
     # --- io -------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write to netCDF (`.nc`, via h5netcdf or scipy) or zarr (any other suffix)."""
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write to netCDF (`.nc`, via h5netcdf or scipy) or zarr (any other suffix). An existing
+        path is replaced only with `overwrite` and only if it holds earlier probe results."""
         path = Path(path)
+        check_results_path(path, overwrite)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
         if path.suffix == ".nc":
             self.ds.to_netcdf(path, engine=_nc_engine())
         else:  # variable-length strings: zarr v3 has a spec for them, not for fixed-width ones

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from vhslab.probes.data import ProbeError, Site, check_store, list_sites, site_features
 from vhslab.probes.metrics import METRICS, cluster_draws, percentile_ci, replicates, score_all
 from vhslab.probes.models import PROBES, make_probe, make_prompt_baseline, prompt_structure
-from vhslab.probes.results import ProbeResults, headline_metric
+from vhslab.probes.results import RESULTS_MARK, ProbeResults, headline_metric
 from vhslab.probes.splits import fold_of, meaning_folds
 from vhslab.probes.targets import SELF_SITES, Target, build_targets, source_of
 
@@ -298,6 +298,7 @@ def _results(ds, sites, probes, tgts, folds, out, selected_site, prompts, meanin
             "model_id": str(ds.attrs.get("model_id", "")),
             "content_key": str(ds.attrs.get("content_key", "")),
             "evaluator": str(ds.attrs.get("evaluator", "")),
+            RESULTS_MARK: 1,
         },
     )
     return ProbeResults(result)
