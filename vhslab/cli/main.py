@@ -22,5 +22,28 @@ def main(debug: bool = typer.Option(False, "--debug", help="on an error, show th
     """Errors are one line: exit code 2 for bad input, 1 for a fault."""
     DEBUG["on"] = debug
 
+def run() -> None:
+    """The `vhslab` entry point: usage errors too become one line (exit 2), not a box."""
+    import sys
+
+    try:
+        code = app(standalone_mode=False)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as err:
+        # click's exceptions (vendored by typer): usage errors carry format_message and exit_code
+        if not (hasattr(err, "format_message") and hasattr(err, "exit_code")):
+            raise
+        ctx = getattr(err, "ctx", None)
+        if type(err).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            print(ctx.get_help(), file=sys.stderr)
+        else:
+            where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            print(f"error: {' '.join(err.format_message().split())}{where}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 if __name__ == "__main__":
-    app()
+    run()

@@ -146,6 +146,13 @@ class Capture:
 
     # -- context -----------------------------------------------------------
     def __enter__(self) -> Capture:
+        if any(self.states.values()):
+            raise RuntimeError("this Capture already holds a run's states; make a new Capture for each pipeline call")
+        if getattr(self.dit, "_vhslab_capture", None) is not None:
+            raise RuntimeError(
+                "a Capture is already active on this model; captures do not nest: list every site in one Capture"
+            )
+        self.dit._vhslab_capture = self
         try:
             for i in self._blocks:
                 block = self.dit.transformer_blocks[i]
@@ -158,6 +165,8 @@ class Capture:
         return self
 
     def _remove(self) -> None:
+        if getattr(self.dit, "_vhslab_capture", None) is self:
+            self.dit._vhslab_capture = None
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
