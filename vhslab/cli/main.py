@@ -27,7 +27,7 @@ def run() -> None:
     import sys
 
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="vhslab")
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

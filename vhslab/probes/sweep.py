@@ -30,6 +30,10 @@ def _oof(make, X, t: Target, folds) -> np.ndarray:
     if t.is_classification:
         out = np.zeros((len(t.y), len(t.classes)))
         for train, test in folds:
+            seen = np.unique(t.y[train])
+            if len(seen) < 2:  # a (small) training fold with one class predicts that class
+                out[test, seen[0]] = 1.0
+                continue
             m = make().fit(X[train], t.y[train])
             out[np.ix_(test, np.asarray(m.classes_))] = m.predict_proba(X[test])
         return out
