@@ -35,7 +35,7 @@ def guard(command):
             text = " ".join(str(err).split()) or type(err).__name__
             if code == 1:
                 text = f"{type(err).__name__}: {text}" + ("" if DEBUG["on"] else " (vhslab --debug ... shows the traceback)")
-            console.print(f"[red]error:[/red] {text}", highlight=False, soft_wrap=True)
+            console.print(f"error: {text}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(code) from None
 
     return run
@@ -61,4 +61,4 @@ def emit(result: dict[str, Any], as_json: bool, title: str = "") -> None:
     if title:
         console.print(f"[bold]{title}[/bold]")
     for key, value in result.items():
-        console.print(f"  {key}: {_jsonable(value)}")
+        console.print(f"  {key}: {_jsonable(value)}", markup=False, highlight=False)

@@ -171,8 +171,9 @@ def inspect_cmd(
     emit(result, as_json, title=f"store {path}")
     if result.get("damaged"):
         for line in result["damaged"]:
-            console.print(f"[red]damaged:[/red] {line}", highlight=False, soft_wrap=True)
-        console.print("resume `vhslab extract` with the store's arguments to write these chunks again")
+            console.print(f"damaged: {line}", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"error: {len(result['damaged'])} damaged chunk(s) in {path}; resume `vhslab extract` with the "
+                      "store's arguments to write them again", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     if result["written_without_verdict"]:
         console.print(f"[yellow]warning:[/yellow] {result['written_without_verdict']} written samples have no verdict "

@@ -33,7 +33,7 @@ def render_cmd(
         spec = parse_prompt(prompt)
         scene = sample_scene(spec, np.random.default_rng(seed))
     except PromptError as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     image = Image.fromarray(render(scene, resolution))
     if upscale > 1:
@@ -78,7 +78,7 @@ def gold_cmd(
     try:
         records = read_gold(path)
     except (OSError, ValueError) as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     w = _world_or_exit(world)
     report, disagreements, images = gold_report(w.pipeline, w.gen_config.resolve(w.pipeline), ShapesEvaluator(), records)
@@ -149,7 +149,7 @@ def _world_or_exit(path):
     try:
         return load_world(path)
     except WorldMissingError as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -187,7 +187,7 @@ def train_cmd(
     try:
         metrics = train_world(out, seed, stages=chosen, device=device, log=_plain_line, threads=threads, **configs)
     except ValueError as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     if ship:
         src = out / "assemble"
