@@ -49,7 +49,9 @@ def main() -> None:
             "samples": args.samples, "layers": args.layers, "tokens": args.tokens, "channels": args.channels,
             "targets": [str(t) for t in res.ds.target.values], "probes": args.probes.split(","),
             "n_boot": args.n_boot, "folds": int(res.ds.sizes["fold"]),
-            "fits": int(res.ds.sizes["site"] * res.ds.sizes["probe"] * res.ds.sizes["target"] * res.ds.sizes["fold"]),
+            # outer folds, plus an inner CV per outer fold for the nested site selection
+            "fits": int(res.ds.sizes["site"] * res.ds.sizes["probe"] * res.ds.sizes["target"] * res.ds.sizes["fold"]
+                        * (1 + res.ds.attrs["inner_k"])),
             "store_gb": round(sum(f.stat().st_size for f in store.rglob("*") if f.is_file()) / 1e9, 3),
             "build_s": round(build_s, 1), "sweep_s": round(sweep_s, 1),
             "planted_layer": args.layers // 3, "verdict_best_layer": best["layer"],
