@@ -269,3 +269,16 @@ def test_entry_point_errors_are_one_line_and_debug_shows_the_traceback(tmp_path)
     assert missing.returncode == 2 and missing.stderr.strip() == "error: no store at nope.zarr"
     debug = subprocess.run([*exe, "--debug", "probe", "--data", "nope.zarr"], capture_output=True, text=True, cwd=tmp_path)
     assert debug.returncode == 2 and "Traceback" in debug.stderr and "no store at nope.zarr" in debug.stderr
+
+
+def test_image_outputs_are_replaced_only_with_overwrite(tmp_path):
+    png = tmp_path / "mine.png"
+    png.write_bytes(b"my picture")
+    prompt = "a photo of a red circle"
+    code, output = cli("world", "render", prompt, "-o", png)
+    assert code == 2 and "pass --overwrite" in one_line_error(output)
+    assert png.read_bytes() == b"my picture"
+    code, output = cli("world", "render", prompt, "-o", tmp_path)
+    assert code == 2 and "is a folder" in one_line_error(output)
+    assert cli("world", "render", prompt, "-o", png, "--overwrite")[0] == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"

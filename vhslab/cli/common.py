@@ -14,6 +14,24 @@ console = Console(stderr=True)
 DEBUG = {"on": False}  # set by `vhslab --debug`
 
 
+def check_new_file(path, overwrite: bool, option: str = "--out") -> None:
+    """Before any compute: an existing file is replaced only with --overwrite, a folder never, and
+    the folder it goes in must be writable."""
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{option} {path} is a folder; give a file name")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{option} {path} exists; nothing was changed (pass --overwrite to replace it)")
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise FileNotFoundError(f"{option} {path}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"{option} {path}: the folder {parent} is not writable")
+
+
 BAD_INPUT = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 

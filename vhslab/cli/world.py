@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vhslab.cli.common import console, emit, guard
+from vhslab.cli.common import check_new_file, console, emit, guard
 
 world_app = typer.Typer(help="The embedded shapes world: render, check, train, score.", no_args_is_help=True,
                         pretty_exceptions_enable=False)
@@ -17,11 +17,13 @@ world_app = typer.Typer(help="The embedded shapes world: render, check, train, s
 def render_cmd(
     prompt: str = typer.Argument(..., help='e.g. "a photo of a blue star left of a red circle"'),
     out: Path = typer.Option(..., "-o", "--out", help="PNG file to write"),
+    overwrite: bool = typer.Option(False, help="replace the output file if it exists"),
     seed: int = typer.Option(0, min=0, help="scene seed"),
     resolution: int = typer.Option(64, min=16, help="image side in pixels"),
     upscale: int = typer.Option(1, min=1, help="nearest-neighbour upscaling of the saved PNG, for viewing"),
 ) -> None:
     """Render a random scene that satisfies a GenEval-style prompt."""
+    check_new_file(out, overwrite)
     import numpy as np
     from PIL import Image
 
@@ -68,12 +70,15 @@ def gold_cmd(
     world: Path = typer.Option(None, help="a world folder (default: the shipped world; the gold images are its own)"),
     gold: Path = typer.Option(None, help="gold file (default: the shipped vhslab/assets/gold/world_gold.jsonl)"),
     sheet: Path = typer.Option(None, help="PNG file for the disagreements as an image sheet"),
+    overwrite: bool = typer.Option(False, help="replace the output file if it exists"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
     """The evaluator's agreement with the gold set (generated images judged by eye), per split and tag."""
     from vhslab.data.evaluate import ShapesEvaluator
     from vhslab.world.gold import GOLD_FILE, disagreement_sheet, gold_report, read_gold
 
+    if sheet is not None:
+        check_new_file(sheet, overwrite, "--sheet")
     path = gold or GOLD_FILE
     try:
         records = read_gold(path)
@@ -121,11 +126,13 @@ def _pick(suite, tag: str, n: int, rng) -> list:
 @guard
 def grid_cmd(
     out: Path = typer.Option(..., "-o", "--out", help="PNG file to write"),
+    overwrite: bool = typer.Option(False, help="replace the output file if it exists"),
     per_tag: int = typer.Option(6, min=1, help="examples per tag"),
     seed: int = typer.Option(0, min=0),
     resolution: int = typer.Option(64, min=16),
 ) -> None:
     """A grid of rendered examples of the evaluation prompts, one row per tag."""
+    check_new_file(out, overwrite)
     import numpy as np
 
     from vhslab.data.prompts import TAGS, load_suite
@@ -232,11 +239,13 @@ def score_cmd(
 @guard
 def samples_cmd(
     out: Path = typer.Option(..., "-o", "--out", help="PNG file to write"),
+    overwrite: bool = typer.Option(False, help="replace the output file if it exists"),
     per_tag: int = typer.Option(8, min=1, help="generations per tag"),
     world: Path = typer.Option(None, help="a world folder (default: the shipped world)"),
     seed: int = typer.Option(0, min=0),
 ) -> None:
     """A grid of one-step generations per tag, framed green (judged correct) or red."""
+    check_new_file(out, overwrite)
     import numpy as np
 
     from vhslab.data.evaluate import ShapesEvaluator
