@@ -24,15 +24,19 @@ from vhslab.probes.splits import meaning_folds
 from vhslab.probes.sweep import run_sweep
 from vhslab.probes.targets import KNOWN as KNOWN_TARGETS
 from vhslab.probes.targets import Target, build_targets
+from vhslab.probes.verifier import LatentVerifier, VerifierConfig, VerifierError, from_release
 
 __all__ = [
     "KNOWN_TARGETS",
     "METRICS",
     "PROBES",
+    "LatentVerifier",
     "ProbeError",
     "ProbeResults",
     "Site",
     "Target",
+    "VerifierConfig",
+    "VerifierError",
     "auroc",
     "auroc_within",
     "balanced_accuracy",
@@ -40,6 +44,7 @@ __all__ = [
     "build_targets",
     "check_store",
     "ece",
+    "from_release",
     "list_sites",
     "make_probe",
     "make_prompt_baseline",

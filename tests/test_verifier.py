@@ -1,0 +1,103 @@
+"""LatentVerifier on a tiny real Qwen2 (random weights) and the world's tokenizer: batching, io, errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from vhslab.probes.verifier import LatentVerifier, VerifierError, from_release
+from vhslab.world.text import build_word_tokenizer
+
+torch.set_num_threads(1)
+PROMPTS = ["a photo of a red circle", "a photo of two stars", "a photo of a blue square left of a red circle"]
+
+
+def tiny_llm(seed=0, context=256):
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, max_position_embeddings=context, tie_word_embeddings=True)
+    return Qwen2ForCausalLM(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def verifier():
+    rng = np.random.default_rng(0)
+    return LatentVerifier.create(tiny_llm(), build_word_tokenizer(), "block.3", 16, mean=rng.random(16),
+                                 var=rng.random(16) + 0.5, seed=1)
+
+
+def test_scores_do_not_depend_on_the_batch_padding(verifier):
+    h = torch.randn(3, 16, 16)
+    together = verifier.score(h, PROMPTS)
+    alone = np.array([verifier.score(h[i:i + 1], [p])[0] for i, p in enumerate(PROMPTS)])
+    assert np.abs(together - alone).max() < 1e-5
+    assert ((together > 0) & (together < 1)).all() and len(set(np.round(together, 6))) == 3
+    # P(yes) / (P(yes) + P(no)) from the LLM's own logits at the answer position
+    logits = verifier.answer_logits(h[:1], PROMPTS[:1])
+    assert together[0] == pytest.approx(torch.softmax(logits, -1)[0, 0].item(), abs=1e-6)
+
+
+def test_save_load_is_bit_identical_and_seeded_creation_repeats(verifier, tmp_path):
+    h = torch.randn(3, 16, 16)
+    before = verifier.score(h, PROMPTS)
+    back = LatentVerifier.from_pretrained(verifier.save_pretrained(tmp_path / "v"))
+    np.testing.assert_array_equal(back.score(h, PROMPTS), before)
+    assert back.config == verifier.config
+    again = LatentVerifier.create(tiny_llm(), build_word_tokenizer(), "block.3", 16, seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(again.connector.parameters(), verifier.connector.parameters(), strict=True))
+
+
+def test_errors_before_any_compute(verifier):
+    with pytest.raises(VerifierError, match="20 channels; the connector of site block.3 takes 16"):
+        verifier.score(torch.randn(1, 16, 20), PROMPTS[:1])
+    with pytest.raises(VerifierError, match="reads site 'block.3', not 'block.5'"):
+        verifier.score(torch.randn(1, 16, 16), PROMPTS[:1], site="block.5")
+    with pytest.raises(VerifierError, match="NaN"):
+        verifier.score(torch.full((1, 16, 16), float("nan")), PROMPTS[:1])
+    with pytest.raises(VerifierError, match="2 hidden states for 1 prompts"):
+        verifier.score(torch.randn(2, 16, 16), PROMPTS[:1])
+    short = LatentVerifier.create(tiny_llm(context=40), build_word_tokenizer(), "block.3", 16)
+    with pytest.raises(VerifierError, match="exceeds the LLM's context of 40"):
+        short.score(torch.randn(1, 16, 16), PROMPTS[:1])
+    pooled = LatentVerifier.create(tiny_llm(context=40), build_word_tokenizer(), "block.3", 16, token_grid=2)
+    assert pooled.score(torch.randn(1, 16, 16), PROMPTS[:1]).shape == (1,)  # 16 tokens pooled to 4 fit
+    with pytest.raises(VerifierError, match="splits 'yes please' into 2 tokens"):
+        LatentVerifier.create(tiny_llm(), build_word_tokenizer(), "block.3", 16, answers=("yes please", "no"))
+
+
+def test_text_only_verifier_reads_no_hidden_states():
+    v = LatentVerifier.create(tiny_llm(), build_word_tokenizer(), "text", 1)
+    s = v.score(None, PROMPTS)
+    assert s.shape == (3,)
+    before, after = v.pieces(PROMPTS[0])
+    assert after == [] and "<image>" not in v.tokenizer.decode(before)
+
+
+def test_release_layout_loads_into_the_same_verifier(tmp_path):
+    llm, tok = tiny_llm(seed=3), build_word_tokenizer()
+    torch.manual_seed(4)
+    proj = [torch.nn.Linear(16, 32), torch.nn.Linear(32, 32)]
+    mean, var = torch.randn(1, 16).bfloat16(), (torch.rand(1, 16) + 0.5).bfloat16()
+    release = tmp_path / "vhs-hidden-verifier"
+    release.mkdir()
+    raw = {**llm.config.to_dict(), "model_type": "llava_qwen", "architectures": ["LlavaQwenForCausalLM"],
+           "mm_hidden_size": 16, "mm_projector_type": "mlp2x_gelu", "mm_vision_tower": "hidden_7"}
+    (release / "config.json").write_text(json.dumps(raw))
+    state = {k: v.contiguous() for k, v in llm.state_dict().items() if k != "lm_head.weight"}
+    for i, layer in zip((0, 2), proj, strict=True):
+        state[f"model.mm_projector.{i}.weight"], state[f"model.mm_projector.{i}.bias"] = layer.weight.data, layer.bias.data
+    save_file(state, release / "model.safetensors")
+    tok.save_pretrained(release)
+    torch.save(mean, release / "block_7_mean_bf16.pt")
+    torch.save(var, release / "block_7_variance_bf16.pt")
+    loaded = from_release(release, system="sys .", question="<image> {prompt} ?")
+    assert loaded.config.site == "block.7" and loaded.config.in_channels == 16
+    mine = LatentVerifier(llm, tok, loaded.config)
+    mine.connector[0].load_state_dict(proj[0].state_dict())
+    mine.connector[2].load_state_dict(proj[1].state_dict())
+    mine.set_statistics(mean.float(), var.float())
+    h = torch.randn(2, 16, 16)
+    np.testing.assert_allclose(loaded.score(h, PROMPTS[:2]), mine.score(h, PROMPTS[:2]), atol=1e-6)
