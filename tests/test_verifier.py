@@ -51,9 +51,9 @@ def test_save_load_is_bit_identical_and_seeded_creation_repeats(verifier, tmp_pa
 
 
 def test_errors_before_any_compute(verifier):
-    with pytest.raises(VerifierError, match="20 channels; the connector of site block.3 takes 16"):
+    with pytest.raises(VerifierError, match=r"20 channels; the connector of site block\.3 takes 16"):
         verifier.score(torch.randn(1, 16, 20), PROMPTS[:1])
-    with pytest.raises(VerifierError, match="reads site 'block.3', not 'block.5'"):
+    with pytest.raises(VerifierError, match=r"reads site 'block\.3', not 'block\.5'"):
         verifier.score(torch.randn(1, 16, 16), PROMPTS[:1], site="block.5")
     with pytest.raises(VerifierError, match="NaN"):
         verifier.score(torch.full((1, 16, 16), float("nan")), PROMPTS[:1])
