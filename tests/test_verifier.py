@@ -101,3 +101,16 @@ def test_release_layout_loads_into_the_same_verifier(tmp_path):
     mine.set_statistics(mean.float(), var.float())
     h = torch.randn(2, 16, 16)
     np.testing.assert_allclose(loaded.score(h, PROMPTS[:2]), mine.score(h, PROMPTS[:2]), atol=1e-6)
+
+
+def test_site_statistics_stream_over_chunks():
+    from vhslab.probes import list_sites, planted_store
+    from vhslab.probes.data import site_statistics
+
+    ds = planted_store(n_samples=300, n_layers=2, n_tokens=4, n_channels=8, chunk_samples=64, seed=2)
+    site = list_sites(ds)[1]
+    rows = np.arange(0, 300, 3)
+    mean, var = site_statistics(ds, site, rows)
+    x = ds["hidden"].sel(layer=1).values[rows].astype(np.float64).reshape(-1, 8)
+    np.testing.assert_allclose(mean, x.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(var, x.var(0), rtol=1e-4)

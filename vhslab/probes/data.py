@@ -144,3 +144,16 @@ def site_features(ds: xr.Dataset, site: Site, grids: tuple[int, ...] = ()) -> di
             f"(sample_id e.g. {[int(i) for i in ids]}: a lost chunk reads as NaN); {REPAIR}"
         )
     return feats
+
+
+def site_statistics(ds: xr.Dataset, site: Site, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and variance of a site over samples (`rows`, default all) and tokens, computed
+    chunk by chunk (dask), so memory does not grow with the store: a verifier's normalisation."""
+    arr = site_array(ds, site)
+    if rows is not None:
+        arr = arr.isel(sample=np.asarray(rows))
+    tok, ch = _token_dims(arr)
+    data = arr.transpose("sample", tok, ch).data.astype(np.float64)
+    mean, sq = dask.compute(data.mean(axis=(0, 1)), (data**2).mean(axis=(0, 1)))
+    mean, sq = np.asarray(mean), np.asarray(sq)
+    return mean.astype(np.float32), np.maximum(sq - mean**2, 0).astype(np.float32)
