@@ -114,3 +114,26 @@ def test_site_statistics_stream_over_chunks():
     x = ds["hidden"].sel(layer=1).values[rows].astype(np.float64).reshape(-1, 8)
     np.testing.assert_allclose(mean, x.mean(0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(var, x.var(0), rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_stage2_training_learns_a_planted_verdict_and_repeats_with_its_seed():
+    from vhslab.probes import planted_store
+    from vhslab.probes.verifier_train import VerifierTrainConfig, train_verifier
+
+    ds = planted_store(n_samples=480, n_layers=2, n_tokens=4, n_channels=16, signal_layer=1, strength=1.5,
+                       chunk_samples=32, seed=3).load()
+    cfg = VerifierTrainConfig(steps=120, batch_size=32, eval_every=40, seed=0)
+    runs = [train_verifier(ds, "block.1", tiny_llm(), build_word_tokenizer(), cfg, progress=False) for _ in range(2)]
+    (v, info), (v2, _) = runs
+    assert info["best_val_auroc"] >= 0.85, info
+    h = ds["hidden"].sel(layer=1).values[:8].astype(np.float32)
+    prompts = [str(p) for p in ds["prompt"].values[:8]]
+    np.testing.assert_array_equal(v.score(h, prompts), v2.score(h, prompts))  # same seed, same verifier
+    _, blind = train_verifier(ds, "block.0", tiny_llm(), build_word_tokenizer(), cfg, progress=False)
+    assert blind["best_val_auroc"] <= 0.7  # nothing planted at block 0: nothing learnt
+    one = ds.assign(verdict=("sample", np.ones(ds.sizes["sample"], np.int8)))
+    with pytest.raises(VerifierError, match="needs both verdicts"):
+        train_verifier(one, "block.1", tiny_llm(), build_word_tokenizer(), cfg, progress=False)
+    with pytest.raises(VerifierError, match="unknown loss"):
+        train_verifier(ds, "block.1", tiny_llm(), build_word_tokenizer(), VerifierTrainConfig(loss="hinge"))
