@@ -49,8 +49,8 @@ M = [
      'out["found_class"] = [drawn[j].cls if j < len(drawn) else "" for j in range(N_ITEMS)]',
      'out["found_class"] = [spec.include[j].cls if j < len(spec.include) else "" for j in range(N_ITEMS)]',
      "tests/test_extract.py::test_store_follows_spec_and_matches_capture"),
-    ("world score CI by rows", "vhslab/world/score.py",
-     "uniq, g = np.unique(meanings[m], return_inverse=True)", "uniq, g = np.unique(np.arange(m.sum()), return_inverse=True)",
+    ("world score CI by rows", "vhslab/data/evaluate.py",
+     "uniq, inv = np.unique(meanings[rows], return_inverse=True)", "uniq, inv = np.unique(np.arange(len(rows)), return_inverse=True)",
      "tests/test_world_shipped.py::test_world_score_interval_resamples_meanings_not_rows"),
 ]
 only = sys.argv[1:]

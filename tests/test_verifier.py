@@ -137,3 +137,27 @@ def test_stage2_training_learns_a_planted_verdict_and_repeats_with_its_seed():
         train_verifier(one, "block.1", tiny_llm(), build_word_tokenizer(), cfg, progress=False)
     with pytest.raises(VerifierError, match="unknown loss"):
         train_verifier(ds, "block.1", tiny_llm(), build_word_tokenizer(), VerifierTrainConfig(loss="hinge"))
+
+
+def test_best_of_n_picks_and_intervals():
+    from vhslab.probes.verifier_eval import best_of_n, ranking_metrics
+
+    rng = np.random.default_rng(0)
+    rows, n = 120, 4
+    group = np.repeat(np.arange(rows), n)
+    tag = np.repeat(np.where(np.arange(rows) % 2, "colors", "position"), n)
+    meaning = np.repeat(np.arange(rows) // 2, n)
+    verdict = (rng.random(rows * n) < 0.4).astype(int)
+    perfect = best_of_n(group, tag, meaning, verdict, verdict + 0.01 * rng.random(rows * n), n)
+    assert perfect["bo4_verifier"]["value"] == perfect["bo4_oracle"]["value"]  # a perfect score picks like the oracle
+    blind = best_of_n(group, tag, meaning, verdict, np.zeros(rows * n), n)  # ties: the first candidate
+    first = verdict.reshape(rows, n)[:, 0]
+    by_tag = [first[(np.arange(rows) % 2) == k].mean() for k in (0, 1)]
+    assert blind["bo4_verifier"]["value"] == pytest.approx(np.mean(by_tag))
+    g = perfect["gain"]
+    assert g["ci"][0] > 0 and g["ci"][0] <= g["value"] <= g["ci"][1]
+    assert perfect["n_meanings"] == 60 and perfect["n_prompt_rows"] == 120
+    with pytest.raises(ValueError, match="Best-of-5 needs 5"):
+        best_of_n(group, tag, meaning, verdict, verdict, 5)
+    m = ranking_metrics(verdict, verdict * 0.8 + 0.1, group, meaning, n_boot=100)
+    assert m["auroc"]["value"] == 1.0 and m["within_prompt_auroc"]["value"] == 1.0

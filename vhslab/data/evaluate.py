@@ -117,3 +117,26 @@ def summarize(tags: list[str], correct: list[bool]) -> dict:
     means = {tag: float(np.mean(v)) for tag, v in per_tag.items()}
     overall = float(np.mean(list(means.values()))) if means else float("nan")
     return {"overall": overall, "per_tag": means, "n": len(correct)}
+
+
+def meaning_draws(tags, meanings, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """(n_boot, rows) bootstrap weights that resample distinct prompt meanings within each tag (each
+    tag keeps its number of meanings; a row weighs its meaning's multiplicity): rows of one meaning
+    share their fate, so intervals count meanings, not rows."""
+    tags, meanings = np.asarray(tags), np.asarray(meanings)
+    rng = np.random.default_rng(seed)
+    weights = np.zeros((n_boot, len(tags)))
+    for tag in np.unique(tags):
+        rows = np.flatnonzero(tags == tag)
+        uniq, inv = np.unique(meanings[rows], return_inverse=True)
+        weights[:, rows] = rng.multinomial(len(uniq), np.full(len(uniq), 1 / len(uniq)), size=n_boot)[:, inv]
+    return weights
+
+
+def overall_score(tags, values, weights: np.ndarray | None = None):
+    """GenEval's overall score (mean of tag means); with bootstrap `weights`, one value per replicate."""
+    tags, values = np.asarray(tags), np.asarray(values, float)
+    uniq = np.unique(tags)
+    if weights is None:
+        return float(np.mean([values[tags == t].mean() for t in uniq]))
+    return np.mean([(weights[:, tags == t] @ values[tags == t]) / weights[:, tags == t].sum(1) for t in uniq], axis=0)

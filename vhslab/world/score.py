@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from vhslab.data.evaluate import ShapesEvaluator, summarize
+from vhslab.data.evaluate import ShapesEvaluator, meaning_draws, overall_score, summarize
 from vhslab.data.generate import GenConfig, make_samples
 from vhslab.data.prompts import PromptSpec
 
@@ -24,17 +24,8 @@ def generate(pipe, prompts: list[str], seeds: list[int], gen: GenConfig) -> np.n
 def tag_score_ci(tags, meanings, correct, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> list[float]:
     """Percentile CI of GenEval's overall score (mean of tag means) from a bootstrap that resamples
     distinct prompt meanings within each tag (rows of one meaning share their fate), not rows."""
-    tags, meanings, correct = np.asarray(tags), np.asarray(meanings), np.asarray(correct, float)
-    rng = np.random.default_rng(seed)
-    per_tag = []
-    for tag in np.unique(tags):
-        m = tags == tag
-        uniq, g = np.unique(meanings[m], return_inverse=True)
-        hits, rows = np.bincount(g, correct[m]), np.bincount(g).astype(float)
-        draws = rng.multinomial(len(uniq), np.full(len(uniq), 1 / len(uniq)), size=n_boot)
-        per_tag.append((draws @ hits) / (draws @ rows))
-    overall = np.mean(per_tag, axis=0)
-    return [float(np.percentile(overall, (1 - level) / 2 * 100)), float(np.percentile(overall, (1 + level) / 2 * 100))]
+    reps = overall_score(tags, correct, meaning_draws(tags, meanings, n_boot, seed))
+    return [float(np.percentile(reps, (1 - level) / 2 * 100)), float(np.percentile(reps, (1 + level) / 2 * 100))]
 
 
 def score_generator(pipe, suite: list[PromptSpec], n_per_prompt: int = 4, gen: GenConfig | None = None,

@@ -1,0 +1,60 @@
+"""How well scores pick candidates: ranking metrics and GenEval-style Best-of-N, with intervals over meanings.
+
+Input is one row per candidate: its prompt row (`group`, e.g. the store's `prompt_index`), tag,
+meaning, the evaluator's verdict and a verifier's score. Best-of-N takes, per prompt row, the
+candidate with the highest score among its first N; GenEval's overall score is the mean of tag
+means. Intervals come from a bootstrap that resamples distinct meanings within each tag, and a
+difference (Bo-N by the verifier minus Bo1) is paired: both on the same draws.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vhslab.data.evaluate import meaning_draws, overall_score
+from vhslab.probes.metrics import auroc_binary, auroc_within, balanced_accuracy, ece
+
+
+def _per_row(group, tag, meaning, verdict, score, n: int):
+    """Per prompt row: tag, meaning, Bo1 (mean verdict of its first n), verifier's pick, oracle."""
+    rows = []
+    for g in np.unique(group):
+        idx = np.flatnonzero(group == g)[:n]
+        if len(idx) < n:
+            raise ValueError(f"prompt row {g} has {len(idx)} candidates; Best-of-{n} needs {n}")
+        pick = idx[int(np.argmax(score[idx]))]
+        rows.append((tag[idx[0]], meaning[idx[0]], verdict[idx].mean(), verdict[pick], verdict[idx].max()))
+    tags, meanings, bo1, chosen, oracle = (np.array(c) for c in zip(*rows, strict=True))
+    return tags, meanings, {"bo1": bo1.astype(float), "verifier": chosen.astype(float), "oracle": oracle.astype(float)}
+
+
+def best_of_n(group, tag, meaning, verdict, score, n: int = 4, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Bo1, Best-of-n picked by `score`, the oracle's Best-of-n, and gain = picked - Bo1, each
+    {"value", "ci"} (95%, meanings resampled within tags; the gain's interval is paired)."""
+    group, tag, meaning = (np.asarray(x) for x in (group, tag, meaning))
+    verdict, score = np.asarray(verdict, float), np.asarray(score, float)
+    tags, meanings, per = _per_row(group, tag, meaning, verdict, score, n)
+    weights = meaning_draws(tags, meanings, n_boot, seed)  # the same draws for every row value: paired
+    reps = {k: overall_score(tags, v, weights) for k, v in per.items()}
+    reps["gain"] = reps["verifier"] - reps["bo1"]
+    values = {k: overall_score(tags, v) for k, v in per.items()}
+    values["gain"] = values["verifier"] - values["bo1"]
+    ci = lambda r: [float(np.percentile(r, 2.5)), float(np.percentile(r, 97.5))]  # noqa: E731
+    out = {f"bo{n}_{k}" if k in ("verifier", "oracle") else k: {"value": values[k], "ci": ci(reps[k])} for k in values}
+    out["n_prompt_rows"], out["n_meanings"] = len(tags), len(np.unique(meanings))
+    return out
+
+
+def ranking_metrics(verdict, score, prompts, meanings, n_boot: int = 1000, seed: int = 0) -> dict:
+    """AUROC, within-prompt AUROC, balanced accuracy (threshold 0.5) and ECE of P(yes), each with a
+    95% interval from a bootstrap over meanings."""
+    from vhslab.probes.metrics import bootstrap_ci
+
+    y = np.asarray(verdict).astype(int)
+    s = np.asarray(score, float)
+    proba = np.stack([1 - s, s], 1)
+    point = {"auroc": auroc_binary(y, s), "within_prompt_auroc": auroc_within(y, s, np.asarray(prompts)),
+             "balanced_accuracy": balanced_accuracy(y, proba), "ece": ece(y, proba)}
+    ci = bootstrap_ci("binary", y, proba, np.asarray(meanings), True, n_boot, seed=seed, pair_groups=np.asarray(prompts))
+    names = {"auroc": "auroc", "within_prompt_auroc": "auroc_within", "balanced_accuracy": "bal_acc", "ece": "ece"}
+    return {k: {"value": v, "ci": list(ci.get(names[k], (np.nan, np.nan)))} for k, v in point.items()}
