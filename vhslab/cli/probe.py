@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vhslab.cli.common import emit
+from vhslab.cli.common import check_new_file, emit
 
 
 def _csv(text: str | None) -> list[str]:
@@ -46,7 +46,7 @@ def probe_cmd(
     if out is not None:
         check_results_path(out, overwrite)  # before any compute: never replaces what it did not write
     if plot is not None:
-        check_results_path(plot, overwrite, kind="plot")
+        check_new_file(plot, overwrite, "--plot")
     ds = open_store(data)
     res = run_sweep(
         ds, _csv(targets), _csv(probes), layers=layer_list, extra_sites=tuple(_csv(sites)), k=folds,

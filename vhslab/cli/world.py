@@ -28,15 +28,10 @@ def render_cmd(
     from PIL import Image
 
     from vhslab.data.phrasing import caption_scene, parse_prompt
-    from vhslab.data.prompts import PromptError
     from vhslab.data.shapes import render, sample_scene
 
-    try:
-        spec = parse_prompt(prompt)
-        scene = sample_scene(spec, np.random.default_rng(seed))
-    except PromptError as err:
-        console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+    spec = parse_prompt(prompt)  # a PromptError is bad input: `guard` prints it, exit 2
+    scene = sample_scene(spec, np.random.default_rng(seed))
     image = Image.fromarray(render(scene, resolution))
     if upscale > 1:
         image = image.resize((resolution * upscale,) * 2, Image.Resampling.NEAREST)
@@ -85,7 +80,9 @@ def gold_cmd(
     except (OSError, ValueError) as err:
         console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    w = _world_or_exit(world)
+    from vhslab.world import load_world
+
+    w = load_world(world)  # WorldMissingError is bad input: `guard` prints it, exit 2
     report, disagreements, images = gold_report(w.pipeline, w.gen_config.resolve(w.pipeline), ShapesEvaluator(), records)
     report["disagreements"] = [{"index": r.index, "split": r.split, "prompt": r.prompt, "gold": r.correct,
                                 "reasons": v.reasons, "note": r.note} for r, v in disagreements]
@@ -150,16 +147,6 @@ def grid_cmd(
     console.print(f"wrote {out}")
 
 
-def _world_or_exit(path):
-    from vhslab.world import WorldMissingError, load_world
-
-    try:
-        return load_world(path)
-    except WorldMissingError as err:
-        console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-
-
 def _plain_line(text: str) -> None:
     """A stage's result line as it is: no rich markup (`[stage]` is not a tag), no wrapping."""
     console.print(text, markup=False, highlight=False, soft_wrap=True)
@@ -191,11 +178,7 @@ def train_cmd(
     chosen = STAGES if stages == "all" else tuple(s.strip() for s in stages.split(","))
     already = [s for s in chosen if stage.finished_metrics(out / s) is not None]
     start = time.perf_counter()
-    try:
-        metrics = train_world(out, seed, stages=chosen, device=device, log=_plain_line, threads=threads, **configs)
-    except ValueError as err:
-        console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+    metrics = train_world(out, seed, stages=chosen, device=device, log=_plain_line, threads=threads, **configs)
     if ship:
         src = out / "assemble"
         if not (src / "pipeline" / "model_index.json").is_file():
@@ -227,9 +210,10 @@ def score_cmd(
     from dataclasses import replace
 
     from vhslab.data.prompts import load_suite
+    from vhslab.world import load_world
     from vhslab.world.score import score_generator
 
-    w = _world_or_exit(world)
+    w = load_world(world)  # WorldMissingError is bad input: `guard` prints it, exit 2
     gen = w.gen_config if guidance_scale is None else replace(w.gen_config, guidance_scale=guidance_scale)
     result = score_generator(w.pipeline, load_suite(suite)[:limit], n_per_prompt, gen, seed)
     emit(result, as_json, "world score")
@@ -251,9 +235,10 @@ def samples_cmd(
     from vhslab.data.evaluate import ShapesEvaluator
     from vhslab.data.prompts import TAGS, load_suite
     from vhslab.figures.grids import image_grid
+    from vhslab.world import load_world
     from vhslab.world.score import generate
 
-    w = _world_or_exit(world)
+    w = load_world(world)  # WorldMissingError is bad input: `guard` prints it, exit 2
     rng = np.random.default_rng(seed)
     suite = load_suite("geneval-shapes")
     ev = ShapesEvaluator()

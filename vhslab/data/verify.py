@@ -66,10 +66,10 @@ def chunk_files(path: Path, variable: str, chunk: int) -> tuple[list[str], list[
     return keys, [k for k in keys if not (path / k).is_file()]
 
 
-def verify_store(path: str | Path, ds: xr.Dataset, chunk: int, rows: np.ndarray | None = None) -> list[Damage]:
-    """Every damaged (variable, sample chunk) among the written rows (or `rows`), read chunk by chunk."""
+def verify_store(path: str | Path, ds: xr.Dataset, chunk: int, written: np.ndarray) -> list[Damage]:
+    """Every damaged (variable, sample chunk) among the `written` rows (`vhslab.data.store.written_mask`,
+    which also survives a damaged flag chunk), read chunk by chunk."""
     path = Path(path)
-    written = np.asarray(ds["written"].values, bool) if rows is None else rows
     names = [str(v) for v in ds["checked"].values]
     damage: list[Damage] = []
     for c in range(-(-ds.sizes["sample"] // chunk)):

@@ -16,16 +16,13 @@ LOWER_IS_BETTER = {"ece"}
 RESULTS_MARK = "vhslab_probe_results"  # attr that tells our results from anything else at a path
 
 
-def check_results_path(path: str | Path, overwrite: bool, kind: str = "results") -> None:
+def check_results_path(path: str | Path, overwrite: bool) -> None:
     """Refuse, before any compute, a path that exists unless `overwrite` and it holds earlier probe
     results (an activation store, a folder of other files, the working directory: never); and a
     folder that cannot be written."""
     path = Path(path)
     if path.exists():
-        if kind == "plot":
-            if not overwrite:
-                raise FileExistsError(f"--plot {path} exists; pass --overwrite to replace it")
-        elif not overwrite:
+        if not overwrite:
             raise FileExistsError(f"--out {path} exists; nothing was changed (pass --overwrite to replace earlier results)")
         elif not _is_results(path):
             raise FileExistsError(

@@ -17,7 +17,7 @@ import xarray as xr
 from sklearn.model_selection import GroupShuffleSplit
 from tqdm.auto import tqdm
 
-from vhslab.probes.data import Site, check_store, list_sites, site_array, site_statistics
+from vhslab.probes.data import Site, _token_dims, check_store, list_sites, site_array, site_statistics
 from vhslab.probes.metrics import auroc_binary, auroc_within
 from vhslab.probes.verifier import LatentVerifier, VerifierError
 
@@ -49,9 +49,7 @@ def chunk_batches(ds: xr.Dataset, site: Site, rows: np.ndarray, batch_size: int,
     """Endless (row indices, hidden) batches: store chunks in a seeded order, rows shuffled inside;
     one chunk in memory at a time."""
     arr = site_array(ds, site)
-    tok = next(d for d in arr.dims if d.endswith("token"))
-    ch = next(d for d in arr.dims if d.endswith("channel"))
-    arr = arr.transpose("sample", tok, ch)
+    arr = arr.transpose("sample", *_token_dims(arr))
     by_chunk = [rows[(rows >= c) & (rows < c + chunk)] for c in range(0, ds.sizes["sample"], chunk)]
     by_chunk = [r for r in by_chunk if len(r)]
     buf_rows, buf = [], []
