@@ -7,11 +7,13 @@ import typer
 from vhslab.cli.common import DEBUG, guard
 from vhslab.cli.extract import extract_cmd, inspect_cmd
 from vhslab.cli.probe import probe_cmd
+from vhslab.cli.verifier import verifier_app
 from vhslab.cli.world import world_app
 
 app = typer.Typer(help="vhslab: latent verifiers on diffusion transformers.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 app.add_typer(world_app, name="world")
+app.add_typer(verifier_app, name="verifier")
 app.command("extract")(guard(extract_cmd))
 app.command("inspect")(guard(inspect_cmd))
 app.command("probe")(guard(probe_cmd))

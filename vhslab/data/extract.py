@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 import vhslab
 from vhslab.data.capture import LATE_SITES, Capture, VisionFn, find_transformer, parse_sites
 from vhslab.data.generate import GenConfig, Sample, config_hash, make_samples, weights_hash
+from vhslab.data.phrasing import caption_detections
 from vhslab.data.prompts import PromptSpec, check_prompts
 from vhslab.data.spec import DTYPES, N_ITEMS, SPEC_VERSION, content_key
 from vhslab.data.store import (
@@ -146,6 +147,7 @@ def _batch_dataset(batch: list[Sample], cap: Capture, sites: list[str], evaluato
         values = np.array([lab[name] for lab in labels], dtype=np.int16 if "count" in name else object)
         data[name] = (("sample", "item"), values)
     data["verdict"] = ("sample", np.array([bool(v.correct) for v in verdicts], dtype=np.int8))
+    data["caption"] = ("sample", np.array([caption_detections(getattr(v, "detections", [])) for v in verdicts], object))
     return xr.Dataset(data)
 
 
@@ -250,6 +252,7 @@ def extract(
     done = np.zeros(len(samples), bool)
     chunk = batch_size
     repaired: list[str] = []
+    ds = None
     if out.exists():
         ds = open_store(out)
         if ds.attrs["content_key"] != key:
@@ -280,6 +283,8 @@ def extract(
         with Capture(pipe, capture_sites, calls=gen.steps, dtype=torch_dtype, stop=False, vision=vision) as cap:
             pipe(prompt=[s.spec.prompt for s in batch], generator=generators, output_type="pt", **call_kwargs)
         ds_batch = _batch_dataset(batch, cap, site_list, evaluator)
+        if ds is not None and "caption" not in ds:  # resuming a store from before captions: keep its layout
+            ds_batch = ds_batch.drop_vars("caption")
         if not out.exists():
             create_store(out, ds_batch, len(samples), chunk, _store_coords(samples, site_list, num_blocks, grid, gen.steps), attrs)
             if open_store(out).attrs["content_key"] != key:  # another process created it first

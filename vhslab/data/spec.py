@@ -74,6 +74,8 @@ def validate(ds: xr.Dataset) -> None:
         want = ("sample",) if name in ("written", "verdict") else ("sample", "item")
         if name not in ds.data_vars or ds[name].dims != want or not _kind_ok(ds[name], kind):
             problems.append(f"variable {name!r} missing or not {want} {kind}")
+    if "caption" in ds and (ds["caption"].dims != ("sample",) or not _kind_ok(ds["caption"], "str")):
+        problems.append("variable 'caption' is not (sample,) str")  # optional: stores before it lack it
     if "checksum" in ds and (ds["checksum"].dims != ("sample", "checked") or ds["checksum"].dtype != np.uint32
                              or "checked" not in ds.coords):
         problems.append("variable 'checksum' is not (sample, checked) uint32 with a coord 'checked'")

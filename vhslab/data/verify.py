@@ -38,6 +38,7 @@ def row_checksums(ds: xr.Dataset, names: list[str]) -> np.ndarray:
 
 
 def _crc(row: np.ndarray) -> int:
+    row = np.asarray(row)  # a (sample,) string variable gives bare str rows
     if row.dtype.kind in "OUT":  # strings: their text, not their in-memory layout
         return zlib.crc32("\x1f".join(str(v) for v in np.ravel(row)).encode())
     return zlib.crc32(np.ascontiguousarray(row).tobytes())

@@ -128,6 +128,8 @@ def planted_store(
         "found_color": (("sample", "item"), f_color),
         "found_relation": (("sample", "item"), f_rel),
         "written": ("sample", np.ones(n_samples, bool)),
+        "caption": ("sample", np.array([" ".join(f"a photo of a {f_color[s, 0]} {f_class[s, 0]}".split())
+                                        for s in range(n_samples)])),  # what a detector "saw"
     }
     sites = [f"block.{i}" for i in range(n_layers)] + ["ae_latent"]
     if image_px:

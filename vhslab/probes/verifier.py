@@ -146,27 +146,60 @@ class LatentVerifier(torch.nn.Module):
                 raise VerifierError(f"an input of {longest} tokens ({n_visual} visual) exceeds the LLM's context of "
                                     f"{limit}; pool the visual tokens or use a longer-context LLM")
 
-    def answer_logits(self, hidden: torch.Tensor | None, prompts: list[str]) -> torch.Tensor:
-        """(batch, 2) logits of the answers at the answer position. Sequences are left-padded, with
-        an attention mask and positions counted from each sequence's first real token."""
+    def embed_inputs(self, hidden: torch.Tensor | None, id_pairs: list[tuple[list[int], list[int]]]):
+        """Left-padded (inputs_embeds, attention_mask, position_ids) of `before + visual + after` per
+        row; positions count from each row's first real token."""
         embed = self.llm.get_input_embeddings()
         device = embed.weight.device
         visual = self.visual_tokens(hidden.to(device)) if self.config.site != "text" else None
         rows = []
-        for i, prompt in enumerate(prompts):
-            before, after = (torch.tensor(p, dtype=torch.long, device=device) for p in self.pieces(prompt))
+        for i, (before, after) in enumerate(id_pairs):
+            before, after = (torch.tensor(p, dtype=torch.long, device=device) for p in (before, after))
             parts = [embed(before)] + ([visual[i].to(embed.weight.dtype)] if visual is not None else []) + [embed(after)]
             rows.append(torch.cat(parts))
         length = max(len(r) for r in rows)
-        width = rows[0].shape[-1]
-        inputs = torch.zeros(len(rows), length, width, dtype=rows[0].dtype, device=device)
+        inputs = torch.zeros(len(rows), length, rows[0].shape[-1], dtype=rows[0].dtype, device=device)
         mask = torch.zeros(len(rows), length, dtype=torch.long, device=device)
         for i, r in enumerate(rows):
             inputs[i, length - len(r):] = r
             mask[i, length - len(r):] = 1
-        positions = (mask.cumsum(1) - 1).clamp(min=0)
+        return inputs, mask, (mask.cumsum(1) - 1).clamp(min=0)
+
+    def answer_logits(self, hidden: torch.Tensor | None, prompts: list[str]) -> torch.Tensor:
+        """(batch, 2) logits of the answers at the answer position."""
+        inputs, mask, positions = self.embed_inputs(hidden, [self.pieces(p) for p in prompts])
         out = self.llm(inputs_embeds=inputs, attention_mask=mask, position_ids=positions)
         return out.logits[:, -1, self.answer_ids].float()
+
+    def caption_pieces(self, caption: str) -> tuple[list[int], list[int], list[int]]:
+        """Stage-1 (alignment) turn: the user turn holds only the visual tokens, the assistant
+        answers with `caption`. Returns (before, after, caption ids + eos)."""
+        if self.config.site == "text":
+            raise VerifierError("a text-only verifier has no connector to align")
+        messages = [{"role": "system", "content": self.config.system}, {"role": "user", "content": self.config.image_token}]
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        before, _, after = text.partition(self.config.image_token)
+        ids = [self.tokenizer(part, add_special_tokens=False).input_ids for part in (before, after, caption)]
+        bos, eos = self.tokenizer.bos_token_id, self.tokenizer.eos_token_id
+        if bos is not None and getattr(self.tokenizer, "add_bos_token", True) and (not ids[0] or ids[0][0] != bos):
+            ids[0] = [bos, *ids[0]]
+        return ids[0], ids[1], ids[2] + ([eos] if eos is not None else [])
+
+    def caption_nll(self, hidden: torch.Tensor, captions: list[str]) -> tuple[torch.Tensor, int]:
+        """Summed next-token NLL of the captions given the visual tokens, and the token count."""
+        parts = [self.caption_pieces(c) for c in captions]
+        inputs, mask, positions = self.embed_inputs(hidden, [(b, a + c) for b, a, c in parts])
+        logits = self.llm(inputs_embeds=inputs, attention_mask=mask, position_ids=positions).logits.float()
+        targets = torch.full(mask.shape, -100, dtype=torch.long, device=logits.device)
+        for i, (_, _, cap) in enumerate(parts):
+            targets[i, mask.shape[1] - len(cap):] = torch.tensor(cap, device=logits.device)
+        nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), targets[:, 1:], reduction="sum")
+        return nll, int((targets[:, 1:] >= 0).sum())
+
+    def forward(self, hidden: torch.Tensor | None, prompts: list[str], captions: list[str] | None = None):
+        """Answer logits; with `captions`, the stage-1 (summed NLL, token count). Training goes
+        through here so that a DistributedDataParallel wrapper sees the forward pass."""
+        return self.answer_logits(hidden, prompts) if captions is None else self.caption_nll(hidden, captions)
 
     @torch.no_grad()
     def score(self, hidden, prompts: list[str], batch_size: int = 64, site: str | None = None) -> np.ndarray:

@@ -58,3 +58,37 @@ def ranking_metrics(verdict, score, prompts, meanings, n_boot: int = 1000, seed:
     ci = bootstrap_ci("binary", y, proba, np.asarray(meanings), True, n_boot, seed=seed, pair_groups=np.asarray(prompts))
     names = {"auroc": "auroc", "within_prompt_auroc": "auroc_within", "balanced_accuracy": "bal_acc", "ece": "ece"}
     return {k: {"value": v, "ci": list(ci.get(names[k], (np.nan, np.nan)))} for k, v in point.items()}
+
+
+def evaluate_scores(verdict, scores: dict[str, np.ndarray], group, tag, meaning, prompts, n: int = 4,
+                    n_boot: int = 300, reference: str | None = None, seed: int = 0) -> dict:
+    """Every metric of every scorer (`{"auroc": {"value", "ci"}, ..., "bo1", f"bo{n}", f"bo{n}_oracle",
+    "gain"}`) and, with `reference`, the paired difference of the other scorer minus it on the same
+    meaning draws."""
+    from vhslab.probes.metrics import paired_bootstrap_ci
+
+    y = np.asarray(verdict).astype(int)
+    models = {}
+    for name, s in scores.items():
+        bon = best_of_n(group, tag, meaning, y, s, n, n_boot, seed)
+        models[name] = {**ranking_metrics(y, s, prompts, meaning, n_boot, seed), "bo1": bon["bo1"],
+                        f"bo{n}": bon[f"bo{n}_verifier"], f"bo{n}_oracle": bon[f"bo{n}_oracle"], "gain": bon["gain"]}
+    out = {"models": models, "n_prompt_rows": bon["n_prompt_rows"], "n_meanings": bon["n_meanings"]}
+    if reference is not None:
+        (name, s), ref = next((k, v) for k, v in scores.items() if k != reference), scores[reference]
+        proba = lambda p: np.stack([1 - np.asarray(p, float), np.asarray(p, float)], 1)  # noqa: E731
+        ci = paired_bootstrap_ci("binary", y, proba(s), proba(ref), np.asarray(meaning), True, n_boot, seed=seed,
+                                 pair_groups=np.asarray(prompts))
+        names = {"auroc": "auroc", "within_prompt_auroc": "auroc_within", "balanced_accuracy": "bal_acc", "ece": "ece"}
+        diff = {k: {"value": models[name][k]["value"] - models[reference][k]["value"], "ci": list(ci.get(v, (np.nan, np.nan)))}
+                for k, v in names.items()}
+        tags, meanings, a = _per_row(np.asarray(group), np.asarray(tag), np.asarray(meaning), y.astype(float), np.asarray(s, float), n)
+        _, _, b = _per_row(np.asarray(group), np.asarray(tag), np.asarray(meaning), y.astype(float), np.asarray(ref, float), n)
+        weights = meaning_draws(tags, meanings, n_boot, seed)
+        for key, va, vb in (("bo1", a["bo1"], b["bo1"]), (f"bo{n}", a["verifier"], b["verifier"]),
+                            (f"bo{n}_oracle", a["oracle"], b["oracle"]),
+                            ("gain", a["verifier"] - a["bo1"], b["verifier"] - b["bo1"])):
+            reps = overall_score(tags, va - vb, weights)
+            diff[key] = {"value": overall_score(tags, va - vb), "ci": [float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5))]}
+        out["difference"] = diff
+    return out

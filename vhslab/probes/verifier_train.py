@@ -1,8 +1,16 @@
-"""Training a LatentVerifier on an activation store: stage 2 (connector + LLM on yes/no).
+"""Training a LatentVerifier on an activation store.
 
-Reads the store one sample chunk at a time (seeded chunk order, shuffled rows within), so memory
-does not grow with the store; validation is a split by prompt meaning; early stopping keeps the
-weights of the best validation AUROC. Stage 1 (connector-only caption alignment) is not built yet.
+Stage 1 (alignment, optional): the connector alone learns to turn visual tokens into what the
+LLM reads as the caption the evaluator wrote from its detections of that candidate (store
+variable `caption`), a language-modelling loss on the caption tokens. Stage 2: connector + LLM
+on yes/no (plain XE, class-weighted XE or focal loss).
+
+The store is read one sample chunk at a time in a seeded order (`index_batches` is pure index
+arithmetic, `ChunkReader` holds at most two chunks), so memory does not grow with the store.
+Validation is a split by prompt meaning; early stopping keeps the best validation AUROC. With a
+`checkpoint` path a stopped run resumes where it was. Under `accelerate launch` every process
+draws the same global batch and takes its share; the losses are sums normalised by the global
+batch, so N processes train the same verifier as one (up to float rounding of the all-reduce).
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,116 +35,240 @@ LOSSES = ("xe", "weighted", "focal")
 
 @dataclass
 class VerifierTrainConfig:
-    steps: int = 300
-    batch_size: int = 32
+    steps: int = 300  # stage 2
+    batch_size: int = 32  # global: split over processes under accelerate
     lr: float = 1e-3  # connector
     llm_lr: float = 1e-4  # the LLM (0 freezes it)
     loss: str = "weighted"  # plain XE, class-weighted XE, or focal
     focal_gamma: float = 2.0
+    align_steps: int = 0  # stage 1 (connector only, caption LM loss); 0 skips it
+    align_lr: float = 1e-3
     val_fraction: float = 0.2
     eval_every: int = 50
     patience: int = 3
     seed: int = 0
 
 
-def _site(ds: xr.Dataset, name: str) -> Site:
-    if name.startswith("block."):
-        return list_sites(ds, [int(name.split(".")[1])])[0]
-    return list_sites(ds, [], (name,))[-1]
+def find_site(ds: xr.Dataset, name: str) -> Site:
+    """The store's site called `name` ("block.k", "ae_latent", "vision"), or a clear error."""
+    from vhslab.probes.data import ProbeError
+
+    known = list_sites(ds, None, tuple(v for v in ("ae_latent", "vision") if v in ds))
+    hit = [s for s in known if s.name == name]
+    if not hit:
+        known = [s.name for s in known]
+        raise ProbeError(f"site {name!r} is not in the store; it has {', '.join(known)} (and 'text' needs none)")
+    return hit[0]
 
 
-def chunk_batches(ds: xr.Dataset, site: Site, rows: np.ndarray, batch_size: int, rng: np.random.Generator,
-                  chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Endless (row indices, hidden) batches: store chunks in a seeded order, rows shuffled inside;
-    one chunk in memory at a time."""
-    arr = site_array(ds, site)
-    arr = arr.transpose("sample", *_token_dims(arr))
-    by_chunk = [rows[(rows >= c) & (rows < c + chunk)] for c in range(0, ds.sizes["sample"], chunk)]
-    by_chunk = [r for r in by_chunk if len(r)]
-    buf_rows, buf = [], []
+def validation_split(ds: xr.Dataset, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, validation) rows of a store, split by prompt meaning (seeded)."""
+    meanings = np.array([str(m) for m in ds["meaning"].values])
+    train, val = next(GroupShuffleSplit(1, test_size=fraction, random_state=seed).split(meanings, groups=meanings))
+    return np.sort(train), np.sort(val)
+
+
+def index_batches(rows: np.ndarray, chunk: int, batch_size: int, seed: int) -> Iterator[np.ndarray]:
+    """Endless batches of row indices: store chunks in a seeded order each epoch, rows shuffled
+    inside a chunk, so consecutive batches touch one or two chunks. Reads nothing."""
+    rng = np.random.default_rng(seed)
+    by_chunk = [r for r in (rows[(rows >= c) & (rows < c + chunk)] for c in range(0, int(rows.max()) + 1, chunk)) if len(r)]
+    buf: list[int] = []
     while True:
         for i in rng.permutation(len(by_chunk)):
-            part = by_chunk[i]
-            values = np.asarray(arr.isel(sample=slice(part.min(), part.max() + 1)).values, np.float32)
-            values = values[part - part.min()]
-            for j in rng.permutation(len(part)):
-                buf_rows.append(part[j])
-                buf.append(values[j])
+            for j in rng.permutation(len(by_chunk[i])):
+                buf.append(int(by_chunk[i][j]))
                 if len(buf) == batch_size:
-                    yield np.array(buf_rows), np.stack(buf)
-                    buf_rows, buf = [], []
+                    yield np.array(buf)
+                    buf = []
 
 
-def _loss(logits: torch.Tensor, target: torch.Tensor, cfg: VerifierTrainConfig, weight: torch.Tensor) -> torch.Tensor:
-    if cfg.loss == "xe":
-        return torch.nn.functional.cross_entropy(logits, target)
+class ChunkReader:
+    """Rows of one site, read a whole store chunk at a time; keeps the two latest chunks."""
+
+    def __init__(self, ds: xr.Dataset, site: Site, chunk: int):
+        arr = site_array(ds, site)
+        self.arr, self.chunk, self.n = arr.transpose("sample", *_token_dims(arr)), chunk, ds.sizes["sample"]
+        self.cache: dict[int, np.ndarray] = {}
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        out = []
+        for r in rows:
+            c = int(r) // self.chunk
+            if c not in self.cache:
+                if len(self.cache) >= 2:
+                    self.cache.pop(next(iter(self.cache)))
+                lo = c * self.chunk
+                self.cache[c] = np.asarray(self.arr.isel(sample=slice(lo, min(lo + self.chunk, self.n))).values, np.float32)
+            out.append(self.cache[c][int(r) - c * self.chunk])
+        return np.stack(out)
+
+
+def score_rows(verifier: LatentVerifier, read: ChunkReader | None, rows: np.ndarray, prompts: np.ndarray,
+               batch_size: int = 64) -> np.ndarray:
+    """Scores of store rows (sorted), read chunk by chunk; `read` None for a text-only verifier."""
+    out = [verifier.score(None if read is None else read(rows[lo:lo + batch_size]), list(prompts[rows[lo:lo + batch_size]]))
+           for lo in range(0, len(rows), batch_size)]
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _answer_loss(logits: torch.Tensor, target: torch.Tensor, cfg: VerifierTrainConfig, weight: torch.Tensor,
+                 norm: float) -> torch.Tensor:
+    """Summed per-row loss over this process's rows / `norm` (the global batch's normaliser)."""
+    nll = torch.nn.functional.cross_entropy(logits, target, reduction="none")
     if cfg.loss == "weighted":
-        return torch.nn.functional.cross_entropy(logits, target, weight=weight)
-    logp = torch.log_softmax(logits, -1).gather(1, target[:, None])[:, 0]
-    return (-((1 - logp.exp()) ** cfg.focal_gamma) * logp).mean()
+        nll = weight[target] * nll
+    elif cfg.loss == "focal":
+        nll = (1 - torch.exp(-nll)) ** cfg.focal_gamma * nll
+    return nll.sum() / norm
+
+
+def _accelerator():
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=not torch.cuda.is_available())
 
 
 def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrainConfig | None = None, *,
-                   token_grid: int | None = None, progress: bool = True) -> tuple[LatentVerifier, dict]:
-    """Stage-2 training on the store's verdicts at `site`. Returns the verifier (best validation
-    AUROC) and its history. Errors before any compute: unknown site or loss, no or one class."""
+                   token_grid: int | None = None, progress: bool = True,
+                   checkpoint: str | Path | None = None) -> tuple[LatentVerifier, dict]:
+    """Stage 1 (if `cfg.align_steps`) then stage 2 on the store's verdicts at `site` ("text": no
+    visual tokens). Returns the verifier (best validation AUROC) and its history. Errors before
+    any compute: unknown site or loss, no or one class, no captions for stage 1."""
     cfg = cfg or VerifierTrainConfig()
     if cfg.loss not in LOSSES:
-        raise VerifierError(f"unknown loss {cfg.loss!r}; losses: {LOSSES}")
+        raise VerifierError(f"unknown loss {cfg.loss!r}; losses: {', '.join(LOSSES)}")
     ds = check_store(ds)
-    where = _site(ds, site)
+    where = None if site == "text" else find_site(ds, site)
+    if cfg.align_steps and (where is None or "caption" not in ds):
+        raise VerifierError("stage 1 needs visual tokens and the store's `caption` variable (extract the store again)"
+                            if where is not None else "a text-only verifier has no stage 1 (set align_steps=0)")
     y = np.asarray(ds["verdict"].values).astype(int)
     meanings = np.array([str(m) for m in ds["meaning"].values])
     prompts = np.array([str(p) for p in ds["prompt"].values])
     if len(y) < 4 or len(np.unique(y)) < 2:
         raise VerifierError(f"the training set has {len(y)} samples and classes {sorted(set(y.tolist()))}: "
                             "a verifier needs both verdicts")
-    split = GroupShuffleSplit(1, test_size=cfg.val_fraction, random_state=cfg.seed)
-    train, val = next(split.split(y, y, meanings))
+    train, val = validation_split(ds, cfg.val_fraction, cfg.seed)
     if len(np.unique(y[train])) < 2:
         raise VerifierError("the training part holds a single verdict; add candidates")
-    mean, var = site_statistics(ds, where, train)
-    channels = int(mean.shape[0])
+    chunk = int(ds.attrs.get("sample_chunk", 64))
+    if where is None:
+        read, channels, mean, var = None, 1, None, None
+    else:
+        read = ChunkReader(ds, where, chunk)
+        mean, var = site_statistics(ds, where, train)
+        channels = int(mean.shape[0])
+    llm = copy.deepcopy(llm)  # fine-tuned below: the caller's model stays as it was
     verifier = LatentVerifier.create(llm, tokenizer, site, channels, mean=mean, var=var, seed=cfg.seed,
                                      token_grid=token_grid, extra={"train": asdict(cfg)})
-    torch.manual_seed(cfg.seed)
-    groups = [{"params": verifier.connector.parameters(), "lr": cfg.lr}]
-    if cfg.llm_lr > 0:
-        groups.append({"params": verifier.llm.parameters(), "lr": cfg.llm_lr})
-    else:
-        verifier.llm.requires_grad_(False)
-    opt = torch.optim.AdamW(groups, weight_decay=0.0)
+    verifier.check(None if read is None else torch.as_tensor(read(train[:1])), [prompts[train[0]]], site)
+    acc = _accelerator()
+    identity = {"config": asdict(cfg), "store": ds.attrs.get("content_key"), "site": site, "token_grid": token_grid}
+    state = _load_checkpoint(checkpoint, identity)
+    history: list[dict] = state["history"] if state else []
+    if cfg.align_steps:
+        captions = np.array([str(c) for c in ds["caption"].values])
+        _align(verifier, read, train, captions, cfg, acc, chunk, state, (checkpoint, identity), progress, history)
     share = np.bincount(y[train], minlength=2) / len(train)
     weight = torch.tensor([1 / (2 * share[1]), 1 / (2 * share[0])], dtype=torch.float32)  # [yes, no] balanced
-    chunk = int(ds.attrs.get("sample_chunk", 64))
-    batches = chunk_batches(ds, where, np.sort(train), cfg.batch_size, np.random.default_rng(cfg.seed), chunk)
-    val_hidden = np.asarray(site_array(ds, where).isel(sample=np.sort(val)).transpose("sample", ...).values, np.float32)
-    val = np.sort(val)
-    best, best_state, history, waited = -np.inf, None, [], 0
-    bar = tqdm(range(1, cfg.steps + 1), desc=f"verifier {site}", disable=not progress)
-    for step in bar:
-        verifier.train()
-        idx, hidden = next(batches)
-        logits = verifier.answer_logits(torch.as_tensor(hidden), list(prompts[idx]))
+    verifier.llm.requires_grad_(cfg.llm_lr > 0)
+    verifier.connector.requires_grad_(where is not None)
+    groups = [{"params": [p for p in verifier.connector.parameters() if p.requires_grad], "lr": cfg.lr},
+              {"params": [p for p in verifier.llm.parameters() if p.requires_grad], "lr": cfg.llm_lr}]
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.0)
+    model, opt = acc.prepare(verifier, opt)
+    best, best_state, waited, start = -np.inf, None, 0, 1
+    if state and state["stage"] == 2:
+        verifier.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        best, best_state, waited, start = state["best"], state["best_state"], state["waited"], state["step"] + 1
+    batches = index_batches(train, chunk, cfg.batch_size, cfg.seed)
+    for _ in range(start - 1):
+        next(batches)
+    bar = tqdm(range(start, cfg.steps + 1), desc=f"verifier {site}", disable=not progress or not acc.is_main_process)
+    stopped = waited >= cfg.patience
+    for step in bar if not stopped else []:
+        model.train()
+        idx = next(batches)
+        mine = idx[acc.process_index::acc.num_processes]
         target = torch.as_tensor(1 - y[idx])  # answer index: 0 = yes, 1 = no
-        loss = _loss(logits, target, cfg, weight)
+        norm = float(weight[target].sum()) if cfg.loss == "weighted" else float(len(idx))
+        logits = model(None if read is None else torch.as_tensor(read(mine)), list(prompts[mine]))
+        loss = _answer_loss(logits, torch.as_tensor(1 - y[mine]), cfg, weight, norm) * acc.num_processes
         opt.zero_grad()
-        loss.backward()
+        acc.backward(loss)
         opt.step()
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            s = verifier.score(val_hidden, list(prompts[val]))
-            row = {"step": step, "loss": loss.item(), "val_auroc": auroc_binary(y[val], s),
+            s = score_rows(verifier, read, val, prompts)
+            row = {"stage": 2, "step": step, "loss": acc.reduce(loss.detach(), "mean").item(), "val_auroc": auroc_binary(y[val], s),
                    "val_auroc_within": auroc_within(y[val], s, prompts[val])}
             history.append(row)
             bar.set_postfix(val_auroc=round(row["val_auroc"], 3))
             if row["val_auroc"] > best:
                 best, waited = row["val_auroc"], 0
-                best_state = copy.deepcopy({k: v for k, v in verifier.state_dict().items()})
+                best_state = copy.deepcopy(verifier.state_dict())
             else:
                 waited += 1
-                if waited >= cfg.patience:
-                    break
+            _save_checkpoint(checkpoint, identity, acc, {
+                "stage": 2, "step": step, "model": verifier.state_dict(), "opt": opt.state_dict(), "best": best,
+                "best_state": best_state, "waited": waited, "history": history})
+            if waited >= cfg.patience:
+                break
     verifier.load_state_dict(best_state)
     verifier.eval()
     return verifier, {"history": history, "best_val_auroc": best, "n_train": len(train), "n_val": len(val),
-                      "val_meanings": len(np.unique(meanings[val]))}
+                      "val_meanings": len(np.unique(meanings[val])), "processes": acc.num_processes}
+
+
+def _align(verifier, read, train, captions, cfg, acc, chunk, state, saving, progress, history) -> None:
+    """Stage 1: the connector alone, next-token loss on the candidate's caption; the LLM frozen."""
+    if state and state["stage"] == 2:
+        return  # done before the run stopped; stage 2's checkpoint holds its result
+    verifier.llm.requires_grad_(False)
+    opt = torch.optim.AdamW(verifier.connector.parameters(), lr=cfg.align_lr, weight_decay=0.0)
+    model, opt = acc.prepare(verifier, opt)
+    start = 1
+    if state and state["stage"] == 1:
+        verifier.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        start = state["step"] + 1
+    batches = index_batches(train, chunk, cfg.batch_size, cfg.seed + 1)
+    for _ in range(start - 1):
+        next(batches)
+    bar = tqdm(range(start, cfg.align_steps + 1), desc="align connector", disable=not progress or not acc.is_main_process)
+    for step in bar:
+        model.train()
+        idx = next(batches)
+        mine = idx[acc.process_index::acc.num_processes]
+        total = sum(len(verifier.caption_pieces(c)[2]) for c in captions[idx])  # caption tokens of the global batch
+        nll, _ = model(torch.as_tensor(read(mine)), [""] * len(mine), list(captions[mine]))
+        loss = nll / total * acc.num_processes
+        opt.zero_grad()
+        acc.backward(loss)
+        opt.step()
+        if step % cfg.eval_every == 0 or step == cfg.align_steps:
+            history.append({"stage": 1, "step": step, "caption_nll": acc.reduce(loss.detach(), "mean").item()})
+            bar.set_postfix(nll=round(history[-1]["caption_nll"], 3))
+            _save_checkpoint(*saving, acc=acc, state={
+                "stage": 1, "step": step, "model": verifier.state_dict(), "opt": opt.state_dict(), "history": history})
+
+
+# --- resuming ---------------------------------------------------------------------------------------------
+def _save_checkpoint(path, identity: dict, acc, state: dict) -> None:
+    if path is not None and acc.is_main_process:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({**state, "identity": identity}, tmp)
+        tmp.replace(path)  # atomic: a killed run leaves the previous checkpoint whole
+    acc.wait_for_everyone()
+
+
+def _load_checkpoint(path, identity: dict) -> dict | None:
+    if path is None or not Path(path).is_file():
+        return None
+    state = torch.load(path, weights_only=False)
+    if state.get("identity") != identity:
+        raise VerifierError(f"{path} is a checkpoint of other training settings, store or site; remove it or use "
+                            "another output folder")
+    return state

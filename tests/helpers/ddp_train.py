@@ -1,0 +1,28 @@
+"""Train a verifier on a planted store and save its weights: run alone and under
+`accelerate launch --cpu --num_processes 2` by tests/test_verifier_train.py."""
+
+import sys
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from vhslab.probes import planted_store
+from vhslab.probes.verifier_train import VerifierTrainConfig, train_verifier
+from vhslab.world.text import build_word_tokenizer
+
+torch.set_num_threads(1)
+torch.manual_seed(0)
+llm = Qwen2ForCausalLM(Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                                   tie_word_embeddings=True))
+ds = planted_store(n_samples=256, n_layers=2, n_tokens=4, n_channels=16, signal_layer=1, strength=1.5,
+                   chunk_samples=32, seed=3).load()
+cfg = VerifierTrainConfig(steps=12, batch_size=16, eval_every=6, align_steps=4, loss=sys.argv[2] if len(sys.argv) > 2 else "weighted")
+verifier, info = train_verifier(ds, "block.1", llm, build_word_tokenizer(), cfg, progress=False)
+if info["processes"] == 1 or torch.distributed.get_rank() == 0:
+    state = {k: v.detach().clone().contiguous() for k, v in verifier.state_dict().items() if k != "llm.lm_head.weight"}
+    save_file(state, sys.argv[1], metadata={"processes": str(info["processes"]),
+                                           "val_auroc": str(info["best_val_auroc"])})
+    np.save(sys.argv[1] + ".history.npy", np.array([h.get("val_auroc", h.get("caption_nll")) for h in info["history"]]))

@@ -1,0 +1,179 @@
+"""Verifier training (stage 1 + 2, resume, DDP), the per-site sweep and the `vhslab verifier` commands,
+on planted stores and tiny real Qwen2 models."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from vhslab.probes import open_store, planted_store
+from vhslab.probes import verifier_train as vt
+from vhslab.probes.verifier import VerifierError
+from vhslab.probes.verifier_train import VerifierTrainConfig, index_batches, train_verifier
+from vhslab.world.text import build_word_tokenizer
+
+HELPER = Path(__file__).parent / "helpers" / "ddp_train.py"
+
+
+def tiny_llm(seed=0):
+    torch.manual_seed(seed)
+    return Qwen2ForCausalLM(Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                                        tie_word_embeddings=True))
+
+
+def planted(seed=3, n=256):
+    return planted_store(n_samples=n, n_layers=2, n_tokens=4, n_channels=16, signal_layer=1, strength=1.5,
+                         chunk_samples=32, seed=seed).load()
+
+
+def planted_pair(n_train, n_test):
+    """Training and test stores with the same planted direction (one store, split by prompt rows)."""
+    ds = planted(n=n_train + n_test)
+    return ds.isel(sample=slice(0, n_train)), ds.isel(sample=slice(n_train, None))
+
+
+def test_index_batches_cover_rows_chunk_by_chunk_and_repeat_with_the_seed():
+    rows = np.arange(0, 100, 2)
+    first = [b for _, b in zip(range(5), index_batches(rows, 16, 10, seed=1), strict=False)]
+    again = [b for _, b in zip(range(5), index_batches(rows, 16, 10, seed=1), strict=False)]
+    assert all((a == b).all() for a, b in zip(first, again, strict=True))
+    assert sorted(np.concatenate(first).tolist()) == rows.tolist()  # one epoch: every row once
+    assert all(len(set(b // 16)) <= 2 for b in first)  # a batch touches at most two store chunks
+
+
+def test_stage1_lowers_the_caption_loss_and_the_caller_llm_is_untouched():
+    import vhslab
+
+    world = vhslab.load_world()  # a trained LLM: a random one's logits barely move with its inputs
+    llm = world.llm
+    before = {k: v.clone() for k, v in llm.state_dict().items()}
+    cfg = VerifierTrainConfig(steps=2, batch_size=16, eval_every=20, align_steps=60, align_lr=3e-3)
+    _, info = train_verifier(planted(), "block.1", llm, world.tokenizer, cfg, progress=False)
+    nll = [h["caption_nll"] for h in info["history"] if h["stage"] == 1]
+    assert len(nll) == 3 and nll[-1] < nll[0] - 0.3, nll
+    assert all(torch.equal(before[k], v) for k, v in llm.state_dict().items())
+
+
+def test_a_stopped_run_resumes_to_the_same_verifier(tmp_path, monkeypatch):
+    ds, tok = planted(), build_word_tokenizer()
+    cfg = VerifierTrainConfig(steps=12, batch_size=16, eval_every=4, patience=10, align_steps=4)
+    whole, _ = train_verifier(ds, "block.1", tiny_llm(), tok, cfg, progress=False)
+    calls = {"n": 0}
+    real = vt.score_rows
+
+    def stop_at_second_eval(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # the run is killed after its first stage-2 checkpoint
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(vt, "score_rows", stop_at_second_eval)
+    ckpt = tmp_path / "checkpoint.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train_verifier(ds, "block.1", tiny_llm(), tok, cfg, progress=False, checkpoint=ckpt)
+    assert torch.load(ckpt, weights_only=False)["step"] == 4
+    monkeypatch.setattr(vt, "score_rows", real)
+    resumed, info = train_verifier(ds, "block.1", tiny_llm(), tok, cfg, progress=False, checkpoint=ckpt)
+    assert [h["step"] for h in info["history"] if h["stage"] == 2] == [4, 8, 12]
+    for k, v in whole.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[k], v, rtol=0, atol=1e-6)
+    other = VerifierTrainConfig(steps=13, batch_size=16, eval_every=4)
+    with pytest.raises(VerifierError, match="other training settings"):
+        train_verifier(ds, "block.1", tiny_llm(), tok, other, progress=False, checkpoint=ckpt)
+
+
+def test_training_errors_before_any_compute():
+    ds, tok = planted(), build_word_tokenizer()
+    with pytest.raises(VerifierError, match="caption"):
+        train_verifier(ds.drop_vars("caption"), "block.1", tiny_llm(), tok, VerifierTrainConfig(align_steps=5))
+    with pytest.raises(VerifierError, match="text-only"):
+        train_verifier(ds, "text", tiny_llm(), tok, VerifierTrainConfig(align_steps=5))
+    with pytest.raises(ValueError, match="block.7"):
+        train_verifier(ds, "block.7", tiny_llm(), tok, VerifierTrainConfig())
+    short = tiny_llm()
+    short.config.max_position_embeddings = 20
+    with pytest.raises(VerifierError, match="exceeds the LLM's context"):
+        train_verifier(ds, "block.1", short, tok, VerifierTrainConfig())
+
+
+@pytest.mark.slow
+def test_two_ddp_processes_train_the_same_verifier_as_one(tmp_path):
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one, two = tmp_path / "one.safetensors", tmp_path / "two.safetensors"
+    subprocess.run([sys.executable, str(HELPER), str(one)], check=True, env=env, cwd=tmp_path, capture_output=True)
+    run = subprocess.run([accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                          "--mixed_precision", "no", "--dynamo_backend", "no", str(HELPER), str(two)],
+                         env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    from safetensors import safe_open
+
+    with safe_open(two, "pt") as f:
+        assert f.metadata()["processes"] == "2"  # really two processes
+    a, b = load_file(one), load_file(two)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.load(f"{two}.history.npy"), np.load(f"{one}.history.npy"), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_sweep_finds_the_planted_site_and_puts_the_probe_beside_it(tmp_path):
+    from vhslab.figures.verifiers import plot_verifier_depth
+    from vhslab.probes.verifier_sweep import run_verifier_sweep, verifier_table
+
+    train, test = planted_pair(384, 192)
+    cfg = VerifierTrainConfig(steps=60, batch_size=32, eval_every=20, align_steps=0)
+    res = run_verifier_sweep(train, test, tiny_llm(), build_word_tokenizer(), ["block.0", "block.1", "text"], cfg,
+                             token_grid=None, n_boot=50, progress=False)
+    v = res["value"].sel(model="verifier", metric="auroc")
+    assert float(v.sel(site="block.1")) > 0.85 and float(v.sel(site="block.0")) < 0.7, v.values
+    assert abs(float(v.sel(site="text")) - 0.5) < 0.15  # the planted verdict ignores the prompt
+    assert res.attrs["selected_site"] == "block.1"
+    assert (res["lo"] <= res["value"] + 1e-9).all() and (res["value"] <= res["hi"] + 1e-9).all()
+    assert str(res["probe_kind"].sel(site="text").values) == "prompt-only"
+    p = res["value"].sel(model="probe", metric="auroc", site="block.1")
+    d = res["diff"].sel(metric="auroc", site="block.1")
+    assert float(d) == pytest.approx(float(v.sel(site="block.1")) - float(p))
+    assert np.isnan(res["depth"].sel(site="text")) and float(res["depth"].sel(site="block.1")) == 0.5
+    assert "| block.1 |" in verifier_table(res)
+    res.to_netcdf(tmp_path / "sweep.nc")
+    plot_verifier_depth(res).savefig(tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_cli_train_then_eval_on_stores(tmp_path):
+    train, test = tmp_path / "train.zarr", tmp_path / "test.zarr"
+    for ds, path in zip(planted_pair(256, 128), (train, test), strict=True):
+        ds.to_zarr(path, consolidated=False)
+    vhslab = shutil.which("vhslab", path=str(Path(sys.executable).parent)) or "vhslab"
+    run = lambda *a: subprocess.run([vhslab, *a], capture_output=True, text=True, cwd=tmp_path)  # noqa: E731
+    out = tmp_path / "v"
+    r = run("verifier", "train", "--data", str(train), "--site", "block.1", "--steps", "60", "--align-steps", "4",
+            "--grid", "0", "--out", str(out), "--no-progress", "--json")
+    assert r.returncode == 0, r.stderr[-1500:]
+    info = json.loads(r.stdout.strip().splitlines()[-1])
+    assert info["site"] == "block.1" and info["best_val_auroc"] > 0.7 and not (out / "checkpoint.pt").exists()
+    again = run("verifier", "train", "--data", str(train), "--out", str(out), "--no-progress")
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    r = run("verifier", "eval", str(out), "--test", str(test), "--data", str(train), "--text-only", "none",
+            "--n-boot", "30", "--no-progress", "--json")
+    assert r.returncode == 0, r.stderr[-1500:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    for key in ("auroc", "within_prompt_auroc", "balanced_accuracy", "bo1", "bo4_verifier", "bo4_oracle"):
+        lo, hi = res[key]["ci"]
+        assert lo <= res[key]["value"] <= hi, key
+    assert res["auroc"]["value"] > 0.65 and res["probe"]["kind"] in ("linear", "mlp")
+    bad = run("verifier", "train", "--data", str(train), "--site", "block.5", "--out", str(tmp_path / "w"), "--no-progress")
+    assert bad.returncode == 2 and "block.5" in bad.stderr and not (tmp_path / "w" / "verifier.json").exists()
+    assert open_store(train).sizes["sample"] == 256

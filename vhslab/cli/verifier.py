@@ -1,0 +1,190 @@
+"""`vhslab verifier train | eval | sweep`: LatentVerifiers on activation stores."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+
+from vhslab.cli.common import check_new_file, emit, guard
+
+verifier_app = typer.Typer(help="LatentVerifiers: train one, evaluate one, sweep every site.", no_args_is_help=True,
+                           pretty_exceptions_enable=False)
+LOSS_NAMES = {"xe": "xe", "weighted-xe": "weighted", "focal": "focal"}
+
+DATA_HELP = "training store (default: the world's `verifier-train` store, extracted into the cache on first use)"
+TEST_HELP = "test store (default: the world's `verifier-test` store: geneval-shapes x 4, seeds never used in training)"
+
+
+def _store(path: Path | None, name: str, progress: bool):
+    from vhslab.data.default_stores import default_store
+    from vhslab.probes import open_store
+
+    return open_store(path if path is not None else default_store(name, progress))
+
+
+def _llm(llm: str | None):
+    """The world's LLM and tokenizer, or any transformers causal LM folder."""
+    if llm is None:
+        import vhslab
+
+        world = vhslab.load_world()
+        return world.llm, world.tokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not (Path(llm) / "config.json").is_file():
+        raise FileNotFoundError(f"--llm {llm}: not a transformers model folder (config.json missing)")
+    return AutoModelForCausalLM.from_pretrained(llm), AutoTokenizer.from_pretrained(llm)
+
+
+def _train_config(steps, align_steps, batch_size, lr, llm_lr, loss, seed):
+    from vhslab.probes.verifier_train import VerifierTrainConfig
+
+    if loss not in LOSS_NAMES:
+        raise ValueError(f"--loss {loss!r}: one of {', '.join(LOSS_NAMES)}")
+    return VerifierTrainConfig(steps=steps, align_steps=align_steps, batch_size=batch_size, lr=lr, llm_lr=llm_lr,
+                               loss=LOSS_NAMES[loss], seed=seed)
+
+
+STEPS = typer.Option(400, min=1, help="stage-2 steps (yes/no; early stopping on validation AUROC)")
+ALIGN = typer.Option(200, min=0, help="stage-1 steps (connector only, caption loss); 0 skips it")
+GRID = typer.Option(4, min=0, help="pool the token grid to g x g visual tokens (0: every token)")
+
+
+@verifier_app.command("train")
+@guard
+def train_cmd(
+    out: Path = typer.Option(..., "--out", help="folder for the verifier (save_pretrained layout)"),
+    site: str = typer.Option("block.9", help="block.k, ae_latent, vision or text (no visual tokens)"),
+    loss: str = typer.Option("weighted-xe", help="xe, weighted-xe (class-weighted) or focal"),
+    data: Path = typer.Option(None, "--data", help=DATA_HELP),
+    llm: str = typer.Option(None, help="a transformers causal LM folder (default: the world's Qwen2)"),
+    steps: int = STEPS, align_steps: int = ALIGN, grid: int = GRID,
+    batch_size: int = typer.Option(32, min=2), lr: float = typer.Option(1e-3, min=0.0),
+    llm_lr: float = typer.Option(1e-4, min=0.0, help="learning rate of the LLM (0 freezes it)"),
+    seed: int = typer.Option(0, min=0),
+    overwrite: bool = typer.Option(False, help="replace a verifier already saved in --out"),
+    progress: bool = typer.Option(True, help="show progress bars"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+) -> None:
+    """Train one verifier (stage 1 then stage 2); a stopped run resumes from --out/checkpoint.pt."""
+    from vhslab.probes.verifier import CONFIG
+    from vhslab.probes.verifier_train import train_verifier
+
+    cfg = _train_config(steps, align_steps, batch_size, lr, llm_lr, loss, seed)
+    if (out / CONFIG).exists() and not overwrite:
+        raise FileExistsError(f"--out {out} holds a saved verifier; nothing was changed (pass --overwrite to replace it)")
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file; give a folder")
+    model, tokenizer = _llm(llm)
+    ds = _store(data, "verifier-train", progress)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    verifier, info = train_verifier(ds, site, model, tokenizer, cfg, token_grid=grid or None, progress=progress,
+                                    checkpoint=out / "checkpoint.pt")
+    verifier.config.extra.update({"data": str(data or "verifier-train"), "store": ds.attrs.get("content_key"),
+                                  "best_val_auroc": info["best_val_auroc"]})
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        verifier.save_pretrained(out)
+        (out / "checkpoint.pt").unlink(missing_ok=True)
+    emit({"out": str(out), "site": site, "loss": loss, "train_s": round(time.perf_counter() - t0, 1),
+          "best_val_auroc": info["best_val_auroc"], "n_train": info["n_train"], "n_val": info["n_val"],
+          "processes": info["processes"], "history": info["history"]}, as_json, title="verifier trained")
+
+
+def _intervals(metrics: dict) -> dict:
+    return {k: {"value": v["value"], "ci": v["ci"]} for k, v in metrics.items()}
+
+
+@verifier_app.command("eval")
+@guard
+def eval_cmd(
+    verifier: str = typer.Argument("default", help="'default' (the shipped verifier) or a saved verifier folder"),
+    test: Path = typer.Option(None, "--test", help=TEST_HELP),
+    data: Path = typer.Option(None, "--data", help=DATA_HELP + "; fits the probe shown beside the verifier"),
+    text_only: str = typer.Option("default", help="text-only verifier: 'default' (shipped), a folder, or 'none'"),
+    n: int = typer.Option(4, min=2, help="Best-of-n"),
+    n_boot: int = typer.Option(300, min=10, help="bootstrap resamples of meanings"),
+    progress: bool = typer.Option(True, help="show progress bars"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+) -> None:
+    """Score a test store: AUROC, within-prompt AUROC, balanced accuracy, ECE, Bo1 / Bo-n picked / oracle,
+    each with an interval over meanings; the best probe of the verifier's site beside it (paired difference)."""
+    import numpy as np
+
+    import vhslab
+    from vhslab.probes.verifier_eval import evaluate_scores
+    from vhslab.probes.verifier_sweep import best_probe_scores, score_store
+
+    v = vhslab.load_verifier(None if verifier == "default" else verifier)
+    text = None if text_only == "none" else vhslab.load_verifier(None if text_only == "default" else text_only, text=True)
+    test_ds, train_ds = _store(test, "verifier-test", progress), _store(data, "verifier-train", progress)
+    site = v.config.site
+    cfg = json.loads(json.dumps(v.config.extra.get("train", {})))
+    probe, kind = best_probe_scores(train_ds, test_ds, site, cfg.get("seed", 0), cfg.get("val_fraction", 0.2))
+    strs = lambda name: np.array([str(x) for x in test_ds[name].values])  # noqa: E731
+    rows = {"group": test_ds["prompt_index"].values, "tag": strs("tag"), "meaning": strs("meaning"), "prompts": strs("prompt")}
+    y = test_ds["verdict"].values.astype(int)
+    t0 = time.perf_counter()
+    score = score_store(v, test_ds)
+    speed = len(y) / (time.perf_counter() - t0)
+    res = evaluate_scores(y, {"verifier": score, "probe": probe}, n=n, n_boot=n_boot, reference="probe", **rows)
+    ver = res["models"]["verifier"]
+    out = {"verifier": verifier, "site": site, "test": str(test or "verifier-test"), "n_candidates": len(y),
+           "n_prompt_rows": res["n_prompt_rows"], "n_meanings": res["n_meanings"],
+           **_intervals({k: ver[k] for k in ("auroc", "within_prompt_auroc", "balanced_accuracy", "ece", "bo1")}),
+           f"bo{n}_verifier": ver[f"bo{n}"], f"bo{n}_oracle": ver[f"bo{n}_oracle"], "gain": ver["gain"]}
+    if text is not None:
+        t = evaluate_scores(y, {"text": score_store(text, test_ds)}, n=n, n_boot=n_boot, **rows)["models"]["text"]
+        out.update({"text_only_auroc": t["auroc"], "text_only_within_prompt_auroc": t["within_prompt_auroc"],
+                    f"text_only_bo{n}": t[f"bo{n}"]})
+    out.update({"probe": {"kind": kind, **res["models"]["probe"]}, "verifier_minus_probe": res["difference"],
+                "candidates_per_s": round(speed, 1)})
+    emit(out, as_json, title="verifier evaluation")
+
+
+@verifier_app.command("sweep")
+@guard
+def sweep_cmd(
+    out: Path = typer.Option(..., "--out", help="sweep dataset to write (.nc)"),
+    sites: str = typer.Option("", help="comma list of sites (default: every block, ae_latent, vision, text)"),
+    data: Path = typer.Option(None, "--data", help=DATA_HELP),
+    test: Path = typer.Option(None, "--test", help=TEST_HELP),
+    loss: str = typer.Option("weighted-xe", help="xe, weighted-xe or focal"),
+    steps: int = STEPS, align_steps: int = ALIGN, grid: int = GRID,
+    seed: int = typer.Option(0, min=0),
+    n_boot: int = typer.Option(300, min=10),
+    plot: Path = typer.Option(None, help="save the depth plot (verifier and probe against depth) to this image"),
+    overwrite: bool = typer.Option(False, help="replace --out / --plot if they exist"),
+    progress: bool = typer.Option(True, help="show progress bars"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+) -> None:
+    """One verifier per site (the layer ablation) beside the best probe of each site; the site with the best
+    validation within-prompt AUROC (training store only) is the selected one."""
+    from vhslab.probes.verifier_sweep import run_verifier_sweep, verifier_table
+
+    cfg = _train_config(steps, align_steps, 32, 1e-3, 1e-4, loss, seed)
+    check_new_file(out, overwrite)
+    if plot is not None:
+        check_new_file(plot, overwrite, "--plot")
+    model, tokenizer = _llm(None)
+    train_ds, test_ds = _store(data, "verifier-train", progress), _store(test, "verifier-test", progress)
+    t0 = time.perf_counter()
+    res = run_verifier_sweep(train_ds, test_ds, model, tokenizer, [s.strip() for s in sites.split(",") if s.strip()] or None,
+                             cfg, token_grid=grid or None, n_boot=n_boot, progress=progress)
+    res.to_netcdf(out)
+    result = {"out": str(out), "elapsed_s": round(time.perf_counter() - t0, 1), "selected_site": res.attrs["selected_site"],
+              "sites": {s: {m: round(float(res["value"].sel(model="verifier", site=s, metric=m)), 4)
+                            for m in ("auroc", "within_prompt_auroc", "bo4", "gain")} for s in res.site.values}}
+    if plot is not None:
+        from vhslab.figures.verifiers import plot_verifier_depth
+
+        plot_verifier_depth(res).savefig(plot, dpi=120, bbox_inches="tight")
+        result["plot"] = str(plot)
+    if not as_json:
+        print(verifier_table(res))
+    emit(result, as_json, title="verifier sweep")

@@ -1,0 +1,43 @@
+"""The embedded world's standard activation stores, extracted once into a cache folder.
+
+`verifier-train`: the `train` suite x 16 candidates (seed 0), every block, `ae_latent`, `vision`,
+with the evaluator's labels and captions; `verifier-test`: `geneval-shapes` x 4 candidates of
+seed 1, the same sites. The suites share no prompt meaning, and every candidate's noise comes from
+SeedSequence([seed, j, sha256(prompt)]), so no test candidate's seed was used in training.
+The cache folder is `$VHSLAB_CACHE` (default `~/.cache/vhslab`); an interrupted extraction resumes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+STORES = {
+    "verifier-train": {"prompts": "train", "n_per_prompt": 16, "seed": 0},
+    "verifier-test": {"prompts": "geneval-shapes", "n_per_prompt": 4, "seed": 1},
+}
+SITES = "all,ae_latent,vision"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("VHSLAB_CACHE") or Path.home() / ".cache" / "vhslab")
+
+
+def default_store(name: str, progress: bool = True) -> Path:
+    """Path of the world's store `name` (see STORES), extracted (or completed) first if needed."""
+    if name not in STORES:
+        raise ValueError(f"unknown default store {name!r}; known: {', '.join(STORES)}")
+    from vhslab.data.extract import extract
+    from vhslab.data.prompts import load_suite
+    from vhslab.data.store import open_store, written_mask
+    from vhslab.world import load_world
+
+    spec = STORES[name]
+    path = cache_dir() / f"{name}-x{spec['n_per_prompt']}-seed{spec['seed']}.zarr"
+    if path.exists() and written_mask(open_store(path), path).all():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    world = load_world()
+    extract(world.pipeline, load_suite(spec["prompts"]), path, n_per_prompt=spec["n_per_prompt"], sites=SITES,
+            seed=spec["seed"], gen=world.gen_config, vision=world.vision, model_id="world", progress=progress)
+    return path

@@ -1,0 +1,149 @@
+"""Verifiers per site (the paper's layer ablation) beside the best probe of each site, as one dataset.
+
+Every site gets a verifier trained on the training store and scored on a test store whose
+candidates were never used in training; next to it, the best probe of the same site trained on
+the same rows (linear or MLP on mean-pooled tokens, the family chosen on the verifier's own
+validation split; for the text-only verifier, the prompt-only baseline). Metrics come with 95%
+intervals over meanings, and verifier - probe with a paired interval (same draws).
+
+    res = run_verifier_sweep(open_store("train.zarr"), open_store("test.zarr"), world.llm, world.tokenizer)
+    res.to_netcdf("verifier_sweep.nc"); verifier_table(res)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+
+import numpy as np
+import xarray as xr
+from tqdm.auto import tqdm
+
+from vhslab.probes.data import check_store, list_sites, site_features
+from vhslab.probes.metrics import auroc_binary
+from vhslab.probes.models import make_probe, make_prompt_baseline, prompt_structure
+from vhslab.probes.verifier import LatentVerifier
+from vhslab.probes.verifier_eval import evaluate_scores
+from vhslab.probes.verifier_train import (
+    ChunkReader,
+    VerifierTrainConfig,
+    find_site,
+    score_rows,
+    train_verifier,
+    validation_split,
+)
+
+MARK = "vhslab_verifier_sweep"
+
+
+def _strs(values) -> np.ndarray:
+    return np.array([str(v) for v in values])
+
+
+def store_sites(ds: xr.Dataset) -> list[str]:
+    """Every verifier site a store offers: its blocks, ae_latent and vision if stored, and text."""
+    return [s.name for s in list_sites(ds, None, tuple(v for v in ("ae_latent", "vision") if v in ds))] + ["text"]
+
+
+def score_store(verifier: LatentVerifier, ds: xr.Dataset) -> np.ndarray:
+    """The verifier's score of every row of a store, read chunk by chunk."""
+    site = verifier.config.site
+    read = None if site == "text" else ChunkReader(ds, find_site(ds, site), int(ds.attrs.get("sample_chunk", 64)))
+    return score_rows(verifier, read, np.arange(ds.sizes["sample"]), _strs(ds["prompt"].values))
+
+
+def best_probe_scores(train: xr.Dataset, test: xr.Dataset, site: str, seed: int = 0, val_fraction: float = 0.2):
+    """Test P(yes) of the best probe of `site` fitted on the training store's training split
+    (linear vs MLP chosen by validation AUROC on the verifier's validation split); for "text" the
+    prompt-only baseline. Returns (scores, name)."""
+    y = train["verdict"].values.astype(int)
+    fit_rows, val_rows = validation_split(train, val_fraction, seed)
+    if site == "text":
+        x_train, x_test = prompt_structure(train), prompt_structure(test)
+        candidates = {"prompt-only": make_prompt_baseline("linear", True, seed)}
+    else:
+        x_train = site_features(train, find_site(train, site))["mean"]
+        x_test = site_features(test, find_site(test, site))["mean"]
+        candidates = {name: make_probe(name, True, seed) for name in ("linear", "mlp")}
+    best = None
+    for name, model in candidates.items():
+        model.fit(x_train.iloc[fit_rows] if hasattr(x_train, "iloc") else x_train[fit_rows], y[fit_rows])
+        val = model.predict_proba(x_train.iloc[val_rows] if hasattr(x_train, "iloc") else x_train[val_rows])[:, 1]
+        score = auroc_binary(y[val_rows], val)
+        if best is None or score > best[0]:
+            best = (score, name, model)
+    return best[2].predict_proba(x_test)[:, 1], best[1]
+
+
+def run_verifier_sweep(train: xr.Dataset, test: xr.Dataset, llm, tokenizer, sites: list[str] | None = None,
+                       cfg: VerifierTrainConfig | None = None, token_grid: int | None = 4, n: int = 4,
+                       n_boot: int = 300, progress: bool = True) -> xr.Dataset:
+    """Train one verifier per site, score the test store, and return the sweep dataset."""
+    cfg = cfg or VerifierTrainConfig()
+    train, test = check_store(train), check_store(test)
+    sites = sites or store_sites(train)
+    for site in sites:  # every site must exist in both stores: errors before any training
+        if site != "text":
+            find_site(train, site), find_site(test, site)
+    y = test["verdict"].values.astype(int)
+    rows = {"group": test["prompt_index"].values, "tag": _strs(test["tag"].values),
+            "meaning": _strs(test["meaning"].values), "prompts": _strs(test["prompt"].values)}
+    results, extra = [], {k: [] for k in ("train_s", "val_auroc", "val_within", "probe_kind")}
+    for site in tqdm(sites, desc="verifier sweep", disable=not progress):
+        t0 = time.perf_counter()
+        verifier, info = train_verifier(train, site, llm, tokenizer, cfg, token_grid=token_grid, progress=False)
+        extra["train_s"].append(time.perf_counter() - t0)
+        best = max((h for h in info["history"] if h["stage"] == 2), key=lambda h: h["val_auroc"])
+        extra["val_auroc"].append(best["val_auroc"])
+        extra["val_within"].append(best["val_auroc_within"])
+        probe, kind = best_probe_scores(train, test, site, cfg.seed, cfg.val_fraction)
+        extra["probe_kind"].append(kind)
+        results.append(evaluate_scores(y, {"verifier": score_store(verifier, test), "probe": probe}, n=n,
+                                       n_boot=n_boot, reference="probe", **rows))
+    return _as_dataset(sites, results, extra, train, test, cfg, token_grid, n)
+
+
+def _as_dataset(sites, results, extra, train, test, cfg, token_grid, n) -> xr.Dataset:
+    models = list(results[0]["models"])
+    metrics = list(results[0]["models"][models[0]])
+    cube = np.array([[[[r["models"][m][k]["value"], *r["models"][m][k]["ci"]] for k in metrics] for r in results]
+                     for m in models])  # (model, site, metric, 3)
+    diff = np.array([[[r["difference"][k]["value"], *r["difference"][k]["ci"]] for k in metrics] for r in results])
+    num = int(train.attrs.get("num_blocks", 1))
+    depth = [int(s.split(".")[1]) / num if s.startswith("block.") else np.nan for s in sites]
+    ds = xr.Dataset(
+        {"value": (("model", "site", "metric"), cube[..., 0]), "lo": (("model", "site", "metric"), cube[..., 1]),
+         "hi": (("model", "site", "metric"), cube[..., 2]),
+         "diff": (("site", "metric"), diff[..., 0]), "diff_lo": (("site", "metric"), diff[..., 1]),
+         "diff_hi": (("site", "metric"), diff[..., 2]),
+         **{k: ("site", np.array(v, dtype=object if k == "probe_kind" else float)) for k, v in extra.items()}},
+        coords={"model": models, "site": sites, "metric": metrics, "depth": ("site", depth)},
+        attrs={MARK: 1, "train_store": str(train.attrs.get("content_key")), "test_store": str(test.attrs.get("content_key")),
+               "train_config": json.dumps(asdict(cfg)), "token_grid": token_grid or 0, "best_of": n,
+               "n_meanings": int(results[0]["n_meanings"]), "n_prompt_rows": int(results[0]["n_prompt_rows"]),
+               "selected_site": sites[int(np.nanargmax(extra["val_within"]))],
+               "note": "value/lo/hi: test metric and 95% interval over meanings; diff: verifier - probe, paired; "
+                       "val_*: the training store's validation split (meaning-disjoint), which chooses the site"})
+    ds["probe_kind"] = ds["probe_kind"].astype(str)
+    return ds
+
+
+def verifier_table(sweep: xr.Dataset, metrics=("auroc", "within_prompt_auroc", "bo4", "gain")) -> str:
+    """A markdown table: per site the verifier's and the probe's test metrics and the paired difference."""
+    fmt = lambda v, lo, hi: f"{v:.3f} ({lo:.3f}-{hi:.3f})"  # noqa: E731
+    head = "| site | " + " | ".join(f"{m} verifier | {m} probe | diff" for m in metrics) + " | val within |"
+    lines = [head, "|" + "---|" * (2 + 3 * len(metrics))]
+    for site in sweep.site.values:
+        cells = []
+        for m in metrics:
+            for model in ("verifier", "probe"):
+                v = sweep.sel(model=model, site=site, metric=m)
+                cells.append(fmt(float(v["value"]), float(v["lo"]), float(v["hi"])))
+            d = sweep.sel(site=site, metric=m)
+            cells.append(f"{float(d['diff']):+.3f} ({float(d['diff_lo']):+.3f},{float(d['diff_hi']):+.3f})")
+        lines.append(f"| {site} | " + " | ".join(cells) + f" | {float(sweep['val_within'].sel(site=site)):.3f} |")
+    return "\n".join(lines)
+
+
+__all__ = ["best_probe_scores", "run_verifier_sweep", "score_store", "store_sites", "verifier_table"]
