@@ -97,7 +97,7 @@ def test_training_errors_before_any_compute():
         train_verifier(ds.drop_vars("caption"), "block.1", tiny_llm(), tok, VerifierTrainConfig(align_steps=5))
     with pytest.raises(VerifierError, match="text-only"):
         train_verifier(ds, "text", tiny_llm(), tok, VerifierTrainConfig(align_steps=5))
-    with pytest.raises(ValueError, match="block.7"):
+    with pytest.raises(ValueError, match=r"block\.7"):
         train_verifier(ds, "block.7", tiny_llm(), tok, VerifierTrainConfig())
     short = tiny_llm()
     short.config.max_position_embeddings = 20

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -155,7 +156,9 @@ def sweep_cmd(
     data: Path = typer.Option(None, "--data", help=DATA_HELP),
     test: Path = typer.Option(None, "--test", help=TEST_HELP),
     loss: str = typer.Option("weighted-xe", help="xe, weighted-xe or focal"),
-    steps: int = STEPS, align_steps: int = ALIGN, grid: int = GRID,
+    steps: int = typer.Option(300, min=1, help="stage-2 steps per site (fewer than `train`'s: 15 sites in 30 min)"),
+    align_steps: int = typer.Option(100, min=0, help="stage-1 steps per site; 0 skips it"),
+    grid: int = GRID,
     seed: int = typer.Option(0, min=0),
     n_boot: int = typer.Option(300, min=10),
     plot: Path = typer.Option(None, help="save the depth plot (verifier and probe against depth) to this image"),
@@ -164,7 +167,8 @@ def sweep_cmd(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
     """One verifier per site (the layer ablation) beside the best probe of each site; the site with the best
-    validation within-prompt AUROC (training store only) is the selected one."""
+    validation within-prompt AUROC (training store only) is the selected one. Finished sites are kept in
+    OUT.partial/, so a stopped sweep resumes."""
     from vhslab.probes.verifier_sweep import run_verifier_sweep, verifier_table
 
     cfg = _train_config(steps, align_steps, 32, 1e-3, 1e-4, loss, seed)
@@ -175,8 +179,10 @@ def sweep_cmd(
     train_ds, test_ds = _store(data, "verifier-train", progress), _store(test, "verifier-test", progress)
     t0 = time.perf_counter()
     res = run_verifier_sweep(train_ds, test_ds, model, tokenizer, [s.strip() for s in sites.split(",") if s.strip()] or None,
-                             cfg, token_grid=grid or None, n_boot=n_boot, progress=progress)
+                             cfg, token_grid=grid or None, n_boot=n_boot, progress=progress,
+                             partial=out.with_name(out.name + ".partial"))
     res.to_netcdf(out)
+    shutil.rmtree(out.with_name(out.name + ".partial"), ignore_errors=True)
     result = {"out": str(out), "elapsed_s": round(time.perf_counter() - t0, 1), "selected_site": res.attrs["selected_site"],
               "sites": {s: {m: round(float(res["value"].sel(model="verifier", site=s, metric=m)), 4)
                             for m in ("auroc", "within_prompt_auroc", "bo4", "gain")} for s in res.site.values}}

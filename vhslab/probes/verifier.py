@@ -36,7 +36,7 @@ class VerifierConfig:
 
     site: str  # "block.7", "ae_latent", "vision" or "text" (no visual tokens)
     in_channels: int
-    system: str = SYSTEM
+    system: str = SYSTEM  # "" leaves the system turn out (shorter inputs)
     question: str = QUESTION  # must hold `image_token` (unless site == "text") and "{prompt}"
     image_token: str = "<image>"
     answers: tuple[str, str] = ("yes", "no")
@@ -87,6 +87,9 @@ class LatentVerifier(torch.nn.Module):
                                 f"for {self.config.answers}")
         return ids[0]
 
+    def _system(self) -> list[dict]:
+        return [{"role": "system", "content": self.config.system}] if self.config.system else []  # "": no system turn
+
     def pieces(self, prompt: str) -> tuple[list[int], list[int]]:
         """Token ids before and after the visual tokens (the chat turn split at the placeholder)."""
         if prompt not in self._pieces:
@@ -94,7 +97,7 @@ class LatentVerifier(torch.nn.Module):
             question = cfg.question.format(prompt=prompt)
             if cfg.site == "text":  # the same question, without the image
                 question = " ".join(question.replace(cfg.image_token, " ").split())
-            messages = [{"role": "system", "content": cfg.system}, {"role": "user", "content": question}]
+            messages = [*self._system(), {"role": "user", "content": question}]
             text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             before, _, after = text.partition(cfg.image_token) if cfg.site != "text" else (text, "", "")
             ids = [self.tokenizer(part, add_special_tokens=False).input_ids for part in (before, after)]
@@ -176,7 +179,7 @@ class LatentVerifier(torch.nn.Module):
         answers with `caption`. Returns (before, after, caption ids + eos)."""
         if self.config.site == "text":
             raise VerifierError("a text-only verifier has no connector to align")
-        messages = [{"role": "system", "content": self.config.system}, {"role": "user", "content": self.config.image_token}]
+        messages = [*self._system(), {"role": "user", "content": self.config.image_token}]
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         before, _, after = text.partition(self.config.image_token)
         ids = [self.tokenizer(part, add_special_tokens=False).input_ids for part in (before, after, caption)]

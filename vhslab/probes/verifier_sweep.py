@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -78,8 +79,10 @@ def best_probe_scores(train: xr.Dataset, test: xr.Dataset, site: str, seed: int 
 
 def run_verifier_sweep(train: xr.Dataset, test: xr.Dataset, llm, tokenizer, sites: list[str] | None = None,
                        cfg: VerifierTrainConfig | None = None, token_grid: int | None = 4, n: int = 4,
-                       n_boot: int = 300, progress: bool = True) -> xr.Dataset:
-    """Train one verifier per site, score the test store, and return the sweep dataset."""
+                       n_boot: int = 300, progress: bool = True, partial: str | Path | None = None) -> xr.Dataset:
+    """Train one verifier per site, score the test store, and return the sweep dataset. With
+    `partial` (a folder), each finished site is kept there and a rerun with the same settings skips it
+    (the text-only verifier has no stage 1)."""
     cfg = cfg or VerifierTrainConfig()
     train, test = check_store(train), check_store(test)
     sites = sites or store_sites(train)
@@ -89,18 +92,30 @@ def run_verifier_sweep(train: xr.Dataset, test: xr.Dataset, llm, tokenizer, site
     y = test["verdict"].values.astype(int)
     rows = {"group": test["prompt_index"].values, "tag": _strs(test["tag"].values),
             "meaning": _strs(test["meaning"].values), "prompts": _strs(test["prompt"].values)}
+    key = {"train": train.attrs.get("content_key"), "test": test.attrs.get("content_key"), "config": asdict(cfg),
+           "token_grid": token_grid, "n": n, "n_boot": n_boot}
+    done = Path(partial) if partial is not None else None
     results, extra = [], {k: [] for k in ("train_s", "val_auroc", "val_within", "probe_kind")}
     for site in tqdm(sites, desc="verifier sweep", disable=not progress):
-        t0 = time.perf_counter()
-        verifier, info = train_verifier(train, site, llm, tokenizer, cfg, token_grid=token_grid, progress=False)
-        extra["train_s"].append(time.perf_counter() - t0)
-        best = max((h for h in info["history"] if h["stage"] == 2), key=lambda h: h["val_auroc"])
-        extra["val_auroc"].append(best["val_auroc"])
-        extra["val_within"].append(best["val_auroc_within"])
-        probe, kind = best_probe_scores(train, test, site, cfg.seed, cfg.val_fraction)
-        extra["probe_kind"].append(kind)
-        results.append(evaluate_scores(y, {"verifier": score_store(verifier, test), "probe": probe}, n=n,
-                                       n_boot=n_boot, reference="probe", **rows))
+        kept = done / f"{site}.json" if done is not None else None
+        if kept is not None and kept.is_file() and json.loads(kept.read_text())["key"] == key:
+            row = json.loads(kept.read_text())
+        else:
+            t0 = time.perf_counter()
+            site_cfg = replace(cfg, align_steps=0) if site == "text" else cfg
+            verifier, info = train_verifier(train, site, llm, tokenizer, site_cfg, token_grid=token_grid, progress=False)
+            seconds = time.perf_counter() - t0
+            best = max((h for h in info["history"] if h["stage"] == 2), key=lambda h: h["val_auroc"])
+            probe, kind = best_probe_scores(train, test, site, cfg.seed, cfg.val_fraction)
+            row = {"key": key, "train_s": seconds, "val_auroc": best["val_auroc"], "val_within": best["val_auroc_within"],
+                   "probe_kind": kind, "result": evaluate_scores(y, {"verifier": score_store(verifier, test), "probe": probe},
+                                                                 n=n, n_boot=n_boot, reference="probe", **rows)}
+            if kept is not None:
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                kept.write_text(json.dumps(row, default=float))
+        results.append(row["result"])
+        for k in extra:
+            extra[k].append(row[k])
     return _as_dataset(sites, results, extra, train, test, cfg, token_grid, n)
 
 

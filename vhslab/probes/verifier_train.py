@@ -130,10 +130,11 @@ def _accelerator():
 
 
 def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrainConfig | None = None, *,
-                   token_grid: int | None = None, progress: bool = True,
-                   checkpoint: str | Path | None = None) -> tuple[LatentVerifier, dict]:
+                   token_grid: int | None = None, progress: bool = True, checkpoint: str | Path | None = None,
+                   **verifier_config) -> tuple[LatentVerifier, dict]:
     """Stage 1 (if `cfg.align_steps`) then stage 2 on the store's verdicts at `site` ("text": no
-    visual tokens). Returns the verifier (best validation AUROC) and its history. Errors before
+    visual tokens); `verifier_config` goes to VerifierConfig (e.g. system=, question=). Returns the
+    verifier (best validation AUROC) and its history. Errors before
     any compute: unknown site or loss, no or one class, no captions for stage 1."""
     cfg = cfg or VerifierTrainConfig()
     if cfg.loss not in LOSSES:
@@ -161,10 +162,11 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
         channels = int(mean.shape[0])
     llm = copy.deepcopy(llm)  # fine-tuned below: the caller's model stays as it was
     verifier = LatentVerifier.create(llm, tokenizer, site, channels, mean=mean, var=var, seed=cfg.seed,
-                                     token_grid=token_grid, extra={"train": asdict(cfg)})
+                                     token_grid=token_grid, extra={"train": asdict(cfg)}, **verifier_config)
     verifier.check(None if read is None else torch.as_tensor(read(train[:1])), [prompts[train[0]]], site)
     acc = _accelerator()
-    identity = {"config": asdict(cfg), "store": ds.attrs.get("content_key"), "site": site, "token_grid": token_grid}
+    identity = {"config": asdict(cfg), "store": ds.attrs.get("content_key"), "site": site, "token_grid": token_grid,
+                **verifier_config}
     state = _load_checkpoint(checkpoint, identity)
     history: list[dict] = state["history"] if state else []
     if cfg.align_steps:
