@@ -7,6 +7,7 @@ import typer
 from vhslab.cli.common import DEBUG, guard
 from vhslab.cli.extract import extract_cmd, inspect_cmd
 from vhslab.cli.probe import probe_cmd
+from vhslab.cli.search import generate_cmd
 from vhslab.cli.verifier import verifier_app
 from vhslab.cli.world import world_app
 
@@ -17,6 +18,7 @@ app.add_typer(verifier_app, name="verifier")
 app.command("extract")(guard(extract_cmd))
 app.command("inspect")(guard(inspect_cmd))
 app.command("probe")(guard(probe_cmd))
+app.command("generate")(guard(generate_cmd))
 
 
 @app.callback()
