@@ -11,14 +11,13 @@ import argparse
 import json
 import time
 
-import numpy as np
 import torch
 
 import vhslab
 from vhslab.data.default_stores import default_store
 from vhslab.probes import open_store
 from vhslab.probes.verifier_eval import evaluate_scores
-from vhslab.probes.verifier_sweep import score_store
+from vhslab.probes.verifier_sweep import candidate_rows, score_store
 from vhslab.probes.verifier_train import VerifierTrainConfig, train_verifier
 
 
@@ -37,9 +36,7 @@ def main() -> None:
     train = open_store(args.train or default_store("verifier-train"))
     test = open_store(args.test or default_store("verifier-test"))
     world = vhslab.load_world()
-    strs = lambda name: np.array([str(x) for x in test[name].values])  # noqa: E731
-    rows = {"group": test["prompt_index"].values, "tag": strs("tag"), "meaning": strs("meaning"), "prompts": strs("prompt")}
-    y = test["verdict"].values.astype(int)
+    y, rows = candidate_rows(test)
     scores, seconds, val = {}, {}, {}
     for loss in ["xe", *args.losses.split(",")]:
         cfg = VerifierTrainConfig(steps=args.steps, align_steps=args.align_steps, loss=loss)

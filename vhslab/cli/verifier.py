@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -115,21 +114,17 @@ def eval_cmd(
 ) -> None:
     """Score a test store: AUROC, within-prompt AUROC, balanced accuracy, ECE, Bo1 / Bo-n picked / oracle,
     each with an interval over meanings; the best probe of the verifier's site beside it (paired difference)."""
-    import numpy as np
-
     import vhslab
     from vhslab.probes.verifier_eval import evaluate_scores
-    from vhslab.probes.verifier_sweep import best_probe_scores, score_store
+    from vhslab.probes.verifier_sweep import best_probe_scores, candidate_rows, score_store
 
     v = vhslab.load_verifier(None if verifier == "default" else verifier)
     text = None if text_only == "none" else vhslab.load_verifier(None if text_only == "default" else text_only, text=True)
     test_ds, train_ds = _store(test, "verifier-test", progress), _store(data, "verifier-train", progress)
     site = v.config.site
-    cfg = json.loads(json.dumps(v.config.extra.get("train", {})))
+    cfg = v.config.extra.get("train", {})
     probe, kind = best_probe_scores(train_ds, test_ds, site, cfg.get("seed", 0), cfg.get("val_fraction", 0.2))
-    strs = lambda name: np.array([str(x) for x in test_ds[name].values])  # noqa: E731
-    rows = {"group": test_ds["prompt_index"].values, "tag": strs("tag"), "meaning": strs("meaning"), "prompts": strs("prompt")}
-    y = test_ds["verdict"].values.astype(int)
+    y, rows = candidate_rows(test_ds)
     t0 = time.perf_counter()
     score = score_store(v, test_ds)
     speed = len(y) / (time.perf_counter() - t0)

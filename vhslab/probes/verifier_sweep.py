@@ -42,6 +42,13 @@ def _strs(values) -> np.ndarray:
     return np.array([str(v) for v in values])
 
 
+def candidate_rows(ds: xr.Dataset) -> tuple[np.ndarray, dict]:
+    """A test store's verdicts and the row keys `evaluate_scores` takes (group, tag, meaning, prompts)."""
+    rows = {"group": ds["prompt_index"].values, "tag": _strs(ds["tag"].values), "meaning": _strs(ds["meaning"].values),
+            "prompts": _strs(ds["prompt"].values)}
+    return ds["verdict"].values.astype(int), rows
+
+
 def store_sites(ds: xr.Dataset) -> list[str]:
     """Every verifier site a store offers: its blocks, ae_latent and vision if stored, and text."""
     return [s.name for s in list_sites(ds, None, tuple(v for v in ("ae_latent", "vision") if v in ds))] + ["text"]
@@ -89,9 +96,7 @@ def run_verifier_sweep(train: xr.Dataset, test: xr.Dataset, llm, tokenizer, site
     for site in sites:  # every site must exist in both stores: errors before any training
         if site != "text":
             find_site(train, site), find_site(test, site)
-    y = test["verdict"].values.astype(int)
-    rows = {"group": test["prompt_index"].values, "tag": _strs(test["tag"].values),
-            "meaning": _strs(test["meaning"].values), "prompts": _strs(test["prompt"].values)}
+    y, rows = candidate_rows(test)
     key = {"train": train.attrs.get("content_key"), "test": test.attrs.get("content_key"), "config": asdict(cfg),
            "token_grid": token_grid, "n": n, "n_boot": n_boot}
     done = Path(partial) if partial is not None else None
@@ -161,4 +166,4 @@ def verifier_table(sweep: xr.Dataset, metrics=("auroc", "within_prompt_auroc", "
     return "\n".join(lines)
 
 
-__all__ = ["best_probe_scores", "run_verifier_sweep", "score_store", "store_sites", "verifier_table"]
+__all__ = ["best_probe_scores", "candidate_rows", "run_verifier_sweep", "score_store", "store_sites", "verifier_table"]
