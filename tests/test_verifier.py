@@ -161,3 +161,19 @@ def test_best_of_n_picks_and_intervals():
         best_of_n(group, tag, meaning, verdict, verdict, 5)
     m = ranking_metrics(verdict, verdict * 0.8 + 0.1, group, meaning, n_boot=100)
     assert m["auroc"]["value"] == 1.0 and m["within_prompt_auroc"]["value"] == 1.0
+
+
+def test_the_shipped_verifiers_load_and_score_world_states():
+    import vhslab
+
+    v, text = vhslab.load_verifier(), vhslab.load_verifier(text=True)
+    assert v.config.site.startswith("block.") and text.config.site == "text"
+    assert v.config.extra["train"]["align_steps"] > 0 and v.config.extra["store"]  # says what made it
+    hidden = torch.randn(3, 64, v.config.in_channels)
+    s = v.score(hidden, PROMPTS, site=v.config.site)
+    assert s.shape == (3,) and np.all((s > 0) & (s < 1))
+    assert np.allclose(text.score(None, PROMPTS), text.score(None, PROMPTS[::-1])[::-1])
+    with pytest.raises(VerifierError, match="reads site"):
+        v.score(hidden, PROMPTS, site="block.0")
+    with pytest.raises(FileNotFoundError, match="not a saved LatentVerifier"):
+        vhslab.load_verifier("/nonexistent")
