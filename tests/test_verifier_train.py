@@ -99,6 +99,11 @@ def test_training_errors_before_any_compute():
         train_verifier(ds, "text", tiny_llm(), tok, VerifierTrainConfig(align_steps=5))
     with pytest.raises(ValueError, match=r"block\.7"):
         train_verifier(ds, "block.7", tiny_llm(), tok, VerifierTrainConfig())
+    cramped = tiny_llm()  # the yes/no question fits, the (long) caption turn of stage 1 does not
+    cramped.config.max_position_embeddings = 50
+    wordy = ds.assign(caption=("sample", np.array(["a photo of a red circle and " * 10] * ds.sizes["sample"], object)))
+    with pytest.raises(VerifierError, match="stage-1 input"):
+        train_verifier(wordy, "block.1", cramped, tok, VerifierTrainConfig(align_steps=5, steps=1))
     short = tiny_llm()
     short.config.max_position_embeddings = 20
     with pytest.raises(VerifierError, match="exceeds the LLM's context"):

@@ -151,8 +151,9 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
         raise VerifierError(f"the training set has {len(y)} samples and classes {sorted(set(y.tolist()))}: "
                             "a verifier needs both verdicts")
     train, val = validation_split(ds, cfg.val_fraction, cfg.seed)
-    if len(np.unique(y[train])) < 2:
-        raise VerifierError("the training part holds a single verdict; add candidates")
+    if len(np.unique(y[train])) < 2 or len(np.unique(y[val])) < 2:
+        raise VerifierError("the training or the validation part (split by meaning) holds a single verdict; "
+                            "add candidates or change val_fraction / seed")
     chunk = int(ds.attrs.get("sample_chunk", 64))
     if where is None:
         read, channels, mean, var = None, 1, None, None
@@ -171,6 +172,13 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
     history: list[dict] = state["history"] if state else []
     if cfg.align_steps:
         captions = np.array([str(c) for c in ds["caption"].values])
+        limit = getattr(verifier.llm.config, "max_position_embeddings", None)
+        with torch.no_grad():
+            visual = verifier.visual_tokens(torch.as_tensor(read(train[:1]))).shape[1]
+        longest = max(sum(map(len, verifier.caption_pieces(c))) for c in set(captions[train])) + visual
+        if limit and longest > limit:
+            raise VerifierError(f"a stage-1 input of {longest} tokens (caption and visual tokens) exceeds the LLM's "
+                                f"context of {limit}")
         _align(verifier, read, train, captions, cfg, acc, chunk, state, (checkpoint, identity), progress, history)
     share = np.bincount(y[train], minlength=2) / len(train)
     weight = torch.tensor([1 / (2 * share[1]), 1 / (2 * share[0])], dtype=torch.float32)  # [yes, no] balanced
