@@ -1,0 +1,76 @@
+"""Cost models: per-stage milliseconds of a generator + verifier, and the N a time budget buys.
+
+A cost model is a small JSON (shipped in `vhslab/assets/costs/`, or any file) naming the card it
+was measured on, the number of DiT blocks and per-stage costs at batch 1 and per candidate at
+batch 4: `dit_block`, `decode`, `vision_encode`, `llm_prefill`. Paths, per candidate:
+
+- `vhs` (block l): blocks 0..l + LLM prefill, batched; then the winner alone finishes blocks
+  l+1..L-1 and is decoded once.
+- `vision`: every block + decode + vision encoder + LLM prefill, batched; the winner is decoded.
+- `none`: one plain generation (every block + decode, batch 1).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from vhslab.search.best_of_n import SearchError
+
+COSTS = Path(__file__).resolve().parents[1] / "assets" / "costs"
+STAGES = ("dit_block", "decode", "vision_encode", "llm_prefill")
+
+
+@dataclass(frozen=True)
+class CostModel:
+    name: str
+    card: str
+    num_blocks: int
+    batch_1: dict
+    batch_4: dict
+
+    def plain_ms(self) -> float:
+        """One plain generation: every block and one decode, batch 1."""
+        return self.num_blocks * self.batch_1["dit_block"] + self.batch_1["decode"]
+
+    def split_ms(self, path: str, block: int | None = None) -> tuple[float, float]:
+        """(fixed ms, ms per candidate) of a Best-of-N call on `path` ("vhs" needs the block)."""
+        one, many, blocks = self.batch_1, self.batch_4, self.num_blocks
+        if path == "vhs":
+            if block is None or not 0 <= block < blocks:
+                raise SearchError(f"the VHS path needs a block in 0-{blocks - 1} for cost model {self.name}, got {block}")
+            return (blocks - block - 1) * one["dit_block"] + one["decode"], (block + 1) * many["dit_block"] + many["llm_prefill"]
+        if path == "vision":
+            return 0.0, blocks * many["dit_block"] + many["decode"] + many["vision_encode"] + many["llm_prefill"]
+        if path == "none":
+            return 0.0, self.plain_ms()
+        raise SearchError(f"unknown path {path!r}; paths: vhs, vision, none")
+
+    def n_for_budget(self, budget_ms: float, path: str, block: int | None = None) -> int:
+        """The most candidates whose Best-of-N call fits in `budget_ms`; an error if not even one fits."""
+        fixed, per = self.split_ms(path, block)
+        if not math.isfinite(budget_ms) or budget_ms < fixed + per:
+            raise SearchError(f"a budget of {budget_ms:g} ms is too small for one candidate on the {path} path of "
+                              f"{self.name} ({fixed + per:.1f} ms)")
+        return 1 if path == "none" else int((budget_ms - fixed) // per)
+
+
+def load_cost_model(name_or_path: str, card: str | None = None) -> CostModel:
+    """A shipped cost model by name (e.g. "sana-sprint-1.6b") or a JSON file; with `card`, a model
+    measured on another card is refused."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = COSTS / f"{name_or_path}.json"
+        if not path.is_file():
+            known = sorted(p.stem for p in COSTS.glob("*.json"))
+            raise FileNotFoundError(f"no cost model {name_or_path!r}: not a file, and the shipped ones are {known}")
+    raw = json.loads(path.read_text())
+    stages = raw.get("stages_ms", {})
+    missing = [f"{b}.{s}" for b in ("batch_1", "batch_4") for s in STAGES if s not in stages.get(b, {})]
+    if missing or "num_blocks" not in raw or "card" not in raw:
+        raise SearchError(f"{path}: not a cost model (missing {missing or ['num_blocks/card']})")
+    if card is not None and card.lower() not in raw["card"].lower():
+        raise SearchError(f"cost model {raw.get('name', path.stem)} was measured on {raw['card']}, not {card}")
+    return CostModel(raw.get("name", path.stem), raw["card"], int(raw["num_blocks"]), stages["batch_1"], stages["batch_4"])
