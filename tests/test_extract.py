@@ -50,7 +50,7 @@ def test_store_follows_spec_and_matches_capture(sana, prompts, tmp_path):
     ds = open_store(out)
     validate(ds)
     assert isinstance(ds["hidden"].data, type(ds["verdict"].data))  # dask-backed, lazy
-    assert ds.sizes == {"sample": 10, "layer": 2, "token": 64, "channel": 16, "item": 2, "checked": 12,
+    assert ds.sizes == {"sample": 10, "layer": 2, "token": 64, "channel": 16, "item": 2, "checked": 13,
                         "ae_token": 64, "ae_channel": 4, "pix_y": 32, "pix_x": 32, "rgb": 3}
     assert list(ds.layer.values) == [1, 3] and list(ds.depth.values) == [0.25, 0.75]
     seeds = [sample_seed(0, prompts[i // 2].prompt, i % 2) for i in range(10)]
@@ -58,6 +58,11 @@ def test_store_follows_spec_and_matches_capture(sana, prompts, tmp_path):
     assert list(ds.meaning.values) == [prompts[i // 2].meaning for i in range(10)]
     assert json.loads(ds.attrs["evaluator"]) == ShapesEvaluator().describe()
     assert ds.token_row.values[9] == 1 and ds.token_col.values[9] == 1
+    from vhslab.data.phrasing import caption_detections
+
+    for i in (0, 9):  # the stored caption is the evaluator's re-caption of the stored image
+        found = ShapesEvaluator().evaluate(ds["image"].values[i], prompts[i // 2]).detections
+        assert str(ds["caption"].values[i]) == caption_detections(found)
     assert ds.hidden.dtype == np.float16 and ds.written.values.all()
     # samples 4..7 were one batch: regenerate it directly and compare bit for bit
     batch = [prompts[2].prompt] * 2 + [prompts[3].prompt] * 2
