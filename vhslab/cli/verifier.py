@@ -96,10 +96,6 @@ def train_cmd(
           "processes": info["processes"], "history": info["history"]}, as_json, title="verifier trained")
 
 
-def _intervals(metrics: dict) -> dict:
-    return {k: {"value": v["value"], "ci": v["ci"]} for k, v in metrics.items()}
-
-
 @verifier_app.command("eval")
 @guard
 def eval_cmd(
@@ -132,7 +128,7 @@ def eval_cmd(
     ver = res["models"]["verifier"]
     out = {"verifier": verifier, "site": site, "test": str(test or "verifier-test"), "n_candidates": len(y),
            "n_prompt_rows": res["n_prompt_rows"], "n_meanings": res["n_meanings"],
-           **_intervals({k: ver[k] for k in ("auroc", "within_prompt_auroc", "balanced_accuracy", "ece", "bo1")}),
+           **{k: ver[k] for k in ("auroc", "within_prompt_auroc", "balanced_accuracy", "ece", "bo1")},
            f"bo{n}_verifier": ver[f"bo{n}"], f"bo{n}_oracle": ver[f"bo{n}_oracle"], "gain": ver["gain"]}
     if text is not None:
         t = evaluate_scores(y, {"text": score_store(text, test_ds)}, n=n, n_boot=n_boot, **rows)["models"]["text"]

@@ -14,6 +14,9 @@ import numpy as np
 from vhslab.data.evaluate import meaning_draws, overall_score
 from vhslab.probes.metrics import auroc_binary, auroc_within, balanced_accuracy, ece
 
+# ranking metric -> its key in vhslab.probes.metrics' bootstrap replicates
+CI_NAMES = {"auroc": "auroc", "within_prompt_auroc": "auroc_within", "balanced_accuracy": "bal_acc", "ece": "ece"}
+
 
 def _per_row(group, tag, meaning, verdict, score, n: int):
     """Per prompt row: tag, meaning, Bo1 (mean verdict of its first n), verifier's pick, oracle."""
@@ -56,8 +59,7 @@ def ranking_metrics(verdict, score, prompts, meanings, n_boot: int = 1000, seed:
     point = {"auroc": auroc_binary(y, s), "within_prompt_auroc": auroc_within(y, s, np.asarray(prompts)),
              "balanced_accuracy": balanced_accuracy(y, proba), "ece": ece(y, proba)}
     ci = bootstrap_ci("binary", y, proba, np.asarray(meanings), True, n_boot, seed=seed, pair_groups=np.asarray(prompts))
-    names = {"auroc": "auroc", "within_prompt_auroc": "auroc_within", "balanced_accuracy": "bal_acc", "ece": "ece"}
-    return {k: {"value": v, "ci": list(ci.get(names[k], (np.nan, np.nan)))} for k, v in point.items()}
+    return {k: {"value": v, "ci": list(ci.get(CI_NAMES[k], (np.nan, np.nan)))} for k, v in point.items()}
 
 
 def evaluate_scores(verdict, scores: dict[str, np.ndarray], group, tag, meaning, prompts, n: int = 4,
@@ -79,9 +81,8 @@ def evaluate_scores(verdict, scores: dict[str, np.ndarray], group, tag, meaning,
         proba = lambda p: np.stack([1 - np.asarray(p, float), np.asarray(p, float)], 1)  # noqa: E731
         ci = paired_bootstrap_ci("binary", y, proba(s), proba(ref), np.asarray(meaning), True, n_boot, seed=seed,
                                  pair_groups=np.asarray(prompts))
-        names = {"auroc": "auroc", "within_prompt_auroc": "auroc_within", "balanced_accuracy": "bal_acc", "ece": "ece"}
         diff = {k: {"value": models[name][k]["value"] - models[reference][k]["value"], "ci": list(ci.get(v, (np.nan, np.nan)))}
-                for k, v in names.items()}
+                for k, v in CI_NAMES.items()}
         tags, meanings, a = _per_row(np.asarray(group), np.asarray(tag), np.asarray(meaning), y.astype(float), np.asarray(s, float), n)
         _, _, b = _per_row(np.asarray(group), np.asarray(tag), np.asarray(meaning), y.astype(float), np.asarray(ref, float), n)
         weights = meaning_draws(tags, meanings, n_boot, seed)

@@ -74,10 +74,11 @@ def best_probe_scores(train: xr.Dataset, test: xr.Dataset, site: str, seed: int 
         x_train = site_features(train, find_site(train, site))["mean"]
         x_test = site_features(test, find_site(test, site))["mean"]
         candidates = {name: make_probe(name, True, seed) for name in ("linear", "mlp")}
+    take = (lambda x, r: x.iloc[r]) if hasattr(x_train, "iloc") else (lambda x, r: x[r])  # DataFrame or array
     best = None
     for name, model in candidates.items():
-        model.fit(x_train.iloc[fit_rows] if hasattr(x_train, "iloc") else x_train[fit_rows], y[fit_rows])
-        val = model.predict_proba(x_train.iloc[val_rows] if hasattr(x_train, "iloc") else x_train[val_rows])[:, 1]
+        model.fit(take(x_train, fit_rows), y[fit_rows])
+        val = model.predict_proba(take(x_train, val_rows))[:, 1]
         score = auroc_binary(y[val_rows], val)
         if best is None or score > best[0]:
             best = (score, name, model)
