@@ -10,15 +10,19 @@ def load_world(*args, **kwargs):
     return _load(*args, **kwargs)
 
 
-def load_verifier(path=None, *, text: bool = False):
-    """A saved LatentVerifier: the shipped production verifier (`text=True`: the shipped text-only
-    verifier, the same LLM without visual tokens) or the one saved at `path`."""
+def load_verifier(path=None, *, kind: str = "vhs"):
+    """A saved LatentVerifier: a shipped one by `kind` (`vhs`: the production verifier on block 10;
+    `text`: the same LLM without visual tokens; `vision`: the standard decode + CLIP path; `ae`: on
+    the autoencoder latent) or the one saved at `path`."""
     from pathlib import Path
 
     from vhslab.probes.verifier import LatentVerifier
 
+    shipped = {"vhs": "verifier", "text": "verifier_text", "vision": "verifier_vision", "ae": "verifier_ae"}
     if path is None:
-        path = Path(__file__).parent / "assets" / ("verifier_text" if text else "verifier")
+        if kind not in shipped:
+            raise ValueError(f"unknown verifier kind {kind!r}; shipped: {', '.join(shipped)}")
+        path = Path(__file__).parent / "assets" / shipped[kind]
         if not path.is_dir():
             raise FileNotFoundError(f"no shipped verifier at {path}; train one with `vhslab verifier train --out DIR`")
     return LatentVerifier.from_pretrained(path)

@@ -45,3 +45,141 @@ def generate_cmd(
     except ValueError:  # a prompt the shapes world cannot judge: no verdict, the picture still stands
         result["evaluator_correct"] = None
     emit(result, as_json, title="generate")
+
+
+def _cost_models(spec: str, card: str | None = None):
+    from vhslab.search import load_cost_model
+
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    if not names:
+        raise ValueError("--cost-model names at least one cost model (world, sana-sprint-1.6b or a JSON file)")
+    return [load_cost_model(n, card=card) for n in names]
+
+
+def bestofn_cmd(
+    prompts: str = typer.Option("geneval-shapes", help="a prompt suite or GenEval metadata file"),
+    verifiers: str = typer.Option("vhs,vision,ae,none,oracle", help="comma list of vhs, vision, ae, none, oracle"),
+    budgets: str = typer.Option("1,2,4,8", help="budgets in plain generations (of each cost model)"),
+    cost_model: str = typer.Option("world,sana-sprint-1.6b", help="comma list: world, sana-sprint-1.6b or JSON files"),
+    card: str = typer.Option(None, help="refuse a cost model measured on another card than this (e.g. H200)"),
+    vhs: str = typer.Option("default", help="the VHS verifier: 'default' (shipped) or a folder"),
+    vision_verifier: str = typer.Option("default", "--vision-verifier", help="the vision verifier: 'default' or a folder"),
+    ae: str = typer.Option("default", help="the ae_latent verifier: 'default' or a folder"),
+    noise_search: bool = typer.Option(True, help="add the noise search's row (same budget as VHS Best-of-N)"),
+    rounds: int = typer.Option(3, min=1, help="noise search rounds"),
+    radius: float = typer.Option(0.5, min=0.01, max=1.0, help="noise search step: x = sqrt(1-r^2) best + r eps"),
+    seed: int = typer.Option(2, min=0, help="root seed (the verifiers were trained on seed 0, evaluated on 1)"),
+    n_boot: int = typer.Option(1000, min=10),
+    workdir: Path = typer.Option(None, help="pool store and noise-search rows (default: $VHSLAB_CACHE/bestofn)"),
+    out: Path = typer.Option(None, "--out", help="table dataset to write (.nc)"),
+    plot: Path = typer.Option(None, help="save the budget-curve figure to this image"),
+    overwrite: bool = typer.Option(False, help="replace --out / --plot if they exist"),
+    progress: bool = typer.Option(True, help="show progress bars"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+) -> None:
+    """The paper's main table in the world: GenEval-style score of Best-of-N per verifier against a time
+    budget, N bought per path by each cost model; noise search beside it; intervals over meanings."""
+    import time
+
+    import vhslab
+    from vhslab.data.default_stores import cache_dir
+    from vhslab.data.prompts import load_suite
+    from vhslab.search.table import budget_table, check_table, table_summary
+
+    t0 = time.perf_counter()
+    for path, option in ((out, "--out"), (plot, "--plot")):
+        if path is not None:
+            check_new_file(path, overwrite, option)
+    methods = [m.strip() for m in verifiers.split(",") if m.strip()]
+    try:
+        budget_list = [float(b) for b in budgets.split(",") if b.strip()]
+    except ValueError:
+        raise ValueError(f"--budgets is a comma list of numbers, got {budgets!r}") from None
+    models = _cost_models(cost_model, card)
+    suite = load_suite(prompts)
+    world = vhslab.load_world()
+    chosen = {"vhs": (vhs, "vhs"), "vision": (vision_verifier, "vision"), "ae": (ae, "ae")}
+    loaded = {m: vhslab.load_verifier(None if p == "default" else p, kind=k) for m, (p, k) in chosen.items() if m in methods}
+    check_table(loaded, methods, budget_list, world)
+    ds = budget_table(world, loaded, suite, budget_list, models, methods=methods, seed=seed, noise=noise_search,
+                      rounds=rounds, radius=radius, workdir=workdir or cache_dir() / "bestofn", n_boot=n_boot,
+                      progress=progress)
+    result = {"prompts": prompts, "n_prompt_rows": ds.attrs["n_prompt_rows"], "n_meanings": ds.attrs["n_meanings"],
+              "pool_size": ds.attrs["pool_size"], "seed": seed, "table": table_summary(ds)}
+    if out is not None:
+        ds.to_netcdf(out)
+        result["out"] = str(out)
+    if plot is not None:
+        from vhslab.figures.search import plot_budget_curve
+
+        plot_budget_curve(ds).savefig(plot, dpi=120, bbox_inches="tight")
+        result["plot"] = str(plot)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    emit(result, as_json, title="bestofn")
+
+
+def bench_cmd(
+    arch: str = typer.Option("world", help="world (the embedded models) or sana-sprint-1.6b (real sizes, random weights)"),
+    device: str = typer.Option(None, help="cpu or cuda (default: cpu for the world, cuda for real sizes)"),
+    repeats: int = typer.Option(10, min=1, help="timed runs per stage (median) after warm-up"),
+    warmup: int = typer.Option(2, min=0),
+    end_to_end: bool = typer.Option(True, help="also time whole Best-of-N calls at N = 1, 4, 16 (world only)"),
+    save_cost_model: Path = typer.Option(None, help="write the measured cost model JSON here"),
+    overwrite: bool = typer.Option(False, help="replace --save-cost-model if it exists"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+) -> None:
+    """Per-stage latency (median) and FLOPs at batch 1 and 4, the cost model they make, ratio_vhs_to_vision,
+    and the shipped real-size table beside it."""
+    import json
+
+    import torch
+    from rich.console import Console
+
+    from vhslab.search.bench import best_of_4_share, cost_model_json, measure, ratio_vhs_to_vision
+    from vhslab.search.costs import CostModel, load_cost_model
+
+    if arch not in ("world", "sana-sprint-1.6b", "tiny"):
+        raise ValueError(f"--arch is world or sana-sprint-1.6b, got {arch!r}")
+    device = device or ("cpu" if arch == "world" else "cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA device here (real sizes are meant for a GPU; --device cpu forces it)")
+    if save_cost_model is not None:
+        check_new_file(save_cost_model, overwrite, "--save-cost-model")
+    console = Console(stderr=True)
+    say = (lambda s: console.log(s)) if not as_json else None
+    if arch == "world":
+        import vhslab
+        from vhslab.search.bench import world_stages
+
+        world, verifier = vhslab.load_world(), vhslab.load_verifier()
+        stages = world_stages(world, verifier)
+    else:
+        from vhslab.search.real_size import real_size_stages
+
+        world = None
+        stages = real_size_stages(arch, device, torch.float32 if device == "cpu" else torch.bfloat16)
+    measured = measure(stages, repeats=repeats, warmup=warmup, progress=say)
+    model_json = cost_model_json(stages, measured, f"vhslab bench --arch {arch}: median of {repeats} after {warmup} warm-up")
+    model = CostModel(stages.name, stages.card, stages.num_blocks, model_json["stages_ms"]["batch_1"], model_json["stages_ms"]["batch_4"])
+    shipped = load_cost_model("sana-sprint-1.6b")
+    real_block = 7  # the paper's site (h7); the world's own verifier block is mapped by depth where noted
+    result = {"arch": arch, "card": stages.card, "dtype": stages.dtype, "num_blocks": stages.num_blocks,
+              "verifier_block": stages.block,
+              "stages": {f"batch_{b}": {k: {kk: round(vv, 4) for kk, vv in v.items()} for k, v in m.items()} for b, m in measured.items()},
+              "cost_model": model_json,
+              "ratio_vhs_to_vision": model.split_ms("vhs", stages.block)[1] / model.split_ms("vision")[1],
+              "bo4_vhs_over_vision": best_of_4_share(model, stages.block),
+              "shipped": {"sana-sprint-1.6b": {"card": shipped.card, "block": real_block,
+                                               "ratio_vhs_to_vision": ratio_vhs_to_vision(shipped, real_block),
+                                               "bo4_vhs_over_vision": best_of_4_share(shipped, real_block)}}}
+    if world is not None and end_to_end:
+        import vhslab
+        from vhslab.search.bench import end_to_end as e2e
+
+        paths = {"vhs": verifier, "vision": vhslab.load_verifier(kind="vision"), "ae": vhslab.load_verifier(kind="ae"), "none": "none"}
+        result["end_to_end_ms"] = e2e(world, paths, progress=say)
+        result["end_to_end_ratio_vhs_to_vision_n16"] = result["end_to_end_ms"]["vhs"][16] / result["end_to_end_ms"]["vision"][16]
+    if save_cost_model is not None:
+        save_cost_model.write_text(json.dumps(model_json, indent=1) + "\n")
+        result["saved"] = str(save_cost_model)
+    emit(result, as_json, title="bench")

@@ -115,7 +115,7 @@ def eval_cmd(
     from vhslab.probes.verifier_sweep import best_probe_scores, candidate_rows, score_store
 
     v = vhslab.load_verifier(None if verifier == "default" else verifier)
-    text = None if text_only == "none" else vhslab.load_verifier(None if text_only == "default" else text_only, text=True)
+    text = None if text_only == "none" else vhslab.load_verifier(None if text_only == "default" else text_only, kind="text")
     test_ds, train_ds = _store(test, "verifier-test", progress), _store(data, "verifier-train", progress)
     site = v.config.site
     cfg = v.config.extra.get("train", {})

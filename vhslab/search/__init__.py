@@ -1,6 +1,10 @@
-"""Search: Best-of-N with a latent verifier (the winner finished from its cached hidden state), cost models."""
+"""Search: Best-of-N on every verifier path (the VHS winner finished from its cached hidden state),
+noise search, cost models and the budget table."""
 
-from vhslab.search.best_of_n import SearchError, SearchResult, best_of_n, finish_from_cache, initial_noise
+from vhslab.search.best_of_n import SearchResult, best_of_n, check_search, search_path
 from vhslab.search.costs import CostModel, load_cost_model
+from vhslab.search.generation import Prompted, SearchError, finish_from_cache, initial_noise
+from vhslab.search.noise_search import noise_search
 
-__all__ = ["CostModel", "SearchError", "SearchResult", "best_of_n", "finish_from_cache", "initial_noise", "load_cost_model"]
+__all__ = ["CostModel", "Prompted", "SearchError", "SearchResult", "best_of_n", "check_search", "finish_from_cache",
+           "initial_noise", "load_cost_model", "noise_search", "search_path"]

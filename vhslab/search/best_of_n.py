@@ -1,15 +1,17 @@
-"""Best-of-N with a latent verifier, the way it should run: the prompt encoded once, candidates in
-batches through only the blocks up to the verifier's site, scored, and only the winner finished
-from its cached hidden state through the remaining blocks and decoded once.
+"""Best-of-N, the way it should run: the prompt encoded once, candidates in batches, each verifier
+path paying only for what it reads.
 
     res = best_of_n(world.pipeline, vhslab.load_verifier(), "a photo of two red circles", n=8)
+    res = best_of_n(pipe, verifier, prompt, budget_ms=181.8, cost_model=load_cost_model("sana-sprint-1.6b"))
     res.image, res.scores, res.chosen, res.timings
 
-One-step pipelines (SANA-Sprint): the DiT runs once per candidate, so the hidden state of block l
-is all the winner needs to be finished. `finish_from_cache` swaps blocks 0..l for a replay of that
-state for one call; everything else (patch embedding, timestep and caption paths, the later
-blocks, the decoder) runs as in a plain call, so the winner equals the same candidate made in one
-full call.
+Paths (by the verifier's site, or a name):
+- `vhs` (a `block.k` verifier): candidates run only to block k, are scored, and only the winner is
+  finished from its cached hidden state and decoded once.
+- `ae` (an `ae_latent` verifier): every block, no decode; the winner alone is decoded.
+- `vision` (a `vision` verifier, with `vision=` the encoder): every block, decode, vision encoder.
+- `oracle`: every block and decode, judged by the evaluator (an upper bound, not a method).
+- `random`: one of the N seeds chosen uniformly and only it generated; `none`: the first seed only.
 """
 
 from __future__ import annotations
@@ -21,126 +23,146 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from vhslab.data.capture import Capture, find_transformer
+from vhslab.data.capture import find_transformer
 from vhslab.data.generate import GenConfig, sample_seed
+from vhslab.search.generation import Prompted, SearchError, ae_tokens, decode, initial_noise
 
-
-class SearchError(ValueError):
-    """Bad input to a search (N < 1, a site the generator lacks, a multi-step pipeline, ...)."""
+NAMED = ("none", "random", "oracle")
+COST_PATH = {"vhs": "vhs", "ae": "ae", "vision": "vision", "oracle": "oracle", "none": "none", "random": "none"}
 
 
 @dataclass
 class SearchResult:
     image: np.ndarray  # (H, W, 3) uint8: the chosen candidate
-    scores: np.ndarray  # (n,) the verifier's score of every candidate
+    scores: np.ndarray  # (n,) the verifier's score of every candidate (NaN where none was computed)
     chosen: int
     seeds: list[int]
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    path: str = "vhs"
+    extra: dict = field(default_factory=dict)
 
     @property
     def n(self) -> int:
         return len(self.scores)
 
 
-class _Skip(torch.nn.Module):
-    """Stands in for a block before the cached one: passes its input through untouched."""
-
-    def forward(self, hidden_states, *args, **kwargs):
-        return hidden_states
-
-
-class _Replay(torch.nn.Module):
-    """Stands in for the cached block: returns its recorded output."""
-
-    def __init__(self, cached: torch.Tensor):
-        super().__init__()
-        self.cached = cached
-
-    def forward(self, hidden_states, *args, **kwargs):
-        if hidden_states.shape != self.cached.shape:
-            raise SearchError(f"cached hidden state {tuple(self.cached.shape)} does not fit {tuple(hidden_states.shape)}")
-        return self.cached.to(hidden_states.dtype)
-
-
-@contextlib.contextmanager
-def finish_from_cache(pipe, block: int, cached: torch.Tensor):
-    """Within the context, a call of `pipe` skips blocks 0..block and starts from `cached`."""
-    blocks = find_transformer(pipe).transformer_blocks
-    saved = [blocks[i] for i in range(block + 1)]
-    try:
-        for i in range(block):
-            blocks[i] = _Skip()
-        blocks[block] = _Replay(cached)
+class _Timer(dict):
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        t0 = time.perf_counter()
         yield
-    finally:
-        for i, b in enumerate(saved):
-            blocks[i] = b
+        self[stage] = self.get(stage, 0.0) + time.perf_counter() - t0
 
 
-def initial_noise(pipe, seeds: list[int], gen: GenConfig) -> torch.Tensor:
-    """The starting latents the pipeline draws for these seeds (one CPU generator per candidate)."""
-    from diffusers.utils.torch_utils import randn_tensor
+def search_path(verifier) -> tuple[str, int | None]:
+    """(path, block) of a verifier object or name."""
+    if isinstance(verifier, str) or verifier is None:
+        name = verifier or "none"
+        if name not in NAMED:
+            raise SearchError(f"unknown verifier {name!r}: a LatentVerifier or one of {', '.join(NAMED)}")
+        return name, None
+    site = verifier.config.site
+    if site.startswith("block."):
+        return "vhs", int(site.split(".")[1])
+    if site in ("ae_latent", "vision"):
+        return {"ae_latent": "ae", "vision": "vision"}[site], None
+    raise SearchError(f"a verifier reading {site!r} cannot pick among images (it sees no candidate)")
 
-    dit = find_transformer(pipe)
-    shape = (len(seeds), dit.config.in_channels, gen.height // pipe.vae_scale_factor, gen.width // pipe.vae_scale_factor)
-    return randn_tensor(shape, generator=[torch.Generator("cpu").manual_seed(s) for s in seeds], dtype=torch.float32)
 
-
-def check_search(pipe, verifier, n: int | None, gen: GenConfig) -> int:
-    """Every input error before any compute; returns the verifier's block index."""
-    if n is not None and (not isinstance(n, int) or n < 1):
+def check_search(pipe, verifier, n: int | None, gen: GenConfig, budget_ms: float | None = None, cost_model=None,
+                 vision=None, prompt: str | None = None, evaluator=None) -> tuple[str, int | None, int]:
+    """Every input error before any compute; returns (path, block, N)."""
+    path, block = search_path(verifier)
+    if (n is None) == (budget_ms is None):
+        raise SearchError("give either N or a budget in ms (with a cost model), not both and not neither")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
         raise SearchError(f"N must be an integer >= 1, got {n!r}")
     if gen.steps != 1:
-        raise SearchError(f"finishing the winner from its cache needs a one-step pipeline; this one runs {gen.steps} steps")
-    site = verifier.config.site
-    if not site.startswith("block."):
-        raise SearchError(f"best_of_n with a cached winner needs a block-site verifier; this one reads {site!r}")
-    block = int(site.split(".")[1])
+        raise SearchError(f"searching one-step candidates needs a one-step pipeline; this one runs {gen.steps} steps")
     num = len(find_transformer(pipe).transformer_blocks)
-    if block >= num:
-        raise SearchError(f"the verifier reads {site}, but the generator has blocks 0-{num - 1}")
-    return block
+    if block is not None and block >= num:
+        raise SearchError(f"the verifier reads block.{block}, but the generator has blocks 0-{num - 1}")
+    if path == "vision" and vision is None:
+        raise SearchError("a vision verifier needs the vision encoder (pass vision=, e.g. world.vision)")
+    if path == "oracle":
+        from vhslab.data.phrasing import parse_prompt
+
+        try:
+            parse_prompt(prompt)
+        except ValueError as e:
+            raise SearchError(f"the oracle judges prompts of the shapes world only: {e}") from None
+    if budget_ms is not None:
+        if cost_model is None:
+            raise SearchError("a budget needs a cost model (load_cost_model('world') or 'sana-sprint-1.6b')")
+        mapped = None if block is None else cost_model.block_at(block, num)
+        n = cost_model.n_for_budget(budget_ms, COST_PATH[path], mapped)
+    return path, block, n
+
+
+def _score(path, verifier, prompt, batch, prompted, block, vision, evaluator, spec, t):
+    """(scores, what the winner needs later) for one batch of starting noise."""
+    pipe = prompted.pipe
+    if path == "vhs":
+        with t("generate_to_site"):
+            kept = hidden = prompted.to_block(batch, block)
+    else:
+        with t("generate"):
+            latents = prompted.to_latent(batch)
+        if path == "ae":
+            kept, hidden = latents, ae_tokens(pipe, latents)
+        else:
+            with t("decode"):
+                kept = decode(pipe, latents)
+            if path == "vision":
+                with t("vision_encode"):
+                    hidden = vision(kept)
+    with t("score"):
+        if path == "oracle":
+            return np.array([float(evaluator.evaluate(im, spec).correct) for im in kept]), kept
+        return verifier.score(hidden, [prompt] * len(batch), batch_size=len(batch)), kept
 
 
 @torch.no_grad()
-def best_of_n(pipe, verifier, prompt: str, n: int, *, seed: int = 0, batch_size: int = 8,
-              gen: GenConfig | None = None) -> SearchResult:
-    """Generate n candidates up to the verifier's block, score them, finish and decode the winner."""
+def best_of_n(pipe, verifier, prompt: str, n: int | None = None, *, budget_ms: float | None = None, cost_model=None,
+              seed: int = 0, first: int = 0, batch_size: int = 8, gen: GenConfig | None = None, vision=None,
+              evaluator=None) -> SearchResult:
+    """Generate N candidates (or as many as `budget_ms` buys under `cost_model`), score them on the
+    verifier's path, return the winner's image, every score, the chosen index and per-stage seconds.
+    Candidate j's noise comes from `sample_seed(seed, prompt, first + j)`, as a store's rows do."""
     gen = (gen or GenConfig()).resolve(pipe)
-    block = check_search(pipe, verifier, n, gen)
-    kwargs = gen.call_kwargs(pipe)
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    embeds, mask = pipe.encode_prompt(prompt, device=pipe.device, max_sequence_length=kwargs.get("max_sequence_length", 300),
-                                      complex_human_instruction=None, clean_caption=False)
-    timings["encode_prompt"] = time.perf_counter() - t0
-    seeds = [sample_seed(seed, prompt, j) for j in range(n)]
+    path, block, n = check_search(pipe, verifier, n, gen, budget_ms, cost_model, vision, prompt, evaluator)
+    spec = None
+    if path == "oracle":
+        from vhslab.data.evaluate import ShapesEvaluator
+        from vhslab.data.phrasing import parse_prompt
+
+        spec, evaluator = parse_prompt(prompt), evaluator or ShapesEvaluator()
+    t = _Timer()
+    with t("encode_prompt"):
+        prompted = Prompted.encode(pipe, prompt, gen)
+    seeds = [sample_seed(seed, prompt, first + j) for j in range(n)]
+    if path in ("none", "random"):
+        pick = 0 if path == "none" else int(np.random.default_rng(seeds[0]).integers(n))
+        with t("generate"):
+            latents = prompted.to_latent(initial_noise(pipe, [seeds[pick]], gen))
+        with t("decode"):
+            image = decode(pipe, latents)[0]
+        t["total"] = sum(t.values())
+        return SearchResult(image, np.full(n, np.nan), pick, seeds, dict(t), path)
     noise = initial_noise(pipe, seeds, gen)
-    drop = ("max_sequence_length", "complex_human_instruction", "clean_caption")
-    call = {k: v for k, v in kwargs.items() if k not in drop}
-    states, scores = [], []
-    t_gen = t_score = 0.0
+    scores, kept = [], []
     for lo in range(0, n, batch_size):
-        b = min(batch_size, n - lo)
-        t0 = time.perf_counter()
-        with Capture(pipe, [f"block.{block}"], dtype=torch.float32, stop=True) as cap:
-            pipe(prompt_embeds=embeds.expand(b, -1, -1), prompt_attention_mask=mask.expand(b, -1),
-                 latents=noise[lo:lo + b], output_type="latent", **call)
-        hidden = cap[f"block.{block}"][0]  # (b, tokens, channels)
-        t_gen += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        scores.append(verifier.score(hidden, [prompt] * b, batch_size=b))
-        t_score += time.perf_counter() - t0
-        states.append(hidden)
-    timings["generate_to_site"], timings["score"] = t_gen, t_score
+        s, k = _score(path, verifier, prompt, noise[lo:lo + batch_size], prompted, block, vision, evaluator, spec, t)
+        scores.append(np.asarray(s, float))
+        kept.append(k)
     scores = np.concatenate(scores)
     chosen = int(np.argmax(scores))
-    t0 = time.perf_counter()
-    cached = torch.cat(states)[chosen:chosen + 1]
-    with finish_from_cache(pipe, block, cached):
-        out = pipe(prompt_embeds=embeds, prompt_attention_mask=mask, latents=noise[chosen:chosen + 1],
-                   output_type="np", **call)
-    timings["finish_winner"] = time.perf_counter() - t0
-    timings["total"] = sum(timings.values())
-    image = (np.asarray(out.images[0]) * 255).round().astype(np.uint8)  # as Capture's `image` site rounds
-    return SearchResult(image, scores, chosen, seeds, timings)
+    with t("finish_winner"):
+        if path == "vhs":
+            image = prompted.finish(noise[chosen:chosen + 1], block, torch.cat(kept)[chosen:chosen + 1])
+        elif path == "ae":
+            image = decode(pipe, torch.cat(kept)[chosen:chosen + 1])[0]
+        else:
+            image = np.concatenate(kept)[chosen]
+    t["total"] = sum(t.values())
+    return SearchResult(image, scores, chosen, seeds, dict(t), path)

@@ -6,8 +6,13 @@ batch 4: `dit_block`, `decode`, `vision_encode`, `llm_prefill`. Paths, per candi
 
 - `vhs` (block l): blocks 0..l + LLM prefill, batched; then the winner alone finishes blocks
   l+1..L-1 and is decoded once.
+- `ae` (verifier on the autoencoder latent): every block + LLM prefill, batched; the winner is decoded.
 - `vision`: every block + decode + vision encoder + LLM prefill, batched; the winner is decoded.
+- `oracle`: every block + decode, batched; the evaluator counts as free (an upper bound).
 - `none`: one plain generation (every block + decode, batch 1).
+
+A verifier's block on a generator with another number of blocks than the cost model's is mapped by
+relative depth (`block_at`): block 10 of the world's 12 is block 17 of SANA-Sprint 1.6B's 20.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from vhslab.search.best_of_n import SearchError
+from vhslab.search.generation import SearchError
 
 COSTS = Path(__file__).resolve().parents[1] / "assets" / "costs"
 STAGES = ("dit_block", "decode", "vision_encode", "llm_prefill")
@@ -35,6 +40,10 @@ class CostModel:
         """One plain generation: every block and one decode, batch 1."""
         return self.num_blocks * self.batch_1["dit_block"] + self.batch_1["decode"]
 
+    def block_at(self, block: int, of: int) -> int:
+        """The block at the same relative depth (block + 1 of `of`) in this model's blocks."""
+        return max(0, min(self.num_blocks - 1, round((block + 1) * self.num_blocks / of) - 1))
+
     def split_ms(self, path: str, block: int | None = None) -> tuple[float, float]:
         """(fixed ms, ms per candidate) of a Best-of-N call on `path` ("vhs" needs the block)."""
         one, many, blocks = self.batch_1, self.batch_4, self.num_blocks
@@ -42,11 +51,15 @@ class CostModel:
             if block is None or not 0 <= block < blocks:
                 raise SearchError(f"the VHS path needs a block in 0-{blocks - 1} for cost model {self.name}, got {block}")
             return (blocks - block - 1) * one["dit_block"] + one["decode"], (block + 1) * many["dit_block"] + many["llm_prefill"]
+        if path == "ae":
+            return one["decode"], blocks * many["dit_block"] + many["llm_prefill"]
+        if path == "oracle":
+            return 0.0, blocks * many["dit_block"] + many["decode"]
         if path == "vision":
             return 0.0, blocks * many["dit_block"] + many["decode"] + many["vision_encode"] + many["llm_prefill"]
         if path == "none":
             return 0.0, self.plain_ms()
-        raise SearchError(f"unknown path {path!r}; paths: vhs, vision, none")
+        raise SearchError(f"unknown path {path!r}; paths: vhs, ae, vision, oracle, none")
 
     def n_for_budget(self, budget_ms: float, path: str, block: int | None = None) -> int:
         """The most candidates whose Best-of-N call fits in `budget_ms`; an error if not even one fits."""

@@ -1,0 +1,194 @@
+"""The cost bench: per-stage latency (median after warm-up) and FLOPs (torch's FlopCounterMode) of
+the DiT, decoder, vision encoder, connector and LLM prefill at batch 1 and 4, and the cost model
+they make.
+
+Stages are callables of the batch size, built the same way for the world (its trained models and
+the verifier's real inputs) and for a real-size architecture with random weights (`real_size_stages`:
+no download; on a GPU it times SANA-Sprint 1.6B + DC-AE + CLIP ViT-L/14-336 + Qwen2.5-0.5B).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from vhslab.data.capture import find_transformer
+
+STAGE_NAMES = ("dit", "decode", "vision_encode", "connector", "llm_prefill")
+
+
+@dataclass
+class Stages:
+    """What a search pays for, each a callable of the batch size (inputs prepared outside the timing)."""
+
+    name: str
+    card: str
+    dtype: str
+    num_blocks: int
+    block: int  # the VHS verifier's block
+    run: dict[str, Callable[[int], Callable[[], object]]]  # stage -> (batch -> a call with prepared inputs)
+    device: str = "cpu"
+
+
+def card_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as f:
+        cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    return f"CPU: {cpu}, {torch.get_num_threads()} threads"
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+@torch.no_grad()
+def median_ms(call: Callable[[], object], device: str = "cpu", repeats: int = 10, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        call()
+        _sync(device)
+        times.append(1000 * (time.perf_counter() - t0))
+    return statistics.median(times)
+
+
+@torch.no_grad()
+def count_flops(call: Callable[[], object]) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        call()
+    return int(counter.get_total_flops())
+
+
+def measure(stages: Stages, batches=(1, 4), repeats: int = 10, warmup: int = 2, flops: bool = True,
+            progress: Callable[[str], None] | None = None) -> dict:
+    """{batch: {stage: {"ms", "ms_per_candidate", "gflop_per_candidate"}}} for every stage and batch."""
+    out = {}
+    for b in batches:
+        out[b] = {}
+        for name in STAGE_NAMES:
+            if progress:
+                progress(f"{name} @ batch {b}")
+            call = stages.run[name](b)
+            ms = median_ms(call, stages.device, repeats, warmup)
+            row = {"ms": ms, "ms_per_candidate": ms / b}
+            if flops:
+                row["gflop_per_candidate"] = count_flops(call) / b / 1e9
+            out[b][name] = row
+    return out
+
+
+def cost_model_json(stages: Stages, measured: dict, source: str) -> dict:
+    """The cost-model JSON (`vhslab.search.costs`) of a measurement: per candidate at batch 1 and 4;
+    `dit_block` is the DiT's time over its blocks, `llm_prefill` includes the connector."""
+    def table(b):
+        m = measured[b]
+        return {"dit_block": m["dit"]["ms_per_candidate"] / stages.num_blocks, "decode": m["decode"]["ms_per_candidate"],
+                "vision_encode": m["vision_encode"]["ms_per_candidate"], "llm_prefill": m["llm_prefill"]["ms_per_candidate"]}
+
+    return {"name": stages.name, "card": stages.card, "dtype": stages.dtype, "source": source,
+            "num_blocks": stages.num_blocks, "stages_ms": {"batch_1": table(1), "batch_4": table(4)},
+            "note": "per candidate; dit_block = the DiT's time / its blocks; llm_prefill includes the connector; "
+                    "prompt encoding is paid once per call and not in the table"}
+
+
+def _dit_inputs(pipe, gen) -> dict:
+    """The keyword arguments the pipeline hands its DiT for one prompt (recorded from one call)."""
+    from vhslab.search.generation import Prompted, initial_noise
+
+    dit, seen = find_transformer(pipe), {}
+
+    def grab(_module, args, kwargs):
+        seen.update(kwargs)
+        if args:
+            seen["hidden_states"] = args[0]
+
+    handle = dit.register_forward_pre_hook(grab, with_kwargs=True)
+    try:
+        Prompted.encode(pipe, "a photo of a red circle", gen).to_latent(initial_noise(pipe, [0], gen))
+    finally:
+        handle.remove()
+    return {k: v for k, v in seen.items() if k != "return_dict"}
+
+
+def _expand(kwargs: dict, b: int) -> dict:
+    return {k: v.expand(b, *v.shape[1:]).contiguous() if torch.is_tensor(v) and v.ndim and v.shape[0] == 1 else v
+            for k, v in kwargs.items()}
+
+
+def world_stages(world, verifier) -> Stages:
+    """The world's stages: its DiT with a recorded prompt, decoder, CLIP vision tower (with its image
+    processor) and `verifier`'s connector and LLM (with its question and token pooling)."""
+    pipe, gen = world.pipeline, world.gen_config.resolve(world.pipeline)
+    dit, vae = find_transformer(pipe), pipe.vae
+    inputs = _dit_inputs(pipe, gen)
+    lat = inputs["hidden_states"]
+    hidden_width = verifier.config.in_channels
+    tokens = lat.shape[-1] * lat.shape[-2]
+    g = torch.Generator().manual_seed(0)
+
+    def dit_run(b):
+        kw = _expand(inputs, b)
+        return lambda: dit(**kw, return_dict=False)
+
+    def decode_run(b):
+        z = torch.randn(b, *lat.shape[1:], generator=g)
+        return lambda: vae.decode(z, return_dict=False)
+
+    def vision_run(b):
+        images = torch.randint(0, 256, (b, gen.height, gen.width, 3), generator=g, dtype=torch.uint8).numpy()
+        return lambda: world.vision(images)
+
+    def connector_run(b):
+        h = torch.randn(b, tokens, hidden_width, generator=g)
+        return lambda: verifier.visual_tokens(h)
+
+    def prefill_run(b):
+        h = torch.randn(b, tokens, hidden_width, generator=g)
+        return lambda: verifier.score(h, ["a photo of a red circle"] * b, batch_size=b)
+
+    block = int(verifier.config.site.split(".")[1])
+    return Stages("world", card_name("cpu"), "float32", len(dit.transformer_blocks), block,
+                  {"dit": dit_run, "decode": decode_run, "vision_encode": vision_run, "connector": connector_run,
+                   "llm_prefill": prefill_run})
+
+
+def ratio_vhs_to_vision(model, block: int | None = None) -> float:
+    """VHS cost per candidate over the vision path's, at batch 4 (a CostModel; block in its own blocks)."""
+    return model.split_ms("vhs", block)[1] / model.split_ms("vision")[1]
+
+
+def best_of_4_share(model, block: int) -> float:
+    """VHS Best-of-4 with the winner finished over the vision path's Best-of-4 (whole calls)."""
+    fixed, per = model.split_ms("vhs", block)
+    return (fixed + 4 * per) / (4 * model.split_ms("vision")[1])
+
+
+def end_to_end(world, verifiers: dict, ns=(1, 4, 16), repeats: int = 3, batch_size: int = 4,
+               progress: Callable[[str], None] | None = None) -> dict:
+    """Median ms of whole `best_of_n` calls on the world per verifier path and N (after one warm-up)."""
+    from vhslab.search.best_of_n import best_of_n
+
+    out = {}
+    for name, v in verifiers.items():
+        out[name] = {}
+        for n in ns:
+            if progress:
+                progress(f"Best-of-{n}, {name}")
+            call = lambda v=v, n=n: best_of_n(world.pipeline, v, "a photo of a red circle left of a blue square", n,  # noqa: E731
+                                              batch_size=batch_size, gen=world.gen_config, vision=world.vision)
+            out[name][n] = median_ms(call, "cpu", repeats, warmup=1)
+    return out

@@ -1,0 +1,235 @@
+"""The paper's main table, in the world: GenEval-style score of Best-of-N per verifier path against a
+time budget, under one or more cost models, with noise search beside it.
+
+How it runs. The budget (in plain generations: 1 = one plain call's cost in that cost model) buys
+each path its own N (`CostModel.n_for_budget`). Every Best-of-N row is read from one pool of
+candidates per prompt row, extracted once with every site the verifiers read: the pool's first N
+candidates of a row are exactly the candidates `best_of_n(..., seed, first)` generates for it (same
+seeds), so Best-of-N at any N is the pool prefix's best (tested against `best_of_n`). Noise search
+generates its own candidates (round 0 = the pool's first seeds), one call per prompt row and N.
+Intervals resample distinct meanings within tags (`meaning_draws`), one draw set for every cell, so
+differences between methods are paired.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from vhslab.data.evaluate import meaning_draws, overall_score
+
+PATH_SITE = {"vhs": None, "ae": "ae_latent", "vision": "vision"}  # vhs: the verifier's own block
+COMPARISONS = (("vhs", "vision"), ("vhs", "none"), ("vhs", "ae"), ("noise", "vhs"), ("oracle", "vhs"))
+
+
+def plan(cost_models, budgets, methods, blocks: dict, num_blocks: int) -> dict:
+    """{(cost model name, budget, method): N} (0 where not even one candidate fits)."""
+    from vhslab.search.best_of_n import COST_PATH
+    from vhslab.search.generation import SearchError
+
+    out = {}
+    for cm in cost_models:
+        for b in budgets:
+            for m in methods:
+                path = "vhs" if m == "noise" else m
+                block = blocks.get(path)
+                try:
+                    out[cm.name, b, m] = cm.n_for_budget(b * cm.plain_ms(), COST_PATH[path],
+                                                         None if block is None else cm.block_at(block, num_blocks))
+                except SearchError:
+                    out[cm.name, b, m] = 0
+    return out
+
+
+def pool_store(world, prompts, k: int, seed: int, sites: list[str], out: Path, progress: bool = True) -> xr.Dataset:
+    """The candidate pool: `k` candidates per prompt row, every site in `sites`, float32 (scores equal
+    `best_of_n`'s), labelled by the evaluator. Resumes if interrupted."""
+    from vhslab.data.extract import extract
+    from vhslab.data.store import open_store
+
+    extract(world.pipeline, prompts, out, n_per_prompt=k, sites=",".join(sites), seed=seed, dtype="float32",
+            gen=world.gen_config, vision=world.vision if "vision" in sites else None, model_id="world",
+            progress=progress, verify=False)
+    return open_store(out)
+
+
+def _pick(verdict: np.ndarray, scores: np.ndarray | None, n: int, method: str) -> np.ndarray:
+    """Per prompt row, the verdict of the candidate `method` picks among the first n."""
+    if n == 0:
+        return np.full(len(verdict), np.nan)
+    if method == "none":
+        return verdict[:, 0].astype(float)
+    if method == "oracle":
+        return verdict[:, :n].max(1).astype(float)
+    return verdict[np.arange(len(verdict)), np.argmax(scores[:, :n], 1)].astype(float)
+
+
+def run_noise_search(world, verifier, prompts, ns: set[int], k: int, seed: int, rounds: int, radius: float,
+                     partial: Path | None, progress: bool = True) -> dict:
+    """{(row, N): verdict of the noise search's winner} for every prompt row and N, resumable through
+    `partial` (JSON lines)."""
+    from tqdm.auto import tqdm
+
+    from vhslab.data.evaluate import ShapesEvaluator
+    from vhslab.search.noise_search import noise_search
+
+    done = {}
+    if partial is not None and partial.is_file():
+        for line in partial.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                if (r["seed"], r["rounds"], r["radius"], r["k"]) == (seed, rounds, radius, k):
+                    done[r["row"], r["n"]] = r["correct"]
+    evaluator, seen = ShapesEvaluator(), {}
+    firsts = []
+    for spec in prompts:  # the pool's first candidate index of each row (a repeated prompt text gets fresh seeds)
+        firsts.append(seen.get(spec.prompt, 0))
+        seen[spec.prompt] = firsts[-1] + k
+    todo = [(r, n) for r in range(len(prompts)) for n in sorted(ns) if n > 0 and (r, n) not in done]
+    for r, n in tqdm(todo, desc="noise search", disable=not progress):
+        spec = prompts[r]
+        res = noise_search(world.pipeline, verifier, spec.prompt, n, rounds=rounds, radius=radius, seed=seed,
+                           first=firsts[r], batch_size=8, gen=world.gen_config)
+        done[r, n] = bool(evaluator.evaluate(res.image, spec).correct)
+        if partial is not None:
+            with partial.open("a") as f:
+                f.write(json.dumps({"row": r, "n": n, "correct": done[r, n], "seed": seed, "rounds": rounds,
+                                    "radius": radius, "k": k, "round_of_winner": res.extra["round"][res.chosen]}) + "\n")
+    return done
+
+
+def _interval(reps: np.ndarray) -> tuple[float, float]:
+    return float(np.nanpercentile(reps, 2.5)), float(np.nanpercentile(reps, 97.5))
+
+
+def assemble(values: dict, plan_n: dict, cost_models, budgets, methods, tags, meanings, n_boot: int, seed: int,
+             pool_verdict: np.ndarray, pool_scores: dict) -> xr.Dataset:
+    """The table dataset from per-row values {(cost model, budget, method): (rows,)}."""
+    tags, meanings = np.asarray(tags), np.asarray(meanings)
+    weights = meaning_draws(tags, meanings, n_boot, seed)
+    names, uniq_tags = [cm.name for cm in cost_models], sorted(set(tags))
+    shape = (len(names), len(budgets), len(methods))
+    value, lo, hi, nn = (np.full(shape, np.nan) for _ in range(4))
+    tag_value, tag_lo, tag_hi = (np.full((*shape, len(uniq_tags)), np.nan) for _ in range(3))
+    comps = [c for c in COMPARISONS if c[0] in methods and c[1] in methods]
+    diff, diff_lo, diff_hi = (np.full((len(names), len(budgets), len(comps)), np.nan) for _ in range(3))
+    for i, name in enumerate(names):
+        for j, b in enumerate(budgets):
+            reps = {}
+            for m_i, m in enumerate(methods):
+                nn[i, j, m_i] = plan_n[name, b, m]
+                v = values[name, b, m]
+                if np.isnan(v).any():
+                    continue
+                reps[m] = overall_score(tags, v, weights)
+                value[i, j, m_i] = overall_score(tags, v)
+                lo[i, j, m_i], hi[i, j, m_i] = _interval(reps[m])
+                for t_i, t in enumerate(uniq_tags):
+                    rows = tags == t
+                    tag_value[i, j, m_i, t_i] = v[rows].mean()
+                    w = weights[:, rows]
+                    tag_lo[i, j, m_i, t_i], tag_hi[i, j, m_i, t_i] = _interval((w @ v[rows]) / w.sum(1))
+            for c_i, (a, ref) in enumerate(comps):
+                if a in reps and ref in reps:
+                    diff[i, j, c_i] = value[i, j, methods.index(a)] - value[i, j, methods.index(ref)]
+                    diff_lo[i, j, c_i], diff_hi[i, j, c_i] = _interval(reps[a] - reps[ref])
+    plain = np.array([[b * cm.plain_ms() for b in budgets] for cm in cost_models])
+    dims, tdims, cdims = ("cost_model", "budget", "verifier"), ("cost_model", "budget", "verifier", "tag"), ("cost_model", "budget", "comparison")
+    data = {"value": (dims, value), "lo": (dims, lo), "hi": (dims, hi), "n": (dims, nn),
+            "budget_ms": (("cost_model", "budget"), plain),
+            "tag_value": (tdims, tag_value), "tag_lo": (tdims, tag_lo), "tag_hi": (tdims, tag_hi),
+            "diff": (cdims, diff), "diff_lo": (cdims, diff_lo), "diff_hi": (cdims, diff_hi),
+            "pool_verdict": (("row", "candidate"), pool_verdict.astype(np.int8))}
+    for m, s in pool_scores.items():
+        data[f"pool_score_{m}"] = (("row", "candidate"), s.astype(np.float32))
+    coords = {"cost_model": names, "budget": list(budgets), "verifier": list(methods), "tag": uniq_tags,
+              "comparison": [f"{a}-{b}" for a, b in comps], "row_tag": ("row", tags), "row_meaning": ("row", meanings)}
+    return xr.Dataset(data, coords=coords)
+
+
+def check_table(verifiers: dict, methods, budgets, world) -> int | None:
+    """Every input error before compute; returns the VHS verifier's block (None without one)."""
+    from vhslab.data.capture import find_transformer
+    from vhslab.search.best_of_n import search_path
+    from vhslab.search.generation import SearchError
+
+    known = ("vhs", "vision", "ae", "none", "oracle")
+    bad = [m for m in methods if m not in known]
+    if bad or not methods:
+        raise SearchError(f"unknown verifiers {bad or methods}: choose from {', '.join(known)}")
+    if not budgets or any(not np.isfinite(b) or b <= 0 for b in budgets):
+        raise SearchError(f"budgets are positive numbers of plain generations, got {list(budgets)}")
+    for m in methods:
+        if m in PATH_SITE:
+            if m not in verifiers:
+                raise SearchError(f"no verifier given for {m!r}")
+            path, block = search_path(verifiers[m])
+            if path != m:
+                raise SearchError(f"the verifier given for {m!r} reads {verifiers[m].config.site!r} (the {path} path)")
+            num = len(find_transformer(world.pipeline).transformer_blocks)
+            if block is not None and block >= num:
+                raise SearchError(f"the verifier reads block.{block}, but the generator has blocks 0-{num - 1}")
+    return int(verifiers["vhs"].config.site.split(".")[1]) if "vhs" in methods else None
+
+
+def budget_table(world, verifiers: dict, prompts, budgets, cost_models, *, methods=("vhs", "vision", "ae", "none", "oracle"),
+                 seed: int = 2, noise: bool = True, rounds: int = 3, radius: float = 0.5, workdir: Path,
+                 n_boot: int = 1000, progress: bool = True) -> xr.Dataset:
+    """The budget table of `methods` (+ `noise` search when `noise` and `vhs` is among them) on `prompts`,
+    at `budgets` plain generations under each cost model. `workdir` keeps the pool store and the
+    noise search's finished rows, so an interrupted run resumes."""
+    from vhslab.data.capture import find_transformer
+    from vhslab.probes.verifier_sweep import candidate_rows, score_store
+
+    methods = list(methods)
+    block = check_table(verifiers, methods, budgets, world)
+    num_blocks = len(find_transformer(world.pipeline).transformer_blocks)
+    all_methods = methods + (["noise"] if noise and "vhs" in methods else [])
+    plan_n = plan(cost_models, budgets, all_methods, {"vhs": block}, num_blocks)
+    k = max([1] + [n for (_c, _b, m), n in plan_n.items() if m != "noise"])
+    sites = sorted({verifiers[m].config.site for m in methods if m in PATH_SITE})
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    pool = pool_store(world, prompts, k, seed, sites, workdir / f"pool-x{k}-seed{seed}.zarr", progress)
+    rows = len(prompts)
+    verdict, keys = candidate_rows(pool)
+    verdict = verdict.reshape(rows, k)
+    scores = {m: score_store(verifiers[m], pool).reshape(rows, k) for m in methods if m in PATH_SITE}
+    values = {(cm, b, m): _pick(verdict, scores.get(m), n, m) for (cm, b, m), n in plan_n.items() if m != "noise"}
+    if "noise" in all_methods:
+        ns = {n for (_c, _b, m), n in plan_n.items() if m == "noise"}
+        done = run_noise_search(world, verifiers["vhs"], prompts, ns, k, seed, rounds, radius,
+                                workdir / "noise_search.jsonl", progress)
+        for (cm, b, m), n in plan_n.items():
+            if m == "noise":
+                values[cm, b, m] = np.array([float(done[r, n]) for r in range(rows)]) if n else np.full(rows, np.nan)
+    tags, meanings = (np.asarray(keys[c]).reshape(rows, k)[:, 0].astype(object) for c in ("tag", "meaning"))
+    ds = assemble(values, plan_n, cost_models, budgets, all_methods, tags, meanings, n_boot, seed, verdict, scores)
+    ds.attrs.update({"seed": seed, "pool_size": k, "n_prompt_rows": rows, "n_meanings": len(set(meanings)),
+                     "sites": json.dumps({m: verifiers[m].config.site for m in methods if m in PATH_SITE}),
+                     "cards": json.dumps({cm.name: cm.card for cm in cost_models}),
+                     "noise_rounds": rounds, "noise_radius": radius, "n_boot": n_boot})
+    return ds
+
+
+def table_summary(ds: xr.Dataset) -> dict:
+    """Plain numbers of a budget table: per cost model and budget, each method's N and score with its
+    interval, and the paired differences."""
+    out = {}
+    for cm in ds.cost_model.values:
+        out[str(cm)] = {}
+        for b in ds.budget.values:
+            cell = ds.sel(cost_model=cm, budget=b)
+            row = {"budget_ms": round(float(cell.budget_ms), 1)}
+            for m in ds.verifier.values:
+                c = cell.sel(verifier=m)
+                row[str(m)] = {"n": int(c["n"]), "value": float(c["value"]), "ci": [float(c["lo"]), float(c["hi"])],
+                               "per_tag": {str(t): float(c["tag_value"].sel(tag=t)) for t in ds.tag.values}}
+            for comp in ds.comparison.values:
+                d = cell.sel(comparison=comp)
+                row[f"diff {comp}"] = {"value": float(d["diff"]), "ci": [float(d["diff_lo"]), float(d["diff_hi"])]}
+            out[str(cm)][f"{b:g}"] = row
+    return out
