@@ -71,7 +71,7 @@ def test_search_errors_before_any_compute(world, verifier):
     with pytest.raises(SearchError, match="blocks 0-11"):
         best_of_n(pipe, deep, PROMPT, 2)
     text = LatentVerifier.create(world.llm, world.tokenizer, "text", 1)
-    with pytest.raises(SearchError, match="block-site"):
+    with pytest.raises(SearchError, match="sees no candidate"):
         best_of_n(pipe, text, PROMPT, 2)
 
 

@@ -37,3 +37,17 @@ def test_cost_model_errors(tmp_path):
     bad.write_text(json.dumps({"name": "x", "card": "cpu", "num_blocks": 2, "stages_ms": {"batch_1": {}}}))
     with pytest.raises(SearchError, match="not a cost model"):
         load_cost_model(str(bad))
+
+
+def test_every_path_and_the_depth_mapping():
+    cost = load_cost_model("sana-sprint-1.6b")
+    one, many = cost.batch_1, cost.batch_4
+    assert cost.split_ms("ae") == pytest.approx((one["decode"], 20 * many["dit_block"] + many["llm_prefill"]))
+    assert cost.split_ms("oracle") == pytest.approx((0.0, 20 * many["dit_block"] + many["decode"]))
+    assert [cost.block_at(b, 12) for b in (0, 5, 10, 11)] == [1, 9, 17, 19]
+    assert cost.block_at(7, 20) == 7
+    world = load_cost_model("world")
+    assert world.num_blocks == 12 and "CPU" in world.card
+    # in the world, the decoder is cheap next to the DiT: VHS saves far less per candidate than at real size
+    ratio = lambda m, b: m.split_ms("vhs", b)[1] / m.split_ms("vision")[1]  # noqa: E731
+    assert ratio(world, 10) > 2 * ratio(cost, 17)

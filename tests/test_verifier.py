@@ -166,7 +166,7 @@ def test_best_of_n_picks_and_intervals():
 def test_the_shipped_verifiers_load_and_score_world_states():
     import vhslab
 
-    v, text = vhslab.load_verifier(), vhslab.load_verifier(text=True)
+    v, text = vhslab.load_verifier(), vhslab.load_verifier(kind="text")
     assert v.config.site.startswith("block.") and text.config.site == "text"
     assert v.config.extra["train"]["align_steps"] > 0 and v.config.extra["store"]  # says what made it
     hidden = torch.randn(3, 64, v.config.in_channels)

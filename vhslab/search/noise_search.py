@@ -71,4 +71,5 @@ def noise_search(pipe, verifier, prompt: str, n: int | None = None, *, budget_ms
     with t("finish_winner"):
         image = prompted.finish(noises[chosen], block, states[chosen])
     t["total"] = sum(t.values())
-    return SearchResult(image, np.array(scores), chosen, seeds, dict(t), "noise", {"round": round_of, "radius": radius})
+    return SearchResult(image, np.array(scores), chosen, seeds, dict(t), "noise",
+                        {"round": round_of, "radius": radius, "winner_noise": noises[chosen]})

@@ -1,0 +1,94 @@
+"""The budget table: its pool prefix is what best_of_n picks, its rows and intervals, the command."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import vhslab
+from vhslab.data.evaluate import ShapesEvaluator
+from vhslab.data.prompts import load_suite
+from vhslab.search import best_of_n, load_cost_model
+from vhslab.search.table import budget_table, table_summary
+
+EXE = shutil.which("vhslab", path=str(Path(sys.executable).parent)) or "vhslab"
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    world = vhslab.load_world()
+    suite = load_suite("geneval-shapes")
+    prompts = [suite[0], suite[40], suite[90], suite[0]]  # the last repeats the first prompt text: fresh seeds
+    verifiers = {"vhs": vhslab.load_verifier(), "vision": vhslab.load_verifier(kind="vision")}
+    cost = load_cost_model("sana-sprint-1.6b")
+    ds = budget_table(world, verifiers, prompts, [1, 2], [cost], methods=["vhs", "vision", "none", "oracle"], seed=5,
+                      workdir=tmp_path_factory.mktemp("bon"), n_boot=50, progress=False)
+    return world, verifiers, prompts, ds
+
+
+def test_the_pool_prefix_is_what_best_of_n_picks(table):
+    world, verifiers, prompts, ds = table
+    assert int(ds.sel(budget=2, verifier="vhs")["n"].item()) == 7 and int(ds.sel(budget=2, verifier="vision")["n"].item()) == 2
+    assert ds.attrs["pool_size"] == 7
+    ev = ShapesEvaluator()
+    for row, first in ((0, 0), (3, 7)):  # the repeated prompt's candidates continue its seed count
+        res = best_of_n(world.pipeline, verifiers["vhs"], prompts[row].prompt, 7, seed=5, first=first, batch_size=4,
+                        gen=world.gen_config)
+        np.testing.assert_allclose(res.scores, ds["pool_score_vhs"].values[row], atol=1e-5)
+        assert ev.evaluate(res.image, prompts[row]).correct == bool(ds["pool_verdict"].values[row, res.chosen])
+    assert not np.allclose(ds["pool_score_vhs"].values[0], ds["pool_score_vhs"].values[3])
+
+
+def test_rows_values_and_paired_differences(table):
+    _world, _v, prompts, ds = table
+    verdict, scores = ds["pool_verdict"].values, ds["pool_score_vhs"].values
+    tags = np.array([p.tag for p in prompts])
+    cell = ds.sel(cost_model="sana-sprint-1.6b", budget=2)
+    picked = verdict[np.arange(4), np.argmax(scores[:, :7], 1)]
+    overall = np.mean([picked[tags == t].mean() for t in np.unique(tags)])
+    assert float(cell["value"].sel(verifier="vhs")) == pytest.approx(overall)
+    none = np.mean([verdict[tags == t, 0].mean() for t in np.unique(tags)])
+    assert float(cell["value"].sel(verifier="none")) == pytest.approx(none)
+    oracle = cell["value"].sel(verifier="oracle")
+    assert all(float(oracle) >= float(cell["value"].sel(verifier=m)) for m in ("vhs", "vision", "none", "noise"))
+    d = cell.sel(comparison="vhs-vision")
+    assert float(d["diff"]) == pytest.approx(float(cell["value"].sel(verifier="vhs") - cell["value"].sel(verifier="vision")))
+    assert float(d["diff_lo"]) <= float(d["diff"]) <= float(d["diff_hi"])
+    # at budget 1 every path affords one candidate: noise search and VHS both keep the first seed
+    one = ds.sel(budget=1)
+    assert int(one["n"].sel(verifier="noise").item()) == 1
+    assert float(one["value"].sel(verifier="noise").item()) == pytest.approx(float(one["value"].sel(verifier="none").item()))
+    summary = table_summary(ds)["sana-sprint-1.6b"]["2"]
+    assert summary["vhs"]["n"] == 7 and "diff vhs-vision" in summary
+
+
+def test_bestofn_command_errors_before_compute(tmp_path):
+    cases = [(["--verifiers", "vhs,clip"], "unknown verifiers"), (["--budgets", "0,2"], "positive"),
+             (["--budgets", "a"], "comma list of numbers"), (["--cost-model", "pixart"], "no cost model"),
+             (["--cost-model", "sana-sprint-1.6b", "--card", "A100"], "not A100")]
+    for args, match in cases:
+        r = subprocess.run([EXE, "bestofn", "--workdir", str(tmp_path), *args], capture_output=True, text=True)
+        assert r.returncode == 2 and match in r.stderr and "Traceback" not in r.stderr, (args, r.stderr[-800:])
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_bestofn_command_writes_table_and_figure(tmp_path):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("\n".join(json.dumps(r) for r in [
+        {"tag": "single_object", "include": [{"class": "circle", "count": 1}], "prompt": "a photo of a circle"},
+        {"tag": "colors", "include": [{"class": "square", "count": 1, "color": "red"}], "prompt": "a photo of a red square"}]))
+    out, plot = tmp_path / "t.nc", tmp_path / "t.png"
+    r = subprocess.run([EXE, "bestofn", "--prompts", str(prompts), "--budgets", "1,2", "--n-boot", "20",
+                        "--workdir", str(tmp_path / "w"), "--out", str(out), "--plot", str(plot), "--no-progress",
+                        "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert set(res["table"]) == {"world", "sana-sprint-1.6b"} and res["n_prompt_rows"] == 2
+    cell = res["table"]["sana-sprint-1.6b"]["2"]
+    assert {"vhs", "vision", "ae", "none", "oracle", "noise"} <= set(cell) and cell["vhs"]["n"] == 7
+    assert out.is_file() and plot.stat().st_size > 10_000

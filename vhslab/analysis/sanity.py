@@ -1,0 +1,108 @@
+"""Sanity checks that come with every attribution run.
+
+- Deletion: removing (setting to the verifier's mean) the most attributed visual tokens should move
+  the margin more than removing as many random ones; ratio of mean |margin change|, with a
+  bootstrap interval over samples.
+- Model randomisation (Adebayo et al. 2018): a verifier with re-initialised connector and LLM should
+  give different maps; Spearman rank correlation per sample.
+- Pointing: the share of attribution mass (|IG|) on the latent cells under the evaluator's boxes of
+  the objects the prompt names, against the share those cells take of the grid (chance).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+from vhslab.analysis.attribution import margin
+
+
+def _remove(verifier, hidden: torch.Tensor, drop: np.ndarray) -> torch.Tensor:
+    """hidden with the tokens in `drop` (sample, token) bool set to the verifier's mean."""
+    out = hidden.clone()
+    mean = verifier.mean.float().reshape(-1)
+    out[torch.as_tensor(drop)] = mean
+    return out
+
+
+def _ratio_ci(top: np.ndarray, rnd: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(top), (n_boot, len(top)))
+    reps = top[idx].mean(1) / np.maximum(rnd[idx].mean(1), 1e-12)
+    return float(top.mean() / max(rnd.mean(), 1e-12)), float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5))
+
+
+def deletion(verifier, hidden: torch.Tensor, prompts: list[str], attr: np.ndarray, fractions=(0.1, 0.2, 0.3, 0.5),
+             n_random: int = 8, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Per fraction f: mean |margin change| when the top-f tokens by |attribution| are removed vs f random
+    tokens (mean of `n_random` draws per sample); `ratio` (top / random) with its 95% interval."""
+    n, t = attr.shape
+    base = margin(verifier, hidden, prompts)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for f in fractions:
+        k = max(1, round(f * t))
+        top = np.zeros((n, t), bool)
+        np.put_along_axis(top, np.argsort(-np.abs(attr), 1)[:, :k], True, 1)
+        d_top = np.abs(margin(verifier, _remove(verifier, hidden, top), prompts) - base)
+        d_rnd = np.zeros(n)
+        for _ in range(n_random):
+            pick = np.zeros((n, t), bool)
+            np.put_along_axis(pick, np.argsort(rng.random((n, t)), 1)[:, :k], True, 1)
+            d_rnd += np.abs(margin(verifier, _remove(verifier, hidden, pick), prompts) - base) / n_random
+        ratio, lo, hi = _ratio_ci(d_top, d_rnd, n_boot, seed)
+        out[f"{f:g}"] = {"tokens": k, "drop_top": float(d_top.mean()), "drop_random": float(d_rnd.mean()),
+                         "ratio": ratio, "ci": [lo, hi]}
+    return out
+
+
+def randomised_copy(verifier, seed: int = 0):
+    """A deep copy whose connector and LLM weights are re-drawn from their initialisers."""
+    rnd = copy.deepcopy(verifier)
+    torch.manual_seed(seed)
+    for layer in rnd.connector:
+        if hasattr(layer, "reset_parameters"):
+            layer.reset_parameters()
+    rnd.llm.apply(rnd.llm._init_weights)
+    return rnd
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman correlation per sample of two (sample, ...) maps."""
+    from scipy.stats import spearmanr
+
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    return np.array([spearmanr(x, y).statistic if np.std(x) > 0 and np.std(y) > 0 else 0.0 for x, y in zip(a, b, strict=True)])
+
+
+def box_cells(boxes, side: int, image_px: int) -> np.ndarray:
+    """(side, side) bool: latent cells whose pixel square overlaps any box (x0, y0, x1, y1)."""
+    cell = image_px / side
+    out = np.zeros((side, side), bool)
+    for x0, y0, x1, y1 in boxes:
+        c0, c1 = int(x0 // cell), int(np.ceil(x1 / cell))
+        r0, r1 = int(y0 // cell), int(np.ceil(y1 / cell))
+        out[max(r0, 0):min(r1, side), max(c0, 0):min(c1, side)] = True
+    return out
+
+
+def pointing(maps: np.ndarray, images: np.ndarray, specs, evaluator=None) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample: the share of |attribution| on the cells under the evaluator's boxes of objects the
+    prompt names, and that area's share of the grid (chance). NaN where no such object was found."""
+    from vhslab.data.evaluate import ShapesEvaluator
+
+    evaluator = evaluator or ShapesEvaluator()
+    n, side, _ = maps.shape
+    share, chance = np.full(n, np.nan), np.full(n, np.nan)
+    for i in range(n):
+        named = {item.cls for item in specs[i].include}
+        boxes = [d.box for d in evaluator.detect(images[i]) if d.cls in named]
+        if not boxes:
+            continue
+        cells = box_cells(boxes, side, images.shape[1])
+        mass = np.abs(maps[i])
+        share[i] = mass[cells].sum() / max(mass.sum(), 1e-12)
+        chance[i] = cells.mean()
+    return share, chance

@@ -1,0 +1,103 @@
+"""An attribution study on held-out store rows: maps, prompt-token attributions and the sanity checks,
+in one dataset (`AttributionResult.ds`) that plots itself."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+from vhslab.analysis.attribution import AttributionError, attribute, visual_ig
+from vhslab.analysis.sanity import deletion, pointing, randomised_copy, rank_correlation
+
+
+@dataclass
+class AttributionResult:
+    ds: xr.Dataset
+
+    def summary(self) -> dict:
+        return json.loads(self.ds.attrs["summary"])
+
+    def plot(self, k: int = 6):
+        from vhslab.figures.attribution import plot_attribution
+
+        return plot_attribution(self.ds, k)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        self.ds.to_netcdf(path)
+        return path
+
+
+def choose_rows(ds: xr.Dataset, n: int, seed: int = 0) -> np.ndarray:
+    """n store rows drawn without replacement (seeded), sorted; an error if the store is smaller."""
+    total = ds.sizes["sample"]
+    if not (isinstance(n, int) and 1 <= n <= total):
+        raise AttributionError(f"n must be in 1-{total} (the store's rows), got {n!r}")
+    return np.sort(np.random.default_rng(seed).choice(total, n, replace=False))
+
+
+def store_images(pipe, ds: xr.Dataset, rows: np.ndarray) -> np.ndarray | None:
+    """The decoded images of store rows, from their stored `ae_latent` (the decoder's exact input)."""
+    from vhslab.data.capture import to_uint8
+
+    if "ae_latent" not in ds:
+        return None
+    z = torch.as_tensor(np.asarray(ds["ae_latent"].isel(sample=rows).values, np.float32))  # (n, h*w, C)
+    side = round(z.shape[1] ** 0.5)
+    z = z.transpose(1, 2).reshape(len(rows), z.shape[2], side, side)
+    with torch.no_grad():
+        return to_uint8(pipe.vae.decode(z.to(pipe.vae.dtype), return_dict=False)[0])
+
+
+def attribution_study(verifier, store: xr.Dataset, n: int = 64, *, seed: int = 0, n_steps: int = 16, patch: int = 2,
+                      internal_batch_size: int = 64, pipe=None, fractions=(0.1, 0.2, 0.3, 0.5), n_boot: int = 1000,
+                      text: bool = True) -> AttributionResult:
+    """Attribute `verifier` on n held-out rows of `store` and run the sanity checks; `pipe` (the
+    generator whose decoder made the store) lets the maps be drawn over the images and enables the
+    pointing score."""
+    from vhslab.data.phrasing import parse_prompt
+    from vhslab.probes.verifier_sweep import _strs
+    from vhslab.probes.verifier_train import ChunkReader, find_site
+
+    site = find_site(store, verifier.config.site) if verifier.config.site != "text" else None
+    if site is None:
+        raise AttributionError("a text-only verifier has no visual tokens to attribute")
+    rows = choose_rows(store, n, seed)
+    hidden = torch.as_tensor(ChunkReader(store, site, int(store.attrs.get("sample_chunk", 64)))(rows))
+    prompts = list(_strs(store["prompt"].values[rows]))
+    images = store_images(pipe, store, rows) if pipe is not None else None
+    res = attribute(verifier, hidden, prompts, images=images, n_steps=n_steps, patch=patch,
+                    internal_batch_size=internal_batch_size, text=text)
+    maps = res["visual_ig"].values.reshape(n, -1)
+    verifier.eval()
+    dele = deletion(verifier, hidden, prompts, maps, fractions, n_boot=n_boot, seed=seed)
+    rnd_maps, _ = visual_ig(randomised_copy(verifier, seed), hidden, prompts, n_steps, internal_batch_size)
+    rho = rank_correlation(maps, rnd_maps)
+    tags = np.array(_strs(store["tag"].values[rows]), dtype=object)
+    res = res.assign(rank_corr_randomised=("sample", rho), tag=("sample", tags), row=("sample", rows),
+                     verdict=("sample", store["verdict"].values[rows].astype(np.int8)))
+    summary = {"site": verifier.config.site, "n": n, "deletion": dele,
+               "randomisation_rank_corr": {"mean": float(rho.mean()), "ci": _mean_ci(rho, n_boot, seed)},
+               "ig_completeness_error": float(res["ig_delta"].mean()), "mean_abs_margin": float(np.abs(res["margin"]).mean())}
+    if images is not None:
+        share, chance = pointing(res["visual_ig"].values, images, [parse_prompt(p) for p in prompts])
+        res = res.assign(pointing=("sample", share), pointing_chance=("sample", chance))
+        summary["pointing"] = {}
+        for t in sorted(set(tags)):
+            ok = (tags == t) & np.isfinite(share)
+            if ok.any():
+                summary["pointing"][t] = {"share": float(share[ok].mean()), "chance": float(chance[ok].mean()),
+                                          "n": int(ok.sum()), "gain_ci": _mean_ci(share[ok] - chance[ok], n_boot, seed)}
+    res.attrs["summary"] = json.dumps(summary)
+    return AttributionResult(res)
+
+
+def _mean_ci(x: np.ndarray, n_boot: int, seed: int) -> list[float]:
+    x = np.asarray(x, float)
+    reps = x[np.random.default_rng(seed).integers(0, len(x), (n_boot, len(x)))].mean(1)
+    return [float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5))]
