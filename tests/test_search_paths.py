@@ -32,7 +32,7 @@ def _plain(world, seeds, sites=("image",)):
     gen = world.gen_config.resolve(world.pipeline)
     with Capture(world.pipeline, list(sites), dtype=torch.float32, stop=False, vision=world.vision) as cap:
         world.pipeline(prompt=[PROMPT] * len(seeds), latents=initial_noise(world.pipeline, seeds, gen),
-                       output_type="latent", **gen.call_kwargs(world.pipeline))
+                       output_type="np", **gen.call_kwargs(world.pipeline))
     return cap
 
 

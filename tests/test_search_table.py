@@ -35,7 +35,8 @@ def test_the_pool_prefix_is_what_best_of_n_picks(table):
     assert int(ds.sel(budget=2, verifier="vhs")["n"].item()) == 7 and int(ds.sel(budget=2, verifier="vision")["n"].item()) == 2
     assert ds.attrs["pool_size"] == 7
     ev = ShapesEvaluator()
-    for row, first in ((0, 0), (3, 7)):  # the repeated prompt's candidates continue its seed count
+    assert prompts[0].prompt == prompts[1].prompt == prompts[3].prompt  # GenEval repeats prompts
+    for row, first in ((0, 0), (3, 14)):  # a repeated prompt's candidates continue its seed count
         res = best_of_n(world.pipeline, verifiers["vhs"], prompts[row].prompt, 7, seed=5, first=first, batch_size=4,
                         gen=world.gen_config)
         np.testing.assert_allclose(res.scores, ds["pool_score_vhs"].values[row], atol=1e-5)

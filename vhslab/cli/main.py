@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from vhslab.cli.analysis import attribute_cmd, geometry_cmd, patch_cmd
 from vhslab.cli.common import DEBUG, guard
 from vhslab.cli.extract import extract_cmd, inspect_cmd
 from vhslab.cli.probe import probe_cmd
@@ -21,6 +22,9 @@ app.command("probe")(guard(probe_cmd))
 app.command("generate")(guard(generate_cmd))
 app.command("bestofn")(guard(bestofn_cmd))
 app.command("bench")(guard(bench_cmd))
+app.command("attribute")(guard(attribute_cmd))
+app.command("patch")(guard(patch_cmd))
+app.command("geometry")(guard(geometry_cmd))
 
 
 @app.callback()

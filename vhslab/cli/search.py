@@ -66,6 +66,7 @@ def bestofn_cmd(
     vision_verifier: str = typer.Option("default", "--vision-verifier", help="the vision verifier: 'default' or a folder"),
     ae: str = typer.Option("default", help="the ae_latent verifier: 'default' or a folder"),
     noise_search: bool = typer.Option(True, help="add the noise search's row (same budget as VHS Best-of-N)"),
+    noise_budgets: str = typer.Option("1,2", help="budgets at which noise search runs ('all' for every budget)"),
     rounds: int = typer.Option(3, min=1, help="noise search rounds"),
     radius: float = typer.Option(0.5, min=0.01, max=1.0, help="noise search step: x = sqrt(1-r^2) best + r eps"),
     seed: int = typer.Option(2, min=0, help="root seed (the verifiers were trained on seed 0, evaluated on 1)"),
@@ -95,6 +96,10 @@ def bestofn_cmd(
         budget_list = [float(b) for b in budgets.split(",") if b.strip()]
     except ValueError:
         raise ValueError(f"--budgets is a comma list of numbers, got {budgets!r}") from None
+    try:
+        noise_list = None if noise_budgets == "all" else [float(b) for b in noise_budgets.split(",") if b.strip()]
+    except ValueError:
+        raise ValueError(f"--noise-budgets is a comma list of numbers or 'all', got {noise_budgets!r}") from None
     models = _cost_models(cost_model, card)
     suite = load_suite(prompts)
     world = vhslab.load_world()
@@ -102,7 +107,7 @@ def bestofn_cmd(
     loaded = {m: vhslab.load_verifier(None if p == "default" else p, kind=k) for m, (p, k) in chosen.items() if m in methods}
     check_table(loaded, methods, budget_list, world)
     ds = budget_table(world, loaded, suite, budget_list, models, methods=methods, seed=seed, noise=noise_search,
-                      rounds=rounds, radius=radius, workdir=workdir or cache_dir() / "bestofn", n_boot=n_boot,
+                      noise_budgets=noise_list, rounds=rounds, radius=radius, workdir=workdir or cache_dir() / "bestofn", n_boot=n_boot,
                       progress=progress)
     result = {"prompts": prompts, "n_prompt_rows": ds.attrs["n_prompt_rows"], "n_meanings": ds.attrs["n_meanings"],
               "pool_size": ds.attrs["pool_size"], "seed": seed, "table": table_summary(ds)}

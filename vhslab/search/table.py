@@ -176,11 +176,12 @@ def check_table(verifiers: dict, methods, budgets, world) -> int | None:
 
 
 def budget_table(world, verifiers: dict, prompts, budgets, cost_models, *, methods=("vhs", "vision", "ae", "none", "oracle"),
-                 seed: int = 2, noise: bool = True, rounds: int = 3, radius: float = 0.5, workdir: Path,
-                 n_boot: int = 1000, progress: bool = True) -> xr.Dataset:
+                 seed: int = 2, noise: bool = True, noise_budgets=None, rounds: int = 3, radius: float = 0.5,
+                 workdir: Path, n_boot: int = 1000, progress: bool = True) -> xr.Dataset:
     """The budget table of `methods` (+ `noise` search when `noise` and `vhs` is among them) on `prompts`,
-    at `budgets` plain generations under each cost model. `workdir` keeps the pool store and the
-    noise search's finished rows, so an interrupted run resumes."""
+    at `budgets` plain generations under each cost model (noise search only at `noise_budgets`, default
+    all: it generates its own candidates). `workdir` keeps the pool store and the noise search's
+    finished rows, so an interrupted run resumes."""
     from vhslab.data.capture import find_transformer
     from vhslab.probes.verifier_sweep import candidate_rows, score_store
 
@@ -189,6 +190,8 @@ def budget_table(world, verifiers: dict, prompts, budgets, cost_models, *, metho
     num_blocks = len(find_transformer(world.pipeline).transformer_blocks)
     all_methods = methods + (["noise"] if noise and "vhs" in methods else [])
     plan_n = plan(cost_models, budgets, all_methods, {"vhs": block}, num_blocks)
+    if noise_budgets is not None:
+        plan_n.update({(c, b, m): 0 for (c, b, m) in plan_n if m == "noise" and b not in set(noise_budgets)})
     k = max([1] + [n for (_c, _b, m), n in plan_n.items() if m != "noise"])
     sites = sorted({verifiers[m].config.site for m in methods if m in PATH_SITE})
     workdir = Path(workdir)

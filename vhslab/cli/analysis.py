@@ -1,0 +1,155 @@
+"""`vhslab attribute | patch | geometry`: why a verdict, on held-out stores of the world (or any store)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from vhslab.cli.common import check_new_file, emit
+
+TEST_HELP = "held-out store (default: the world's `verifier-test` store: geneval-shapes x 4, seed 1)"
+
+
+def _outputs(out, plot, overwrite):
+    for path, option in ((out, "--out"), (plot, "--plot")):
+        if path is not None:
+            check_new_file(path, overwrite, option)
+
+
+def _save(result: dict, ds, fig, out, plot):
+    if out is not None:
+        ds.to_netcdf(out)
+        result["out"] = str(out)
+    if plot is not None:
+        fig().savefig(plot, dpi=120, bbox_inches="tight")
+        result["plot"] = str(plot)
+
+
+def _test_store(data: Path | None, progress: bool):
+    from vhslab.data.default_stores import default_store
+    from vhslab.probes import open_store
+
+    return open_store(data if data is not None else default_store("verifier-test", progress))
+
+
+def attribute_cmd(
+    verifier: str = typer.Option("default", help="'default' (the shipped VHS verifier) or a saved verifier folder"),
+    data: Path = typer.Option(None, "--data", help=TEST_HELP),
+    n: int = typer.Option(64, min=1, help="held-out samples to attribute"),
+    n_steps: int = typer.Option(16, min=2, help="integration steps"),
+    patch: int = typer.Option(2, min=1, help="patch side (latent cells) for the ablation map"),
+    internal_batch_size: int = typer.Option(64, min=1, help="most forward rows at once (bounds memory)"),
+    seed: int = typer.Option(0, min=0),
+    out: Path = typer.Option(None, "--out", help="attribution dataset to write (.nc)"),
+    plot: Path = typer.Option(None, help="save maps over images and prompt-word bars to this image"),
+    overwrite: bool = typer.Option(False, help="replace --out / --plot if they exist"),
+    progress: bool = typer.Option(True, help="show progress bars (store extraction)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+) -> None:
+    """Attributions of the verifier's yes-no margin (latent tokens: IG and patch ablation; prompt words: IG)
+    with the deletion, randomisation and pointing checks."""
+    import vhslab
+    from vhslab.analysis.study import attribution_study
+
+    t0 = time.perf_counter()
+    _outputs(out, plot, overwrite)
+    v = vhslab.load_verifier(None if verifier == "default" else verifier)
+    store = _test_store(data, progress)
+    res = attribution_study(v, store, n, seed=seed, n_steps=n_steps, patch=patch, internal_batch_size=internal_batch_size,
+                            pipe=vhslab.load_world().pipeline)
+    result = res.summary()
+    _save(result, res.ds, res.plot, out, plot)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    emit(result, as_json, title="attribute")
+
+
+def patch_cmd(
+    data: Path = typer.Option(None, "--data", help=TEST_HELP + "; pairs of a correct and a wrong candidate come from it"),
+    train: Path = typer.Option(None, "--train", help="store the colour probes are fitted on (default: `verifier-train`)"),
+    verifier: str = typer.Option("default", help="'default' (the shipped VHS verifier) or a saved verifier folder"),
+    pairs: int = typer.Option(50, min=1, help="prompt rows with a correct and a wrong candidate"),
+    blocks: str = typer.Option("", help="comma list of block indices (default: every block)"),
+    coefficient: float = typer.Option(1.0, min=0.0, help="steering strength, in units of the mean token norm"),
+    steer: bool = typer.Option(True, help="also run colour steering with its random-direction control"),
+    seed: int = typer.Option(0, min=0),
+    out: Path = typer.Option(None, "--out", help="patching dataset to write (.nc)"),
+    plot: Path = typer.Option(None, help="save the block x region heatmaps to this image"),
+    overwrite: bool = typer.Option(False, help="replace --out / --plot if they exist"),
+    progress: bool = typer.Option(True, help="show progress bars (store extraction)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+) -> None:
+    """Activation patching (block x region, correct into wrong candidate) and colour steering per block."""
+    import numpy as np
+    import xarray as xr
+
+    import vhslab
+    from vhslab.analysis.interventions import pairs_from_store, patch_sweep, steer_sweep
+    from vhslab.data.prompts import load_suite
+    from vhslab.figures.interventions import plot_patching
+
+    t0 = time.perf_counter()
+    _outputs(out, plot, overwrite)
+    world = vhslab.load_world()
+    n_blocks = len(world.pipeline.transformer.transformer_blocks)
+    try:
+        block_list = [int(b) for b in blocks.split(",") if b.strip()] or list(range(n_blocks))
+    except ValueError:
+        raise ValueError(f"--blocks is a comma list of block indices, got {blocks!r}") from None
+    if any(not 0 <= b < n_blocks for b in block_list):
+        raise ValueError(f"--blocks: the world's generator has blocks 0-{n_blocks - 1}, got {block_list}")
+    v = vhslab.load_verifier(None if verifier == "default" else verifier)
+    ds = patch_sweep(world, v, pairs_from_store(_test_store(data, progress), pairs), block_list)
+    if steer:
+        from vhslab.data.default_stores import default_store
+        from vhslab.probes import open_store
+
+        train_store = open_store(train if train is not None else default_store("verifier-train", progress))
+        st = steer_sweep(world, train_store, load_suite("geneval-shapes"), block_list, coefficient, seed)
+        ds = xr.merge([ds, st.rename({"success": "steer_success", "control": "steer_control"})], combine_attrs="drop_conflicts")
+    table = ds["flip"].to_pandas()
+    matters = [int(b) for b in ds.block.values if float(ds["flip"].sel(block=b).drop_sel(region="all").max()) > 0]
+    result = {"n_pairs": ds.attrs["n_pairs"], "flip": {str(b): {r: round(float(table.loc[b, r]), 3) for r in table.columns}
+                                                      for b in table.index},
+              "restored": {str(b): round(float(np.nanmean(ds["restored"].sel(block=b))), 3) for b in ds.block.values},
+              "deepest_block_where_a_region_patch_flips": max(matters) if matters else None}
+    if steer:
+        result["steering"] = {str(b): {"success": float(ds["steer_success"].sel(block=b)),
+                                       "control": float(ds["steer_control"].sel(block=b))} for b in ds.block.values}
+    _save(result, ds, lambda: plot_patching(ds), out, plot)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    emit(result, as_json, title="patch")
+
+
+def geometry_cmd(
+    data: Path = typer.Option(None, "--data", help=TEST_HELP),
+    sites: str = typer.Option("", help="comma list of sites (default: every block, ae_latent, vision)"),
+    n: int = typer.Option(1000, min=3, help="rows to embed"),
+    label: str = typer.Option("verdict", help="colour points by: verdict, tag, prompt_color, found_color, found_class"),
+    umap: bool = typer.Option(True, help="also compute UMAP embeddings (slower than PCA)"),
+    seed: int = typer.Option(0, min=0),
+    out: Path = typer.Option(None, "--out", help="geometry dataset to write (.nc)"),
+    plot: Path = typer.Option(None, help="save the CKA heatmap and embeddings to this image"),
+    overwrite: bool = typer.Option(False, help="replace --out / --plot if they exist"),
+    progress: bool = typer.Option(True, help="show progress bars (store extraction)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+) -> None:
+    """PCA / UMAP of per-layer pooled states and the site x site linear CKA."""
+    from vhslab.analysis.geometry import geometry
+    from vhslab.figures.geometry import plot_geometry
+
+    t0 = time.perf_counter()
+    _outputs(out, plot, overwrite)
+    store = _test_store(data, progress)
+    site_list = [s.strip() for s in sites.split(",") if s.strip()] or None
+    ds = geometry(store, site_list, n, labels=tuple(dict.fromkeys(["verdict", label])), umap=umap, seed=seed)
+    names = [str(s) for s in ds.site.values]
+    cka = ds["cka"].values
+    result = {"n": ds.attrs["n"], "sites": names,
+              "cka": {a: {b: round(float(cka[i, j]), 3) for j, b in enumerate(names)} for i, a in enumerate(names)},
+              "pca_variance_ratio": {s: [round(float(x), 3) for x in ds["pca_variance_ratio"].sel(site=s).values] for s in names}}
+    shown = [s for s in names if s in ("block.0", f"block.{len(names) // 2}", "ae_latent", "vision")] or names[:3]
+    _save(result, ds, lambda: plot_geometry(ds, label, "umap" if umap else "pca", shown), out, plot)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    emit(result, as_json, title="geometry")
