@@ -71,10 +71,13 @@ def test_patching_at_the_verifiers_block_restores_its_score_and_later_blocks_can
     pairs = [(PROMPT, seeds[0], seeds[1]), (PROMPT, seeds[2], seeds[1])]
     ds = patch_sweep(world, verifier, pairs, blocks=[0, 5, 6], regions=["all", "q00"])
     assert ds["restored"].sel(block=5, region="all").item() == pytest.approx(1.0, abs=1e-4)  # B's block 5 = A's
-    assert ds["score_change"].sel(block=6).values == pytest.approx(np.zeros(2), abs=1e-6)  # after the verifier's site
+    assert np.abs(ds["score_change"].sel(block=6).values).max() < 1e-6  # after the verifier's site
+    assert set(ds.data_vars) >= {"flipped", "flipped_control", "flip", "flip_control", "restored"}
     assert ds["flip"].min() >= 0 and ds["flip"].max() <= 1 and ds.attrs["n_pairs"] == 2
-    same = patch_sweep(world, verifier, [(PROMPT, seeds[1], seeds[1])], blocks=[3], regions=["all"])
-    assert same["flip"].item() == 0 and same["score_change"].item() == pytest.approx(0.0, abs=1e-5)
+    same = patch_sweep(world, verifier, [(PROMPT, seeds[1], seeds[1])], blocks=[3], regions=["all"], control=False)
+    assert same["flip"].item() == 0 and np.abs(same["score_change"].values).max() < 1e-5
+    with pytest.raises(PatchError, match="at least 2 pairs"):
+        patch_sweep(world, verifier, [(PROMPT, seeds[1], seeds[1])], blocks=[3])
 
 
 def test_steering_reports_success_and_a_random_control(world, tmp_path):
@@ -88,6 +91,6 @@ def test_steering_reports_success_and_a_random_control(world, tmp_path):
     test = [s for s in load_suite("geneval-shapes") if s.tag == "colors"][:6]
     ds = steer_sweep(world, store, test, [3], coefficient=2.0, per_prompt=1)
     assert set(ds.data_vars) == {"success", "control"} and ds.attrs["n_prompts"] >= 1
-    assert 0 <= float(ds["success"][0]) <= 1 and 0 <= float(ds["control"][0]) <= 1
+    assert ds["success"].shape == ds["control"].shape == (1, ds.attrs["n_images"])
     with pytest.raises(PatchError, match="colour prompts"):
         steer_sweep(world, store, [s for s in load_suite("geneval-shapes") if s.tag == "single_object"], [3])

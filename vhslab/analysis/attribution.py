@@ -49,10 +49,19 @@ class _EmbedMargin(torch.nn.Module):
         return (logits[:, 0] - logits[:, 1]).float()
 
 
-def margin(verifier, hidden: torch.Tensor, prompts: list[str]) -> np.ndarray:
-    """logit(yes) - logit(no) per row (no gradients)."""
+def chunks(n: int, size: int):
+    """Slices of at most `size` samples: captum's `internal_batch_size` cannot go below the number of
+    samples it is given, so samples are fed in chunks to keep every forward within the bound."""
+    for lo in range(0, n, max(1, size)):
+        yield slice(lo, min(n, lo + max(1, size)))
+
+
+def margin(verifier, hidden: torch.Tensor, prompts: list[str], batch_size: int = 64) -> np.ndarray:
+    """logit(yes) - logit(no) per row (no gradients), `batch_size` rows at a time."""
+    model = _HiddenMargin(verifier, prompts)
     with torch.no_grad():
-        return _HiddenMargin(verifier, prompts)(hidden, torch.arange(len(prompts))).numpy()
+        return np.concatenate([model(hidden[c], torch.arange(len(prompts))[c]).numpy()
+                               for c in chunks(len(prompts), batch_size)])
 
 
 def check_inputs(verifier, hidden, prompts) -> torch.Tensor:
@@ -83,12 +92,15 @@ def visual_ig(verifier, hidden: torch.Tensor, prompts: list[str], n_steps: int =
     completeness error |sum - (margin(h) - margin(baseline))| per sample."""
     from captum.attr import IntegratedGradients
 
-    model = _HiddenMargin(verifier, prompts)
+    ig = IntegratedGradients(_HiddenMargin(verifier, prompts))
     index = torch.arange(len(prompts))
-    attr, delta = IntegratedGradients(model).attribute(
-        hidden, baselines=_baseline(verifier, hidden), additional_forward_args=(index,), n_steps=n_steps,
-        internal_batch_size=internal_batch_size, return_convergence_delta=True)
-    return attr.sum(-1).detach().numpy(), delta.abs().detach().numpy()
+    maps, deltas = [], []
+    for c in chunks(len(prompts), internal_batch_size):
+        attr, delta = ig.attribute(hidden[c], baselines=_baseline(verifier, hidden[c]), additional_forward_args=(index[c],),
+                                   n_steps=n_steps, internal_batch_size=internal_batch_size, return_convergence_delta=True)
+        maps.append(attr.sum(-1).detach().numpy())
+        deltas.append(delta.abs().detach().numpy())
+    return np.concatenate(maps), np.concatenate(deltas)
 
 
 def patch_ablation(verifier, hidden: torch.Tensor, prompts: list[str], patch: int = 2,
@@ -101,11 +113,13 @@ def patch_ablation(verifier, hidden: torch.Tensor, prompts: list[str], patch: in
     rows, cols = np.divmod(np.arange(side * side), side)
     ids = torch.as_tensor((rows // patch) * ((side + patch - 1) // patch) + cols // patch)
     mask = ids.reshape(1, -1, 1).expand(1, side * side, hidden.shape[2])
-    model = _HiddenMargin(verifier, prompts)
-    attr = FeatureAblation(model).attribute(
-        hidden, baselines=_baseline(verifier, hidden), additional_forward_args=(torch.arange(len(prompts)),),
-        feature_mask=mask, perturbations_per_eval=max(1, internal_batch_size // max(1, len(prompts))))
-    return attr[..., 0].detach().numpy()
+    ablation, index, out = FeatureAblation(_HiddenMargin(verifier, prompts)), torch.arange(len(prompts)), []
+    for c in chunks(len(prompts), internal_batch_size):
+        n = len(index[c])
+        attr = ablation.attribute(hidden[c], baselines=_baseline(verifier, hidden[c]), additional_forward_args=(index[c],),
+                                  feature_mask=mask, perturbations_per_eval=max(1, internal_batch_size // n))
+        out.append(attr[..., 0].detach().numpy())
+    return np.concatenate(out)
 
 
 def prompt_ig(verifier, hidden: torch.Tensor, prompts: list[str], n_steps: int = 16,
@@ -137,14 +151,17 @@ def prompt_ig(verifier, hidden: torch.Tensor, prompts: list[str], n_steps: int =
     ig = IntegratedGradients(_EmbedMargin(v))
     keep = v.llm.get_input_embeddings().weight.dtype
     v.llm.float()
+    baseline = embeds.clone()
+    baseline[torch.as_tensor(is_prompt)] = 0.0  # only the prompt's words move: the template and the image stay
+    out = []
     try:
-        baseline = embeds.clone()
-        baseline[torch.as_tensor(is_prompt)] = 0.0  # only the prompt's words move: the template and the image stay
-        attr = ig.attribute(embeds, baselines=baseline, additional_forward_args=(mask, positions),
-                            n_steps=n_steps, internal_batch_size=internal_batch_size)
+        for c in chunks(len(prompts), internal_batch_size):
+            attr = ig.attribute(embeds[c], baselines=baseline[c], additional_forward_args=(mask[c], positions[c]),
+                                n_steps=n_steps, internal_batch_size=internal_batch_size)
+            out.append(attr.sum(-1).detach().numpy())
     finally:
         v.llm.to(keep)
-    return attr.sum(-1).detach().numpy(), tokens, is_prompt
+    return np.concatenate(out), tokens, is_prompt
 
 
 def _find(seq: list[int], sub: list[int]) -> int:

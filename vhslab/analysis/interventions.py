@@ -51,48 +51,78 @@ def _generate(world, prompts, seeds, edit=None, site=None):
     return (np.asarray(images) * 255).round().astype(np.uint8), hidden
 
 
-def patch_sweep(world, verifier, pairs, blocks=None, regions=REGIONS, evaluator=None) -> xr.Dataset:
+def patch_sweep(world, verifier, pairs, blocks=None, regions=REGIONS, evaluator=None, control: bool = True) -> xr.Dataset:
     """For every block x region: B's generation (the wrong candidate) with the region's tokens at that
-    block taken from A's (the correct one). `flip` = share of pairs whose finished image the evaluator
-    now judges correct; `score_change` = verifier P(yes) patched - B's; `restored` = that change over
-    A's - B's (pyvene's normaliser: 0 no effect, 1 fully restored), averaged over pairs."""
+    block taken from A's (the correct one). Per pair: `flipped` (the evaluator now judges B correct)
+    and `score_change` (verifier P(yes) patched - B's). `restored` = mean change / mean (A's - B's)
+    (pyvene's normaliser: 0 no effect, 1 fully restored). With `control`, the same region is patched
+    from the correct candidate of *another* pair's prompt (`flipped_control`): what any edit of that
+    size does, the baseline a restoring patch must beat."""
     from vhslab.data.evaluate import ShapesEvaluator
     from vhslab.data.phrasing import parse_prompt
 
     evaluator = evaluator or ShapesEvaluator()
     n_blocks = len(find_transformer(world.pipeline).transformer_blocks)
     blocks = list(range(n_blocks)) if blocks is None else list(blocks)
+    if control and len(pairs) < 2:
+        raise PatchError("the control patches from another pair: give at least 2 pairs (or control=False)")
     site = verifier.config.site
     prompts = [p for p, _, _ in pairs]
     specs = [parse_prompt(p) for p in prompts]
     good, bad = [a for _, a, _ in pairs], [b for _, _, b in pairs]
     pipe, gen = world.pipeline, world.gen_config.resolve(world.pipeline)
-    with Capture(pipe, [f"block.{b}" for b in blocks] + ([site] if site not in [f"block.{b}" for b in blocks] else []),
-                 dtype=torch.float32, stop=False) as cap:
+    names = [f"block.{b}" for b in blocks]
+    with Capture(pipe, names + ([site] if site not in names else []), dtype=torch.float32, stop=False) as cap:
         pipe(prompt=prompts, latents=initial_noise(pipe, good, gen), output_type="latent", **gen.call_kwargs(pipe))
     donors = {b: cap.last(f"block.{b}") for b in blocks}
     score_a = verifier.score(cap.last(site), prompts)
     images_b, h_b = _generate(world, prompts, bad, site=site)
     score_b = verifier.score(h_b, prompts)
-    base_b = np.array([evaluator.evaluate(im, s).correct for im, s in zip(images_b, specs, strict=True)], float)
+    base_b = np.array([evaluator.evaluate(im, s).correct for im, s in zip(images_b, specs, strict=True)])
     side = round(donors[blocks[0]].shape[1] ** 0.5)
-    flip = np.zeros((len(blocks), len(regions)))
-    change, restored = np.zeros_like(flip), np.zeros_like(flip)
+    shape = (len(blocks), len(regions), len(pairs))
+    flipped, change, flipped_control = np.zeros(shape, bool), np.zeros(shape), np.zeros(shape, bool)
+
+    def run(donor, b, r):
+        images, h = _generate(world, prompts, bad, (f"block.{b}", replace_tokens(donor, region_mask(side, r))), site)
+        ok = np.array([evaluator.evaluate(im, s).correct for im, s in zip(images, specs, strict=True)])
+        return ok & ~base_b, verifier.score(h, prompts) - score_b
+
     for i, b in enumerate(blocks):
         for j, r in enumerate(regions):
-            images, h = _generate(world, prompts, bad, (f"block.{b}", replace_tokens(donors[b], region_mask(side, r))), site)
-            ok = np.array([evaluator.evaluate(im, s).correct for im, s in zip(images, specs, strict=True)], float)
-            s = verifier.score(h, prompts)
-            flip[i, j] = float(np.mean(ok > base_b))
-            change[i, j] = float(np.mean(s - score_b))
-            gap = score_a - score_b
-            keep = np.abs(gap) > 1e-3
-            restored[i, j] = float(np.mean((s - score_b)[keep] / gap[keep])) if keep.any() else np.nan
-    ds = xr.Dataset({"flip": (("block", "region"), flip), "score_change": (("block", "region"), change),
-                     "restored": (("block", "region"), restored)},
-                    coords={"block": blocks, "region": list(regions)})
-    ds.attrs.update({"n_pairs": len(pairs), "verifier_site": site, "b_correct_before": float(base_b.mean())})
+            flipped[i, j], change[i, j] = run(donors[b], b, r)
+            if control:
+                flipped_control[i, j], _ = run(torch.roll(donors[b], 1, 0), b, r)  # pair k gets pair k-1's tokens
+    gap = float(np.mean(score_a - score_b))
+    dims = ("block", "region", "pair")
+    data = {"flipped": (dims, flipped), "score_change": (dims, change),
+            "flip": (("block", "region"), flipped.mean(2)),
+            "restored": (("block", "region"), change.mean(2) / gap if abs(gap) > 1e-6 else np.full(shape[:2], np.nan))}
+    if control:
+        data["flipped_control"] = (dims, flipped_control)
+        data["flip_control"] = (("block", "region"), flipped_control.mean(2))
+    ds = xr.Dataset(data, coords={"block": blocks, "region": list(regions)})
+    ds.attrs.update({"n_pairs": len(pairs), "verifier_site": site, "b_correct_before": float(base_b.mean()),
+                     "score_gap_a_minus_b": gap})
     return ds
+
+
+def patch_effect(ds: xr.Dataset, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Per block: mean flip rate of the quadrant patches minus the control's, with a bootstrap interval
+    over pairs, and the depth from which patching stops mattering (the first block from which every
+    interval holds 0)."""
+    quads = [r for r in ds.region.values if r != "all"]
+    diff = (ds["flipped"].sel(region=quads).astype(float) - ds["flipped_control"].sel(region=quads).astype(float)).mean("region").values
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, diff.shape[1], (n_boot, diff.shape[1]))
+    out, above = {}, []
+    for i, b in enumerate(ds.block.values):
+        reps = diff[i][idx].mean(1)
+        lo, hi = float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5))
+        out[str(int(b))] = {"value": float(diff[i].mean()), "ci": [lo, hi]}
+        above.append(lo > 0)
+    stops = next((int(b) for k, b in enumerate(ds.block.values) if not any(above[k:])), None)
+    return {"quadrant_flip_minus_control": out, "stops_mattering_at_block": stops}
 
 
 def colour_directions(store: xr.Dataset, block: int, seed: int = 0) -> tuple[np.ndarray, list[str], float]:
@@ -116,8 +146,8 @@ def steer_sweep(world, store: xr.Dataset, prompts, blocks, coefficient: float = 
                 per_prompt: int = 2, evaluator=None) -> xr.Dataset:
     """Per block: steer single-object colour prompts towards another colour (the next one in the probe's
     classes) by adding coefficient x (mean token norm) x the probe direction to every token; `success`
-    = share of images whose detected object colour becomes the target; `control` = the same with a
-    random direction of the same norm."""
+    (block, image) = the detected object colour became the target; `control` = the same with a random
+    direction of the same norm."""
     from vhslab.data.evaluate import ShapesEvaluator
 
     evaluator = evaluator or ShapesEvaluator()
@@ -127,7 +157,7 @@ def steer_sweep(world, store: xr.Dataset, prompts, blocks, coefficient: float = 
     specs = [s for s in unique.values() for _ in range(per_prompt)]  # each distinct prompt, per_prompt seeds
     rng = np.random.default_rng(seed)
     seeds = [int(rng.integers(2**62)) for _ in specs]
-    success, control = np.zeros(len(blocks)), np.zeros(len(blocks))
+    success, control = np.zeros((len(blocks), len(specs)), bool), np.zeros((len(blocks), len(specs)), bool)
     for i, b in enumerate(blocks):
         dirs, classes, norm = colour_directions(store, b, seed)
         targets = [classes[(classes.index(s.include[0].color) + 1) % len(classes)] if s.include[0].color in classes
@@ -143,7 +173,8 @@ def steer_sweep(world, store: xr.Dataset, prompts, blocks, coefficient: float = 
                 image, _ = _generate(world, [spec.prompt], [s], edit)
                 found = [det.color for det in evaluator.detect(image[0]) if det.cls == spec.include[0].cls]
                 hits.append(bool(found) and found[0] == target)
-            (control if use_random else success)[i] = float(np.mean(hits))
-    ds = xr.Dataset({"success": (("block",), success), "control": (("block",), control)}, coords={"block": list(blocks)})
+            (control if use_random else success)[i] = hits
+    ds = xr.Dataset({"success": (("block", "image"), success), "control": (("block", "image"), control)},
+                    coords={"block": list(blocks)})
     ds.attrs.update({"n_prompts": len(unique), "n_images": len(specs), "coefficient": coefficient, "seed": seed})
     return ds

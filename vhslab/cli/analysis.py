@@ -85,7 +85,7 @@ def patch_cmd(
     import xarray as xr
 
     import vhslab
-    from vhslab.analysis.interventions import pairs_from_store, patch_sweep, steer_sweep
+    from vhslab.analysis.interventions import pairs_from_store, patch_effect, patch_sweep, steer_sweep
     from vhslab.data.prompts import load_suite
     from vhslab.figures.interventions import plot_patching
 
@@ -108,15 +108,20 @@ def patch_cmd(
         train_store = open_store(train if train is not None else default_store("verifier-train", progress))
         st = steer_sweep(world, train_store, load_suite("geneval-shapes"), block_list, coefficient, seed)
         ds = xr.merge([ds, st.rename({"success": "steer_success", "control": "steer_control"})], combine_attrs="drop_conflicts")
-    table = ds["flip"].to_pandas()
-    matters = [int(b) for b in ds.block.values if float(ds["flip"].sel(block=b).drop_sel(region="all").max()) > 0]
-    result = {"n_pairs": ds.attrs["n_pairs"], "flip": {str(b): {r: round(float(table.loc[b, r]), 3) for r in table.columns}
-                                                      for b in table.index},
-              "restored": {str(b): round(float(np.nanmean(ds["restored"].sel(block=b))), 3) for b in ds.block.values},
-              "deepest_block_where_a_region_patch_flips": max(matters) if matters else None}
+    table, control = ds["flip"].to_pandas(), ds["flip_control"].to_pandas()
+    result = {"n_pairs": ds.attrs["n_pairs"],
+              "flip": {str(b): {r: round(float(table.loc[b, r]), 3) for r in table.columns} for b in table.index},
+              "flip_control": {str(b): {r: round(float(control.loc[b, r]), 3) for r in control.columns} for b in control.index},
+              "restored": {str(b): round(float(ds["restored"].sel(block=b, region="all")), 3) for b in ds.block.values},
+              **patch_effect(ds, seed=seed)}
     if steer:
-        result["steering"] = {str(b): {"success": float(ds["steer_success"].sel(block=b)),
-                                       "control": float(ds["steer_control"].sel(block=b))} for b in ds.block.values}
+        result["steering"] = {}
+        for b in ds.block.values:
+            hit, ctl = (ds[v].sel(block=b).values.astype(float) for v in ("steer_success", "steer_control"))
+            reps = np.random.default_rng(seed).integers(0, len(hit), (1000, len(hit)))
+            d = (hit - ctl)[reps].mean(1)
+            result["steering"][str(b)] = {"success": float(hit.mean()), "control": float(ctl.mean()),
+                                          "diff_ci": [float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))]}
     _save(result, ds, lambda: plot_patching(ds), out, plot)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     emit(result, as_json, title="patch")

@@ -8,22 +8,24 @@ import xarray as xr
 
 
 def plot_patching(ds: xr.Dataset, height: float = 3.0):
-    """Heatmaps (block x region) of the verdict flip rate and the restored share of the verifier's score;
-    with steering in the dataset, its success and random-control rates against block."""
+    """Heatmaps (block x region) of the verdict flip rate and of its control (tokens of another prompt's
+    correct candidate); with steering in the dataset, its success and random-control rates against block."""
     if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps"):
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     steer = "steer_success" in ds
-    fig, axes = plt.subplots(1, 3 if steer else 2, figsize=(height * (3.6 if steer else 2.4), height), squeeze=False)
-    for ax, var, title in ((axes[0][0], "flip", "verdict flips to correct"), (axes[0][1], "restored", "verifier score restored")):
+    panels = [("flip", "verdict flips to correct")] + ([("flip_control", "control: another prompt's tokens")]
+                                                        if "flip_control" in ds else [])
+    fig, axes = plt.subplots(1, len(panels) + steer, figsize=(height * 1.2 * (len(panels) + steer), height), squeeze=False)
+    for ax, (var, title) in zip(axes[0], panels, strict=False):
         sns.heatmap(ds[var].to_pandas(), ax=ax, annot=True, fmt=".2f", annot_kws={"size": 6}, cmap="magma",
-                    vmin=0, vmax=1, cbar=False)
+                    vmin=0, vmax=max(0.5, float(ds["flip"].max())), cbar=False)
         ax.set_title(title, fontsize=9)
     if steer:
-        ax = axes[0][2]
-        ax.plot(ds.block.values, ds["steer_success"].values, marker="o", label="probe direction")
-        ax.plot(ds.block.values, ds["steer_control"].values, marker="s", ls="--", label="random direction")
+        ax = axes[0][-1]
+        ax.plot(ds.block.values, ds["steer_success"].mean("image").values, marker="o", label="probe direction")
+        ax.plot(ds.block.values, ds["steer_control"].mean("image").values, marker="s", ls="--", label="random direction")
         ax.set_xlabel("block")
         ax.set_ylabel("colour becomes the target")
         ax.set_ylim(-0.02, 1.02)
