@@ -22,8 +22,12 @@ def test_linear_cka_known_values():
 
 
 def test_geometry_dataset_on_a_planted_store_and_its_figure():
+    import torch
+
     store = planted_store(200, n_layers=4, signal_layer=2, strength=3.0, seed=1)
+    threads = torch.get_num_threads()
     ds = geometry(store, ["block.0", "block.2", "block.3", "ae_latent"], 120, labels=("verdict", "found_color"), umap=True)
+    assert torch.get_num_threads() == threads  # UMAP (numba) must not leave torch on another thread count
     cka = ds["cka"].values
     assert cka.shape == (4, 4) and np.allclose(np.diag(cka), 1) and np.allclose(cka, cka.T)
     assert ds["pca"].shape == (4, 120, 2) and ds["umap"].shape == (4, 120, 2)

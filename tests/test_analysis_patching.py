@@ -7,7 +7,7 @@ import torch
 
 import vhslab
 from vhslab.analysis.interventions import _generate, colour_directions, patch_sweep, steer_sweep
-from vhslab.analysis.patching import Edit, PatchError, ablate_tokens, region_mask, replace_tokens
+from vhslab.analysis.patching import Edit, PatchError, ablate_tokens, add_direction, region_mask, replace_tokens
 from vhslab.data.capture import Capture
 from vhslab.data.extract import extract
 from vhslab.data.generate import sample_seed
@@ -78,6 +78,24 @@ def test_patching_at_the_verifiers_block_restores_its_score_and_later_blocks_can
     assert same["flip"].item() == 0 and np.abs(same["score_change"].values).max() < 1e-5
     with pytest.raises(PatchError, match="at least 2 pairs"):
         patch_sweep(world, verifier, [(PROMPT, seeds[1], seeds[1])], blocks=[3])
+
+
+def test_a_steering_edit_adds_exactly_its_direction(world):
+    seeds = [sample_seed(3, PROMPT, j) for j in range(2)]
+    gen = world.gen_config.resolve(world.pipeline)
+    direction = torch.randn(96, generator=torch.Generator().manual_seed(0))
+    plain = _own_states(world, seeds, 4)
+    for coefficient in (0.0, 2.5):
+        tokens = region_mask(8, "q11")
+        with Edit(world.pipeline, "block.4", add_direction(direction, coefficient, tokens)), \
+                Capture(world.pipeline, ["block.4"], dtype=torch.float32, stop=True) as cap:
+            world.pipeline(prompt=[PROMPT] * 2, latents=initial_noise(world.pipeline, seeds, gen), output_type="latent",
+                           **gen.call_kwargs(world.pipeline))
+        want = plain.clone()
+        want[:, torch.as_tensor(tokens)] += coefficient * direction
+        torch.testing.assert_close(cap.last("block.4"), want, atol=1e-5, rtol=0)
+    with pytest.raises(PatchError, match="width 5"):
+        _generate(world, [PROMPT], seeds[:1], ("block.4", add_direction(torch.ones(5), 1.0)))
 
 
 def test_steering_reports_success_and_a_random_control(world, tmp_path):

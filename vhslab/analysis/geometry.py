@@ -53,6 +53,19 @@ def label_values(store: xr.Dataset, label: str, rows: np.ndarray) -> np.ndarray:
     return np.array([str(v) for v in values], dtype=object)
 
 
+def _umap(x: np.ndarray, seed: int) -> np.ndarray:
+    """2-D UMAP; torch's thread count is put back afterwards (numba's OpenMP start-up resets it, which
+    would make later torch results differ in the last bits from a run without UMAP)."""
+    import torch
+    import umap as umap_lib
+
+    threads = torch.get_num_threads()
+    try:
+        return umap_lib.UMAP(n_components=2, random_state=seed, n_jobs=1).fit_transform(x)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def geometry(store: xr.Dataset, sites: list[str] | None = None, n: int = 1000, *, labels=("verdict", "found_color"),
              umap: bool = True, seed: int = 0) -> xr.Dataset:
     """PCA (2 components, with explained variance) and UMAP of each site's pooled states on n rows,
@@ -84,9 +97,7 @@ def geometry(store: xr.Dataset, sites: list[str] | None = None, n: int = 1000, *
         pca.append(p.transform(feats[s]))
         ratio.append(p.explained_variance_ratio_)
         if umap:
-            import umap as umap_lib
-
-            emb.append(umap_lib.UMAP(n_components=2, random_state=seed, n_jobs=1).fit_transform(feats[s]))
+            emb.append(_umap(feats[s], seed))
     data = {"cka": (("site", "site_b"), cka), "pca": (("site", "sample", "component"), np.stack(pca)),
             "pca_variance_ratio": (("site", "component"), np.stack(ratio)),
             "row": (("sample",), rows)}

@@ -70,7 +70,7 @@ def search_path(verifier) -> tuple[str, int | None]:
 
 
 def check_search(pipe, verifier, n: int | None, gen: GenConfig, budget_ms: float | None = None, cost_model=None,
-                 vision=None, prompt: str | None = None, evaluator=None) -> tuple[str, int | None, int]:
+                 vision=None, prompt: str | None = None) -> tuple[str, int | None, int]:
     """Every input error before any compute; returns (path, block, N)."""
     path, block = search_path(verifier)
     if (n is None) == (budget_ms is None):
@@ -130,7 +130,7 @@ def best_of_n(pipe, verifier, prompt: str, n: int | None = None, *, budget_ms: f
     verifier's path, return the winner's image, every score, the chosen index and per-stage seconds.
     Candidate j's noise comes from `sample_seed(seed, prompt, first + j)`, as a store's rows do."""
     gen = (gen or GenConfig()).resolve(pipe)
-    path, block, n = check_search(pipe, verifier, n, gen, budget_ms, cost_model, vision, prompt, evaluator)
+    path, block, n = check_search(pipe, verifier, n, gen, budget_ms, cost_model, vision, prompt)
     spec = None
     if path == "oracle":
         from vhslab.data.evaluate import ShapesEvaluator
