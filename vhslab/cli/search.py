@@ -124,7 +124,8 @@ def bestofn_cmd(
 
 
 def bench_cmd(
-    arch: str = typer.Option("world", help="world (the embedded models) or sana-sprint-1.6b (real sizes, random weights)"),
+    arch: str = typer.Option("world", help="world (the embedded models), sana-sprint-1.6b (real sizes, random weights) "
+                             "or tiny (the real-size code at toy sizes, for a CPU check)"),
     device: str = typer.Option(None, help="cpu or cuda (default: cpu for the world, cuda for real sizes)"),
     repeats: int = typer.Option(10, min=1, help="timed runs per stage (median) after warm-up"),
     warmup: int = typer.Option(2, min=0),
@@ -144,7 +145,7 @@ def bench_cmd(
     from vhslab.search.costs import CostModel, load_cost_model
 
     if arch not in ("world", "sana-sprint-1.6b", "tiny"):
-        raise ValueError(f"--arch is world or sana-sprint-1.6b, got {arch!r}")
+        raise ValueError(f"--arch is world, sana-sprint-1.6b or tiny, got {arch!r}")
     device = device or ("cpu" if arch == "world" else "cuda")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: no CUDA device here (real sizes are meant for a GPU; --device cpu forces it)")
