@@ -21,3 +21,11 @@ def geneval_file() -> Path:
     if not path.exists():
         pytest.skip("../shared/data is not beside this checkout")
     return path
+
+
+@pytest.fixture(scope="session")
+def world():
+    """The shipped world, loaded once for every test that needs it (tests restore what they change)."""
+    import vhslab
+
+    return vhslab.load_world()

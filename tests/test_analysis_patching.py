@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-import vhslab
 from vhslab.analysis.interventions import _generate, colour_directions, patch_sweep, steer_sweep
 from vhslab.analysis.patching import Edit, PatchError, ablate_tokens, add_direction, region_mask, replace_tokens
 from vhslab.data.capture import Capture
@@ -18,10 +17,6 @@ from vhslab.search import initial_noise
 
 PROMPT = "a photo of a red circle left of a blue square"
 
-
-@pytest.fixture(scope="module")
-def world():
-    return vhslab.load_world()
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-import vhslab
 from vhslab.data.capture import Capture
 from vhslab.data.generate import sample_seed
 from vhslab.probes.verifier import LatentVerifier
@@ -12,10 +11,6 @@ from vhslab.search import SearchError, best_of_n, finish_from_cache, initial_noi
 
 PROMPT = "a photo of a red circle left of a blue square"
 
-
-@pytest.fixture(scope="module")
-def world():
-    return vhslab.load_world()
 
 
 @pytest.fixture(scope="module")

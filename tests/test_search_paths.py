@@ -17,10 +17,6 @@ from vhslab.search.noise_search import round_sizes
 PROMPT = "a photo of a red circle left of a blue square"
 
 
-@pytest.fixture(scope="module")
-def world():
-    return vhslab.load_world()
-
 
 @pytest.fixture(scope="module")
 def shipped():

@@ -13,11 +13,6 @@ from vhslab.cli.main import app
 from vhslab.world import WORLD_DIR, WorldMissingError
 
 
-@pytest.fixture(scope="module")
-def world():
-    return load_world()
-
-
 def test_shipped_world_is_small_and_complete():
     size = sum(f.stat().st_size for f in WORLD_DIR.rglob("*") if f.is_file())
     assert size < 40 * 2**20

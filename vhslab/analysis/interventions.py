@@ -112,15 +112,14 @@ def patch_effect(ds: xr.Dataset, n_boot: int = 1000, seed: int = 0) -> dict:
     over pairs, and the depth from which patching stops mattering (the first block from which every
     interval holds 0)."""
     quads = [r for r in ds.region.values if r != "all"]
+    from vhslab.analysis.sanity import mean_ci
+
     diff = (ds["flipped"].sel(region=quads).astype(float) - ds["flipped_control"].sel(region=quads).astype(float)).mean("region").values
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, diff.shape[1], (n_boot, diff.shape[1]))
     out, above = {}, []
     for i, b in enumerate(ds.block.values):
-        reps = diff[i][idx].mean(1)
-        lo, hi = float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5))
-        out[str(int(b))] = {"value": float(diff[i].mean()), "ci": [lo, hi]}
-        above.append(lo > 0)
+        ci = mean_ci(diff[i], n_boot, seed)
+        out[str(int(b))] = {"value": float(diff[i].mean()), "ci": ci}
+        above.append(ci[0] > 0)
     stops = next((int(b) for k, b in enumerate(ds.block.values) if not any(above[k:])), None)
     return {"quadrant_flip_minus_control": out, "stops_mattering_at_block": stops}
 

@@ -27,6 +27,13 @@ def _remove(verifier, hidden: torch.Tensor, drop: np.ndarray) -> torch.Tensor:
     return out
 
 
+def mean_ci(x: np.ndarray, n_boot: int = 1000, seed: int = 0) -> list[float]:
+    """95% bootstrap interval of the mean of `x` (rows resampled)."""
+    x = np.asarray(x, float)
+    reps = x[np.random.default_rng(seed).integers(0, len(x), (n_boot, len(x)))].mean(1)
+    return [float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5))]
+
+
 def _ratio_ci(top: np.ndarray, rnd: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(top), (n_boot, len(top)))

@@ -12,7 +12,7 @@ import torch
 import xarray as xr
 
 from vhslab.analysis.attribution import AttributionError, attribute, visual_ig
-from vhslab.analysis.sanity import deletion, pointing, randomised_copy, rank_correlation
+from vhslab.analysis.sanity import deletion, mean_ci, pointing, randomised_copy, rank_correlation
 
 
 @dataclass
@@ -82,7 +82,7 @@ def attribution_study(verifier, store: xr.Dataset, n: int = 64, *, seed: int = 0
     res = res.assign(rank_corr_randomised=("sample", rho), tag=("sample", tags), row=("sample", rows),
                      verdict=("sample", store["verdict"].values[rows].astype(np.int8)))
     summary = {"site": verifier.config.site, "n": n, "deletion": dele,
-               "randomisation_rank_corr": {"mean": float(rho.mean()), "ci": _mean_ci(rho, n_boot, seed)},
+               "randomisation_rank_corr": {"mean": float(rho.mean()), "ci": mean_ci(rho, n_boot, seed)},
                "ig_completeness_error": float(res["ig_delta"].mean()), "mean_abs_margin": float(np.abs(res["margin"]).mean())}
     if images is not None:
         share, chance = pointing(res["visual_ig"].values, images, [parse_prompt(p) for p in prompts])
@@ -92,12 +92,6 @@ def attribution_study(verifier, store: xr.Dataset, n: int = 64, *, seed: int = 0
             ok = (tags == t) & np.isfinite(share)
             if ok.any():
                 summary["pointing"][t] = {"share": float(share[ok].mean()), "chance": float(chance[ok].mean()),
-                                          "n": int(ok.sum()), "gain_ci": _mean_ci(share[ok] - chance[ok], n_boot, seed)}
+                                          "n": int(ok.sum()), "gain_ci": mean_ci(share[ok] - chance[ok], n_boot, seed)}
     res.attrs["summary"] = json.dumps(summary)
     return AttributionResult(res)
-
-
-def _mean_ci(x: np.ndarray, n_boot: int, seed: int) -> list[float]:
-    x = np.asarray(x, float)
-    reps = x[np.random.default_rng(seed).integers(0, len(x), (n_boot, len(x)))].mean(1)
-    return [float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5))]

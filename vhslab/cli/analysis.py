@@ -7,24 +7,9 @@ from pathlib import Path
 
 import typer
 
-from vhslab.cli.common import check_new_file, emit
+from vhslab.cli.common import check_new_files, comma_list, emit, save_outputs
 
 TEST_HELP = "held-out store (default: the world's `verifier-test` store: geneval-shapes x 4, seed 1)"
-
-
-def _outputs(out, plot, overwrite):
-    for path, option in ((out, "--out"), (plot, "--plot")):
-        if path is not None:
-            check_new_file(path, overwrite, option)
-
-
-def _save(result: dict, ds, fig, out, plot):
-    if out is not None:
-        ds.to_netcdf(out)
-        result["out"] = str(out)
-    if plot is not None:
-        fig().savefig(plot, dpi=120, bbox_inches="tight")
-        result["plot"] = str(plot)
 
 
 def _test_store(data: Path | None, progress: bool):
@@ -54,13 +39,13 @@ def attribute_cmd(
     from vhslab.analysis.study import attribution_study
 
     t0 = time.perf_counter()
-    _outputs(out, plot, overwrite)
+    check_new_files(overwrite, out=out, plot=plot)
     v = vhslab.load_verifier(None if verifier == "default" else verifier)
     store = _test_store(data, progress)
     res = attribution_study(v, store, n, seed=seed, n_steps=n_steps, patch=patch, internal_batch_size=internal_batch_size,
                             pipe=vhslab.load_world().pipeline)
     result = res.summary()
-    _save(result, res.ds, res.plot, out, plot)
+    save_outputs(result, res.ds, res.plot, out, plot)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     emit(result, as_json, title="attribute")
 
@@ -81,22 +66,19 @@ def patch_cmd(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
     """Activation patching (block x region, correct into wrong candidate) and colour steering per block."""
-    import numpy as np
     import xarray as xr
 
     import vhslab
     from vhslab.analysis.interventions import pairs_from_store, patch_effect, patch_sweep, steer_sweep
+    from vhslab.analysis.sanity import mean_ci
     from vhslab.data.prompts import load_suite
     from vhslab.figures.interventions import plot_patching
 
     t0 = time.perf_counter()
-    _outputs(out, plot, overwrite)
+    check_new_files(overwrite, out=out, plot=plot)
     world = vhslab.load_world()
     n_blocks = len(world.pipeline.transformer.transformer_blocks)
-    try:
-        block_list = [int(b) for b in blocks.split(",") if b.strip()] or list(range(n_blocks))
-    except ValueError:
-        raise ValueError(f"--blocks is a comma list of block indices, got {blocks!r}") from None
+    block_list = comma_list(blocks, int, "--blocks", "block indices") or list(range(n_blocks))
     if any(not 0 <= b < n_blocks for b in block_list):
         raise ValueError(f"--blocks: the world's generator has blocks 0-{n_blocks - 1}, got {block_list}")
     v = vhslab.load_verifier(None if verifier == "default" else verifier)
@@ -118,11 +100,9 @@ def patch_cmd(
         result["steering"] = {}
         for b in ds.block.values:
             hit, ctl = (ds[v].sel(block=b).values.astype(float) for v in ("steer_success", "steer_control"))
-            reps = np.random.default_rng(seed).integers(0, len(hit), (1000, len(hit)))
-            d = (hit - ctl)[reps].mean(1)
             result["steering"][str(b)] = {"success": float(hit.mean()), "control": float(ctl.mean()),
-                                          "diff_ci": [float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))]}
-    _save(result, ds, lambda: plot_patching(ds), out, plot)
+                                          "diff_ci": mean_ci(hit - ctl, 1000, seed)}
+    save_outputs(result, ds, lambda: plot_patching(ds), out, plot)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     emit(result, as_json, title="patch")
 
@@ -145,9 +125,9 @@ def geometry_cmd(
     from vhslab.figures.geometry import plot_geometry
 
     t0 = time.perf_counter()
-    _outputs(out, plot, overwrite)
+    check_new_files(overwrite, out=out, plot=plot)
     store = _test_store(data, progress)
-    site_list = [s.strip() for s in sites.split(",") if s.strip()] or None
+    site_list = comma_list(sites) or None
     ds = geometry(store, site_list, n, labels=tuple(dict.fromkeys(["verdict", label])), umap=umap, seed=seed)
     names = [str(s) for s in ds.site.values]
     cka = ds["cka"].values
@@ -155,6 +135,6 @@ def geometry_cmd(
               "cka": {a: {b: round(float(cka[i, j]), 3) for j, b in enumerate(names)} for i, a in enumerate(names)},
               "pca_variance_ratio": {s: [round(float(x), 3) for x in ds["pca_variance_ratio"].sel(site=s).values] for s in names}}
     shown = [s for s in names if s in ("block.0", f"block.{len(names) // 2}", "ae_latent", "vision")] or names[:3]
-    _save(result, ds, lambda: plot_geometry(ds, label, "umap" if umap else "pca", shown), out, plot)
+    save_outputs(result, ds, lambda: plot_geometry(ds, label, "umap" if umap else "pca", shown), out, plot)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     emit(result, as_json, title="geometry")

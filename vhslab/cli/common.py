@@ -32,6 +32,32 @@ def check_new_file(path, overwrite: bool, option: str = "--out") -> None:
         raise PermissionError(f"{option} {path}: the folder {parent} is not writable")
 
 
+def comma_list(text: str | None, convert=str, option: str = "", what: str = "values") -> list:
+    """Items of a comma list (blanks dropped), each through `convert`; a bad item names the option."""
+    items = [t.strip() for t in (text or "").split(",") if t.strip()]
+    try:
+        return [convert(t) for t in items]
+    except ValueError:
+        raise ValueError(f"{option} is a comma list of {what}, got {text!r}") from None
+
+
+def check_new_files(overwrite: bool, **paths) -> None:
+    """`check_new_file` for each optional output, keyed by option name (`out=..., plot=...`)."""
+    for name, path in paths.items():
+        if path is not None:
+            check_new_file(path, overwrite, "--" + name.replace("_", "-"))
+
+
+def save_outputs(result: dict, ds, figure, out, plot) -> None:
+    """Write the result dataset to `out` and `figure()` to `plot` (each if given), noting them in `result`."""
+    if out is not None:
+        ds.to_netcdf(out)
+        result["out"] = str(out)
+    if plot is not None:
+        figure().savefig(plot, dpi=120, bbox_inches="tight")
+        result["plot"] = str(plot)
+
+
 BAD_INPUT = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 

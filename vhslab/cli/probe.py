@@ -6,11 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vhslab.cli.common import check_new_file, emit
-
-
-def _csv(text: str | None) -> list[str]:
-    return [t.strip() for t in (text or "").split(",") if t.strip()]
+from vhslab.cli.common import check_new_file, comma_list, emit
 
 
 def probe_cmd(
@@ -40,7 +36,7 @@ def probe_cmd(
     from vhslab.probes.results import check_results_path
 
     try:
-        layer_list = [int(v) for v in _csv(layers)] if layers else None
+        layer_list = [int(v) for v in comma_list(layers)] if layers else None
     except ValueError:
         raise typer.BadParameter(f"--layers {layers!r}: expected comma-separated integers") from None
     if out is not None:
@@ -49,7 +45,7 @@ def probe_cmd(
         check_new_file(plot, overwrite, "--plot")
     ds = open_store(data)
     res = run_sweep(
-        ds, _csv(targets), _csv(probes), layers=layer_list, extra_sites=tuple(_csv(sites)), k=folds,
+        ds, comma_list(targets), comma_list(probes), layers=layer_list, extra_sites=tuple(comma_list(sites)), k=folds,
         inner_k=inner_folds, select=select, grid=grid, n_boot=n_boot, baseline=baseline, seed=seed, progress=progress,
     )
     result = {"data": str(data), "n_samples": int(ds.sizes["sample"]), **res.report()}

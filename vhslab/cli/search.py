@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vhslab.cli.common import check_new_file, emit
+from vhslab.cli.common import check_new_file, check_new_files, comma_list, emit, save_outputs
 
 
 def generate_cmd(
@@ -50,7 +50,7 @@ def generate_cmd(
 def _cost_models(spec: str, card: str | None = None):
     from vhslab.search import load_cost_model
 
-    names = [s.strip() for s in spec.split(",") if s.strip()]
+    names = comma_list(spec)
     if not names:
         raise ValueError("--cost-model names at least one cost model (world, sana-sprint-1.6b or a JSON file)")
     return [load_cost_model(n, card=card) for n in names]
@@ -88,18 +88,10 @@ def bestofn_cmd(
     from vhslab.search.table import budget_table, check_table, table_summary
 
     t0 = time.perf_counter()
-    for path, option in ((out, "--out"), (plot, "--plot")):
-        if path is not None:
-            check_new_file(path, overwrite, option)
-    methods = [m.strip() for m in verifiers.split(",") if m.strip()]
-    try:
-        budget_list = [float(b) for b in budgets.split(",") if b.strip()]
-    except ValueError:
-        raise ValueError(f"--budgets is a comma list of numbers, got {budgets!r}") from None
-    try:
-        noise_list = None if noise_budgets == "all" else [float(b) for b in noise_budgets.split(",") if b.strip()]
-    except ValueError:
-        raise ValueError(f"--noise-budgets is a comma list of numbers or 'all', got {noise_budgets!r}") from None
+    check_new_files(overwrite, out=out, plot=plot)
+    methods = comma_list(verifiers)
+    budget_list = comma_list(budgets, float, "--budgets", "numbers")
+    noise_list = None if noise_budgets == "all" else comma_list(noise_budgets, float, "--noise-budgets", "numbers or 'all'")
     models = _cost_models(cost_model, card)
     suite = load_suite(prompts)
     world = vhslab.load_world()
@@ -111,14 +103,9 @@ def bestofn_cmd(
                       progress=progress)
     result = {"prompts": prompts, "n_prompt_rows": ds.attrs["n_prompt_rows"], "n_meanings": ds.attrs["n_meanings"],
               "pool_size": ds.attrs["pool_size"], "seed": seed, "table": table_summary(ds)}
-    if out is not None:
-        ds.to_netcdf(out)
-        result["out"] = str(out)
-    if plot is not None:
-        from vhslab.figures.search import plot_budget_curve
+    from vhslab.figures.search import plot_budget_curve
 
-        plot_budget_curve(ds).savefig(plot, dpi=120, bbox_inches="tight")
-        result["plot"] = str(plot)
+    save_outputs(result, ds, lambda: plot_budget_curve(ds), out, plot)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     emit(result, as_json, title="bestofn")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from vhslab.cli.common import check_new_file, emit, guard
+from vhslab.cli.common import check_new_files, comma_list, emit, guard
 
 verifier_app = typer.Typer(help="LatentVerifiers: train one, evaluate one, sweep every site.", no_args_is_help=True,
                            pretty_exceptions_enable=False)
@@ -163,13 +163,11 @@ def sweep_cmd(
     from vhslab.probes.verifier_sweep import run_verifier_sweep, verifier_table
 
     cfg = _train_config(steps, align_steps, 32, 1e-3, 1e-4, loss, seed)
-    check_new_file(out, overwrite)
-    if plot is not None:
-        check_new_file(plot, overwrite, "--plot")
+    check_new_files(overwrite, out=out, plot=plot)
     model, tokenizer = _llm(None)
     train_ds, test_ds = _store(data, "verifier-train", progress), _store(test, "verifier-test", progress)
     t0 = time.perf_counter()
-    res = run_verifier_sweep(train_ds, test_ds, model, tokenizer, [s.strip() for s in sites.split(",") if s.strip()] or None,
+    res = run_verifier_sweep(train_ds, test_ds, model, tokenizer, comma_list(sites) or None,
                              cfg, token_grid=grid or None, n_boot=n_boot, progress=progress,
                              partial=out.with_name(out.name + ".partial"))
     res.to_netcdf(out)

@@ -35,17 +35,25 @@ def sample_seed(seed: int, prompt: str, k: int) -> int:
     return int(state >> np.uint64(1))
 
 
+def candidate_offsets(prompts: list[PromptSpec], n_per_prompt: int) -> list[int]:
+    """Per prompt row, the index j of its first candidate: candidates are counted per prompt *text*,
+    so a prompt listed twice continues where its first listing stopped (fresh noise for every row)."""
+    seen: dict[str, int] = {}
+    out = []
+    for spec in prompts:
+        out.append(seen.get(spec.prompt, 0))
+        seen[spec.prompt] = out[-1] + n_per_prompt
+    return out
+
+
 def make_samples(prompts: list[PromptSpec], n_per_prompt: int, seed: int = 0) -> list[Sample]:
     """Prompt-major list: sample_id = prompt_index * n_per_prompt + k. Its seed is
     `sample_seed(seed, prompt, j)`, j counting the candidates of that prompt text so far, so a prompt
     listed twice (GenEval repeats prompts) gets fresh noise for every row."""
     if n_per_prompt < 1 or not prompts:
         raise ValueError("need at least one prompt and n_per_prompt >= 1")
-    seen: dict[str, int] = {}
     out = []
-    for p, spec in enumerate(prompts):
-        first = seen.get(spec.prompt, 0)
-        seen[spec.prompt] = first + n_per_prompt
+    for p, (spec, first) in enumerate(zip(prompts, candidate_offsets(prompts, n_per_prompt), strict=True)):
         out += [Sample(p * n_per_prompt + k, p, sample_seed(seed, spec.prompt, first + k), spec) for k in range(n_per_prompt)]
     return out
 

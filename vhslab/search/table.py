@@ -74,6 +74,7 @@ def run_noise_search(world, verifier, prompts, ns: set[int], k: int, seed: int, 
     from tqdm.auto import tqdm
 
     from vhslab.data.evaluate import ShapesEvaluator
+    from vhslab.data.generate import candidate_offsets
     from vhslab.search.noise_search import noise_search
 
     done = {}
@@ -83,11 +84,7 @@ def run_noise_search(world, verifier, prompts, ns: set[int], k: int, seed: int, 
                 r = json.loads(line)
                 if (r["seed"], r["rounds"], r["radius"], r["k"]) == (seed, rounds, radius, k):
                     done[r["row"], r["n"]] = r["correct"]
-    evaluator, seen = ShapesEvaluator(), {}
-    firsts = []
-    for spec in prompts:  # the pool's first candidate index of each row (a repeated prompt text gets fresh seeds)
-        firsts.append(seen.get(spec.prompt, 0))
-        seen[spec.prompt] = firsts[-1] + k
+    evaluator, firsts = ShapesEvaluator(), candidate_offsets(prompts, k)  # each row's first pool candidate
     todo = [(r, n) for r in range(len(prompts)) for n in sorted(ns) if n > 0 and (r, n) not in done]
     for r, n in tqdm(todo, desc="noise search", disable=not progress):
         spec = prompts[r]
