@@ -23,9 +23,10 @@ def geneval_file() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def world():
-    """The shipped world, loaded once for every test that needs it (tests restore what they change)."""
+    """The shipped world, loaded once per test module: a module may leave it changed (a verifier built
+    on its LLM puts the LLM back in training mode), so modules do not share one."""
     import vhslab
 
     return vhslab.load_world()
