@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from vhslab.analysis.attribution import margin
+from vhslab.data.evaluate import interval
 
 
 def _remove(verifier, hidden: torch.Tensor, drop: np.ndarray) -> torch.Tensor:
@@ -31,14 +32,14 @@ def mean_ci(x: np.ndarray, n_boot: int = 1000, seed: int = 0) -> list[float]:
     """95% bootstrap interval of the mean of `x` (rows resampled)."""
     x = np.asarray(x, float)
     reps = x[np.random.default_rng(seed).integers(0, len(x), (n_boot, len(x)))].mean(1)
-    return [float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5))]
+    return interval(reps)
 
 
 def _ratio_ci(top: np.ndarray, rnd: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(top), (n_boot, len(top)))
     reps = top[idx].mean(1) / np.maximum(rnd[idx].mean(1), 1e-12)
-    return float(top.mean() / max(rnd.mean(), 1e-12)), float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5))
+    return float(top.mean() / max(rnd.mean(), 1e-12)), *interval(reps)
 
 
 def deletion(verifier, hidden: torch.Tensor, prompts: list[str], attr: np.ndarray, fractions=(0.1, 0.2, 0.3, 0.5),

@@ -140,3 +140,13 @@ def overall_score(tags, values, weights: np.ndarray | None = None):
     if weights is None:
         return float(np.mean([values[tags == t].mean() for t in uniq]))
     return np.mean([(weights[:, tags == t] @ values[tags == t]) / weights[:, tags == t].sum(1) for t in uniq], axis=0)
+
+
+def interval(reps, level: float = 0.95) -> list[float]:
+    """The percentile interval of bootstrap replicates (non-finite ones dropped; NaNs when none is left):
+    the one spelling every interval of the package uses."""
+    reps = np.asarray(reps, float)
+    reps = reps[np.isfinite(reps)]
+    if not reps.size:
+        return [float("nan"), float("nan")]
+    return [float(np.percentile(reps, (1 - level) / 2 * 100)), float(np.percentile(reps, (1 + level) / 2 * 100))]

@@ -151,12 +151,9 @@ def replicates(kind: str, y, pred, clusters, within: bool, draws, pair_groups=No
 
 
 def percentile_ci(vals: dict[str, np.ndarray], level: float = 0.95) -> dict[str, tuple[float, float]]:
-    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
-    out = {}
-    for m, v in vals.items():
-        v = v[np.isfinite(v)]
-        out[m] = (float(np.percentile(v, lo)), float(np.percentile(v, hi))) if v.size else (np.nan, np.nan)
-    return out
+    from vhslab.data.evaluate import interval
+
+    return {m: tuple(interval(v, level)) for m, v in vals.items()}
 
 
 def bootstrap_ci(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vhslab.data.evaluate import meaning_draws, overall_score
+from vhslab.data.evaluate import interval, meaning_draws, overall_score
 from vhslab.probes.metrics import auroc_binary, auroc_within, balanced_accuracy, ece
 
 # ranking metric -> its key in vhslab.probes.metrics' bootstrap replicates
@@ -42,8 +42,7 @@ def best_of_n(group, tag, meaning, verdict, score, n: int = 4, n_boot: int = 100
     reps["gain"] = reps["verifier"] - reps["bo1"]
     values = {k: overall_score(tags, v) for k, v in per.items()}
     values["gain"] = values["verifier"] - values["bo1"]
-    ci = lambda r: [float(np.percentile(r, 2.5)), float(np.percentile(r, 97.5))]  # noqa: E731
-    out = {f"bo{n}_{k}" if k in ("verifier", "oracle") else k: {"value": values[k], "ci": ci(reps[k])} for k in values}
+    out = {f"bo{n}_{k}" if k in ("verifier", "oracle") else k: {"value": values[k], "ci": interval(reps[k])} for k in values}
     out["n_prompt_rows"], out["n_meanings"] = len(tags), len(np.unique(meanings))
     return out
 
@@ -90,6 +89,6 @@ def evaluate_scores(verdict, scores: dict[str, np.ndarray], group, tag, meaning,
                             (f"bo{n}_oracle", a["oracle"], b["oracle"]),
                             ("gain", a["verifier"] - a["bo1"], b["verifier"] - b["bo1"])):
             reps = overall_score(tags, va - vb, weights)
-            diff[key] = {"value": overall_score(tags, va - vb), "ci": [float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5))]}
+            diff[key] = {"value": overall_score(tags, va - vb), "ci": interval(reps)}
         out["difference"] = diff
     return out

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from vhslab.data.evaluate import meaning_draws, overall_score
+from vhslab.data.evaluate import interval, meaning_draws, overall_score
 
 PATH_SITE = {"vhs": None, "ae": "ae_latent", "vision": "vision"}  # vhs: the verifier's own block
 COMPARISONS = (("vhs", "vision"), ("vhs", "none"), ("vhs", "ae"), ("noise", "vhs"), ("oracle", "vhs"))
@@ -98,10 +98,6 @@ def run_noise_search(world, verifier, prompts, ns: set[int], k: int, seed: int, 
     return done
 
 
-def _interval(reps: np.ndarray) -> tuple[float, float]:
-    return float(np.nanpercentile(reps, 2.5)), float(np.nanpercentile(reps, 97.5))
-
-
 def assemble(values: dict, plan_n: dict, cost_models, budgets, methods, tags, meanings, n_boot: int, seed: int,
              pool_verdict: np.ndarray, pool_scores: dict) -> xr.Dataset:
     """The table dataset from per-row values {(cost model, budget, method): (rows,)}."""
@@ -123,16 +119,16 @@ def assemble(values: dict, plan_n: dict, cost_models, budgets, methods, tags, me
                     continue
                 reps[m] = overall_score(tags, v, weights)
                 value[i, j, m_i] = overall_score(tags, v)
-                lo[i, j, m_i], hi[i, j, m_i] = _interval(reps[m])
+                lo[i, j, m_i], hi[i, j, m_i] = interval(reps[m])
                 for t_i, t in enumerate(uniq_tags):
                     rows = tags == t
                     tag_value[i, j, m_i, t_i] = v[rows].mean()
                     w = weights[:, rows]
-                    tag_lo[i, j, m_i, t_i], tag_hi[i, j, m_i, t_i] = _interval((w @ v[rows]) / w.sum(1))
+                    tag_lo[i, j, m_i, t_i], tag_hi[i, j, m_i, t_i] = interval((w @ v[rows]) / w.sum(1))
             for c_i, (a, ref) in enumerate(comps):
                 if a in reps and ref in reps:
                     diff[i, j, c_i] = value[i, j, methods.index(a)] - value[i, j, methods.index(ref)]
-                    diff_lo[i, j, c_i], diff_hi[i, j, c_i] = _interval(reps[a] - reps[ref])
+                    diff_lo[i, j, c_i], diff_hi[i, j, c_i] = interval(reps[a] - reps[ref])
     plain = np.array([[b * cm.plain_ms() for b in budgets] for cm in cost_models])
     dims, tdims, cdims = ("cost_model", "budget", "verifier"), ("cost_model", "budget", "verifier", "tag"), ("cost_model", "budget", "comparison")
     data = {"value": (dims, value), "lo": (dims, lo), "hi": (dims, hi), "n": (dims, nn),

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from vhslab.data.evaluate import ShapesEvaluator, meaning_draws, overall_score, summarize
+from vhslab.data.evaluate import ShapesEvaluator, interval, meaning_draws, overall_score, summarize
 from vhslab.data.generate import GenConfig, make_samples
 from vhslab.data.prompts import PromptSpec
 
@@ -25,7 +25,7 @@ def tag_score_ci(tags, meanings, correct, n_boot: int = 1000, level: float = 0.9
     """Percentile CI of GenEval's overall score (mean of tag means) from a bootstrap that resamples
     distinct prompt meanings within each tag (rows of one meaning share their fate), not rows."""
     reps = overall_score(tags, correct, meaning_draws(tags, meanings, n_boot, seed))
-    return [float(np.percentile(reps, (1 - level) / 2 * 100)), float(np.percentile(reps, (1 + level) / 2 * 100))]
+    return interval(reps, level)
 
 
 def score_generator(pipe, suite: list[PromptSpec], n_per_prompt: int = 4, gen: GenConfig | None = None,
