@@ -16,6 +16,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from vhslab.probes import open_store, planted_store
 from vhslab.probes import verifier_train as vt
+from vhslab.probes.metrics import auroc_within
 from vhslab.probes.verifier import VerifierError
 from vhslab.probes.verifier_train import VerifierTrainConfig, index_batches, train_verifier
 from vhslab.world.text import build_word_tokenizer
@@ -182,3 +183,61 @@ def test_cli_train_then_eval_on_stores(tmp_path):
     bad = run("verifier", "train", "--data", str(train), "--site", "block.5", "--out", str(tmp_path / "w"), "--no-progress")
     assert bad.returncode == 2 and "block.5" in bad.stderr and not (tmp_path / "w" / "verifier.json").exists()
     assert open_store(train).sizes["sample"] == 256
+
+
+def test_rank_loss_pairs_positives_with_negatives_of_the_same_prompt_row_only():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [5.0, 0.0]])
+    y, rows = np.array([1, 0, 1, 0, 1]), np.array([0, 0, 1, 1, 2])  # row 2: a positive with no negative
+    assert vt._pairs(y, rows) == 2
+    softplus = torch.nn.functional.softplus
+    expected = (softplus(torch.tensor(-2.0)) + softplus(torch.tensor(-2.0))) / 4  # margins 2-0 and 1-(-1); 4 global pairs
+    torch.testing.assert_close(vt._rank_loss(logits, y, rows, 4), expected)
+    swapped = vt._rank_loss(logits, 1 - y, rows, 4)  # the same margins ranked the wrong way cost more
+    assert swapped > 4 * expected
+
+
+def test_ddp_share_keeps_prompt_rows_whole_and_covers_the_batch():
+    from types import SimpleNamespace
+
+    idx, rows = np.arange(12), np.repeat([5, 1, 7, 3], 3)
+    shares = [vt._share(idx, rows, SimpleNamespace(num_processes=2, process_index=p)) for p in range(2)]
+    assert sorted(np.concatenate(shares).tolist()) == idx.tolist()
+    assert not set(rows[shares[0]]) & set(rows[shares[1]])
+
+
+def test_tag_balance_lists_rare_tag_chunks_more_often():
+    ds = planted()
+    rows = np.arange(ds.sizes["sample"])
+    tags = np.array([str(t) for t in ds["tag"].values])
+    rep = vt.tag_repeats(ds, rows, 1.0)
+    counts = {t: (tags == t).sum() for t in set(tags)}
+    assert rep[tags == max(counts, key=counts.get)].max() == 1.0
+    np.testing.assert_allclose(rep * np.array([counts[t] for t in tags]), max(counts.values()))
+    assert vt.tag_repeats(ds, rows, 0.0) is None
+    plain = np.arange(64)
+    seen = np.concatenate([b for _, b in zip(range(14), index_batches(plain, 8, 8, 0, np.where(plain < 16, 3.0, 1.0)), strict=False)])
+    assert (seen < 16).sum() == (seen >= 16).sum() == 56  # 2 chunks x3 and 6 chunks x1 per epoch
+
+
+def test_validation_scores_the_first_candidates_of_each_prompt_row():
+    ds = planted()
+    val = np.arange(0, 40)
+    kept = vt.first_candidates(ds, val, 2)
+    per_row = np.unique(ds["prompt_index"].values[kept], return_counts=True)[1]
+    assert (per_row == 2).all() and len(per_row) == len(np.unique(ds["prompt_index"].values[val]))
+    assert (vt.first_candidates(ds, val, 0) == val).all()
+
+
+def test_selection_by_within_prompt_auroc_and_the_rank_loss_train(tmp_path):
+    ds, tok = planted(), build_word_tokenizer()
+    cfg = VerifierTrainConfig(steps=12, batch_size=16, eval_every=4, patience=10, select="within", rank_weight=1.0)
+    verifier, info = train_verifier(ds, "block.1", tiny_llm(), tok, cfg, progress=False)
+    stage2 = [h for h in info["history"] if h["stage"] == 2]
+    assert info["best_val_within"] == max(h["val_auroc_within"] for h in stage2)
+    assert info["best_step"] in [h["step"] for h in stage2]
+    _, val = vt.validation_split(ds, cfg.val_fraction, cfg.seed)  # the restored weights are that checkpoint's
+    prompts = np.array([str(p) for p in ds["prompt"].values])
+    s = vt.score_rows(verifier, vt.ChunkReader(ds, vt.find_site(ds, "block.1"), 32), val, prompts)
+    assert auroc_within(ds["verdict"].values[val].astype(int), s, prompts[val]) == pytest.approx(info["best_val_within"], abs=1e-6)
+    with pytest.raises(VerifierError, match="selection metric"):
+        train_verifier(ds, "block.1", tiny_llm(), tok, VerifierTrainConfig(select="loss"))

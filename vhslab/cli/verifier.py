@@ -39,13 +39,14 @@ def _llm(llm: str | None):
     return AutoModelForCausalLM.from_pretrained(llm), AutoTokenizer.from_pretrained(llm)
 
 
-def _train_config(steps, align_steps, batch_size, lr, llm_lr, loss, seed):
+def _train_config(steps, align_steps, batch_size, lr, llm_lr, loss, seed, balance=0.0, select="auroc", rank_weight=0.0):
     from vhslab.probes.verifier_train import VerifierTrainConfig
 
     if loss not in LOSS_NAMES:
         raise ValueError(f"--loss {loss!r}: one of {', '.join(LOSS_NAMES)}")
     return VerifierTrainConfig(steps=steps, align_steps=align_steps, batch_size=batch_size, lr=lr, llm_lr=llm_lr,
-                               loss=LOSS_NAMES[loss], seed=seed)
+                               loss=LOSS_NAMES[loss], seed=seed, balance=balance, select=select,
+                               rank_weight=rank_weight)
 
 
 STEPS = typer.Option(400, min=1, help="stage-2 steps (yes/no; early stopping on validation AUROC)")
@@ -65,6 +66,9 @@ def train_cmd(
     batch_size: int = typer.Option(32, min=2), lr: float = typer.Option(1e-3, min=0.0),
     llm_lr: float = typer.Option(1e-4, min=0.0, help="learning rate of the LLM (0 freezes it)"),
     seed: int = typer.Option(0, min=0),
+    balance: float = typer.Option(0.0, min=0.0, help="oversample rare tags: (largest tag / tag) ** balance per epoch"),
+    select: str = typer.Option("auroc", help="early stopping on validation 'auroc' or 'within' (within-prompt AUROC)"),
+    rank_weight: float = typer.Option(0.0, min=0.0, help="add this x a pairwise ranking loss inside each prompt row"),
     overwrite: bool = typer.Option(False, help="replace a verifier already saved in --out"),
     progress: bool = typer.Option(True, help="show progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
@@ -73,7 +77,7 @@ def train_cmd(
     from vhslab.probes.verifier import CONFIG
     from vhslab.probes.verifier_train import train_verifier
 
-    cfg = _train_config(steps, align_steps, batch_size, lr, llm_lr, loss, seed)
+    cfg = _train_config(steps, align_steps, batch_size, lr, llm_lr, loss, seed, balance, select, rank_weight)
     if (out / CONFIG).exists() and not overwrite:
         raise FileExistsError(f"--out {out} holds a saved verifier; nothing was changed (pass --overwrite to replace it)")
     if out.exists() and not out.is_dir():
@@ -92,7 +96,8 @@ def train_cmd(
         verifier.save_pretrained(out)
         (out / "checkpoint.pt").unlink(missing_ok=True)
     emit({"out": str(out), "site": site, "loss": loss, "train_s": round(time.perf_counter() - t0, 1),
-          "best_val_auroc": info["best_val_auroc"], "n_train": info["n_train"], "n_val": info["n_val"],
+          "best_val_auroc": info["best_val_auroc"], "best_val_within": info["best_val_within"],
+          "best_step": info["best_step"], "n_train": info["n_train"], "n_val": info["n_val"],
           "processes": info["processes"], "history": info["history"]}, as_json, title="verifier trained")
 
 

@@ -7,7 +7,8 @@ on yes/no (plain XE, class-weighted XE or focal loss).
 
 The store is read one sample chunk at a time in a seeded order (`index_batches` is pure index
 arithmetic, `ChunkReader` holds at most two chunks), so memory does not grow with the store.
-Validation is a split by prompt meaning; early stopping keeps the best validation AUROC. With a
+Validation is a split by prompt meaning; early stopping keeps the best validation AUROC (or
+within-prompt AUROC: `select="within"`). With a
 `checkpoint` path a stopped run resumes where it was. Under `accelerate launch` every process
 draws the same global batch and takes its share; the losses are sums normalised by the global
 batch, so N processes train the same verifier as one (up to float rounding of the all-reduce).
@@ -31,6 +32,7 @@ from vhslab.probes.metrics import auroc_binary, auroc_within
 from vhslab.probes.verifier import LatentVerifier, VerifierError
 
 LOSSES = ("xe", "weighted", "focal")
+SELECT = {"auroc": "val_auroc", "within": "val_auroc_within"}
 
 
 @dataclass
@@ -46,6 +48,10 @@ class VerifierTrainConfig:
     val_fraction: float = 0.2
     eval_every: int = 50
     patience: int = 3
+    rank_weight: float = 0.0  # + this x pairwise loss on logit(yes) - logit(no) within each prompt row of a batch
+    balance: float = 0.0  # oversample tag t by (largest tag's rows / t's rows) ** balance per epoch; 0: none
+    val_candidates: int = 16  # validation scores the first k candidates of each prompt row (0: all)
+    select: str = "auroc"  # validation metric for early stopping: "auroc" or "within" (within-prompt AUROC)
     seed: int = 0
 
 
@@ -68,11 +74,41 @@ def validation_split(ds: xr.Dataset, fraction: float, seed: int) -> tuple[np.nda
     return np.sort(train), np.sort(val)
 
 
-def index_batches(rows: np.ndarray, chunk: int, batch_size: int, seed: int) -> Iterator[np.ndarray]:
+def first_candidates(ds: xr.Dataset, rows: np.ndarray, k: int) -> np.ndarray:
+    """The rows (sorted) that are among the first `k` candidates of their prompt row (`prompt_index`,
+    else the prompt text); k <= 0 keeps all. Validation cost then does not grow with candidates."""
+    if k <= 0:
+        return rows
+    key = np.asarray(ds["prompt_index"].values if "prompt_index" in ds else [str(p) for p in ds["prompt"].values])[rows]
+    seen: dict = {}
+    keep = np.zeros(len(rows), bool)
+    for i, g in enumerate(key):
+        keep[i] = seen.get(g, 0) < k
+        seen[g] = seen.get(g, 0) + 1
+    return rows[keep]
+
+
+def tag_repeats(ds: xr.Dataset, rows: np.ndarray, balance: float) -> np.ndarray | None:
+    """Per row of `rows`: (rows of the largest tag / rows of its tag) ** balance; None when balance is 0."""
+    if not balance:
+        return None
+    tags = np.array([str(t) for t in ds["tag"].values])[rows]
+    _, inverse, counts = np.unique(tags, return_inverse=True, return_counts=True)
+    return ((counts.max() / counts) ** balance)[inverse]
+
+
+def index_batches(rows: np.ndarray, chunk: int, batch_size: int, seed: int,
+                  repeats: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """Endless batches of row indices: store chunks in a seeded order each epoch, rows shuffled
-    inside a chunk, so consecutive batches touch one or two chunks. Reads nothing."""
+    inside a chunk, so consecutive batches touch one or two chunks. `repeats` (per row of `rows`)
+    lists a chunk that many times per epoch (its rows' mean, rounded): oversampling that keeps the
+    reads chunk by chunk. Reads nothing."""
     rng = np.random.default_rng(seed)
-    by_chunk = [r for r in (rows[(rows >= c) & (rows < c + chunk)] for c in range(0, int(rows.max()) + 1, chunk)) if len(r)]
+    starts = [c for c in range(0, int(rows.max()) + 1, chunk) if ((rows >= c) & (rows < c + chunk)).any()]
+    by_chunk = [rows[(rows >= c) & (rows < c + chunk)] for c in starts]
+    if repeats is not None:
+        times = [max(1, round(float(np.mean(repeats[(rows >= c) & (rows < c + chunk)])))) for c in starts]
+        by_chunk = [r for r, k in zip(by_chunk, times, strict=True) for _ in range(k)]
     buf: list[int] = []
     while True:
         for i in rng.permutation(len(by_chunk)):
@@ -115,12 +151,34 @@ def score_rows(verifier: LatentVerifier, read: ChunkReader | None, rows: np.ndar
 def _answer_loss(logits: torch.Tensor, target: torch.Tensor, cfg: VerifierTrainConfig, weight: torch.Tensor,
                  norm: float) -> torch.Tensor:
     """Summed per-row loss over this process's rows / `norm` (the global batch's normaliser)."""
+    target, weight = target.to(logits.device), weight.to(logits.device)
     nll = torch.nn.functional.cross_entropy(logits, target, reduction="none")
     if cfg.loss == "weighted":
         nll = weight[target] * nll
     elif cfg.loss == "focal":
         nll = (1 - torch.exp(-nll)) ** cfg.focal_gamma * nll
     return nll.sum() / norm
+
+
+def _pairs(y: np.ndarray, groups: np.ndarray) -> int:
+    """(positive, negative) pairs of the same prompt row."""
+    return int(sum((y[groups == g] == 1).sum() * (y[groups == g] == 0).sum() for g in np.unique(groups)))
+
+
+def _rank_loss(logits: torch.Tensor, y: np.ndarray, groups: np.ndarray, n_pairs: int) -> torch.Tensor:
+    """Summed softplus(-(m_pos - m_neg)) over this process's same-prompt (positive, negative) pairs,
+    m = logit(yes) - logit(no), / the global batch's pair count (a Bradley-Terry ranking loss: what
+    Best-of-N needs is the order inside a prompt, which the per-row loss shares with the prompt prior)."""
+    m = logits[:, 0] - logits[:, 1]
+    g, pos = torch.as_tensor(groups, device=m.device), torch.as_tensor(y == 1, device=m.device)
+    pairs = (g[:, None] == g[None, :]) & pos[:, None] & ~pos[None, :]
+    return torch.nn.functional.softplus(m[None, :] - m[:, None])[pairs].sum() / max(n_pairs, 1)
+
+
+def _share(idx: np.ndarray, groups: np.ndarray, acc) -> np.ndarray:
+    """This process's rows of a global batch, whole prompt rows at a time (pairs never straddle processes)."""
+    _, k = np.unique(groups[idx], return_inverse=True)
+    return idx[k % acc.num_processes == acc.process_index]
 
 
 def _accelerator():
@@ -139,6 +197,8 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
     cfg = cfg or VerifierTrainConfig()
     if cfg.loss not in LOSSES:
         raise VerifierError(f"unknown loss {cfg.loss!r}; losses: {', '.join(LOSSES)}")
+    if cfg.select not in SELECT:
+        raise VerifierError(f"unknown selection metric {cfg.select!r}; metrics: {', '.join(SELECT)}")
     ds = check_store(ds)
     where = None if site == "text" else find_site(ds, site)
     if cfg.align_steps and (where is None or "caption" not in ds):
@@ -151,10 +211,12 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
         raise VerifierError(f"the training set has {len(y)} samples and classes {sorted(set(y.tolist()))}: "
                             "a verifier needs both verdicts")
     train, val = validation_split(ds, cfg.val_fraction, cfg.seed)
+    val = first_candidates(ds, val, cfg.val_candidates)
     if len(np.unique(y[train])) < 2 or len(np.unique(y[val])) < 2:
         raise VerifierError("the training or the validation part (split by meaning) holds a single verdict; "
                             "add candidates or change val_fraction / seed")
     chunk = int(ds.attrs.get("sample_chunk", 64))
+    prompt_row = np.unique(np.asarray(ds["prompt_index"].values if "prompt_index" in ds else prompts), return_inverse=True)[1]
     if where is None:
         read, channels, mean, var = None, 1, None, None
     else:
@@ -193,7 +255,7 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
         verifier.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         best, best_state, waited, start = state["best"], state["best_state"], state["waited"], state["step"] + 1
-    batches = index_batches(train, chunk, cfg.batch_size, cfg.seed)
+    batches = index_batches(train, chunk, cfg.batch_size, cfg.seed, tag_repeats(ds, train, cfg.balance))
     for _ in range(start - 1):
         next(batches)
     bar = tqdm(range(start, cfg.steps + 1), desc=f"verifier {site}", disable=not progress or not acc.is_main_process)
@@ -201,11 +263,14 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
     for step in bar if not stopped else []:
         model.train()
         idx = next(batches)
-        mine = idx[acc.process_index::acc.num_processes]
+        mine = _share(idx, prompt_row, acc) if cfg.rank_weight else idx[acc.process_index::acc.num_processes]
         target = torch.as_tensor(1 - y[idx])  # answer index: 0 = yes, 1 = no
         norm = float(weight[target].sum()) if cfg.loss == "weighted" else float(len(idx))
         logits = model(None if read is None else torch.as_tensor(read(mine)), list(prompts[mine]))
-        loss = _answer_loss(logits, torch.as_tensor(1 - y[mine]), cfg, weight, norm) * acc.num_processes
+        loss = _answer_loss(logits, torch.as_tensor(1 - y[mine]), cfg, weight, norm)
+        if cfg.rank_weight:
+            loss = loss + cfg.rank_weight * _rank_loss(logits, y[mine], prompt_row[mine], _pairs(y[idx], prompt_row[idx]))
+        loss = loss * acc.num_processes
         opt.zero_grad()
         acc.backward(loss)
         opt.step()
@@ -214,9 +279,9 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
             row = {"stage": 2, "step": step, "loss": acc.reduce(loss.detach(), "mean").item(), "val_auroc": auroc_binary(y[val], s),
                    "val_auroc_within": auroc_within(y[val], s, prompts[val])}
             history.append(row)
-            bar.set_postfix(val_auroc=round(row["val_auroc"], 3))
-            if row["val_auroc"] > best:
-                best, waited = row["val_auroc"], 0
+            bar.set_postfix(val_auroc=round(row["val_auroc"], 3), within=round(row["val_auroc_within"], 3))
+            if row[SELECT[cfg.select]] > best:
+                best, waited = row[SELECT[cfg.select]], 0
                 best_state = copy.deepcopy(verifier.state_dict())
             else:
                 waited += 1
@@ -227,7 +292,9 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
                 break
     verifier.load_state_dict(best_state)
     verifier.eval()
-    return verifier, {"history": history, "best_val_auroc": best, "n_train": len(train), "n_val": len(val),
+    chosen = max((h for h in history if h["stage"] == 2), key=lambda h: (h[SELECT[cfg.select]], -h["step"]))
+    return verifier, {"history": history, "best_val_auroc": chosen["val_auroc"], "best_val_within": chosen["val_auroc_within"],
+                      "best_step": chosen["step"], "n_train": len(train), "n_val": len(val),
                       "val_meanings": len(np.unique(meanings[val])), "processes": acc.num_processes}
 
 

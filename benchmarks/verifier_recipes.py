@@ -1,0 +1,92 @@
+"""Verifier training recipes side by side, each over several training seeds: what moves the test
+within-prompt AUROC and Best-of-4 gain beyond the spread between seeds of one recipe.
+
+    python benchmarks/verifier_recipes.py --recipes recipes.json [--train STORE] [--test STORE]
+        [--site block.10] [--seeds 0,1,2] [--workers 1] [--out recipes.jsonl]
+
+recipes.json: [{"name": "shipped", "cfg": {"steps": 400, "align_steps": 200}, "grid": 4},
+               {"name": "rank", "cfg": {"rank_weight": 1.0}}, ...]  (cfg: VerifierTrainConfig fields)
+Default stores: the world's `verifier-train` / `verifier-test`. Selection happens on validation only
+(the training store's meaning split); test numbers are recorded beside it, never used to choose.
+Each finished run is appended to --out (a rerun skips it); prints one JSON object: per recipe the
+per-seed and mean test metrics, and the mean over seeds of (recipe - first recipe).
+"""
+
+import argparse
+import json
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+
+def run_one(job: dict) -> dict:
+    import torch
+
+    import vhslab
+    from vhslab.data.default_stores import default_store
+    from vhslab.probes import open_store
+    from vhslab.probes.metrics import auroc_within
+    from vhslab.probes.verifier_eval import evaluate_scores
+    from vhslab.probes.verifier_sweep import candidate_rows, score_store
+    from vhslab.probes.verifier_train import VerifierTrainConfig, train_verifier
+
+    torch.set_num_threads(job["threads"])
+    train = open_store(job["train"] or default_store("verifier-train"))
+    test = open_store(job["test"] or default_store("verifier-test"))
+    world = vhslab.load_world()
+    cfg = VerifierTrainConfig(**{**job["cfg"], "seed": job["seed"]})
+    verifier, info = train_verifier(train, job["site"], world.llm, world.tokenizer, cfg,
+                                    token_grid=job.get("grid", 4) or None, progress=False)
+    s = score_store(verifier, test)
+    y, rows = candidate_rows(test)
+    m = evaluate_scores(y, {"v": s}, n_boot=20, **rows)["models"]["v"]  # values only; intervals unused
+    tag, group = np.asarray(rows["tag"]), np.asarray(rows["prompts"])
+    per_tag = {t: round(auroc_within(y[tag == t], s[tag == t], group[tag == t]), 4) for t in np.unique(tag)}
+    return {"name": job["name"], "seed": job["seed"], "val_auroc": info["best_val_auroc"],
+            "val_within": info["best_val_within"], "best_step": info["best_step"],
+            **{k: m[k]["value"] for k in ("auroc", "within_prompt_auroc", "bo4", "gain")}, "within_by_tag": per_tag}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--recipes", required=True)
+    ap.add_argument("--train", default=None)
+    ap.add_argument("--test", default=None)
+    ap.add_argument("--site", default="block.10")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--out", default="out/verifier_recipes.jsonl")
+    args = ap.parse_args()
+    recipes = json.loads(Path(args.recipes).read_text())
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    have = {(r["name"], r["seed"]) for r in done}
+    jobs = [{"name": r["name"], "cfg": r.get("cfg", {}), "grid": r.get("grid", 4), "seed": int(seed), "site": args.site,
+             "train": args.train, "test": args.test, "threads": max(1, 2 // args.workers)}
+            for r in recipes for seed in args.seeds.split(",") if (r["name"], int(seed)) not in have]
+    with ProcessPoolExecutor(args.workers) as pool:
+        for result in pool.map(run_one, jobs):
+            done.append(result)
+            with out.open("a") as f:
+                f.write(json.dumps(result) + "\n")
+            print(f"{result['name']} seed {result['seed']}: within {result['within_prompt_auroc']:.3f} "
+                  f"gain {result['gain']:+.3f} (val within {result['val_within']:.3f})", flush=True)
+    keys = ("val_within", "within_prompt_auroc", "gain", "auroc")
+    by = {r["name"]: {d["seed"]: d for d in done if d["name"] == r["name"]} for r in recipes}
+    ref = recipes[0]["name"]
+    summary = {}
+    for name, runs in by.items():
+        seeds = sorted(runs)
+        summary[name] = {"seeds": seeds, **{k: [round(runs[s][k], 4) for s in seeds] for k in keys},
+                         **{f"mean_{k}": round(float(np.mean([runs[s][k] for s in seeds])), 4) for k in keys}}
+        paired = [s for s in seeds if s in by[ref]]
+        if name != ref and paired:
+            summary[name][f"minus_{ref}"] = {k: round(float(np.mean([runs[s][k] - by[ref][s][k] for s in paired])), 4)
+                                             for k in keys}
+    print(json.dumps({"site": args.site, "recipes": summary}))
+
+
+if __name__ == "__main__":
+    main()
