@@ -55,7 +55,8 @@ class LatentVerifier(torch.nn.Module):
         self.register_buffer("mean", torch.zeros(config.in_channels))
         self.register_buffer("var", torch.ones(config.in_channels))
         self.answer_ids = [self._single_token(a) for a in config.answers]
-        self._pieces: dict[str, tuple[list[int], list[int]]] = {}
+        self._pieces: dict[str, tuple[list[int], list[int]]] = {}  # token ids per prompt / caption, made once
+        self._captions: dict[str, tuple[list[int], list[int], list[int]]] = {}
         if config.site != "text" and config.image_token not in config.question:
             raise VerifierError(f"the question has no image placeholder {config.image_token!r}")
 
@@ -179,14 +180,16 @@ class LatentVerifier(torch.nn.Module):
         answers with `caption`. Returns (before, after, caption ids + eos)."""
         if self.config.site == "text":
             raise VerifierError("a text-only verifier has no connector to align")
-        messages = [*self._system(), {"role": "user", "content": self.config.image_token}]
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        before, _, after = text.partition(self.config.image_token)
-        ids = [self.tokenizer(part, add_special_tokens=False).input_ids for part in (before, after, caption)]
-        bos, eos = self.tokenizer.bos_token_id, self.tokenizer.eos_token_id
-        if bos is not None and getattr(self.tokenizer, "add_bos_token", True) and (not ids[0] or ids[0][0] != bos):
-            ids[0] = [bos, *ids[0]]
-        return ids[0], ids[1], ids[2] + ([eos] if eos is not None else [])
+        if caption not in self._captions:
+            messages = [*self._system(), {"role": "user", "content": self.config.image_token}]
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            before, _, after = text.partition(self.config.image_token)
+            ids = [self.tokenizer(part, add_special_tokens=False).input_ids for part in (before, after, caption)]
+            bos, eos = self.tokenizer.bos_token_id, self.tokenizer.eos_token_id
+            if bos is not None and getattr(self.tokenizer, "add_bos_token", True) and (not ids[0] or ids[0][0] != bos):
+                ids[0] = [bos, *ids[0]]
+            self._captions[caption] = (ids[0], ids[1], ids[2] + ([eos] if eos is not None else []))
+        return self._captions[caption]
 
     def caption_nll(self, hidden: torch.Tensor, captions: list[str]) -> tuple[torch.Tensor, int]:
         """Summed next-token NLL of the captions given the visual tokens, and the token count."""

@@ -36,7 +36,10 @@ def best_of_n(group, tag, meaning, verdict, score, n: int = 4, n_boot: int = 100
     {"value", "ci"} (95%, meanings resampled within tags; the gain's interval is paired)."""
     group, tag, meaning = (np.asarray(x) for x in (group, tag, meaning))
     verdict, score = np.asarray(verdict, float), np.asarray(score, float)
-    tags, meanings, per = _per_row(group, tag, meaning, verdict, score, n)
+    return _summarise(*_per_row(group, tag, meaning, verdict, score, n), n, n_boot, seed)
+
+
+def _summarise(tags, meanings, per: dict, n: int, n_boot: int, seed: int) -> dict:
     weights = meaning_draws(tags, meanings, n_boot, seed)  # the same draws for every row value: paired
     reps = {k: overall_score(tags, v, weights) for k, v in per.items()}
     reps["gain"] = reps["verifier"] - reps["bo1"]
@@ -69,9 +72,11 @@ def evaluate_scores(verdict, scores: dict[str, np.ndarray], group, tag, meaning,
     from vhslab.probes.metrics import paired_bootstrap_ci
 
     y = np.asarray(verdict).astype(int)
-    models = {}
+    group, tag, meaning = (np.asarray(x) for x in (group, tag, meaning))
+    models, per_row = {}, {}
     for name, s in scores.items():
-        bon = best_of_n(group, tag, meaning, y, s, n, n_boot, seed)
+        per_row[name] = _per_row(group, tag, meaning, y.astype(float), np.asarray(s, float), n)
+        bon = _summarise(*per_row[name], n, n_boot, seed)
         models[name] = {**ranking_metrics(y, s, prompts, meaning, n_boot, seed), "bo1": bon["bo1"],
                         f"bo{n}": bon[f"bo{n}_verifier"], f"bo{n}_oracle": bon[f"bo{n}_oracle"], "gain": bon["gain"]}
     out = {"models": models, "n_prompt_rows": bon["n_prompt_rows"], "n_meanings": bon["n_meanings"]}
@@ -82,8 +87,7 @@ def evaluate_scores(verdict, scores: dict[str, np.ndarray], group, tag, meaning,
                                  pair_groups=np.asarray(prompts))
         diff = {k: {"value": models[name][k]["value"] - models[reference][k]["value"], "ci": list(ci.get(v, (np.nan, np.nan)))}
                 for k, v in CI_NAMES.items()}
-        tags, meanings, a = _per_row(np.asarray(group), np.asarray(tag), np.asarray(meaning), y.astype(float), np.asarray(s, float), n)
-        _, _, b = _per_row(np.asarray(group), np.asarray(tag), np.asarray(meaning), y.astype(float), np.asarray(ref, float), n)
+        (tags, meanings, a), (_, _, b) = per_row[name], per_row[reference]
         weights = meaning_draws(tags, meanings, n_boot, seed)
         for key, va, vb in (("bo1", a["bo1"], b["bo1"]), (f"bo{n}", a["verifier"], b["verifier"]),
                             (f"bo{n}_oracle", a["oracle"], b["oracle"]),
