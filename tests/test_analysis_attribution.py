@@ -5,7 +5,7 @@ A tiny real Qwen2 (random weights) behind a LatentVerifier with the world's word
 import numpy as np
 import pytest
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
+from helpers.tiny_models import tiny_llm
 
 from vhslab.analysis.attribution import AttributionError, attribute, margin, prompt_ig
 from vhslab.analysis.sanity import box_cells, deletion, randomised_copy, rank_correlation
@@ -18,11 +18,8 @@ PROMPTS = ["a photo of a red circle", "a photo of two stars", "a photo of a blue
 
 @pytest.fixture(scope="module")
 def verifier():
-    torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True)
     rng = np.random.default_rng(0)
-    return LatentVerifier.create(Qwen2ForCausalLM(cfg).eval(), build_word_tokenizer(), "block.3", 8,
+    return LatentVerifier.create(tiny_llm(0), build_word_tokenizer(), "block.3", 8,
                                  mean=rng.normal(size=8), var=rng.random(8) + 0.5, token_grid=0, seed=1)
 
 

@@ -5,21 +5,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers.tiny_models import tiny_llm
 from safetensors.torch import save_file
-from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from vhslab.probes.verifier import LatentVerifier, VerifierError, from_release
 from vhslab.world.text import build_word_tokenizer
 
 torch.set_num_threads(1)
 PROMPTS = ["a photo of a red circle", "a photo of two stars", "a photo of a blue square left of a red circle"]
-
-
-def tiny_llm(seed=0, context=256):
-    torch.manual_seed(seed)
-    cfg = Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=context, tie_word_embeddings=True)
-    return Qwen2ForCausalLM(cfg).eval()
 
 
 @pytest.fixture(scope="module")

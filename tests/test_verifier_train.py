@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.tiny_models import tiny_llm
 from safetensors.torch import load_file
-from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from vhslab.probes import open_store, planted_store
 from vhslab.probes import verifier_train as vt
@@ -22,13 +22,6 @@ from vhslab.probes.verifier_train import VerifierTrainConfig, index_batches, tra
 from vhslab.world.text import build_word_tokenizer
 
 HELPER = Path(__file__).parent / "helpers" / "ddp_train.py"
-
-
-def tiny_llm(seed=0):
-    torch.manual_seed(seed)
-    return Qwen2ForCausalLM(Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                                        tie_word_embeddings=True))
 
 
 def planted(seed=3, n=256):

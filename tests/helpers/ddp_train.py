@@ -6,17 +6,14 @@ import sys
 import numpy as np
 import torch
 from safetensors.torch import save_file
-from transformers import Qwen2Config, Qwen2ForCausalLM
+from tiny_models import tiny_llm  # this folder is the script's sys.path[0]
 
 from vhslab.probes import planted_store
 from vhslab.probes.verifier_train import VerifierTrainConfig, train_verifier
 from vhslab.world.text import build_word_tokenizer
 
 torch.set_num_threads(1)
-torch.manual_seed(0)
-llm = Qwen2ForCausalLM(Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                                   tie_word_embeddings=True))
+llm = tiny_llm(0)
 ds = planted_store(n_samples=256, n_layers=2, n_tokens=4, n_channels=16, signal_layer=1, strength=1.5,
                    chunk_samples=32, seed=3).load()
 cfg = VerifierTrainConfig(steps=12, batch_size=16, eval_every=6, align_steps=4, loss=sys.argv[2] if len(sys.argv) > 2 else "weighted")
