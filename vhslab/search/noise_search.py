@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from vhslab.data.generate import GenConfig, sample_seed
-from vhslab.search.best_of_n import SearchResult, _Timer, check_search
+from vhslab.search.best_of_n import SearchResult, _score, _Timer, check_search
 from vhslab.search.generation import Prompted, SearchError, initial_noise
 
 PERTURB = 1_000_000  # perturbation noise uses candidate indices from here: never a Best-of-N seed index in practice
@@ -59,10 +59,7 @@ def noise_search(pipe, verifier, prompt: str, n: int | None = None, *, budget_ms
             batch = math.sqrt(1 - radius ** 2) * best + radius * eps
         for lo in range(0, size, batch_size):
             x = batch[lo:lo + batch_size]
-            with t("generate_to_site"):
-                h = prompted.to_block(x, block)
-            with t("score"):
-                s = verifier.score(h, [prompt] * len(x), batch_size=len(x))
+            s, h = _score("vhs", verifier, prompt, x, prompted, block, None, None, None, t)
             noises.extend(x.split(1))
             states.extend(h.split(1))
             scores.extend(float(v) for v in s)
