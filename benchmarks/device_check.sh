@@ -4,6 +4,9 @@
 #   bf16, median of 20 per stage at batch 1 and 4, FLOPs; writes the measured cost model and
 #   `bo4_vhs_over_vision` (VHS Best-of-4 with the winner finished / the vision path's Best-of-4).
 # On a CPU it runs the same code at toy sizes:  ARCH=tiny DEVICE=cpu bash benchmarks/device_check.sh
+# The lent H200 image lacks diffusers, dask and typer (seen 2026-11-29): carry their wheels (diffusers,
+# importlib_metadata, lazy_importer, dask, partd, locket, typer) as the device tool's README says, and
+# put `python` on the PATH (the image has only python3).
 set -euo pipefail
 OUT=${OUT:-out/device}
 ARCH=${ARCH:-sana-sprint-1.6b}
