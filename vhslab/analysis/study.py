@@ -43,15 +43,14 @@ def choose_rows(ds: xr.Dataset, n: int, seed: int = 0) -> np.ndarray:
 
 def store_images(pipe, ds: xr.Dataset, rows: np.ndarray) -> np.ndarray | None:
     """The decoded images of store rows, from their stored `ae_latent` (the decoder's exact input)."""
-    from vhslab.data.capture import to_uint8
+    from vhslab.search.generation import decode_ae
 
     if "ae_latent" not in ds:
         return None
     z = torch.as_tensor(np.asarray(ds["ae_latent"].isel(sample=rows).values, np.float32))  # (n, h*w, C)
     side = round(z.shape[1] ** 0.5)
-    z = z.transpose(1, 2).reshape(len(rows), z.shape[2], side, side)
     with torch.no_grad():
-        return to_uint8(pipe.vae.decode(z.to(pipe.vae.dtype), return_dict=False)[0])
+        return decode_ae(pipe, z.transpose(1, 2).reshape(len(rows), z.shape[2], side, side))
 
 
 def attribution_study(verifier, store: xr.Dataset, n: int = 64, *, seed: int = 0, n_steps: int = 16, patch: int = 2,

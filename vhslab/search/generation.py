@@ -71,8 +71,12 @@ def initial_noise(pipe, seeds: list[int], gen: GenConfig) -> torch.Tensor:
 
 def decode(pipe, latents: torch.Tensor) -> np.ndarray:
     """Final latents (B, C, h, w) -> uint8 images (B, H, W, 3), as the pipeline decodes them."""
-    vae = pipe.vae
-    return to_uint8(vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0])
+    return decode_ae(pipe, latents.to(pipe.vae.dtype) / pipe.vae.config.scaling_factor)
+
+
+def decode_ae(pipe, z: torch.Tensor) -> np.ndarray:
+    """The decoder's own input (B, C, h, w), i.e. the `ae_latent` site, -> uint8 images (B, H, W, 3)."""
+    return to_uint8(pipe.vae.decode(z.to(pipe.vae.dtype), return_dict=False)[0])
 
 
 def ae_tokens(pipe, latents: torch.Tensor) -> torch.Tensor:
