@@ -47,11 +47,11 @@ class VerifierTrainConfig:
     align_lr: float = 1e-3
     val_fraction: float = 0.2
     eval_every: int = 50
-    patience: int = 3
-    rank_weight: float = 0.0  # + this x pairwise loss on logit(yes) - logit(no) within each prompt row of a batch
+    patience: int = 4
+    rank_weight: float = 1.0  # + this x pairwise loss on logit(yes) - logit(no) within each prompt row of a batch
     balance: float = 0.0  # oversample tag t by (largest tag's rows / t's rows) ** balance per epoch; 0: none
     val_candidates: int = 16  # validation scores the first k candidates of each prompt row (0: all)
-    select: str = "auroc"  # validation metric for early stopping: "auroc" or "within" (within-prompt AUROC)
+    select: str = "within"  # validation metric for early stopping: "within" (within-prompt AUROC) or "auroc"
     seed: int = 0
 
 
