@@ -93,3 +93,22 @@ def test_bestofn_command_writes_table_and_figure(tmp_path):
     cell = res["table"]["sana-sprint-1.6b"]["2"]
     assert {"vhs", "vision", "ae", "none", "oracle", "noise"} <= set(cell) and cell["vhs"]["n"] == 7
     assert out.is_file() and plot.stat().st_size > 10_000
+
+
+def test_noise_search_results_are_reused_only_for_the_same_verifier(tmp_path):
+    import torch
+
+    from vhslab.search.table import run_noise_search
+
+    world, prompts, partial = vhslab.load_world(), load_suite("geneval-shapes")[:1], tmp_path / "noise.jsonl"
+    v = vhslab.load_verifier()
+    args = (world, v, prompts, {2}, 4, 3, 2, 0.5, partial, False)
+    first = run_noise_search(*args)
+    lines = partial.read_text().splitlines()
+    assert run_noise_search(*args) == first and partial.read_text().splitlines() == lines  # resumed: nothing new
+    other = vhslab.load_verifier()
+    with torch.no_grad():
+        other.connector[2].bias.add_(1e-3)
+    assert other.fingerprint() != v.fingerprint() and vhslab.load_verifier().fingerprint() == v.fingerprint()
+    run_noise_search(world, other, *args[2:])
+    assert len(partial.read_text().splitlines()) == len(lines) + 1  # another verifier: searched again

@@ -12,6 +12,7 @@ mapped by Linear-GELU-Linear into the LLM's embedding space (the release's `mlp2
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -220,6 +221,15 @@ class LatentVerifier(torch.nn.Module):
             out.append(torch.softmax(self.answer_logits(h, list(prompts[lo:lo + batch_size])), -1)[:, 0].cpu())
         self.train(was)
         return torch.cat(out).numpy()
+
+    def fingerprint(self) -> str:
+        """A short hash of the config and every weight (LLM included): equal for the same verifier, so
+        results cached under it are never reused for another."""
+        h = hashlib.sha256(json.dumps(asdict(self.config), sort_keys=True, default=str).encode())
+        for name, value in sorted(self.state_dict().items()):
+            h.update(name.encode())
+            h.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()[:16]
 
     # --- io -------------------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> Path:

@@ -70,19 +70,19 @@ def _pick(verdict: np.ndarray, scores: np.ndarray | None, n: int, method: str) -
 def run_noise_search(world, verifier, prompts, ns: set[int], k: int, seed: int, rounds: int, radius: float,
                      partial: Path | None, progress: bool = True) -> dict:
     """{(row, N): verdict of the noise search's winner} for every prompt row and N, resumable through
-    `partial` (JSON lines)."""
+    `partial` (JSON lines; a line counts only for the same verifier, seed and search settings)."""
     from tqdm.auto import tqdm
 
     from vhslab.data.evaluate import ShapesEvaluator
     from vhslab.data.generate import candidate_offsets
     from vhslab.search.noise_search import noise_search
 
-    done = {}
+    done, key = {}, verifier.fingerprint()
     if partial is not None and partial.is_file():
         for line in partial.read_text().splitlines():
             if line.strip():
                 r = json.loads(line)
-                if (r["seed"], r["rounds"], r["radius"], r["k"]) == (seed, rounds, radius, k):
+                if (r["seed"], r["rounds"], r["radius"], r["k"], r.get("verifier")) == (seed, rounds, radius, k, key):
                     done[r["row"], r["n"]] = r["correct"]
     evaluator, firsts = ShapesEvaluator(), candidate_offsets(prompts, k)  # each row's first pool candidate
     todo = [(r, n) for r in range(len(prompts)) for n in sorted(ns) if n > 0 and (r, n) not in done]
@@ -94,7 +94,7 @@ def run_noise_search(world, verifier, prompts, ns: set[int], k: int, seed: int, 
         if partial is not None:
             with partial.open("a") as f:
                 f.write(json.dumps({"row": r, "n": n, "correct": done[r, n], "seed": seed, "rounds": rounds,
-                                    "radius": radius, "k": k, "round_of_winner": res.extra["round"][res.chosen]}) + "\n")
+                                    "radius": radius, "k": k, "verifier": key, "round_of_winner": res.extra["round"][res.chosen]}) + "\n")
     return done
 
 
