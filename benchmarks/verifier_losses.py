@@ -2,6 +2,7 @@
 on the test store with paired intervals over meanings (each loss minus plain XE).
 
     python benchmarks/verifier_losses.py [--train STORE] [--test STORE] [--site block.9] [--losses weighted,focal]
+        [--rank-weight 1.0] [--select within]
 
 Default stores: the world's `verifier-train` / `verifier-test` (vhslab.data.default_stores).
 Prints one JSON object: per loss its test metrics and its difference to plain XE.
@@ -30,6 +31,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--align-steps", type=int, default=200)
     ap.add_argument("--grid", type=int, default=4)
+    ap.add_argument("--rank-weight", type=float, default=1.0, help="0 with --select auroc: the recipe of docs/verifier_losses.json")
+    ap.add_argument("--select", default="within")
     ap.add_argument("--n-boot", type=int, default=300)
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -39,7 +42,8 @@ def main() -> None:
     y, rows = candidate_rows(test)
     scores, seconds, val = {}, {}, {}
     for loss in ["xe", *args.losses.split(",")]:
-        cfg = VerifierTrainConfig(steps=args.steps, align_steps=args.align_steps, loss=loss)
+        cfg = VerifierTrainConfig(steps=args.steps, align_steps=args.align_steps, loss=loss, rank_weight=args.rank_weight,
+                                  select=args.select)
         t0 = time.perf_counter()
         verifier, info = train_verifier(train, args.site, world.llm, world.tokenizer, cfg, token_grid=args.grid or None)
         seconds[loss], val[loss] = round(time.perf_counter() - t0, 1), info["best_val_auroc"]
