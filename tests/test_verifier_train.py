@@ -196,6 +196,8 @@ def test_ddp_share_keeps_prompt_rows_whole_and_covers_the_batch():
     shares = [vt._share(idx, rows, SimpleNamespace(num_processes=2, process_index=p)) for p in range(2)]
     assert sorted(np.concatenate(shares).tolist()) == idx.tolist()
     assert not set(rows[shares[0]]) & set(rows[shares[1]])
+    with pytest.raises(VerifierError, match="prompt rows for 3 processes"):
+        vt._share(idx[:6], rows, SimpleNamespace(num_processes=3, process_index=0))
 
 
 def test_tag_balance_lists_rare_tag_chunks_more_often():

@@ -178,6 +178,9 @@ def _rank_loss(logits: torch.Tensor, y: np.ndarray, groups: np.ndarray, n_pairs:
 def _share(idx: np.ndarray, groups: np.ndarray, acc) -> np.ndarray:
     """This process's rows of a global batch, whole prompt rows at a time (pairs never straddle processes)."""
     _, k = np.unique(groups[idx], return_inverse=True)
+    if k.max() + 1 < acc.num_processes:  # every process sees the same batch: all raise together
+        raise VerifierError(f"a batch holds {k.max() + 1} prompt rows for {acc.num_processes} processes; the ranking loss "
+                            "keeps prompt rows whole: raise batch_size or set rank_weight=0")
     return idx[k % acc.num_processes == acc.process_index]
 
 
