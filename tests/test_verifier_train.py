@@ -217,10 +217,10 @@ def test_tag_balance_lists_rare_tag_chunks_more_often():
 def test_validation_scores_the_first_candidates_of_each_prompt_row():
     ds = planted()
     val = np.arange(0, 40)
-    kept = vt.first_candidates(ds, val, 2)
+    kept = vt.first_candidates(ds["prompt_index"].values, val, 2)
     per_row = np.unique(ds["prompt_index"].values[kept], return_counts=True)[1]
     assert (per_row == 2).all() and len(per_row) == len(np.unique(ds["prompt_index"].values[val]))
-    assert (vt.first_candidates(ds, val, 0) == val).all()
+    assert (vt.first_candidates(ds["prompt_index"].values, val, 0) == val).all()
 
 
 def test_selection_by_within_prompt_auroc_and_the_rank_loss_train(tmp_path):

@@ -74,12 +74,12 @@ def validation_split(ds: xr.Dataset, fraction: float, seed: int) -> tuple[np.nda
     return np.sort(train), np.sort(val)
 
 
-def first_candidates(ds: xr.Dataset, rows: np.ndarray, k: int) -> np.ndarray:
-    """The rows (sorted) that are among the first `k` candidates of their prompt row (`prompt_index`,
-    else the prompt text); k <= 0 keeps all. Validation cost then does not grow with candidates."""
+def first_candidates(prompt_row: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """The rows (sorted) that are among the first `k` candidates of their prompt row (`prompt_row`: one
+    key per store row); k <= 0 keeps all. Validation cost then does not grow with candidates."""
     if k <= 0:
         return rows
-    key = np.asarray(ds["prompt_index"].values if "prompt_index" in ds else [str(p) for p in ds["prompt"].values])[rows]
+    key = np.asarray(prompt_row)[rows]
     seen: dict = {}
     keep = np.zeros(len(rows), bool)
     for i, g in enumerate(key):
@@ -213,13 +213,13 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
     if len(y) < 4 or len(np.unique(y)) < 2:
         raise VerifierError(f"the training set has {len(y)} samples and classes {sorted(set(y.tolist()))}: "
                             "a verifier needs both verdicts")
+    prompt_row = np.unique(np.asarray(ds["prompt_index"].values if "prompt_index" in ds else prompts), return_inverse=True)[1]
     train, val = validation_split(ds, cfg.val_fraction, cfg.seed)
-    val = first_candidates(ds, val, cfg.val_candidates)
+    val = first_candidates(prompt_row, val, cfg.val_candidates)
     if len(np.unique(y[train])) < 2 or len(np.unique(y[val])) < 2:
         raise VerifierError("the training or the validation part (split by meaning) holds a single verdict; "
                             "add candidates or change val_fraction / seed")
     chunk = int(ds.attrs.get("sample_chunk", 64))
-    prompt_row = np.unique(np.asarray(ds["prompt_index"].values if "prompt_index" in ds else prompts), return_inverse=True)[1]
     if where is None:
         read, channels, mean, var = None, 1, None, None
     else:
