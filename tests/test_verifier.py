@@ -61,25 +61,6 @@ def test_errors_before_any_compute(verifier):
         LatentVerifier.create(tiny_llm(), build_word_tokenizer(), "block.3", 16, answers=("yes please", "no"))
 
 
-def test_conv_connector_sees_neighbours_pools_after_and_round_trips(tmp_path):
-    v = LatentVerifier.create(tiny_llm(), build_word_tokenizer(), "block.3", 16, connector="conv", token_grid=2, seed=2)
-    h = torch.randn(3, 16, 16)  # a 4 x 4 token grid
-    assert v.visual_tokens(h).shape == (3, 4, v.llm.config.hidden_size)  # convolved, then pooled to 2 x 2
-    nudged = h.clone()
-    nudged[:, 5] += 3.0  # token (1, 1): lies in pooled cell 0 only, but its 3x3 neighbourhood reaches cells 1-3
-    moved = (v.visual_tokens(nudged) - v.visual_tokens(h)).abs().amax(-1)[0]
-    assert (moved > 1e-4).all()  # an MLP connector with grid pooling would move cell 0 alone
-    mlp = LatentVerifier.create(tiny_llm(), build_word_tokenizer(), "block.3", 16, token_grid=2, seed=2)
-    assert ((mlp.visual_tokens(nudged) - mlp.visual_tokens(h)).abs().amax(-1)[0] > 1e-4).tolist() == [True, False, False, False]
-    before = v.score(h, PROMPTS)
-    back = LatentVerifier.from_pretrained(v.save_pretrained(tmp_path / "conv"))
-    np.testing.assert_array_equal(back.score(h, PROMPTS), before)
-    with pytest.raises(VerifierError, match="15 tokens are no square grid; the conv connector"):
-        v.score(torch.randn(1, 15, 16), PROMPTS[:1])
-    with pytest.raises(VerifierError, match="unknown connector 'qformer'"):
-        LatentVerifier.create(tiny_llm(), build_word_tokenizer(), "block.3", 16, connector="qformer")
-
-
 def test_text_only_verifier_reads_no_hidden_states():
     v = LatentVerifier.create(tiny_llm(), build_word_tokenizer(), "text", 1)
     s = v.score(None, PROMPTS)

@@ -70,7 +70,7 @@ def randomised_copy(verifier, seed: int = 0):
     """A deep copy whose connector and LLM weights are re-drawn from their initialisers."""
     rnd = copy.deepcopy(verifier)
     torch.manual_seed(seed)
-    for layer in rnd.connector.modules():
+    for layer in rnd.connector:
         if hasattr(layer, "reset_parameters"):
             layer.reset_parameters()
     rnd.llm.apply(rnd.llm._init_weights)

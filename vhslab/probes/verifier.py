@@ -3,9 +3,7 @@
 score = P(yes) / (P(yes) + P(no)) at the answer position of one chat turn that holds the visual
 tokens at an image placeholder. Any transformers causal LM works (the world's Qwen2 by default,
 Qwen2.5-0.5B by path); hidden states are normalised per channel with stored statistics, then
-mapped by Linear-GELU-Linear into the LLM's embedding space (the release's `mlp2x_gelu`), or by
-`conv`: two 3x3 convolutions over the token grid before pooling it, a local-context connector in the
-manner of Honeybee's C-Abstractor / MobileVLM's LDP (for when pooling alone loses what the LLM needs).
+mapped by Linear-GELU-Linear into the LLM's embedding space (the release's `mlp2x_gelu`).
 
     v = LatentVerifier.create(llm, tokenizer, site="block.9", in_channels=96, mean=mu, var=var)
     v.score(hidden, prompts)            # hidden: (batch, tokens, channels) -> numpy (batch,)
@@ -45,34 +43,7 @@ class VerifierConfig:
     answers: tuple[str, str] = ("yes", "no")
     eps: float = 1e-6
     token_grid: int | None = None  # pool the (square) token grid to g x g before the connector; None: all tokens
-    connector: str = "mlp2x_gelu"  # or "conv" (3x3 convolutions on the full grid, then the g x g pooling)
     extra: dict = field(default_factory=dict)  # free-form provenance (training data, seed, ...)
-
-
-CONNECTORS = ("mlp2x_gelu", "conv")
-
-
-class ConvConnector(torch.nn.Module):
-    """(batch, side*side, channels) row-major grid -> Conv3x3-GELU-Conv3x3-GELU -> g x g mean pool ->
-    Linear: (batch, g*g, width). Torch has these layers; the grid reshaping is the only code here."""
-
-    def __init__(self, in_channels: int, width: int, grid: int | None):
-        super().__init__()
-        self.grid = grid
-        self.convs = torch.nn.Sequential(
-            torch.nn.Conv2d(in_channels, width, 3, padding=1), torch.nn.GELU(),
-            torch.nn.Conv2d(width, width, 3, padding=1), torch.nn.GELU())
-        self.out = torch.nn.Linear(width, width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, t, c = x.shape
-        side = round(t**0.5)
-        y = self.convs(x.transpose(1, 2).reshape(n, c, side, side))
-        if self.grid and self.grid < side:
-            g = self.grid
-            f = side // g
-            y = torch.nn.functional.avg_pool2d(y[..., :f * g, :f * g], f)  # the same blocks as grid_pool
-        return self.out(y.flatten(2).transpose(1, 2))
 
 
 class LatentVerifier(torch.nn.Module):
@@ -80,13 +51,8 @@ class LatentVerifier(torch.nn.Module):
         super().__init__()
         self.llm, self.tokenizer, self.config = llm, tokenizer, config
         width = llm.get_input_embeddings().embedding_dim
-        if config.connector not in CONNECTORS:
-            raise VerifierError(f"unknown connector {config.connector!r}; known: {', '.join(CONNECTORS)}")
-        if config.connector == "conv":
-            self.connector = ConvConnector(config.in_channels, width, config.token_grid)
-        else:
-            self.connector = torch.nn.Sequential(
-                torch.nn.Linear(config.in_channels, width), torch.nn.GELU(), torch.nn.Linear(width, width))
+        self.connector = torch.nn.Sequential(
+            torch.nn.Linear(config.in_channels, width), torch.nn.GELU(), torch.nn.Linear(width, width))
         self.register_buffer("mean", torch.zeros(config.in_channels))
         self.register_buffer("var", torch.ones(config.in_channels))
         self.answer_ids = [self._single_token(a) for a in config.answers]
@@ -147,8 +113,8 @@ class LatentVerifier(torch.nn.Module):
     def visual_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
         """(batch, tokens, channels) hidden states -> (batch, tokens, LLM width) embeddings."""
         x = (hidden.float() - self.mean.float()) / torch.sqrt(self.var.float() + self.config.eps)
-        x = x.to(next(self.connector.parameters()).dtype)
-        if self.config.token_grid and self.config.connector != "conv":  # conv pools after its convolutions
+        x = x.to(self.connector[0].weight.dtype)
+        if self.config.token_grid:
             from vhslab.probes.data import grid_pool
 
             x = grid_pool(x, self.config.token_grid)
@@ -173,12 +139,11 @@ class LatentVerifier(torch.nn.Module):
             if not torch.isfinite(hidden).all():
                 raise VerifierError("hidden states hold NaN/Inf values")
             n_visual = hidden.shape[1]
-            if cfg.token_grid or cfg.connector == "conv":
+            if cfg.token_grid:
                 side = round(n_visual**0.5)
                 if side * side != n_visual:
-                    raise VerifierError(f"{n_visual} tokens are no square grid; the {cfg.connector} connector with "
-                                        f"token_grid {cfg.token_grid} needs one")
-                n_visual = min(cfg.token_grid or side, side) ** 2
+                    raise VerifierError(f"{n_visual} tokens are no square grid; cannot pool to {cfg.token_grid}x{cfg.token_grid}")
+                n_visual = min(cfg.token_grid, side) ** 2
         limit = getattr(self.llm.config, "max_position_embeddings", None)
         if limit:
             longest = max(sum(map(len, self.pieces(p))) for p in prompts) + n_visual
