@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--grid", type=int, default=4)
     ap.add_argument("--rank-weight", type=float, default=1.0, help="0 with --select auroc: the recipe of docs/verifier_losses.json")
     ap.add_argument("--select", default="within")
+    ap.add_argument("--mix-chunks", type=int, default=8, help="1: the recipe of docs/verifier_losses.json")
     ap.add_argument("--n-boot", type=int, default=300)
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -43,7 +44,7 @@ def main() -> None:
     scores, seconds, val = {}, {}, {}
     for loss in ["xe", *args.losses.split(",")]:
         cfg = VerifierTrainConfig(steps=args.steps, align_steps=args.align_steps, loss=loss, rank_weight=args.rank_weight,
-                                  select=args.select)
+                                  select=args.select, mix_chunks=args.mix_chunks)
         t0 = time.perf_counter()
         verifier, info = train_verifier(train, args.site, world.llm, world.tokenizer, cfg, token_grid=args.grid or None)
         seconds[loss], val[loss] = round(time.perf_counter() - t0, 1), info["best_val_auroc"]

@@ -5,7 +5,8 @@ within-prompt AUROC and Best-of-4 gain beyond the spread between seeds of one re
         [--site block.10] [--seeds 0,1,2] [--workers 1] [--out recipes.jsonl]
 
 recipes.json: [{"name": "shipped", "cfg": {"steps": 400, "align_steps": 200}, "grid": 4},
-               {"name": "rank", "cfg": {"rank_weight": 1.0}}, ...]  (cfg: VerifierTrainConfig fields)
+               {"name": "nosys", "verifier": {"system": ""}}, ...]  (cfg: VerifierTrainConfig fields;
+verifier: VerifierConfig fields, e.g. system, question)
 Default stores: the world's `verifier-train` / `verifier-test`. Selection happens on validation only
 (the training store's meaning split); test numbers are recorded beside it, never used to choose.
 Each finished run is appended to --out (a rerun skips it); prints one JSON object: per recipe the
@@ -37,7 +38,7 @@ def run_one(job: dict) -> dict:
     world = vhslab.load_world()
     cfg = VerifierTrainConfig(**{**job["cfg"], "seed": job["seed"]})
     verifier, info = train_verifier(train, job["site"], world.llm, world.tokenizer, cfg,
-                                    token_grid=job.get("grid", 4) or None, progress=False)
+                                    token_grid=job.get("grid", 4) or None, progress=False, **job.get("verifier", {}))
     s = score_store(verifier, test)
     y, rows = candidate_rows(test)
     m = evaluate_scores(y, {"v": s}, n_boot=20, **rows)["models"]["v"]  # values only; intervals unused
@@ -63,7 +64,8 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
     have = {(r["name"], r["seed"]) for r in done}
-    jobs = [{"name": r["name"], "cfg": r.get("cfg", {}), "grid": r.get("grid", 4), "seed": int(seed), "site": args.site,
+    jobs = [{"name": r["name"], "cfg": r.get("cfg", {}), "grid": r.get("grid", 4),
+             "verifier": r.get("verifier", {}), "seed": int(seed), "site": args.site,
              "train": args.train, "test": args.test, "threads": max(1, 2 // args.workers)}
             for r in recipes for seed in args.seeds.split(",") if (r["name"], int(seed)) not in have]
     with ProcessPoolExecutor(args.workers) as pool:

@@ -44,6 +44,17 @@ def test_index_batches_cover_rows_chunk_by_chunk_and_repeat_with_the_seed():
     assert all(len(set(b // 16)) <= 2 for b in first)  # a batch touches at most two store chunks
 
 
+def test_index_batches_mix_chunks_into_one_batch_and_keep_reads_bounded():
+    rows = np.arange(256)  # 32 chunks of 8, as a store of 8 candidates per prompt row per chunk
+    take = lambda mix: [b for _, b in zip(range(16), index_batches(rows, 8, 32, 0, mix=mix), strict=False)]  # noqa: E731
+    alone, mixed = take(1), take(8)
+    assert sorted(np.concatenate(mixed[:8]).tolist()) == rows.tolist()  # one epoch: every row once
+    assert max(len(set(b // 8)) for b in alone) <= 5 and min(len(set(b // 8)) for b in mixed) >= 6
+    assert all(len(set(b // 8)) <= 16 for b in mixed)  # at most 2 x mix chunks: ChunkReader keeps 2 x mix
+    with pytest.raises(VerifierError, match="mix_chunks"):
+        train_verifier(planted(), "block.1", tiny_llm(), build_word_tokenizer(), VerifierTrainConfig(mix_chunks=0))
+
+
 def test_stage1_lowers_the_caption_loss_and_the_caller_llm_is_untouched():
     import vhslab
 

@@ -39,7 +39,8 @@ def _llm(llm: str | None):
     return AutoModelForCausalLM.from_pretrained(llm), AutoTokenizer.from_pretrained(llm)
 
 
-def _train_config(steps, align_steps, batch_size, lr, llm_lr, loss, seed, balance=0.0, select="within", rank_weight=1.0):
+def _train_config(steps, align_steps, batch_size, lr, llm_lr, loss, seed, balance=0.0, select="within", rank_weight=1.0,
+                  mix_chunks=8):
     from vhslab.probes.verifier_train import VerifierTrainConfig
 
     if loss not in LOSS_NAMES:
@@ -48,7 +49,7 @@ def _train_config(steps, align_steps, batch_size, lr, llm_lr, loss, seed, balanc
         raise ValueError(f"--select {select!r}: 'within' or 'auroc'")
     return VerifierTrainConfig(steps=steps, align_steps=align_steps, batch_size=batch_size, lr=lr, llm_lr=llm_lr,
                                loss=LOSS_NAMES[loss], seed=seed, balance=balance, select=select,
-                               rank_weight=rank_weight)
+                               rank_weight=rank_weight, mix_chunks=mix_chunks)
 
 
 STEPS = typer.Option(600, min=1, help="stage-2 steps (yes/no; early stopping on the validation metric --select)")
@@ -56,6 +57,8 @@ SELECT = typer.Option("within", help="early stopping on validation 'within' (wit
 RANK = typer.Option(1.0, min=0.0, help="weight of the pairwise ranking loss inside each prompt row (0: answer loss only)")
 ALIGN = typer.Option(200, min=0, help="stage-1 steps (connector only, caption loss); 0 skips it")
 GRID = typer.Option(4, min=0, help="pool the token grid to g x g visual tokens (0: every token)")
+MIX = typer.Option(8, min=1, help="a batch mixes the rows of this many store chunks (more prompts per batch; 1: the "
+                   "recipe before; reads keep 2x that many chunks)")
 
 
 @verifier_app.command("train")
@@ -71,7 +74,7 @@ def train_cmd(
     llm_lr: float = typer.Option(1e-4, min=0.0, help="learning rate of the LLM (0 freezes it)"),
     seed: int = typer.Option(0, min=0),
     balance: float = typer.Option(0.0, min=0.0, help="oversample rare tags: (largest tag / tag) ** balance per epoch"),
-    select: str = SELECT, rank_weight: float = RANK,
+    select: str = SELECT, rank_weight: float = RANK, mix_chunks: int = MIX,
     overwrite: bool = typer.Option(False, help="replace a verifier already saved in --out"),
     progress: bool = typer.Option(True, help="show progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
@@ -80,7 +83,7 @@ def train_cmd(
     from vhslab.probes.verifier import CONFIG
     from vhslab.probes.verifier_train import train_verifier
 
-    cfg = _train_config(steps, align_steps, batch_size, lr, llm_lr, loss, seed, balance, select, rank_weight)
+    cfg = _train_config(steps, align_steps, batch_size, lr, llm_lr, loss, seed, balance, select, rank_weight, mix_chunks)
     if (out / CONFIG).exists() and not overwrite:
         raise FileExistsError(f"--out {out} holds a saved verifier; nothing was changed (pass --overwrite to replace it)")
     if out.exists() and not out.is_dir():
@@ -157,7 +160,7 @@ def sweep_cmd(
     loss: str = typer.Option("weighted-xe", help="xe, weighted-xe or focal"),
     steps: int = typer.Option(300, min=1, help="stage-2 steps per site (fewer than `train`'s: 15 sites in 30 min)"),
     align_steps: int = typer.Option(100, min=0, help="stage-1 steps per site; 0 skips it"),
-    select: str = SELECT, rank_weight: float = RANK, grid: int = GRID,
+    select: str = SELECT, rank_weight: float = RANK, grid: int = GRID, mix_chunks: int = MIX,
     seed: int = typer.Option(0, min=0),
     n_boot: int = typer.Option(300, min=10),
     plot: Path = typer.Option(None, help="save the depth plot (verifier and probe against depth) to this image"),
@@ -170,7 +173,8 @@ def sweep_cmd(
     OUT.partial/, so a stopped sweep resumes."""
     from vhslab.probes.verifier_sweep import run_verifier_sweep, verifier_table
 
-    cfg = _train_config(steps, align_steps, 32, 1e-3, 1e-4, loss, seed, select=select, rank_weight=rank_weight)
+    cfg = _train_config(steps, align_steps, 32, 1e-3, 1e-4, loss, seed, select=select, rank_weight=rank_weight,
+                        mix_chunks=mix_chunks)
     check_new_files(overwrite, out=out, plot=plot)
     model, tokenizer = _llm(None)
     train_ds, test_ds = _store(data, "verifier-train", progress), _store(test, "verifier-test", progress)

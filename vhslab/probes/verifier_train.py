@@ -49,6 +49,7 @@ class VerifierTrainConfig:
     eval_every: int = 50
     patience: int = 4
     rank_weight: float = 1.0  # + this x pairwise loss on logit(yes) - logit(no) within each prompt row of a batch
+    mix_chunks: int = 8  # a batch mixes the rows of this many store chunks (a shuffle buffer; memory: 2x that)
     balance: float = 0.0  # oversample tag t by (largest tag's rows / t's rows) ** balance per epoch; 0: none
     val_candidates: int = 16  # validation scores the first k candidates of each prompt row (0: all)
     select: str = "within"  # validation metric for early stopping: "within" (within-prompt AUROC) or "auroc"
@@ -72,6 +73,12 @@ def validation_split(ds: xr.Dataset, fraction: float, seed: int) -> tuple[np.nda
     meanings = np.array([str(m) for m in ds["meaning"].values])
     train, val = next(GroupShuffleSplit(1, test_size=fraction, random_state=seed).split(meanings, groups=meanings))
     return np.sort(train), np.sort(val)
+
+
+def prompt_rows(ds: xr.Dataset) -> np.ndarray:
+    """Per store row, the index of its prompt row (0..R-1): candidates of one listed prompt share it."""
+    key = ds["prompt_index"].values if "prompt_index" in ds else np.array([str(p) for p in ds["prompt"].values])
+    return np.unique(np.asarray(key), return_inverse=True)[1]
 
 
 def first_candidates(prompt_row: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
@@ -98,11 +105,12 @@ def tag_repeats(ds: xr.Dataset, rows: np.ndarray, balance: float) -> np.ndarray 
 
 
 def index_batches(rows: np.ndarray, chunk: int, batch_size: int, seed: int,
-                  repeats: np.ndarray | None = None) -> Iterator[np.ndarray]:
-    """Endless batches of row indices: store chunks in a seeded order each epoch, rows shuffled
-    inside a chunk, so consecutive batches touch one or two chunks. `repeats` (per row of `rows`)
-    lists a chunk that many times per epoch (its rows' mean, rounded): oversampling that keeps the
-    reads chunk by chunk. Reads nothing."""
+                  repeats: np.ndarray | None = None, mix: int = 1) -> Iterator[np.ndarray]:
+    """Endless batches of row indices: store chunks in a seeded order each epoch, taken `mix` at a
+    time with their rows shuffled together (a shuffle buffer of `mix` chunks, as in streaming data
+    loaders), so a batch touches at most 2 x `mix` chunks and mixes rows of `mix` chunks' prompts.
+    `repeats` (per row of `rows`) lists a chunk that many times per epoch (its rows' mean, rounded):
+    oversampling that keeps the reads chunk by chunk. Reads nothing."""
     rng = np.random.default_rng(seed)
     starts = [c for c in range(0, int(rows.max()) + 1, chunk) if ((rows >= c) & (rows < c + chunk)).any()]
     by_chunk = [rows[(rows >= c) & (rows < c + chunk)] for c in starts]
@@ -111,18 +119,21 @@ def index_batches(rows: np.ndarray, chunk: int, batch_size: int, seed: int,
         by_chunk = [r for r, k in zip(by_chunk, times, strict=True) for _ in range(k)]
     buf: list[int] = []
     while True:
-        for i in rng.permutation(len(by_chunk)):
-            for j in rng.permutation(len(by_chunk[i])):
-                buf.append(int(by_chunk[i][j]))
+        order = rng.permutation(len(by_chunk))
+        for lo in range(0, len(order), mix):
+            group = np.concatenate([by_chunk[i] for i in order[lo:lo + mix]])
+            for j in rng.permutation(len(group)):
+                buf.append(int(group[j]))
                 if len(buf) == batch_size:
                     yield np.array(buf)
                     buf = []
 
 
 class ChunkReader:
-    """Rows of one site, read a whole store chunk at a time; keeps the two latest chunks."""
+    """Rows of one site, read a whole store chunk at a time; keeps the `keep` latest chunks."""
 
-    def __init__(self, ds: xr.Dataset, site: Site, chunk: int):
+    def __init__(self, ds: xr.Dataset, site: Site, chunk: int, keep: int = 2):
+        self.keep = keep
         arr = site_array(ds, site)
         self.arr, self.chunk, self.n = arr.transpose("sample", *_token_dims(arr)), chunk, ds.sizes["sample"]
         self.cache: dict[int, np.ndarray] = {}
@@ -132,7 +143,7 @@ class ChunkReader:
         for r in rows:
             c = int(r) // self.chunk
             if c not in self.cache:
-                if len(self.cache) >= 2:
+                if len(self.cache) >= self.keep:
                     self.cache.pop(next(iter(self.cache)))
                 lo = c * self.chunk
                 self.cache[c] = np.asarray(self.arr.isel(sample=slice(lo, min(lo + self.chunk, self.n))).values, np.float32)
@@ -202,6 +213,8 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
         raise VerifierError(f"unknown loss {cfg.loss!r}; losses: {', '.join(LOSSES)}")
     if cfg.select not in SELECT:
         raise VerifierError(f"unknown selection metric {cfg.select!r}; metrics: {', '.join(SELECT)}")
+    if cfg.mix_chunks < 1:
+        raise VerifierError(f"mix_chunks is a number of store chunks, >= 1; got {cfg.mix_chunks}")
     ds = check_store(ds)
     where = None if site == "text" else find_site(ds, site)
     if cfg.align_steps and (where is None or "caption" not in ds):
@@ -213,7 +226,7 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
     if len(y) < 4 or len(np.unique(y)) < 2:
         raise VerifierError(f"the training set has {len(y)} samples and classes {sorted(set(y.tolist()))}: "
                             "a verifier needs both verdicts")
-    prompt_row = np.unique(np.asarray(ds["prompt_index"].values if "prompt_index" in ds else prompts), return_inverse=True)[1]
+    prompt_row = prompt_rows(ds)
     train, val = validation_split(ds, cfg.val_fraction, cfg.seed)
     val = first_candidates(prompt_row, val, cfg.val_candidates)
     if len(np.unique(y[train])) < 2 or len(np.unique(y[val])) < 2:
@@ -223,7 +236,7 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
     if where is None:
         read, channels, mean, var = None, 1, None, None
     else:
-        read = ChunkReader(ds, where, chunk)
+        read = ChunkReader(ds, where, chunk, keep=2 * cfg.mix_chunks)
         mean, var = site_statistics(ds, where, train)
         channels = int(mean.shape[0])
     llm = copy.deepcopy(llm)  # fine-tuned below: the caller's model stays as it was
@@ -258,7 +271,7 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
         verifier.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         best, best_state, waited, start = state["best"], state["best_state"], state["waited"], state["step"] + 1
-    batches = index_batches(train, chunk, cfg.batch_size, cfg.seed, tag_repeats(ds, train, cfg.balance))
+    batches = index_batches(train, chunk, cfg.batch_size, cfg.seed, tag_repeats(ds, train, cfg.balance), cfg.mix_chunks)
     for _ in range(start - 1):
         next(batches)
     bar = tqdm(range(start, cfg.steps + 1), desc=f"verifier {site}", disable=not progress or not acc.is_main_process)
@@ -313,7 +326,7 @@ def _align(verifier, read, train, captions, cfg, acc, chunk, state, saving, prog
         verifier.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         start = state["step"] + 1
-    batches = index_batches(train, chunk, cfg.batch_size, cfg.seed + 1)
+    batches = index_batches(train, chunk, cfg.batch_size, cfg.seed + 1, mix=cfg.mix_chunks)
     for _ in range(start - 1):
         next(batches)
     bar = tqdm(range(start, cfg.align_steps + 1), desc="align connector", disable=not progress or not acc.is_main_process)
