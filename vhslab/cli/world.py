@@ -70,20 +70,22 @@ def gold_cmd(
 ) -> None:
     """The evaluator's agreement with the gold set (generated images judged by eye), per split and tag."""
     from vhslab.data.evaluate import ShapesEvaluator
-    from vhslab.world.gold import GOLD_FILE, disagreement_sheet, gold_report, read_gold
+    from vhslab.world.gold import GOLD_FILE, disagreement_sheet, gold_report, images_file, read_gold, read_gold_images
 
     if sheet is not None:
         check_new_file(sheet, overwrite, "--sheet")
     path = gold or GOLD_FILE
     try:
         records = read_gold(path)
+        judged = read_gold_images(records, images_file(path))  # None: no images beside it, the regeneration is scored
     except (OSError, ValueError) as err:
         console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     from vhslab.world import load_world
 
     w = load_world(world)  # WorldMissingError is bad input: `guard` prints it, exit 2
-    report, disagreements, images = gold_report(w.pipeline, w.gen_config.resolve(w.pipeline), ShapesEvaluator(), records)
+    report, disagreements, images = gold_report(w.pipeline, w.gen_config.resolve(w.pipeline), ShapesEvaluator(), records,
+                                                 judged=judged)
     report["disagreements"] = [{"index": r.index, "split": r.split, "prompt": r.prompt, "gold": r.correct,
                                 "reasons": v.reasons, "note": r.note} for r, v in disagreements]
     if sheet is not None:

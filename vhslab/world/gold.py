@@ -2,7 +2,10 @@
 
 Each record names a prompt and a seed (the image is regenerated from them by the world's
 one-step pipeline at its default guidance), the person's judgement by GenEval's rules, a
-short note and an ambiguity flag. `split` is "dev" (used while building the evaluator) or
+short note and an ambiguity flag. The judged images themselves lie beside the records
+(`world_gold_images.png`, lossless): a regeneration on another CPU may differ from them in
+the last bit of a few pixels (AVX-512 and AVX2 kernels round differently), so the evaluator
+is scored on the images the people saw, and the regeneration is checked against them. `split` is "dev" (used while building the evaluator) or
 "holdout" (judged at the same time, looked at by the evaluator only once it was frozen).
 Protocol: docs/evaluator.md.
 """
@@ -19,6 +22,7 @@ import numpy as np
 from vhslab.data.prompts import TAGS, PromptSpec
 
 GOLD_FILE = Path(__file__).resolve().parents[1] / "assets" / "gold" / "world_gold.jsonl"
+GOLD_IMAGES = GOLD_FILE.with_name("world_gold_images.png")
 GOLD_SEED_BASE = 7_000_000  # far from every seed that scoring, extraction or training draws
 
 
@@ -66,6 +70,45 @@ def generate_gold_images(pipe, gen, records: list[GoldRecord], batch_size: int =
     return np.concatenate(out)
 
 
+def images_file(gold_path: str | Path) -> Path:
+    """Where the judged images of a gold file lie: `<stem>_images.png` beside it."""
+    gold_path = Path(gold_path)
+    return gold_path.with_name(gold_path.stem + "_images.png")
+
+
+def write_gold_images(images: np.ndarray, records: list[GoldRecord], path: str | Path = GOLD_IMAGES) -> Path:
+    """The judged images (N, S, S, 3) uint8, stacked top to bottom in record order, as one lossless PNG;
+    refuses images that are not the records' (hash)."""
+    from PIL import Image
+
+    _check_hashes(images, records, "images to write")
+    Image.fromarray(np.ascontiguousarray(images).reshape(-1, images.shape[2], 3)).save(path, optimize=True)
+    return Path(path)
+
+
+def read_gold_images(records: list[GoldRecord], path: str | Path = GOLD_IMAGES) -> np.ndarray | None:
+    """The images the people judged, (N, S, S, 3) uint8 in record order; None when there is no file.
+    Each must have its record's hash: a clear error names the first that does not."""
+    from PIL import Image
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    strip = np.asarray(Image.open(path).convert("RGB"))
+    side = strip.shape[1]
+    if strip.shape[0] != side * len(records):
+        raise ValueError(f"{path}: {strip.shape[0] // side} images of {side}x{side} for {len(records)} gold records")
+    images = strip.reshape(len(records), side, side, 3)
+    _check_hashes(images, records, str(path))
+    return images
+
+
+def _check_hashes(images: np.ndarray, records: list[GoldRecord], what: str) -> None:
+    for r, im in zip(records, images, strict=True):
+        if r.image_sha1 and image_sha1(im) != r.image_sha1:
+            raise ValueError(f"{what}: the image of gold record {r.index} does not have the record's hash {r.image_sha1}")
+
+
 def read_gold(path: str | Path = GOLD_FILE) -> list[GoldRecord]:
     path = Path(path)
     records = []
@@ -101,16 +144,29 @@ def contact_sheet(images: np.ndarray, labels: list[str], cols: int = 4, upscale:
     return sheet
 
 
-def gold_report(pipe, gen, evaluator, records: list[GoldRecord], batch_size: int = 32) -> tuple[dict, list, np.ndarray]:
+def gold_report(pipe, gen, evaluator, records: list[GoldRecord], batch_size: int = 32,
+                judged: np.ndarray | None = None) -> tuple[dict, list, np.ndarray]:
     """The evaluator's verdict agreement with the gold judgements, per split and tag, counting only
-    images not flagged ambiguous; plus the disagreements (record, verdict) and the images."""
+    images not flagged ambiguous; plus the disagreements (record, verdict) and the images scored.
+
+    `judged`: the images the people saw (`read_gold_images`); the evaluator scores those, and the
+    world's regeneration is compared with them (largest pixel difference, and whether the evaluator's
+    verdict on a regenerated image that differs is the same). Without them the regeneration is scored."""
     from vhslab.data.phrasing import parse_prompt
 
-    images = generate_gold_images(pipe, gen, records, batch_size)
+    regenerated = generate_gold_images(pipe, gen, records, batch_size)
+    images = regenerated if judged is None else judged
     report: dict = {"evaluator": evaluator.describe() if hasattr(evaluator, "describe") else type(evaluator).__name__,
-                    "n_images": len(records),
+                    "n_images": len(records), "scored": "regenerated" if judged is None else "judged images",
                     "regenerated_identical": float(np.mean([image_sha1(im) == r.image_sha1
-                                                            for r, im in zip(records, images, strict=True)]))}
+                                                            for r, im in zip(records, regenerated, strict=True)]))}
+    if judged is not None:
+        diff = np.abs(regenerated.astype(np.int16) - judged.astype(np.int16)).reshape(len(records), -1).max(1)
+        changed = np.flatnonzero(diff)
+        same = [evaluator.evaluate(regenerated[i], parse_prompt(records[i].prompt)).correct
+                == evaluator.evaluate(judged[i], parse_prompt(records[i].prompt)).correct for i in changed]
+        report.update(regenerated_max_abs_diff=int(diff.max()), regenerated_changed=len(changed),
+                      regenerated_same_verdict=float(np.mean(same)) if same else 1.0)
     disagreements = []
     for split in sorted({r.split for r in records}):
         agree: dict[str, list[bool]] = {tag: [] for tag in TAGS}
