@@ -158,6 +158,23 @@ def test_llm_resume_matches_an_uninterrupted_run(tmp_path, llm_run):
     assert L.train_llm(tmp_path, cfg, seed=0, progress=False) == resumed
 
 
+def test_llm_batches_drawn_by_workers_train_the_same_model(tmp_path, llm_run):
+    _, full = llm_run
+    cfg = L.LLMTrainConfig.tiny()
+    tok = build_word_tokenizer()
+    ahead = L.BatchPrefetch(tok, cfg, 0, workers=2)
+    try:
+        for step in (3, 4, 5):
+            assert all(torch.equal(a, b) for a, b in zip(ahead(step), L.training_batch(tok, cfg, 0, step), strict=True))
+        with pytest.raises(RuntimeError, match="asked for step 7, next is 6"):
+            ahead(7)
+    finally:
+        ahead.close()
+    # stopped and resumed with workers: a new pool picks up at the checkpoint's step
+    assert L.train_llm(tmp_path, cfg, seed=0, progress=False, stop_after=4, workers=1) == {"finished": False, "step": 4}
+    assert _same(L.train_llm(tmp_path, cfg, seed=0, progress=False, workers=2), full)
+
+
 def test_perplexity_is_exp_of_mean_nll_by_hand():
     tok = build_word_tokenizer()
     model = L.build_model(L.LLMTrainConfig.tiny(), tok, seed=3).eval()

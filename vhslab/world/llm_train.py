@@ -283,6 +283,50 @@ def training_batch(tokenizer, config: LLMTrainConfig, seed: int, step: int):
     return encode(tokenizer, strings, config.max_len)
 
 
+_WORKER_TOKENIZER = None
+
+
+def _start_worker() -> None:
+    global _WORKER_TOKENIZER
+    torch.set_num_threads(1)
+    _WORKER_TOKENIZER = build_word_tokenizer()
+
+
+def _worker_batch(job):
+    config, seed, step = job
+    return training_batch(_WORKER_TOKENIZER, config, seed, step)
+
+
+class BatchPrefetch:
+    """`training_batch(step)` for consecutive steps, made ahead by `workers` processes (world text is
+    drawn in Python: about 3,000 dialogues/s a core, too slow to feed a GPU from one). The batches are
+    the same as without it: each is seeded by (seed, step) alone."""
+
+    def __init__(self, tokenizer, config: LLMTrainConfig, seed: int, workers: int):
+        self.tokenizer, self.config, self.seed, self.workers = tokenizer, config, seed, workers
+        self.pool, self.it, self.next_step = None, None, None
+
+    def __call__(self, step: int):
+        if not self.workers:
+            return training_batch(self.tokenizer, self.config, self.seed, step)
+        if self.pool is None:
+            import multiprocessing
+
+            self.pool = multiprocessing.get_context("spawn").Pool(self.workers, initializer=_start_worker)
+            self.it = self.pool.imap(_worker_batch, ((self.config, self.seed, s) for s in range(step, self.config.steps)),
+                                     chunksize=4)
+            self.next_step = step
+        if step != self.next_step:
+            raise RuntimeError(f"batches are made in order: asked for step {step}, next is {self.next_step}")
+        self.next_step += 1
+        return next(self.it)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool = None
+
+
 def tag_prior_accuracy(tags: list[str], answers: list[str]) -> float:
     """Accuracy of answering each tag's majority answer (fitted on these very dialogues): what a
     verifier gets from the prompt's tag alone, without comparing the description to the prompt."""
@@ -322,11 +366,12 @@ def evaluate(model, tokenizer, config: LLMTrainConfig, seed: int = 54321) -> dic
 
 def train_llm(
     out_dir, config: LLMTrainConfig | None = None, seed: int = 0, device=None, progress: bool = True,
-    stop_after: int | None = None,
+    stop_after: int | None = None, workers: int = 0,
 ) -> dict:
     """Train (or resume, or skip if finished) the world's LLM in `out_dir`; returns its metrics.
 
     `stop_after`: checkpoint and return {"finished": False, "step": n} after that many steps.
+    `workers`: processes that draw the batches ahead (0: drawn in this process); same batches either way.
     """
     config = config or LLMTrainConfig()
     out_dir = Path(out_dir)
@@ -340,12 +385,17 @@ def train_llm(
     optimizer = stage.adamw(model, config.lr, config.weight_decay, no_decay="embed", betas=(0.9, 0.98))
     answer_token_after = answer_marker(tokenizer)
 
+    batches = BatchPrefetch(tokenizer, config, seed, workers)
+
     def loss_at(step: int):
-        ids, mask = training_batch(tokenizer, config, seed, step)
+        ids, mask = batches(step)
         return lm_loss(model, ids.to(device), mask.to(device), answer_token_after, config.answer_weight)
 
-    step, seconds, losses = stage.train_steps(out_dir, model, optimizer, config, loss_at, "llm (Qwen2)",
-                                              progress, stop_after)
+    try:
+        step, seconds, losses = stage.train_steps(out_dir, model, optimizer, config, loss_at, "llm (Qwen2)",
+                                                  progress, stop_after)
+    finally:
+        batches.close()
     if step < config.steps:
         return {"finished": False, "step": step}
     model.eval()
