@@ -170,3 +170,20 @@ def test_the_shipped_verifiers_load_and_score_world_states():
         v.score(hidden, PROMPTS, site="block.0")
     with pytest.raises(FileNotFoundError, match="not a saved LatentVerifier"):
         vhslab.load_verifier("/nonexistent")
+
+
+def test_an_llm_folder_keeps_its_word_level_tokenizer(tmp_path):
+    from vhslab.cli.verifier import _llm
+
+    llm, tok = tiny_llm(), build_word_tokenizer()
+    llm.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)  # config.json says qwen2: AutoTokenizer alone would rebuild a BPE tokenizer
+    loaded, loaded_tok = _llm(str(tmp_path))
+    text = "<|im_start|> user <image> does this image match the prompt : a photo of two red stars ?"
+    assert loaded_tok(text).input_ids == tok(text).input_ids
+    assert loaded_tok.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False) == tok.apply_chat_template(
+        [{"role": "user", "content": "x"}], tokenize=False)
+    ids = torch.tensor([tok(text).input_ids])
+    assert torch.equal(loaded(ids).logits, llm(ids).logits)
+    with pytest.raises(FileNotFoundError, match="config.json missing"):
+        _llm(str(tmp_path / "absent"))

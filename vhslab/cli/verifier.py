@@ -32,11 +32,26 @@ def _llm(llm: str | None):
 
         world = vhslab.load_world()
         return world.llm, world.tokenizer
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     if not (Path(llm) / "config.json").is_file():
         raise FileNotFoundError(f"--llm {llm}: not a transformers model folder (config.json missing)")
-    return AutoModelForCausalLM.from_pretrained(llm), AutoTokenizer.from_pretrained(llm)
+    return AutoModelForCausalLM.from_pretrained(llm), folder_tokenizer(llm)
+
+
+def folder_tokenizer(folder: str | Path):
+    """A model folder's tokenizer. A bare `tokenizers` one (the world's word-level tokenizer, saved with
+    tokenizer_class TokenizersBackend) loads as saved: AutoTokenizer would follow config.json's
+    model_type (qwen2) and rebuild a byte-level BPE from its vocabulary, which maps words to wrong ids."""
+    import json
+
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    config = Path(folder) / "tokenizer_config.json"
+    cls = json.loads(config.read_text()).get("tokenizer_class") if config.is_file() else None
+    if cls in ("TokenizersBackend", "PreTrainedTokenizerFast"):
+        return PreTrainedTokenizerFast.from_pretrained(folder)
+    return AutoTokenizer.from_pretrained(folder)
 
 
 def _train_config(steps, align_steps, batch_size, lr, llm_lr, loss, seed, balance=0.0, select="within", rank_weight=1.0,
