@@ -27,7 +27,14 @@ def run_recipe(name: str, overrides: dict, args, curves: str) -> None:
     import torch
 
     from vhslab.world import stage
-    from vhslab.world.llm_train import LLMTrainConfig, build_model, evaluate, train_llm, verifier_example, yes_no_accuracy
+    from vhslab.world.llm_train import (
+        LLMTrainConfig,
+        build_model,
+        evaluate,
+        train_llm,
+        verifier_example,
+        yes_no_accuracy,
+    )
     from vhslab.world.text import build_word_tokenizer
 
     torch.set_num_threads(1)

@@ -185,5 +185,5 @@ def test_an_llm_folder_keeps_its_word_level_tokenizer(tmp_path):
         [{"role": "user", "content": "x"}], tokenize=False)
     ids = torch.tensor([tok(text).input_ids])
     assert torch.equal(loaded(ids).logits, llm(ids).logits)
-    with pytest.raises(FileNotFoundError, match="config.json missing"):
+    with pytest.raises(FileNotFoundError, match=r"config\.json missing"):
         _llm(str(tmp_path / "absent"))
