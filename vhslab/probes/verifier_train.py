@@ -53,7 +53,6 @@ class VerifierTrainConfig:
     balance: float = 0.0  # oversample tag t by (largest tag's rows / t's rows) ** balance per epoch; 0: none
     val_candidates: int = 16  # validation scores the first k candidates of each prompt row (0: all)
     select: str = "within"  # validation metric for early stopping: "within" (within-prompt AUROC) or "auroc"
-    ema: float = 0.0  # stage 2 validates and keeps an exponential moving average of the weights (this decay); 0: none
     seed: int = 0
 
 
@@ -214,8 +213,6 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
         raise VerifierError(f"unknown loss {cfg.loss!r}; losses: {', '.join(LOSSES)}")
     if cfg.select not in SELECT:
         raise VerifierError(f"unknown selection metric {cfg.select!r}; metrics: {', '.join(SELECT)}")
-    if not (cfg.ema == 0 or 0 < cfg.ema < 1):
-        raise VerifierError(f"ema is a decay in (0, 1), or 0 for none; got {cfg.ema}")
     if cfg.mix_chunks < 1:
         raise VerifierError(f"mix_chunks is a number of store chunks, >= 1; got {cfg.mix_chunks}")
     ds = check_store(ds)
@@ -269,14 +266,10 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
               {"params": [p for p in verifier.llm.parameters() if p.requires_grad], "lr": cfg.llm_lr}]
     opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.0)
     model, opt = acc.prepare(verifier, opt)
-    averaged = _averaged(verifier, cfg.ema)
-    judged = averaged.module if averaged is not None else verifier  # what validation scores and selection keeps
     best, best_state, waited, start = -np.inf, None, 0, 1
     if state and state["stage"] == 2:
         verifier.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
-        if averaged is not None:
-            averaged.load_state_dict(state["ema"])
         best, best_state, waited, start = state["best"], state["best_state"], state["waited"], state["step"] + 1
     batches = index_batches(train, chunk, cfg.batch_size, cfg.seed, tag_repeats(ds, train, cfg.balance), cfg.mix_chunks)
     for _ in range(start - 1):
@@ -297,23 +290,20 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
         opt.zero_grad()
         acc.backward(loss)
         opt.step()
-        if averaged is not None:
-            averaged.update_parameters(verifier)
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            s = score_rows(judged, read, val, prompts)
+            s = score_rows(verifier, read, val, prompts)
             row = {"stage": 2, "step": step, "loss": acc.reduce(loss.detach(), "mean").item(), "val_auroc": auroc_binary(y[val], s),
                    "val_auroc_within": auroc_within(y[val], s, prompts[val])}
             history.append(row)
             bar.set_postfix(val_auroc=round(row["val_auroc"], 3), within=round(row["val_auroc_within"], 3))
             if row[SELECT[cfg.select]] > best:
                 best, waited = row[SELECT[cfg.select]], 0
-                best_state = copy.deepcopy(judged.state_dict())
+                best_state = copy.deepcopy(verifier.state_dict())
             else:
                 waited += 1
             _save_checkpoint(checkpoint, identity, acc, {
                 "stage": 2, "step": step, "model": verifier.state_dict(), "opt": opt.state_dict(), "best": best,
-                "best_state": best_state, "waited": waited, "history": history,
-                **({"ema": averaged.state_dict()} if averaged is not None else {})})
+                "best_state": best_state, "waited": waited, "history": history})
             if waited >= cfg.patience:
                 break
     verifier.load_state_dict(best_state)
@@ -322,15 +312,6 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
     return verifier, {"history": history, "best_val_auroc": chosen["val_auroc"], "best_val_within": chosen["val_auroc_within"],
                       "best_step": chosen["step"], "n_train": len(train), "n_val": len(val),
                       "val_meanings": len(np.unique(meanings[val])), "processes": acc.num_processes}
-
-
-def _averaged(verifier: LatentVerifier, decay: float):
-    """torch's AveragedModel keeping an exponential moving average of the verifier's weights, or None."""
-    if not decay:
-        return None
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-    return AveragedModel(verifier, multi_avg_fn=get_ema_multi_avg_fn(decay))
 
 
 def _align(verifier, read, train, captions, cfg, acc, chunk, state, saving, progress, history) -> None:
