@@ -2,11 +2,12 @@
 
 Each record names a prompt and a seed (the image is regenerated from them by the world's
 one-step pipeline at its default guidance), the person's judgement by GenEval's rules, a
-short note and an ambiguity flag. The judged images themselves lie beside the records
-(`world_gold_images.png`, lossless): a regeneration on another CPU may differ from them in
-the last bit of a few pixels (AVX-512 and AVX2 kernels round differently), so the evaluator
-is scored on the images the people saw, and the regeneration is checked against them. `split` is "dev" (used while building the evaluator) or
+short note and an ambiguity flag. `split` is "dev" (used while building the evaluator) or
 "holdout" (judged at the same time, looked at by the evaluator only once it was frozen).
+The judged images themselves lie beside the records (`world_gold_images.png`, lossless): a
+regeneration on another CPU may differ from them in the last bit of a few pixels (AVX-512 and
+AVX2 kernels round differently), so the evaluator is scored on the images the people saw, and
+the regeneration is checked against them.
 Protocol: docs/evaluator.md.
 """
 
