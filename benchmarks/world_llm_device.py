@@ -31,6 +31,7 @@ def run_recipe(name: str, overrides: dict, args, curves: str) -> None:
         LLMTrainConfig,
         build_model,
         evaluate,
+        load_llm,
         train_llm,
         verifier_example,
         yes_no_accuracy,
@@ -51,10 +52,10 @@ def run_recipe(name: str, overrides: dict, args, curves: str) -> None:
         result = train_llm(out, cfg, seed=args.seed, device=args.device, progress=False, stop_after=step,
                            workers=args.workers)
         finished = result.get("finished", False)
-        model = build_model(cfg, tok, args.seed).to(args.device)
         if finished:
-            model = type(model).from_pretrained(out).to(args.device)
+            model = load_llm(out)[0].to(args.device)
         else:
+            model = build_model(cfg, tok, args.seed).to(args.device)
             model.load_state_dict(torch.load(out / stage.CHECKPOINT, map_location=args.device, weights_only=False)["model"])
         acc = yes_no_accuracy(model.eval(), tok, [h[0] for h in held], [h[1] for h in held])
         row = {"recipe": name, "step": step, "seconds": round(time.time() - start, 1), "yes_no_acc": float(acc.mean()),

@@ -45,12 +45,14 @@ def folder_tokenizer(folder: str | Path):
     model_type (qwen2) and rebuild a byte-level BPE from its vocabulary, which maps words to wrong ids."""
     import json
 
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+    from transformers import AutoTokenizer
+
+    from vhslab.world.llm_train import load_tokenizer
 
     config = Path(folder) / "tokenizer_config.json"
     cls = json.loads(config.read_text()).get("tokenizer_class") if config.is_file() else None
     if cls in ("TokenizersBackend", "PreTrainedTokenizerFast"):
-        return PreTrainedTokenizerFast.from_pretrained(folder)
+        return load_tokenizer(folder)
     return AutoTokenizer.from_pretrained(folder)
 
 

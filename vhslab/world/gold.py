@@ -23,7 +23,6 @@ import numpy as np
 from vhslab.data.prompts import TAGS, PromptSpec
 
 GOLD_FILE = Path(__file__).resolve().parents[1] / "assets" / "gold" / "world_gold.jsonl"
-GOLD_IMAGES = GOLD_FILE.with_name("world_gold_images.png")
 GOLD_SEED_BASE = 7_000_000  # far from every seed that scoring, extraction or training draws
 
 
@@ -75,6 +74,9 @@ def images_file(gold_path: str | Path) -> Path:
     """Where the judged images of a gold file lie: `<stem>_images.png` beside it."""
     gold_path = Path(gold_path)
     return gold_path.with_name(gold_path.stem + "_images.png")
+
+
+GOLD_IMAGES = images_file(GOLD_FILE)
 
 
 def write_gold_images(images: np.ndarray, records: list[GoldRecord], path: str | Path = GOLD_IMAGES) -> Path:
@@ -157,6 +159,13 @@ def gold_report(pipe, gen, evaluator, records: list[GoldRecord], batch_size: int
 
     regenerated = generate_gold_images(pipe, gen, records, batch_size)
     images = regenerated if judged is None else judged
+    verdicts: dict[int, object] = {}  # the scored image k's verdict, judged once
+
+    def verdict_of(k: int):
+        if k not in verdicts:
+            verdicts[k] = evaluator.evaluate(images[k], parse_prompt(records[k].prompt))
+        return verdicts[k]
+
     report: dict = {"evaluator": evaluator.describe() if hasattr(evaluator, "describe") else type(evaluator).__name__,
                     "n_images": len(records), "scored": "regenerated" if judged is None else "judged images",
                     "regenerated_identical": float(np.mean([image_sha1(im) == r.image_sha1
@@ -164,20 +173,21 @@ def gold_report(pipe, gen, evaluator, records: list[GoldRecord], batch_size: int
     if judged is not None:
         diff = np.abs(regenerated.astype(np.int16) - judged.astype(np.int16)).reshape(len(records), -1).max(1)
         changed = np.flatnonzero(diff)
-        same = [evaluator.evaluate(regenerated[i], parse_prompt(records[i].prompt)).correct
-                == evaluator.evaluate(judged[i], parse_prompt(records[i].prompt)).correct for i in changed]
+        same = [evaluator.evaluate(regenerated[i], parse_prompt(records[i].prompt)).correct == verdict_of(i).correct
+                for i in changed]
         report.update(regenerated_max_abs_diff=int(diff.max()), regenerated_changed=len(changed),
                       regenerated_same_verdict=float(np.mean(same)) if same else 1.0)
     disagreements = []
     for split in sorted({r.split for r in records}):
         agree: dict[str, list[bool]] = {tag: [] for tag in TAGS}
         ambiguous = 0
-        chosen = [(r, im) for r, im in zip(records, images, strict=True) if r.split == split]
-        for r, im in chosen:
+        chosen = [k for k, r in enumerate(records) if r.split == split]
+        for k in chosen:
+            r = records[k]
             if r.ambiguous or r.correct is None:
                 ambiguous += 1
                 continue
-            verdict = evaluator.evaluate(im, parse_prompt(r.prompt))
+            verdict = verdict_of(k)
             agree[r.tag].append(verdict.correct == r.correct)
             if verdict.correct != r.correct:
                 disagreements.append((r, verdict))
