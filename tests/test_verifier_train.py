@@ -55,6 +55,23 @@ def test_index_batches_mix_chunks_into_one_batch_and_keep_reads_bounded():
         train_verifier(planted(), "block.1", tiny_llm(), build_word_tokenizer(), VerifierTrainConfig(mix_chunks=0))
 
 
+def test_index_batches_deal_candidates_of_one_prompt_row_together():
+    rows = np.arange(512)  # 8 chunks of 64; prompt rows of 16 candidates
+    groups = rows // 16
+    take = lambda k: [b for _, b in zip(range(16), index_batches(rows, 64, 32, 0, mix=8, groups=groups, per_group=k),  # noqa: E731
+                                             strict=False)]
+    free, dealt = take(0), take(4)
+    assert sorted(np.concatenate(dealt).tolist()) == rows.tolist()  # one epoch: every row once
+    counts = [np.bincount(groups[b])[np.unique(groups[b])] for b in dealt]
+    assert all((c % 4 == 0).all() for c in counts) and np.mean([len(c) for c in counts]) >= 6  # ~8 rows x 4 candidates
+    assert np.mean([len(set(groups[b])) for b in free]) > 16  # shuffled freely: about one candidate per row
+    assert all(len(set(b // 64)) <= 16 for b in dealt)  # reads stay within 2 x mix chunks
+    first = [b for _, b in zip(range(16), index_batches(rows, 64, 32, 0, mix=8), strict=False)]
+    assert all((a == b).all() for a, b in zip(free, first, strict=True))  # per_group 0: the batches as before
+    with pytest.raises(VerifierError, match="per_prompt"):
+        train_verifier(planted(), "block.1", tiny_llm(), build_word_tokenizer(), VerifierTrainConfig(per_prompt=-1))
+
+
 def test_stage1_lowers_the_caption_loss_and_the_caller_llm_is_untouched():
     import vhslab
 

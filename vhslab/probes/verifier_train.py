@@ -49,6 +49,7 @@ class VerifierTrainConfig:
     eval_every: int = 50
     patience: int = 4
     rank_weight: float = 1.0  # + this x pairwise loss on logit(yes) - logit(no) within each prompt row of a batch
+    per_prompt: int = 0  # batches hold runs of this many candidates of one prompt row (0: rows shuffled freely)
     mix_chunks: int = 8  # a batch mixes the rows of this many store chunks (a shuffle buffer; memory: 2x that)
     balance: float = 0.0  # oversample tag t by (largest tag's rows / t's rows) ** balance per epoch; 0: none
     val_candidates: int = 16  # validation scores the first k candidates of each prompt row (0: all)
@@ -105,12 +106,16 @@ def tag_repeats(ds: xr.Dataset, rows: np.ndarray, balance: float) -> np.ndarray 
 
 
 def index_batches(rows: np.ndarray, chunk: int, batch_size: int, seed: int,
-                  repeats: np.ndarray | None = None, mix: int = 1) -> Iterator[np.ndarray]:
+                  repeats: np.ndarray | None = None, mix: int = 1, groups: np.ndarray | None = None,
+                  per_group: int = 0) -> Iterator[np.ndarray]:
     """Endless batches of row indices: store chunks in a seeded order each epoch, taken `mix` at a
     time with their rows shuffled together (a shuffle buffer of `mix` chunks, as in streaming data
     loaders), so a batch touches at most 2 x `mix` chunks and mixes rows of `mix` chunks' prompts.
     `repeats` (per row of `rows`) lists a chunk that many times per epoch (its rows' mean, rounded):
-    oversampling that keeps the reads chunk by chunk. Reads nothing."""
+    oversampling that keeps the reads chunk by chunk. With `groups` (one key per store row, e.g. the
+    prompt row) and `per_group` k > 0, the buffer is dealt out in runs of up to k rows of one group, the
+    runs in a seeded order, so a batch holds batch_size / k groups with k candidates each: the ranking
+    loss, which compares candidates of one prompt row, then sees pairs in every batch. Reads nothing."""
     rng = np.random.default_rng(seed)
     starts = [c for c in range(0, int(rows.max()) + 1, chunk) if ((rows >= c) & (rows < c + chunk)).any()]
     by_chunk = [rows[(rows >= c) & (rows < c + chunk)] for c in starts]
@@ -122,8 +127,13 @@ def index_batches(rows: np.ndarray, chunk: int, batch_size: int, seed: int,
         order = rng.permutation(len(by_chunk))
         for lo in range(0, len(order), mix):
             group = np.concatenate([by_chunk[i] for i in order[lo:lo + mix]])
-            for j in rng.permutation(len(group)):
-                buf.append(int(group[j]))
+            group = group[rng.permutation(len(group))]
+            if per_group > 0 and groups is not None:
+                key = np.asarray(groups)[group]
+                runs = [run for g in np.unique(key) for run in np.array_split(group[key == g], -(-int((key == g).sum()) // per_group))]
+                group = np.concatenate([runs[i] for i in rng.permutation(len(runs))])
+            for j in group:
+                buf.append(int(j))
                 if len(buf) == batch_size:
                     yield np.array(buf)
                     buf = []
@@ -215,6 +225,8 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
         raise VerifierError(f"unknown selection metric {cfg.select!r}; metrics: {', '.join(SELECT)}")
     if cfg.mix_chunks < 1:
         raise VerifierError(f"mix_chunks is a number of store chunks, >= 1; got {cfg.mix_chunks}")
+    if cfg.per_prompt < 0:
+        raise VerifierError(f"per_prompt is a number of candidates, >= 0 (0: rows shuffled freely); got {cfg.per_prompt}")
     ds = check_store(ds)
     where = None if site == "text" else find_site(ds, site)
     if cfg.align_steps and (where is None or "caption" not in ds):
@@ -271,7 +283,8 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
         verifier.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         best, best_state, waited, start = state["best"], state["best_state"], state["waited"], state["step"] + 1
-    batches = index_batches(train, chunk, cfg.batch_size, cfg.seed, tag_repeats(ds, train, cfg.balance), cfg.mix_chunks)
+    batches = index_batches(train, chunk, cfg.batch_size, cfg.seed, tag_repeats(ds, train, cfg.balance), cfg.mix_chunks,
+                            prompt_row, cfg.per_prompt)
     for _ in range(start - 1):
         next(batches)
     bar = tqdm(range(start, cfg.steps + 1), desc=f"verifier {site}", disable=not progress or not acc.is_main_process)
