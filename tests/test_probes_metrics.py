@@ -216,3 +216,26 @@ def test_sweep_bootstrap_pairs_candidates_within_a_prompt_not_a_meaning():
     point = pooled[list(METRICS).index("auroc_within")]
     assert point == pytest.approx(auroc_within(y, s, prompts))
     assert abs(np.mean(reps["auroc_within"]) - point) < 0.03  # pairs across wordings would drag it to ~0.5
+
+
+def test_within_prompt_linear_learns_the_order_inside_a_prompt_not_the_prompt_prior():
+    from vhslab.probes.metrics import auroc_within
+    from vhslab.probes.models import WithinPromptLinear, make_probe
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(120), 8)
+    rate = rng.uniform(0.1, 0.9, 120)[groups]  # the prompt's prior: channel 0 says how hard the prompt is
+    y = (rng.uniform(size=len(groups)) < rate).astype(int)
+    X = rng.normal(size=(len(groups), 6))
+    X[:, 0] += 4 * rate  # strong, shared by every candidate of a prompt
+    X[:, 1] += 0.8 * y  # weak, what separates candidates of one prompt
+    X[:, 2] += 4 * rate * (2 * y - 1) * 0.3  # helps across prompts only through the prior's scale
+    fitted = WithinPromptLinear(C=1.0).fit(X, y, groups=groups)
+    plain = make_probe("linear", True).fit(X, y)
+    coef = fitted.head_.coef_[0]
+    assert abs(coef[1]) > 2 * abs(coef[0])  # the prior's channel carries nothing within a prompt
+    test_groups = groups + 1000
+    shifted = X + rng.normal(size=(120, 6))[groups]  # a constant per prompt moves no order inside it
+    s = fitted.predict_proba(X)[:, 1]
+    assert np.allclose(np.argsort(s[:8]), np.argsort(fitted.predict_proba(shifted)[:8, 1]))
+    assert auroc_within(y, s, test_groups) >= auroc_within(y, plain.predict_proba(X)[:, 1], test_groups) - 0.01

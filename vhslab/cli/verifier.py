@@ -147,7 +147,8 @@ def eval_cmd(
     test_ds, train_ds = _store(test, "verifier-test", progress), _store(data, "verifier-train", progress)
     site = v.config.site
     cfg = v.config.extra.get("train", {})
-    probe, kind = best_probe_scores(train_ds, test_ds, site, cfg.get("seed", 0), cfg.get("val_fraction", 0.2))
+    probe, kind = best_probe_scores(train_ds, test_ds, site, cfg.get("seed", 0), cfg.get("val_fraction", 0.2),
+                                    cfg.get("select", "within"))
     y, rows = candidate_rows(test_ds)
     t0 = time.perf_counter()
     score = score_store(v, test_ds)

@@ -120,6 +120,34 @@ class AttnPoolProbe(ClassifierMixin, BaseEstimator):
         return self.classes_[self.predict_proba(X).argmax(1)]
 
 
+class WithinPromptLinear(ClassifierMixin, BaseEstimator):
+    """Logistic regression on standardised features centred within each group (prompt row): it learns
+    what orders the candidates of one prompt and nothing of the prompt's prior. A linear score's order
+    within a group does not depend on the centre, so scoring needs no groups; its probabilities are
+    only meaningful within a prompt. Fit with `fit(X, y, groups=...)`."""
+
+    def __init__(self, C=0.1):
+        self.C = C
+
+    def fit(self, X, y, groups):
+        self.scaler_ = StandardScaler().fit(X)
+        Z = self.scaler_.transform(X)
+        _, inv = np.unique(np.asarray(groups), return_inverse=True)
+        means = np.zeros((inv.max() + 1, Z.shape[1]))
+        np.add.at(means, inv, Z)
+        Z = Z - (means / np.bincount(inv)[:, None])[inv]
+        self.head_ = LogisticRegression(class_weight="balanced", C=self.C, max_iter=3000).fit(Z, y)
+        self.classes_ = self.head_.classes_
+        return self
+
+    def decision_function(self, X):
+        return self.head_.decision_function(self.scaler_.transform(X))
+
+    def predict_proba(self, X):
+        p = 1 / (1 + np.exp(-self.decision_function(X)))
+        return np.stack([1 - p, p], axis=1)
+
+
 def make_probe(name: str, classification: bool, seed: int = 0):
     """A fresh, unfitted probe: `linear` (logistic regression / ridge) or `mlp` after a StandardScaler,
     or `attn` (attention pooling over tokens; classification only)."""

@@ -2,8 +2,8 @@
 
 Every site gets a verifier trained on the training store and scored on a test store whose
 candidates were never used in training; next to it, the best probe of the same site trained on
-the same rows (linear or MLP on mean-pooled tokens, the family chosen on the verifier's own
-validation split; for the text-only verifier, the prompt-only baseline). Metrics come with 95%
+the same rows (linear, MLP or within-prompt linear on mean-pooled tokens, chosen on the verifier's own
+validation split by the verifier's selection metric; for the text-only verifier, the prompt-only baseline). Metrics come with 95%
 intervals over meanings, and verifier - probe with a paired interval (same draws).
 
     res = run_verifier_sweep(open_store("train.zarr"), open_store("test.zarr"), world.llm, world.tokenizer)
@@ -22,14 +22,15 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from vhslab.probes.data import check_store, list_sites, site_features
-from vhslab.probes.metrics import auroc_binary
-from vhslab.probes.models import make_probe, make_prompt_baseline, prompt_structure
+from vhslab.probes.metrics import auroc_binary, auroc_within
+from vhslab.probes.models import WithinPromptLinear, make_probe, make_prompt_baseline, prompt_structure
 from vhslab.probes.verifier import LatentVerifier
 from vhslab.probes.verifier_eval import evaluate_scores
 from vhslab.probes.verifier_train import (
     ChunkReader,
     VerifierTrainConfig,
     find_site,
+    prompt_rows,
     score_rows,
     train_verifier,
     validation_split,
@@ -61,12 +62,16 @@ def score_store(verifier: LatentVerifier, ds: xr.Dataset) -> np.ndarray:
     return score_rows(verifier, read, np.arange(ds.sizes["sample"]), _strs(ds["prompt"].values))
 
 
-def best_probe_scores(train: xr.Dataset, test: xr.Dataset, site: str, seed: int = 0, val_fraction: float = 0.2):
-    """Test P(yes) of the best probe of `site` fitted on the training store's training split
-    (linear vs MLP chosen by validation AUROC on the verifier's validation split); for "text" the
-    prompt-only baseline. Returns (scores, name)."""
+def best_probe_scores(train: xr.Dataset, test: xr.Dataset, site: str, seed: int = 0, val_fraction: float = 0.2,
+                      select: str = "within"):
+    """Test P(yes) of the best probe of `site` fitted on the training store's training split, chosen
+    on the verifier's validation split by `select` ("within": within-prompt AUROC, as the verifier's
+    default; "auroc") among linear, MLP and within-prompt linear probes (`WithinPromptLinear`, C in
+    0.01 / 0.1 / 1: trained on what ranks candidates of one prompt, as the verifier's ranking loss is);
+    for "text" the prompt-only baseline. Returns (scores, name)."""
     y = train["verdict"].values.astype(int)
     fit_rows, val_rows = validation_split(train, val_fraction, seed)
+    prompts = np.array([str(p) for p in train["prompt"].values])
     if site == "text":
         x_train, x_test = prompt_structure(train), prompt_structure(test)
         candidates = {"prompt-only": make_prompt_baseline("linear", True, seed)}
@@ -74,12 +79,15 @@ def best_probe_scores(train: xr.Dataset, test: xr.Dataset, site: str, seed: int 
         x_train = site_features(train, find_site(train, site))["mean"]
         x_test = site_features(test, find_site(test, site))["mean"]
         candidates = {name: make_probe(name, True, seed) for name in ("linear", "mlp")}
+        candidates.update({f"within-linear-C{c:g}": WithinPromptLinear(C=c) for c in (0.01, 0.1, 1.0)})
     take = (lambda x, r: x.iloc[r]) if hasattr(x_train, "iloc") else (lambda x, r: x[r])  # DataFrame or array
     best = None
     for name, model in candidates.items():
-        model.fit(take(x_train, fit_rows), y[fit_rows])
+        extra = {"groups": prompt_rows(train)[fit_rows]} if isinstance(model, WithinPromptLinear) else {}
+        model.fit(take(x_train, fit_rows), y[fit_rows], **extra)
         val = model.predict_proba(take(x_train, val_rows))[:, 1]
-        score = auroc_binary(y[val_rows], val)
+        score = (auroc_within(y[val_rows], val, prompts[val_rows]) if select == "within"
+                 else auroc_binary(y[val_rows], val))
         if best is None or score > best[0]:
             best = (score, name, model)
     return best[2].predict_proba(x_test)[:, 1], best[1]
@@ -112,7 +120,7 @@ def run_verifier_sweep(train: xr.Dataset, test: xr.Dataset, llm, tokenizer, site
             verifier, info = train_verifier(train, site, llm, tokenizer, site_cfg, token_grid=token_grid, progress=False)
             seconds = time.perf_counter() - t0
             best = max((h for h in info["history"] if h["stage"] == 2), key=lambda h: h["val_auroc"])
-            probe, kind = best_probe_scores(train, test, site, cfg.seed, cfg.val_fraction)
+            probe, kind = best_probe_scores(train, test, site, cfg.seed, cfg.val_fraction, cfg.select)
             row = {"key": key, "train_s": seconds, "val_auroc": best["val_auroc"], "val_within": best["val_auroc_within"],
                    "probe_kind": kind, "result": evaluate_scores(y, {"verifier": score_store(verifier, test), "probe": probe},
                                                                  n=n, n_boot=n_boot, reference="probe", **rows)}
