@@ -2,13 +2,16 @@
 within-prompt AUROC and Best-of-4 gain beyond the spread between seeds of one recipe.
 
     python benchmarks/verifier_recipes.py --recipes recipes.json [--train STORE] [--test STORE]
-        [--site block.10] [--seeds 0,1,2] [--workers 1] [--out recipes.jsonl]
+        [--dev default|STORE] [--site block.10] [--seeds 0,1,2] [--workers 1] [--out recipes.jsonl]
 
 recipes.json: [{"name": "shipped", "cfg": {"steps": 400, "align_steps": 200}, "grid": 4},
                {"name": "nosys", "verifier": {"system": ""}}, ...]  (cfg: VerifierTrainConfig fields;
 verifier: VerifierConfig fields, e.g. system, question)
-Default stores: the world's `verifier-train` / `verifier-test`. Selection happens on validation only
-(the training store's meaning split); test numbers are recorded beside it, never used to choose.
+Default stores: the world's `verifier-train` / `verifier-test`. Training selects checkpoints on its
+validation split (the training store's meaning split); with --dev, each run is also scored on a
+store of test-like prompts and other seeds, the one to choose recipes on (the training validation
+split, 73% colour-attribute prompts, does not predict the test). Test numbers are recorded beside
+it, never used to choose.
 Each finished run is appended to --out (a rerun skips it); prints one JSON object: per recipe the
 per-seed and mean test metrics, and the mean over seeds of (recipe - first recipe).
 """
@@ -39,14 +42,20 @@ def run_one(job: dict) -> dict:
     cfg = VerifierTrainConfig(**{**job["cfg"], "seed": job["seed"]})
     verifier, info = train_verifier(train, job["site"], world.llm, world.tokenizer, cfg,
                                     token_grid=job.get("grid", 4) or None, progress=False, **job.get("verifier", {}))
-    s = score_store(verifier, test)
-    y, rows = candidate_rows(test)
-    m = evaluate_scores(y, {"v": s}, n_boot=20, **rows)["models"]["v"]  # values only; intervals unused
-    tag, group = np.asarray(rows["tag"]), np.asarray(rows["prompts"])
-    per_tag = {t: round(auroc_within(y[tag == t], s[tag == t], group[tag == t]), 4) for t in np.unique(tag)}
+    def measure(store):
+        s = score_store(verifier, store)
+        y, rows = candidate_rows(store)
+        m = evaluate_scores(y, {"v": s}, n_boot=20, **rows)["models"]["v"]  # values only; intervals unused
+        tag, group = np.asarray(rows["tag"]), np.asarray(rows["prompts"])
+        per_tag = {t: round(auroc_within(y[tag == t], s[tag == t], group[tag == t]), 4) for t in np.unique(tag)}
+        return {**{k: m[k]["value"] for k in ("auroc", "within_prompt_auroc", "bo4", "gain")}, "within_by_tag": per_tag}
+
+    dev = {}
+    if job.get("dev"):
+        path = default_store("verifier-dev") if job["dev"] == "default" else job["dev"]
+        dev = {f"dev_{k}": v for k, v in measure(open_store(path)).items()}
     return {"name": job["name"], "seed": job["seed"], "val_auroc": info["best_val_auroc"],
-            "val_within": info["best_val_within"], "best_step": info["best_step"],
-            **{k: m[k]["value"] for k in ("auroc", "within_prompt_auroc", "bo4", "gain")}, "within_by_tag": per_tag}
+            "val_within": info["best_val_within"], "best_step": info["best_step"], **dev, **measure(test)}
 
 
 def main() -> None:
@@ -54,6 +63,8 @@ def main() -> None:
     ap.add_argument("--recipes", required=True)
     ap.add_argument("--train", default=None)
     ap.add_argument("--test", default=None)
+    ap.add_argument("--dev", default=None, help="a store to choose recipes on: test-like prompts, other seeds "
+                    "('default': the world's verifier-dev, geneval-shapes x 4 of seed 3)")
     ap.add_argument("--site", default="block.10")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--workers", type=int, default=1)
@@ -66,16 +77,17 @@ def main() -> None:
     have = {(r["name"], r["seed"]) for r in done}
     jobs = [{"name": r["name"], "cfg": r.get("cfg", {}), "grid": r.get("grid", 4),
              "verifier": r.get("verifier", {}), "seed": int(seed), "site": args.site,
-             "train": args.train, "test": args.test, "threads": max(1, 2 // args.workers)}
+             "train": args.train, "test": args.test, "dev": args.dev, "threads": max(1, 2 // args.workers)}
             for r in recipes for seed in args.seeds.split(",") if (r["name"], int(seed)) not in have]
     with ProcessPoolExecutor(args.workers) as pool:
         for result in pool.map(run_one, jobs):
             done.append(result)
             with out.open("a") as f:
                 f.write(json.dumps(result) + "\n")
-            print(f"{result['name']} seed {result['seed']}: within {result['within_prompt_auroc']:.3f} "
+            dev = f"dev within {result['dev_within_prompt_auroc']:.3f} gain {result['dev_gain']:+.3f}; " if args.dev else ""
+            print(f"{result['name']} seed {result['seed']}: {dev}within {result['within_prompt_auroc']:.3f} "
                   f"gain {result['gain']:+.3f} (val within {result['val_within']:.3f})", flush=True)
-    keys = ("val_within", "within_prompt_auroc", "gain", "auroc")
+    keys = ("val_within", "within_prompt_auroc", "gain", "auroc") + (("dev_within_prompt_auroc", "dev_gain") if args.dev else ())
     by = {r["name"]: {d["seed"]: d for d in done if d["name"] == r["name"]} for r in recipes}
     ref = recipes[0]["name"]
     summary = {}

@@ -2,8 +2,9 @@
 
 `verifier-train`: the `train` suite x 16 candidates (seed 0), every block, `ae_latent`, `vision`,
 with the evaluator's labels and captions; `verifier-test`: `geneval-shapes` x 4 candidates of
-seed 1, the same sites. The suites share no prompt meaning, and every candidate's noise comes from
-SeedSequence([seed, j, sha256(prompt)]), so no test candidate's seed was used in training.
+seed 1, the same sites; `verifier-dev`: the same prompts x 4 candidates of seed 3, for choosing
+recipes on test-like prompts (its candidates are never reported). The suites share no prompt meaning, and every candidate's noise comes from
+SeedSequence([seed, j, sha256(prompt)]), so no test candidate's seed was used in training or in choosing.
 The cache folder is `$VHSLAB_CACHE` (default `~/.cache/vhslab`); an interrupted extraction resumes.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 STORES = {
     "verifier-train": {"prompts": "train", "n_per_prompt": 16, "seed": 0},
     "verifier-test": {"prompts": "geneval-shapes", "n_per_prompt": 4, "seed": 1},
+    "verifier-dev": {"prompts": "geneval-shapes", "n_per_prompt": 4, "seed": 3},
 }
 SITES = "all,ae_latent,vision"
 
