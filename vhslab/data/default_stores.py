@@ -3,8 +3,9 @@
 `verifier-train`: the `train` suite x 16 candidates (seed 0), every block, `ae_latent`, `vision`,
 with the evaluator's labels and captions; `verifier-test`: `geneval-shapes` x 4 candidates of
 seed 1, the same sites; `verifier-dev`: the same prompts x 4 candidates of seed 3, for choosing
-recipes on test-like prompts (its candidates are never reported). The suites share no prompt meaning, and every candidate's noise comes from
-SeedSequence([seed, j, sha256(prompt)]), so no test candidate's seed was used in training or in choosing.
+recipes on test-like prompts (its candidates are never reported). `train` and `geneval-shapes` share
+no prompt meaning, and every candidate's noise comes from SeedSequence([seed, j, sha256(prompt)]),
+so no test candidate's seed was used in training or in choosing.
 The cache folder is `$VHSLAB_CACHE` (default `~/.cache/vhslab`); an interrupted extraction resumes.
 """
 

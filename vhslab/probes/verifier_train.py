@@ -114,7 +114,7 @@ def index_batches(rows: np.ndarray, chunk: int, batch_size: int, seed: int,
     `repeats` (per row of `rows`) lists a chunk that many times per epoch (its rows' mean, rounded):
     oversampling that keeps the reads chunk by chunk. With `groups` (one key per store row, e.g. the
     prompt row) and `per_group` k > 0, the buffer is dealt out in runs of up to k rows of one group, the
-    runs in a seeded order, so a batch holds batch_size / k groups with k candidates each: the ranking
+    runs in a seeded order, so a batch holds about batch_size / k groups with k candidates each: the ranking
     loss, which compares candidates of one prompt row, then sees pairs in every batch. Reads nothing."""
     rng = np.random.default_rng(seed)
     starts = [c for c in range(0, int(rows.max()) + 1, chunk) if ((rows >= c) & (rows < c + chunk)).any()]
@@ -130,7 +130,8 @@ def index_batches(rows: np.ndarray, chunk: int, batch_size: int, seed: int,
             group = group[rng.permutation(len(group))]
             if per_group > 0 and groups is not None:
                 key = np.asarray(groups)[group]
-                runs = [run for g in np.unique(key) for run in np.array_split(group[key == g], -(-int((key == g).sum()) // per_group))]
+                runs = [run for g in np.unique(key)
+                        for run in np.array_split(group[key == g], -(-int((key == g).sum()) // per_group))]
                 group = np.concatenate([runs[i] for i in rng.permutation(len(runs))])
             for j in group:
                 buf.append(int(j))
