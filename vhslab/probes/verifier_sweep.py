@@ -71,7 +71,7 @@ def best_probe_scores(train: xr.Dataset, test: xr.Dataset, site: str, seed: int 
     for "text" the prompt-only baseline. Returns (scores, name)."""
     y = train["verdict"].values.astype(int)
     fit_rows, val_rows = validation_split(train, val_fraction, seed)
-    prompts = np.array([str(p) for p in train["prompt"].values])
+    prompts, groups = np.array([str(p) for p in train["prompt"].values]), prompt_rows(train)[fit_rows]
     if site == "text":
         x_train, x_test = prompt_structure(train), prompt_structure(test)
         candidates = {"prompt-only": make_prompt_baseline("linear", True, seed)}
@@ -83,7 +83,7 @@ def best_probe_scores(train: xr.Dataset, test: xr.Dataset, site: str, seed: int 
     take = (lambda x, r: x.iloc[r]) if hasattr(x_train, "iloc") else (lambda x, r: x[r])  # DataFrame or array
     best = None
     for name, model in candidates.items():
-        extra = {"groups": prompt_rows(train)[fit_rows]} if isinstance(model, WithinPromptLinear) else {}
+        extra = {"groups": groups} if isinstance(model, WithinPromptLinear) else {}
         model.fit(take(x_train, fit_rows), y[fit_rows], **extra)
         val = model.predict_proba(take(x_train, val_rows))[:, 1]
         score = (auroc_within(y[val_rows], val, prompts[val_rows]) if select == "within"
