@@ -286,10 +286,10 @@ def training_batch(tokenizer, config: LLMTrainConfig, seed: int, step: int):
 _WORKER_TOKENIZER = None
 
 
-def _start_worker() -> None:
+def _start_worker(tokenizer) -> None:
     global _WORKER_TOKENIZER
     torch.set_num_threads(1)
-    _WORKER_TOKENIZER = build_word_tokenizer()
+    _WORKER_TOKENIZER = tokenizer
 
 
 def _worker_batch(job):
@@ -312,7 +312,8 @@ class BatchPrefetch:
         if self.pool is None:
             import multiprocessing
 
-            self.pool = multiprocessing.get_context("spawn").Pool(self.workers, initializer=_start_worker)
+            self.pool = multiprocessing.get_context("spawn").Pool(self.workers, initializer=_start_worker,
+                                                                    initargs=(self.tokenizer,))
             self.it = self.pool.imap(_worker_batch, ((self.config, self.seed, s) for s in range(step, self.config.steps)),
                                      chunksize=4)
             self.next_step = step
