@@ -3,6 +3,7 @@ within-prompt AUROC and Best-of-4 gain beyond the spread between seeds of one re
 
     python benchmarks/verifier_recipes.py --recipes recipes.json [--train STORE] [--test STORE]
         [--dev default|STORE] [--site block.10] [--seeds 0,1,2] [--workers 1] [--out recipes.jsonl]
+        [--scores DIR]
 
 recipes.json: [{"name": "shipped", "cfg": {"steps": 400, "align_steps": 200}, "grid": 4},
                {"name": "nosys", "verifier": {"system": ""}}, ...]  (cfg: VerifierTrainConfig fields;
@@ -11,7 +12,8 @@ Default stores: the world's `verifier-train` / `verifier-test`. Training selects
 validation split (the training store's meaning split); with --dev, each run is also scored on a
 store of test-like prompts and other seeds, the one to choose recipes on (the training validation
 split, 73% colour-attribute prompts, does not predict the test). Test numbers are recorded beside
-it, never used to choose.
+it, never used to choose. --scores DIR keeps every run's scores (DIR/NAME-seedS-{dev,test}.npy, and
+-blank-*.npy asked with an empty prompt) to measure seed or question ensembles afterwards.
 Each finished run is appended to --out (a rerun skips it); prints one JSON object: per recipe the
 per-seed and mean test metrics, and the mean over seeds of (recipe - first recipe).
 """
@@ -32,7 +34,7 @@ def run_one(job: dict) -> dict:
     from vhslab.probes import open_store
     from vhslab.probes.metrics import auroc_within
     from vhslab.probes.verifier_eval import evaluate_scores
-    from vhslab.probes.verifier_sweep import candidate_rows, score_store
+    from vhslab.probes.verifier_sweep import ChunkReader, candidate_rows, find_site, score_rows, score_store
     from vhslab.probes.verifier_train import VerifierTrainConfig, train_verifier
 
     torch.set_num_threads(job["threads"])
@@ -42,8 +44,15 @@ def run_one(job: dict) -> dict:
     cfg = VerifierTrainConfig(**{**job["cfg"], "seed": job["seed"]})
     verifier, info = train_verifier(train, job["site"], world.llm, world.tokenizer, cfg,
                                     token_grid=job.get("grid", 4) or None, progress=False, **job.get("verifier", {}))
-    def measure(store):
+    def measure(store, part):
         s = score_store(verifier, store)
+        if job.get("scores"):
+            keep = Path(job["scores"]) / f"{job['name']}-seed{job['seed']}"
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            np.save(f"{keep}-{part}.npy", s)
+            read = ChunkReader(store, find_site(store, job["site"]), int(store.attrs.get("sample_chunk", 64)))
+            rows = np.arange(store.sizes["sample"])
+            np.save(f"{keep}-blank-{part}.npy", score_rows(verifier, read, rows, np.array([""] * len(rows))))
         y, rows = candidate_rows(store)
         m = evaluate_scores(y, {"v": s}, n_boot=20, **rows)["models"]["v"]  # values only; intervals unused
         tag, group = np.asarray(rows["tag"]), np.asarray(rows["prompts"])
@@ -53,9 +62,9 @@ def run_one(job: dict) -> dict:
     dev = {}
     if job.get("dev"):
         path = default_store("verifier-dev") if job["dev"] == "default" else job["dev"]
-        dev = {f"dev_{k}": v for k, v in measure(open_store(path)).items()}
+        dev = {f"dev_{k}": v for k, v in measure(open_store(path), "dev").items()}
     return {"name": job["name"], "seed": job["seed"], "val_auroc": info["best_val_auroc"],
-            "val_within": info["best_val_within"], "best_step": info["best_step"], **dev, **measure(test)}
+            "val_within": info["best_val_within"], "best_step": info["best_step"], **dev, **measure(test, "test")}
 
 
 def main() -> None:
@@ -69,6 +78,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--out", default="out/verifier_recipes.jsonl")
+    ap.add_argument("--scores", default=None, help="a folder to keep every run's dev/test scores in (.npy)")
     args = ap.parse_args()
     recipes = json.loads(Path(args.recipes).read_text())
     out = Path(args.out)
@@ -77,7 +87,7 @@ def main() -> None:
     have = {(r["name"], r["seed"]) for r in done}
     jobs = [{"name": r["name"], "cfg": r.get("cfg", {}), "grid": r.get("grid", 4),
              "verifier": r.get("verifier", {}), "seed": int(seed), "site": args.site,
-             "train": args.train, "test": args.test, "dev": args.dev, "threads": max(1, 2 // args.workers)}
+             "train": args.train, "test": args.test, "dev": args.dev, "scores": args.scores, "threads": max(1, 2 // args.workers)}
             for r in recipes for seed in args.seeds.split(",") if (r["name"], int(seed)) not in have]
     with ProcessPoolExecutor(args.workers) as pool:
         for result in pool.map(run_one, jobs):

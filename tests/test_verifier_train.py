@@ -217,6 +217,39 @@ def test_rank_loss_pairs_positives_with_negatives_of_the_same_prompt_row_only():
     assert swapped > 4 * expected
 
 
+def test_prompt_dropout_blanks_whole_prompt_rows_repeatably():
+    prompts = np.array([f"prompt {r}" for r in np.repeat(np.arange(200), 4)])
+    rows, idx = np.repeat(np.arange(200), 4), np.arange(800)
+    cfg = VerifierTrainConfig(prompt_dropout=0.5, seed=1)
+    asked = np.array(vt._asked(prompts, rows, idx, cfg, step=7))
+    blank = asked == ""
+    assert all(len(set(blank[rows == r])) == 1 for r in range(200))  # a prompt row is asked one way
+    assert 0.35 < blank.mean() < 0.65 and (asked[~blank] == prompts[~blank]).all()
+    assert (np.array(vt._asked(prompts, rows, idx, cfg, step=7)) == asked).all()  # resumed runs ask the same
+    assert (np.array(vt._asked(prompts, rows, idx, cfg, step=8)) != asked).any()
+    assert vt._asked(prompts, rows, idx, VerifierTrainConfig(), step=7) == prompts.tolist()
+    with pytest.raises(VerifierError, match="prompt_dropout"):
+        train_verifier(planted(), "block.1", tiny_llm(), build_word_tokenizer(), VerifierTrainConfig(prompt_dropout=1.0))
+
+
+def test_input_noise_scales_with_each_channel_and_is_drawn_per_global_batch():
+    from vhslab.probes.verifier import LatentVerifier
+
+    var = np.linspace(0.25, 4.0, 16).astype(np.float32)
+    v = LatentVerifier.create(tiny_llm(), build_word_tokenizer(), "block.1", 16, mean=np.zeros(16), var=var)
+    n, places = 1024, np.arange(1024)
+    hidden = torch.zeros(n, 4, 16)
+    cfg = VerifierTrainConfig(input_noise=0.5, seed=2)
+    noisy = vt._noisy(hidden, v, n, places, cfg, step=3)
+    torch.testing.assert_close(noisy.std(dim=(0, 1)), 0.5 * torch.sqrt(torch.as_tensor(var)), rtol=0.05, atol=0)
+    half = places[1::2]  # a DDP process's rows get the noise the whole batch drew for their places
+    torch.testing.assert_close(vt._noisy(hidden[half], v, n, half, cfg, 3), noisy[half])
+    assert not torch.equal(vt._noisy(hidden, v, n, places, cfg, step=4), noisy)
+    assert vt._noisy(hidden, v, n, places, VerifierTrainConfig(), step=3) is hidden
+    with pytest.raises(VerifierError, match="input_noise"):
+        train_verifier(planted(), "block.1", tiny_llm(), build_word_tokenizer(), VerifierTrainConfig(input_noise=-1))
+
+
 def test_ddp_share_keeps_prompt_rows_whole_and_covers_the_batch():
     from types import SimpleNamespace
 

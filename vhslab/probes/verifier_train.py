@@ -53,6 +53,9 @@ class VerifierTrainConfig:
     mix_chunks: int = 8  # a batch mixes the rows of this many store chunks (a shuffle buffer; memory: 2x that)
     balance: float = 0.0  # oversample tag t by (largest tag's rows / t's rows) ** balance per epoch; 0: none
     val_candidates: int = 16  # validation scores the first k candidates of each prompt row (0: all)
+    input_noise: float = 0.0  # stage 2: + this x N(0, 1) per channel on the normalised states (ridge-like regularisation)
+    weight_decay: float = 0.0  # stage 2's AdamW weight decay (connector and LLM)
+    prompt_dropout: float = 0.0  # share of prompt rows per stage-2 batch asked with an empty prompt (a prompt-free view of quality)
     select: str = "within"  # validation metric for early stopping: "within" (within-prompt AUROC) or "auroc"
     seed: int = 0
 
@@ -206,6 +209,28 @@ def _share(idx: np.ndarray, groups: np.ndarray, acc) -> np.ndarray:
     return idx[k % acc.num_processes == acc.process_index]
 
 
+def _asked(prompts: np.ndarray, prompt_row: np.ndarray, rows: np.ndarray, cfg: VerifierTrainConfig, step: int) -> list[str]:
+    """The prompt texts the batch rows are asked with: whole prompt rows dropped to "" at `cfg.prompt_dropout`
+    (drawn from the seed and step, so a resumed run asks the same), so ranking pairs share their question."""
+    asked = prompts[rows].copy()
+    if cfg.prompt_dropout:
+        drop = np.random.default_rng([cfg.seed, step]).random(int(prompt_row.max()) + 1) < cfg.prompt_dropout
+        asked[drop[prompt_row[rows]]] = ""
+    return list(asked)
+
+
+def _noisy(hidden: torch.Tensor, verifier: LatentVerifier, n_global: int, places: np.ndarray, cfg: VerifierTrainConfig,
+           step: int) -> torch.Tensor:
+    """The states at `places` of a global batch of `n_global` rows plus `cfg.input_noise` standard deviations
+    of each channel of Gaussian noise, drawn for the whole batch from the seed and step (so DDP processes
+    and resumed runs add the same)."""
+    if not cfg.input_noise:
+        return hidden
+    noise = torch.randn((n_global, *hidden.shape[1:]), generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
+    scale = torch.sqrt(verifier.var.float() + verifier.config.eps)
+    return hidden + cfg.input_noise * scale * noise[torch.as_tensor(places)]
+
+
 def _accelerator():
     from accelerate import Accelerator
 
@@ -228,6 +253,10 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
         raise VerifierError(f"mix_chunks is a number of store chunks, >= 1; got {cfg.mix_chunks}")
     if cfg.per_prompt < 0:
         raise VerifierError(f"per_prompt is a number of candidates, >= 0 (0: rows shuffled freely); got {cfg.per_prompt}")
+    if cfg.input_noise < 0 or cfg.weight_decay < 0:
+        raise VerifierError(f"input_noise and weight_decay are >= 0; got {cfg.input_noise} and {cfg.weight_decay}")
+    if not 0 <= cfg.prompt_dropout < 1:
+        raise VerifierError(f"prompt_dropout is a share of prompt rows in [0, 1); got {cfg.prompt_dropout}")
     ds = check_store(ds)
     where = None if site == "text" else find_site(ds, site)
     if cfg.align_steps and (where is None or "caption" not in ds):
@@ -277,7 +306,7 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
     verifier.connector.requires_grad_(where is not None)
     groups = [{"params": [p for p in verifier.connector.parameters() if p.requires_grad], "lr": cfg.lr},
               {"params": [p for p in verifier.llm.parameters() if p.requires_grad], "lr": cfg.llm_lr}]
-    opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.0)
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=cfg.weight_decay)
     model, opt = acc.prepare(verifier, opt)
     best, best_state, waited, start = -np.inf, None, 0, 1
     if state and state["stage"] == 2:
@@ -293,10 +322,13 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
     for step in bar if not stopped else []:
         model.train()
         idx = next(batches)
-        mine = _share(idx, prompt_row, acc) if cfg.rank_weight else idx[acc.process_index::acc.num_processes]
+        pos = np.arange(len(idx))  # this process's places in the global batch
+        pos = _share(pos, prompt_row[idx], acc) if cfg.rank_weight else pos[acc.process_index::acc.num_processes]
+        mine = idx[pos]
         target = torch.as_tensor(1 - y[idx])  # answer index: 0 = yes, 1 = no
         norm = float(weight[target].sum()) if cfg.loss == "weighted" else float(len(idx))
-        logits = model(None if read is None else torch.as_tensor(read(mine)), list(prompts[mine]))
+        hidden = None if read is None else _noisy(torch.as_tensor(read(mine)), verifier, len(idx), pos, cfg, step)
+        logits = model(hidden, _asked(prompts, prompt_row, mine, cfg, step))
         loss = _answer_loss(logits, torch.as_tensor(1 - y[mine]), cfg, weight, norm)
         if cfg.rank_weight:
             loss = loss + cfg.rank_weight * _rank_loss(logits, y[mine], prompt_row[mine], _pairs(y[idx], prompt_row[idx]))
