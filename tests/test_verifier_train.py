@@ -85,6 +85,24 @@ def test_stage1_lowers_the_caption_loss_and_the_caller_llm_is_untouched():
     assert all(torch.equal(before[k], v) for k, v in llm.state_dict().items())
 
 
+def test_stage2_caption_weight_keeps_the_caption_loss_down():
+    import vhslab
+
+    world, ds = vhslab.load_world(), planted()
+    rows = np.arange(64)
+    hidden = torch.as_tensor(ds["hidden"].isel(sample=rows, layer=1).values)
+    captions = [str(c) for c in ds["caption"].values[rows]]
+
+    def caption_nll(weight):
+        cfg = VerifierTrainConfig(steps=30, batch_size=16, eval_every=30, rank_weight=0, caption_weight=weight, lr=3e-3)
+        v, _ = train_verifier(ds, "block.1", world.llm, world.tokenizer, cfg, progress=False)
+        with torch.no_grad():
+            nll, n = v.caption_nll(hidden, captions)
+        return float(nll) / n
+
+    assert caption_nll(1.0) < caption_nll(0.0) - 0.2
+
+
 def test_a_stopped_run_resumes_to_the_same_verifier(tmp_path, monkeypatch):
     ds, tok = planted(), build_word_tokenizer()
     cfg = VerifierTrainConfig(steps=12, batch_size=16, eval_every=4, patience=10, align_steps=4)
@@ -117,6 +135,8 @@ def test_training_errors_before_any_compute():
     ds, tok = planted(), build_word_tokenizer()
     with pytest.raises(VerifierError, match="caption"):
         train_verifier(ds.drop_vars("caption"), "block.1", tiny_llm(), tok, VerifierTrainConfig(align_steps=5))
+    with pytest.raises(VerifierError, match="caption"):
+        train_verifier(ds.drop_vars("caption"), "block.1", tiny_llm(), tok, VerifierTrainConfig(caption_weight=1))
     with pytest.raises(VerifierError, match="text-only"):
         train_verifier(ds, "text", tiny_llm(), tok, VerifierTrainConfig(align_steps=5))
     with pytest.raises(ValueError, match=r"block\.7"):
@@ -126,6 +146,8 @@ def test_training_errors_before_any_compute():
     wordy = ds.assign(caption=("sample", np.array(["a photo of a red circle and " * 10] * ds.sizes["sample"], object)))
     with pytest.raises(VerifierError, match="stage-1 input"):
         train_verifier(wordy, "block.1", cramped, tok, VerifierTrainConfig(align_steps=5, steps=1))
+    with pytest.raises(VerifierError, match="stage-1 input"):  # the stage-2 caption loss reads the same turn
+        train_verifier(wordy, "block.1", cramped, tok, VerifierTrainConfig(caption_weight=1, steps=1))
     short = tiny_llm()
     short.config.max_position_embeddings = 20
     with pytest.raises(VerifierError, match="exceeds the LLM's context"):
@@ -133,13 +155,16 @@ def test_training_errors_before_any_compute():
 
 
 @pytest.mark.slow
-def test_two_ddp_processes_train_the_same_verifier_as_one(tmp_path):
+@pytest.mark.parametrize("extra", [{}, {"caption_weight": 1.0, "input_noise": 0.5, "prompt_dropout": 0.3}],
+                         ids=["default", "regularised"])
+def test_two_ddp_processes_train_the_same_verifier_as_one(tmp_path, extra):
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one, two = tmp_path / "one.safetensors", tmp_path / "two.safetensors"
-    subprocess.run([sys.executable, str(HELPER), str(one)], check=True, env=env, cwd=tmp_path, capture_output=True)
+    subprocess.run([sys.executable, str(HELPER), str(one), json.dumps(extra)], check=True, env=env, cwd=tmp_path,
+                   capture_output=True)
     run = subprocess.run([accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                          "--mixed_precision", "no", "--dynamo_backend", "no", str(HELPER), str(two)],
+                          "--mixed_precision", "no", "--dynamo_backend", "no", str(HELPER), str(two), json.dumps(extra)],
                          env=env, cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
     from safetensors import safe_open
@@ -158,10 +183,17 @@ def test_sweep_finds_the_planted_site_and_puts_the_probe_beside_it(tmp_path):
     from vhslab.figures.verifiers import plot_verifier_depth
     from vhslab.probes.verifier_sweep import run_verifier_sweep, verifier_table
 
-    train, test = planted_pair(384, 192)
+    ds = planted(n=384 + 192 + 192)  # train, test and dev share the planted direction
+    train, test, dev = (ds.isel(sample=slice(a, b)) for a, b in ((0, 384), (384, 576), (576, None)))
     cfg = VerifierTrainConfig(steps=60, batch_size=32, eval_every=20, align_steps=0)
     res = run_verifier_sweep(train, test, tiny_llm(), build_word_tokenizer(), ["block.0", "block.1", "text"], cfg,
-                             token_grid=None, n_boot=50, progress=False)
+                             token_grid=None, n_boot=50, progress=False, dev=dev)
+    assert res.attrs["selected_by"] == "dev_within" and res["dev_within"].sel(site="block.1") > 0.7, res["dev_within"].values
+    assert res["dev_within"].sel(site="block.1") > res["dev_within"].sel(site="block.0") + 0.15
+    plain = run_verifier_sweep(train, test, tiny_llm(), build_word_tokenizer(), ["block.0", "block.1"], cfg,
+                               token_grid=None, n_boot=50, progress=False)
+    assert plain.attrs["selected_by"] == "val_within" and np.isnan(plain["dev_within"]).all()
+    assert plain.attrs["selected_site"] == "block.1" and "dev within" not in verifier_table(plain)
     v = res["value"].sel(model="verifier", metric="auroc")
     assert float(v.sel(site="block.1")) > 0.85 and float(v.sel(site="block.0")) < 0.7, v.values
     assert abs(float(v.sel(site="text")) - 0.5) < 0.15  # the planted verdict ignores the prompt
@@ -172,7 +204,7 @@ def test_sweep_finds_the_planted_site_and_puts_the_probe_beside_it(tmp_path):
     d = res["diff"].sel(metric="auroc", site="block.1")
     assert float(d) == pytest.approx(float(v.sel(site="block.1")) - float(p))
     assert np.isnan(res["depth"].sel(site="text")) and float(res["depth"].sel(site="block.1")) == 0.5
-    assert "| block.1 |" in verifier_table(res)
+    assert "| block.1 |" in verifier_table(res) and "dev within" in verifier_table(res)
     res.to_netcdf(tmp_path / "sweep.nc")
     plot_verifier_depth(res).savefig(tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").stat().st_size > 1000

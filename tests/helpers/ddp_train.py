@@ -1,6 +1,7 @@
 """Train a verifier on a planted store and save its weights: run alone and under
 `accelerate launch --cpu --num_processes 2` by tests/test_verifier_train.py."""
 
+import json
 import sys
 
 import numpy as np
@@ -16,7 +17,8 @@ torch.set_num_threads(1)
 llm = tiny_llm(0)
 ds = planted_store(n_samples=256, n_layers=2, n_tokens=4, n_channels=16, signal_layer=1, strength=1.5,
                    chunk_samples=32, seed=3).load()
-cfg = VerifierTrainConfig(steps=12, batch_size=16, eval_every=6, align_steps=4, loss=sys.argv[2] if len(sys.argv) > 2 else "weighted")
+extra = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}  # other VerifierTrainConfig fields
+cfg = VerifierTrainConfig(**{"steps": 12, "batch_size": 16, "eval_every": 6, "align_steps": 4, **extra})
 verifier, info = train_verifier(ds, "block.1", llm, build_word_tokenizer(), cfg, progress=False)
 if info["processes"] == 1 or torch.distributed.get_rank() == 0:
     state = {k: v.detach().clone().contiguous() for k, v in verifier.state_dict().items() if k != "llm.lm_head.weight"}

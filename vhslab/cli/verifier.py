@@ -181,14 +181,16 @@ def sweep_cmd(
     select: str = SELECT, rank_weight: float = RANK, grid: int = GRID, mix_chunks: int = MIX,
     seed: int = typer.Option(0, min=0),
     n_boot: int = typer.Option(300, min=10),
+    dev: str = typer.Option(None, "--dev", help="choose the site on this store's within-prompt AUROC (test-like prompts, "
+                            "other seeds; 'default': the world's verifier-dev) instead of the training validation split"),
     plot: Path = typer.Option(None, help="save the depth plot (verifier and probe against depth) to this image"),
     overwrite: bool = typer.Option(False, help="replace --out / --plot if they exist"),
     progress: bool = typer.Option(True, help="show progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
     """One verifier per site (the layer ablation) beside the best probe of each site; the site with the best
-    validation within-prompt AUROC (training store only) is the selected one. Finished sites are kept in
-    OUT.partial/, so a stopped sweep resumes."""
+    within-prompt AUROC on --dev (without it: on the training store's validation split) is the selected one.
+    Finished sites are kept in OUT.partial/, so a stopped sweep resumes."""
     from vhslab.probes.verifier_sweep import run_verifier_sweep, verifier_table
 
     cfg = _train_config(steps, align_steps, 32, 1e-3, 1e-4, loss, seed, select=select, rank_weight=rank_weight,
@@ -196,15 +198,19 @@ def sweep_cmd(
     check_new_files(overwrite, out=out, plot=plot)
     model, tokenizer = _llm(None)
     train_ds, test_ds = _store(data, "verifier-train", progress), _store(test, "verifier-test", progress)
+    dev_ds = None if dev is None else _store(None if dev == "default" else Path(dev), "verifier-dev", progress)
     t0 = time.perf_counter()
     res = run_verifier_sweep(train_ds, test_ds, model, tokenizer, comma_list(sites) or None,
                              cfg, token_grid=grid or None, n_boot=n_boot, progress=progress,
-                             partial=out.with_name(out.name + ".partial"))
+                             partial=out.with_name(out.name + ".partial"), dev=dev_ds)
     res.to_netcdf(out)
     shutil.rmtree(out.with_name(out.name + ".partial"), ignore_errors=True)
     result = {"out": str(out), "elapsed_s": round(time.perf_counter() - t0, 1), "selected_site": res.attrs["selected_site"],
-              "sites": {s: {m: round(float(res["value"].sel(model="verifier", site=s, metric=m)), 4)
-                            for m in ("auroc", "within_prompt_auroc", "bo4", "gain")} for s in res.site.values}}
+              "selected_by": res.attrs["selected_by"],
+              "sites": {s: {**{m: round(float(res["value"].sel(model="verifier", site=s, metric=m)), 4)
+                               for m in ("auroc", "within_prompt_auroc", "bo4", "gain")},
+                            **({"dev_within": round(float(res["dev_within"].sel(site=s)), 4)} if dev is not None else {})}
+                        for s in res.site.values}}
     if plot is not None:
         from vhslab.figures.verifiers import plot_verifier_depth
 

@@ -95,21 +95,27 @@ def best_probe_scores(train: xr.Dataset, test: xr.Dataset, site: str, seed: int 
 
 def run_verifier_sweep(train: xr.Dataset, test: xr.Dataset, llm, tokenizer, sites: list[str] | None = None,
                        cfg: VerifierTrainConfig | None = None, token_grid: int | None = 4, n: int = 4,
-                       n_boot: int = 300, progress: bool = True, partial: str | Path | None = None) -> xr.Dataset:
+                       n_boot: int = 300, progress: bool = True, partial: str | Path | None = None,
+                       dev: xr.Dataset | None = None) -> xr.Dataset:
     """Train one verifier per site, score the test store, and return the sweep dataset. With
     `partial` (a folder), each finished site is kept there and a rerun with the same settings skips it
-    (the text-only verifier has no stage 1)."""
+    (the text-only verifier has no stage 1). With `dev` (test-like prompts, other seeds), each verifier
+    is also scored there and the site is chosen by its within-prompt AUROC on dev; otherwise by the
+    training store's validation split."""
     cfg = cfg or VerifierTrainConfig()
     train, test = check_store(train), check_store(test)
+    dev = check_store(dev) if dev is not None else None
     sites = sites or store_sites(train)
-    for site in sites:  # every site must exist in both stores: errors before any training
+    for site in sites:  # every site must exist in every store: errors before any training
         if site != "text":
-            find_site(train, site), find_site(test, site)
+            for store in (train, test, dev):
+                if store is not None:
+                    find_site(store, site)
     y, rows = candidate_rows(test)
     key = {"train": train.attrs.get("content_key"), "test": test.attrs.get("content_key"), "config": asdict(cfg),
-           "token_grid": token_grid, "n": n, "n_boot": n_boot}
+           "token_grid": token_grid, "n": n, "n_boot": n_boot, "dev": None if dev is None else dev.attrs.get("content_key")}
     done = Path(partial) if partial is not None else None
-    results, extra = [], {k: [] for k in ("train_s", "val_auroc", "val_within", "probe_kind")}
+    results, extra = [], {k: [] for k in ("train_s", "val_auroc", "val_within", "dev_within", "probe_kind")}
     for site in tqdm(sites, desc="verifier sweep", disable=not progress):
         kept = done / f"{site}.json" if done is not None else None
         if kept is not None and kept.is_file() and json.loads(kept.read_text())["key"] == key:
@@ -119,10 +125,12 @@ def run_verifier_sweep(train: xr.Dataset, test: xr.Dataset, llm, tokenizer, site
             site_cfg = replace(cfg, align_steps=0) if site == "text" else cfg
             verifier, info = train_verifier(train, site, llm, tokenizer, site_cfg, token_grid=token_grid, progress=False)
             seconds = time.perf_counter() - t0
-            best = max((h for h in info["history"] if h["stage"] == 2), key=lambda h: h["val_auroc"])
             probe, kind = best_probe_scores(train, test, site, cfg.seed, cfg.val_fraction, cfg.select)
-            row = {"key": key, "train_s": seconds, "val_auroc": best["val_auroc"], "val_within": best["val_auroc_within"],
-                   "probe_kind": kind, "result": evaluate_scores(y, {"verifier": score_store(verifier, test), "probe": probe},
+            dev_within = np.nan
+            if dev is not None:
+                dev_within = auroc_within(dev["verdict"].values.astype(int), score_store(verifier, dev), _strs(dev["prompt"].values))
+            row = {"key": key, "train_s": seconds, "val_auroc": info["best_val_auroc"], "val_within": info["best_val_within"],
+                   "dev_within": dev_within, "probe_kind": kind, "result": evaluate_scores(y, {"verifier": score_store(verifier, test), "probe": probe},
                                                                  n=n, n_boot=n_boot, reference="probe", **rows)}
             if kept is not None:
                 kept.parent.mkdir(parents=True, exist_ok=True)
@@ -134,6 +142,7 @@ def run_verifier_sweep(train: xr.Dataset, test: xr.Dataset, llm, tokenizer, site
 
 
 def _as_dataset(sites, results, extra, train, test, cfg, token_grid, n) -> xr.Dataset:
+    chooser = "val_within" if np.isnan(extra["dev_within"]).all() else "dev_within"
     models = list(results[0]["models"])
     metrics = list(results[0]["models"][models[0]])
     cube = np.array([[[[r["models"][m][k]["value"], *r["models"][m][k]["ci"]] for k in metrics] for r in results]
@@ -151,9 +160,11 @@ def _as_dataset(sites, results, extra, train, test, cfg, token_grid, n) -> xr.Da
         attrs={MARK: 1, "train_store": str(train.attrs.get("content_key")), "test_store": str(test.attrs.get("content_key")),
                "train_config": json.dumps(asdict(cfg)), "token_grid": token_grid or 0, "best_of": n,
                "n_meanings": int(results[0]["n_meanings"]), "n_prompt_rows": int(results[0]["n_prompt_rows"]),
-               "selected_site": sites[int(np.nanargmax(extra["val_within"]))],
+               "selected_site": sites[int(np.nanargmax(extra[chooser]))], "selected_by": chooser,
                "note": "value/lo/hi: test metric and 95% interval over meanings; diff: verifier - probe, paired; "
-                       "val_*: the training store's validation split (meaning-disjoint), which chooses the site"})
+                       "val_*: the training store's validation split (meaning-disjoint); dev_within: the verifier's "
+                       "within-prompt AUROC on the dev store (test-like prompts, other seeds; NaN without one); "
+                       "selected_by names the one that chooses the site"})
     ds["probe_kind"] = ds["probe_kind"].astype(str)
     return ds
 
@@ -171,7 +182,12 @@ def verifier_table(sweep: xr.Dataset, metrics=("auroc", "within_prompt_auroc", "
                 cells.append(fmt(float(v["value"]), float(v["lo"]), float(v["hi"])))
             d = sweep.sel(site=site, metric=m)
             cells.append(f"{float(d['diff']):+.3f} ({float(d['diff_lo']):+.3f},{float(d['diff_hi']):+.3f})")
-        lines.append(f"| {site} | " + " | ".join(cells) + f" | {float(sweep['val_within'].sel(site=site)):.3f} |")
+        dev = float(sweep["dev_within"].sel(site=site)) if "dev_within" in sweep else np.nan
+        lines.append(f"| {site} | " + " | ".join(cells) + f" | {float(sweep['val_within'].sel(site=site)):.3f} |"
+                     + ("" if np.isnan(dev) else f" {dev:.3f} |"))
+    if "dev_within" in sweep and not np.isnan(sweep["dev_within"].values.astype(float)).all():
+        lines[0] += " dev within |"
+        lines[1] += "---|"
     return "\n".join(lines)
 
 

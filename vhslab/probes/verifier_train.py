@@ -55,6 +55,7 @@ class VerifierTrainConfig:
     val_candidates: int = 16  # validation scores the first k candidates of each prompt row (0: all)
     input_noise: float = 0.0  # stage 2: + this x N(0, 1) per channel on the normalised states (ridge-like regularisation)
     weight_decay: float = 0.0  # stage 2's AdamW weight decay (connector and LLM)
+    caption_weight: float = 0.0  # stage 2: + this x stage 1's caption loss on the same batch (keeps the tokens grounded)
     prompt_dropout: float = 0.0  # share of prompt rows per stage-2 batch asked with an empty prompt (a prompt-free view of quality)
     select: str = "within"  # validation metric for early stopping: "within" (within-prompt AUROC) or "auroc"
     seed: int = 0
@@ -259,9 +260,10 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
         raise VerifierError(f"prompt_dropout is a share of prompt rows in [0, 1); got {cfg.prompt_dropout}")
     ds = check_store(ds)
     where = None if site == "text" else find_site(ds, site)
-    if cfg.align_steps and (where is None or "caption" not in ds):
-        raise VerifierError("stage 1 needs visual tokens and the store's `caption` variable (extract the store again)"
-                            if where is not None else "a text-only verifier has no stage 1 (set align_steps=0)")
+    if (cfg.align_steps or cfg.caption_weight) and (where is None or "caption" not in ds):
+        raise VerifierError("stage 1 and caption_weight need visual tokens and the store's `caption` variable (extract "
+                            "the store again)" if where is not None else
+                            "a text-only verifier has no caption loss (set align_steps=0 and caption_weight=0)")
     y = np.asarray(ds["verdict"].values).astype(int)
     meanings = np.array([str(m) for m in ds["meaning"].values])
     prompts = np.array([str(p) for p in ds["prompt"].values])
@@ -290,8 +292,8 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
                 **verifier_config}
     state = _load_checkpoint(checkpoint, identity)
     history: list[dict] = state["history"] if state else []
-    if cfg.align_steps:
-        captions = np.array([str(c) for c in ds["caption"].values])
+    captions = np.array([str(c) for c in ds["caption"].values]) if "caption" in ds else None
+    if cfg.align_steps or cfg.caption_weight:
         limit = getattr(verifier.llm.config, "max_position_embeddings", None)
         with torch.no_grad():
             visual = verifier.visual_tokens(torch.as_tensor(read(train[:1]))).shape[1]
@@ -299,6 +301,7 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
         if limit and longest > limit:
             raise VerifierError(f"a stage-1 input of {longest} tokens (caption and visual tokens) exceeds the LLM's "
                                 f"context of {limit}")
+    if cfg.align_steps:
         _align(verifier, read, train, captions, cfg, acc, chunk, state, (checkpoint, identity), progress, history)
     share = np.bincount(y[train], minlength=2) / len(train)
     weight = torch.tensor([1 / (2 * share[1]), 1 / (2 * share[0])], dtype=torch.float32)  # [yes, no] balanced
@@ -332,6 +335,9 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
         loss = _answer_loss(logits, torch.as_tensor(1 - y[mine]), cfg, weight, norm)
         if cfg.rank_weight:
             loss = loss + cfg.rank_weight * _rank_loss(logits, y[mine], prompt_row[mine], _pairs(y[idx], prompt_row[idx]))
+        if cfg.caption_weight:
+            nll, _ = model(hidden, [""] * len(mine), list(captions[mine]))
+            loss = loss + cfg.caption_weight * nll / sum(len(verifier.caption_pieces(c)[2]) for c in captions[idx])
         loss = loss * acc.num_processes
         opt.zero_grad()
         acc.backward(loss)
