@@ -68,6 +68,7 @@ def run(npz: str, recipes: str, worker: int, workers: int, out: str) -> None:
     import vhslab
     import vhslab.probes.verifier_train as vt
     from vhslab.probes.metrics import auroc_binary, auroc_within
+    from vhslab.probes.verifier_data import ChunkReader
     from vhslab.probes.verifier_eval import best_of_n
 
     vt.check_store = lambda ds, validated=False: ds  # an in-memory export carries no store spec attributes
@@ -86,7 +87,7 @@ def run(npz: str, recipes: str, worker: int, workers: int, out: str) -> None:
                                            progress=False)
         verifier.to(device)
         rows = np.arange(test.sizes["sample"])
-        s = vt.score_rows(verifier, vt.ChunkReader(test, vt.find_site(test, site), 8), rows, np.asarray(test.prompt.values), 256)
+        s = vt.score_rows(verifier, ChunkReader(test, vt.find_site(test, site), 8), rows, np.asarray(test.prompt.values), 256)
         y, group, tag = test.verdict.values.astype(int), test.prompt_index.values, np.asarray(test.tag.values)
         bon = best_of_n(group, tag, np.asarray(test.meaning.values), y, s, 4, 200)
         result = {"name": recipe["name"], "val_auroc": info["best_val_auroc"], "val_within": info["best_val_within"],

@@ -18,7 +18,8 @@ from vhslab.probes import open_store, planted_store
 from vhslab.probes import verifier_train as vt
 from vhslab.probes.metrics import auroc_within
 from vhslab.probes.verifier import VerifierError
-from vhslab.probes.verifier_train import VerifierTrainConfig, index_batches, train_verifier
+from vhslab.probes.verifier_data import ChunkReader, first_candidates, index_batches, tag_repeats, validation_split
+from vhslab.probes.verifier_train import VerifierTrainConfig, train_verifier
 from vhslab.world.text import build_word_tokenizer
 
 HELPER = Path(__file__).parent / "helpers" / "ddp_train.py"
@@ -101,6 +102,25 @@ def test_stage2_caption_weight_keeps_the_caption_loss_down():
         return float(nll) / n
 
     assert caption_nll(1.0) < caption_nll(0.0) - 0.2
+
+
+def test_refit_trains_again_on_every_row_for_the_chosen_steps():
+    from vhslab.probes.data import site_statistics
+    from vhslab.probes.verifier_train import find_site
+
+    ds, tok = planted(), build_word_tokenizer()
+    cfg = VerifierTrainConfig(steps=12, batch_size=16, eval_every=4, patience=10, align_steps=2)
+    held, info = train_verifier(ds, "block.1", tiny_llm(), tok, cfg, progress=False)
+    refit, again = train_verifier(ds, "block.1", tiny_llm(), tok, VerifierTrainConfig(**{**cfg.__dict__, "refit": True}),
+                                  progress=False)
+    assert info["refit_history"] is None and again["best_step"] == info["best_step"]  # the step chosen held out
+    steps = [h["step"] for h in again["refit_history"] if h["stage"] == 2]
+    assert steps == [info["best_step"]]  # then trained that long on every row
+    every = site_statistics(ds, find_site(ds, "block.1"), np.arange(ds.sizes["sample"]))[0]
+    torch.testing.assert_close(refit.mean, torch.as_tensor(np.asarray(every, np.float32)).flatten())
+    assert not torch.equal(refit.mean, held.mean) and refit.config.extra["train"]["refit"] is True
+    first, _ = validation_split(ds, 0.0, 0)
+    assert (first == np.arange(ds.sizes["sample"])).all()
 
 
 def test_a_stopped_run_resumes_to_the_same_verifier(tmp_path, monkeypatch):
@@ -278,7 +298,7 @@ def test_input_noise_scales_with_each_channel_and_is_drawn_per_global_batch():
     torch.testing.assert_close(vt._noisy(hidden[half], v, n, half, cfg, 3), noisy[half])
     assert not torch.equal(vt._noisy(hidden, v, n, places, cfg, step=4), noisy)
     assert vt._noisy(hidden, v, n, places, VerifierTrainConfig(), step=3) is hidden
-    with pytest.raises(VerifierError, match="input_noise"):
+    with pytest.raises(VerifierError, match="input_noise, weight_decay"):
         train_verifier(planted(), "block.1", tiny_llm(), build_word_tokenizer(), VerifierTrainConfig(input_noise=-1))
 
 
@@ -297,11 +317,11 @@ def test_tag_balance_lists_rare_tag_chunks_more_often():
     ds = planted()
     rows = np.arange(ds.sizes["sample"])
     tags = np.array([str(t) for t in ds["tag"].values])
-    rep = vt.tag_repeats(ds, rows, 1.0)
+    rep = tag_repeats(ds, rows, 1.0)
     counts = {t: (tags == t).sum() for t in set(tags)}
     assert rep[tags == max(counts, key=counts.get)].max() == 1.0
     np.testing.assert_allclose(rep * np.array([counts[t] for t in tags]), max(counts.values()))
-    assert vt.tag_repeats(ds, rows, 0.0) is None
+    assert tag_repeats(ds, rows, 0.0) is None
     plain = np.arange(64)
     seen = np.concatenate([b for _, b in zip(range(14), index_batches(plain, 8, 8, 0, np.where(plain < 16, 3.0, 1.0)), strict=False)])
     assert (seen < 16).sum() == (seen >= 16).sum() == 56  # 2 chunks x3 and 6 chunks x1 per epoch
@@ -310,10 +330,10 @@ def test_tag_balance_lists_rare_tag_chunks_more_often():
 def test_validation_scores_the_first_candidates_of_each_prompt_row():
     ds = planted()
     val = np.arange(0, 40)
-    kept = vt.first_candidates(ds["prompt_index"].values, val, 2)
+    kept = first_candidates(ds["prompt_index"].values, val, 2)
     per_row = np.unique(ds["prompt_index"].values[kept], return_counts=True)[1]
     assert (per_row == 2).all() and len(per_row) == len(np.unique(ds["prompt_index"].values[val]))
-    assert (vt.first_candidates(ds["prompt_index"].values, val, 0) == val).all()
+    assert (first_candidates(ds["prompt_index"].values, val, 0) == val).all()
 
 
 def test_selection_by_within_prompt_auroc_and_the_rank_loss_train(tmp_path):
@@ -323,9 +343,9 @@ def test_selection_by_within_prompt_auroc_and_the_rank_loss_train(tmp_path):
     stage2 = [h for h in info["history"] if h["stage"] == 2]
     assert info["best_val_within"] == max(h["val_auroc_within"] for h in stage2)
     assert info["best_step"] in [h["step"] for h in stage2]
-    _, val = vt.validation_split(ds, cfg.val_fraction, cfg.seed)  # the restored weights are that checkpoint's
+    _, val = validation_split(ds, cfg.val_fraction, cfg.seed)  # the restored weights are that checkpoint's
     prompts = np.array([str(p) for p in ds["prompt"].values])
-    s = vt.score_rows(verifier, vt.ChunkReader(ds, vt.find_site(ds, "block.1"), 32), val, prompts)
+    s = vt.score_rows(verifier, ChunkReader(ds, vt.find_site(ds, "block.1"), 32), val, prompts)
     assert auroc_within(ds["verdict"].values[val].astype(int), s, prompts[val]) == pytest.approx(info["best_val_within"], abs=1e-6)
     with pytest.raises(VerifierError, match="selection metric"):
         train_verifier(ds, "block.1", tiny_llm(), tok, VerifierTrainConfig(select="loss"))

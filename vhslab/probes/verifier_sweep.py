@@ -25,16 +25,9 @@ from vhslab.probes.data import check_store, list_sites, site_features
 from vhslab.probes.metrics import auroc_binary, auroc_within
 from vhslab.probes.models import WithinPromptLinear, make_probe, make_prompt_baseline, prompt_structure
 from vhslab.probes.verifier import LatentVerifier
+from vhslab.probes.verifier_data import ChunkReader, prompt_rows, validation_split
 from vhslab.probes.verifier_eval import evaluate_scores
-from vhslab.probes.verifier_train import (
-    ChunkReader,
-    VerifierTrainConfig,
-    find_site,
-    prompt_rows,
-    score_rows,
-    train_verifier,
-    validation_split,
-)
+from vhslab.probes.verifier_train import VerifierTrainConfig, find_site, score_rows, train_verifier
 
 MARK = "vhslab_verifier_sweep"
 
@@ -128,10 +121,12 @@ def run_verifier_sweep(train: xr.Dataset, test: xr.Dataset, llm, tokenizer, site
             probe, kind = best_probe_scores(train, test, site, cfg.seed, cfg.val_fraction, cfg.select)
             dev_within = np.nan
             if dev is not None:
-                dev_within = auroc_within(dev["verdict"].values.astype(int), score_store(verifier, dev), _strs(dev["prompt"].values))
+                dev_y, dev_prompts = dev["verdict"].values.astype(int), _strs(dev["prompt"].values)
+                dev_within = auroc_within(dev_y, score_store(verifier, dev), dev_prompts)
+            result = evaluate_scores(y, {"verifier": score_store(verifier, test), "probe": probe}, n=n, n_boot=n_boot,
+                                     reference="probe", **rows)
             row = {"key": key, "train_s": seconds, "val_auroc": info["best_val_auroc"], "val_within": info["best_val_within"],
-                   "dev_within": dev_within, "probe_kind": kind, "result": evaluate_scores(y, {"verifier": score_store(verifier, test), "probe": probe},
-                                                                 n=n, n_boot=n_boot, reference="probe", **rows)}
+                   "dev_within": dev_within, "probe_kind": kind, "result": result}
             if kept is not None:
                 kept.parent.mkdir(parents=True, exist_ok=True)
                 kept.write_text(json.dumps(row, default=float))

@@ -5,8 +5,8 @@ LLM reads as the caption the evaluator wrote from its detections of that candida
 variable `caption`), a language-modelling loss on the caption tokens. Stage 2: connector + LLM
 on yes/no (plain XE, class-weighted XE or focal loss).
 
-The store is read one sample chunk at a time in a seeded order (`index_batches` is pure index
-arithmetic, `ChunkReader` holds at most two chunks), so memory does not grow with the store.
+The store is read one sample chunk at a time in a seeded order (`vhslab.probes.verifier_data`), so
+memory does not grow with the store.
 Validation is a split by prompt meaning; early stopping keeps the best validation AUROC (or
 within-prompt AUROC: `select="within"`). With a
 `checkpoint` path a stopped run resumes where it was. Under `accelerate launch` every process
@@ -17,19 +17,25 @@ batch, so N processes train the same verifier as one (up to float rounding of th
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import xarray as xr
-from sklearn.model_selection import GroupShuffleSplit
 from tqdm.auto import tqdm
 
-from vhslab.probes.data import Site, _token_dims, check_store, list_sites, site_array, site_statistics
+from vhslab.probes.data import Site, check_store, list_sites, site_statistics
 from vhslab.probes.metrics import auroc_binary, auroc_within
 from vhslab.probes.verifier import LatentVerifier, VerifierError
+from vhslab.probes.verifier_data import (
+    ChunkReader,
+    first_candidates,
+    index_batches,
+    prompt_rows,
+    tag_repeats,
+    validation_split,
+)
 
 LOSSES = ("xe", "weighted", "focal")
 SELECT = {"auroc": "val_auroc", "within": "val_auroc_within"}
@@ -56,6 +62,7 @@ class VerifierTrainConfig:
     input_noise: float = 0.0  # stage 2: + this x N(0, 1) per channel on the normalised states (ridge-like regularisation)
     weight_decay: float = 0.0  # stage 2's AdamW weight decay (connector and LLM)
     caption_weight: float = 0.0  # stage 2: + this x stage 1's caption loss on the same batch (keeps the tokens grounded)
+    refit: bool = False  # then train again on every row (validation meanings too) for the chosen number of steps
     prompt_dropout: float = 0.0  # share of prompt rows per stage-2 batch asked with an empty prompt (a prompt-free view of quality)
     select: str = "within"  # validation metric for early stopping: "within" (within-prompt AUROC) or "auroc"
     seed: int = 0
@@ -71,99 +78,6 @@ def find_site(ds: xr.Dataset, name: str) -> Site:
         known = [s.name for s in known]
         raise ProbeError(f"site {name!r} is not in the store; it has {', '.join(known)} (and 'text' needs none)")
     return hit[0]
-
-
-def validation_split(ds: xr.Dataset, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted (train, validation) rows of a store, split by prompt meaning (seeded)."""
-    meanings = np.array([str(m) for m in ds["meaning"].values])
-    train, val = next(GroupShuffleSplit(1, test_size=fraction, random_state=seed).split(meanings, groups=meanings))
-    return np.sort(train), np.sort(val)
-
-
-def prompt_rows(ds: xr.Dataset) -> np.ndarray:
-    """Per store row, the index of its prompt row (0..R-1): candidates of one listed prompt share it."""
-    key = ds["prompt_index"].values if "prompt_index" in ds else np.array([str(p) for p in ds["prompt"].values])
-    return np.unique(np.asarray(key), return_inverse=True)[1]
-
-
-def first_candidates(prompt_row: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
-    """The rows (sorted) that are among the first `k` candidates of their prompt row (`prompt_row`: one
-    key per store row); k <= 0 keeps all. Validation cost then does not grow with candidates."""
-    if k <= 0:
-        return rows
-    key = np.asarray(prompt_row)[rows]
-    seen: dict = {}
-    keep = np.zeros(len(rows), bool)
-    for i, g in enumerate(key):
-        keep[i] = seen.get(g, 0) < k
-        seen[g] = seen.get(g, 0) + 1
-    return rows[keep]
-
-
-def tag_repeats(ds: xr.Dataset, rows: np.ndarray, balance: float) -> np.ndarray | None:
-    """Per row of `rows`: (rows of the largest tag / rows of its tag) ** balance; None when balance is 0."""
-    if not balance:
-        return None
-    tags = np.array([str(t) for t in ds["tag"].values])[rows]
-    _, inverse, counts = np.unique(tags, return_inverse=True, return_counts=True)
-    return ((counts.max() / counts) ** balance)[inverse]
-
-
-def index_batches(rows: np.ndarray, chunk: int, batch_size: int, seed: int,
-                  repeats: np.ndarray | None = None, mix: int = 1, groups: np.ndarray | None = None,
-                  per_group: int = 0) -> Iterator[np.ndarray]:
-    """Endless batches of row indices: store chunks in a seeded order each epoch, taken `mix` at a
-    time with their rows shuffled together (a shuffle buffer of `mix` chunks, as in streaming data
-    loaders), so a batch touches at most 2 x `mix` chunks and mixes rows of `mix` chunks' prompts.
-    `repeats` (per row of `rows`) lists a chunk that many times per epoch (its rows' mean, rounded):
-    oversampling that keeps the reads chunk by chunk. With `groups` (one key per store row, e.g. the
-    prompt row) and `per_group` k > 0, the buffer is dealt out in runs of up to k rows of one group, the
-    runs in a seeded order, so a batch holds about batch_size / k groups with k candidates each: the ranking
-    loss, which compares candidates of one prompt row, then sees pairs in every batch. Reads nothing."""
-    rng = np.random.default_rng(seed)
-    starts = [c for c in range(0, int(rows.max()) + 1, chunk) if ((rows >= c) & (rows < c + chunk)).any()]
-    by_chunk = [rows[(rows >= c) & (rows < c + chunk)] for c in starts]
-    if repeats is not None:
-        times = [max(1, round(float(np.mean(repeats[(rows >= c) & (rows < c + chunk)])))) for c in starts]
-        by_chunk = [r for r, k in zip(by_chunk, times, strict=True) for _ in range(k)]
-    buf: list[int] = []
-    while True:
-        order = rng.permutation(len(by_chunk))
-        for lo in range(0, len(order), mix):
-            group = np.concatenate([by_chunk[i] for i in order[lo:lo + mix]])
-            group = group[rng.permutation(len(group))]
-            if per_group > 0 and groups is not None:
-                key = np.asarray(groups)[group]
-                runs = [run for g in np.unique(key)
-                        for run in np.array_split(group[key == g], -(-int((key == g).sum()) // per_group))]
-                group = np.concatenate([runs[i] for i in rng.permutation(len(runs))])
-            for j in group:
-                buf.append(int(j))
-                if len(buf) == batch_size:
-                    yield np.array(buf)
-                    buf = []
-
-
-class ChunkReader:
-    """Rows of one site, read a whole store chunk at a time; keeps the `keep` latest chunks."""
-
-    def __init__(self, ds: xr.Dataset, site: Site, chunk: int, keep: int = 2):
-        self.keep = keep
-        arr = site_array(ds, site)
-        self.arr, self.chunk, self.n = arr.transpose("sample", *_token_dims(arr)), chunk, ds.sizes["sample"]
-        self.cache: dict[int, np.ndarray] = {}
-
-    def __call__(self, rows: np.ndarray) -> np.ndarray:
-        out = []
-        for r in rows:
-            c = int(r) // self.chunk
-            if c not in self.cache:
-                if len(self.cache) >= self.keep:
-                    self.cache.pop(next(iter(self.cache)))
-                lo = c * self.chunk
-                self.cache[c] = np.asarray(self.arr.isel(sample=slice(lo, min(lo + self.chunk, self.n))).values, np.float32)
-            out.append(self.cache[c][int(r) - c * self.chunk])
-        return np.stack(out)
 
 
 def score_rows(verifier: LatentVerifier, read: ChunkReader | None, rows: np.ndarray, prompts: np.ndarray,
@@ -254,8 +168,9 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
         raise VerifierError(f"mix_chunks is a number of store chunks, >= 1; got {cfg.mix_chunks}")
     if cfg.per_prompt < 0:
         raise VerifierError(f"per_prompt is a number of candidates, >= 0 (0: rows shuffled freely); got {cfg.per_prompt}")
-    if cfg.input_noise < 0 or cfg.weight_decay < 0:
-        raise VerifierError(f"input_noise and weight_decay are >= 0; got {cfg.input_noise} and {cfg.weight_decay}")
+    if min(cfg.input_noise, cfg.weight_decay, cfg.caption_weight) < 0:
+        raise VerifierError(f"input_noise, weight_decay and caption_weight are >= 0; got {cfg.input_noise}, "
+                            f"{cfg.weight_decay} and {cfg.caption_weight}")
     if not 0 <= cfg.prompt_dropout < 1:
         raise VerifierError(f"prompt_dropout is a share of prompt rows in [0, 1); got {cfg.prompt_dropout}")
     ds = check_store(ds)
@@ -283,7 +198,7 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
         read = ChunkReader(ds, where, chunk, keep=2 * cfg.mix_chunks)
         mean, var = site_statistics(ds, where, train)
         channels = int(mean.shape[0])
-    llm = copy.deepcopy(llm)  # fine-tuned below: the caller's model stays as it was
+    given, llm = llm, copy.deepcopy(llm)  # fine-tuned below: the caller's model stays as it was
     verifier = LatentVerifier.create(llm, tokenizer, site, channels, mean=mean, var=var, seed=cfg.seed,
                                      token_grid=token_grid, extra={"train": asdict(cfg)}, **verifier_config)
     verifier.check(None if read is None else torch.as_tensor(read(train[:1])), [prompts[train[0]]], site)
@@ -361,7 +276,16 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
     verifier.load_state_dict(best_state)
     verifier.eval()
     chosen = max((h for h in history if h["stage"] == 2), key=lambda h: (h[SELECT[cfg.select]], -h["step"]))
-    return verifier, {"history": history, "best_val_auroc": chosen["val_auroc"], "best_val_within": chosen["val_auroc_within"],
+    refit_history = None
+    if cfg.refit:  # the step was chosen on held-out meanings; now every meaning trains, as long as that
+        again = replace(cfg, refit=False, val_fraction=0.0, steps=chosen["step"], eval_every=chosen["step"], patience=1)
+        ckpt = None if checkpoint is None else Path(checkpoint).with_name(Path(checkpoint).name + ".refit")
+        verifier, done = train_verifier(ds, site, given, tokenizer, again, token_grid=token_grid, progress=progress,
+                                        checkpoint=ckpt, **verifier_config)
+        verifier.config.extra["train"] = asdict(cfg)
+        refit_history = done["history"]
+    return verifier, {"history": history, "refit_history": refit_history,
+                      "best_val_auroc": chosen["val_auroc"], "best_val_within": chosen["val_auroc_within"],
                       "best_step": chosen["step"], "n_train": len(train), "n_val": len(val),
                       "val_meanings": len(np.unique(meanings[val])), "processes": acc.num_processes}
 
