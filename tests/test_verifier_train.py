@@ -1,6 +1,7 @@
 """Verifier training (stage 1 + 2, resume, DDP), the per-site sweep and the `vhslab verifier` commands,
 on planted stores and tiny real Qwen2 models."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -111,7 +112,7 @@ def test_refit_trains_again_on_every_row_for_the_chosen_steps():
     ds, tok = planted(), build_word_tokenizer()
     cfg = VerifierTrainConfig(steps=12, batch_size=16, eval_every=4, patience=10, align_steps=2)
     held, info = train_verifier(ds, "block.1", tiny_llm(), tok, cfg, progress=False)
-    refit, again = train_verifier(ds, "block.1", tiny_llm(), tok, VerifierTrainConfig(**{**cfg.__dict__, "refit": True}),
+    refit, again = train_verifier(ds, "block.1", tiny_llm(), tok, dataclasses.replace(cfg, refit=True),
                                   progress=False)
     assert info["refit_history"] is None and again["best_step"] == info["best_step"]  # the step chosen held out
     steps = [h["step"] for h in again["refit_history"] if h["stage"] == 2]

@@ -105,6 +105,7 @@ def run_verifier_sweep(train: xr.Dataset, test: xr.Dataset, llm, tokenizer, site
                 if store is not None:
                     find_site(store, site)
     y, rows = candidate_rows(test)
+    dev_y, dev_prompts = (None, None) if dev is None else (dev["verdict"].values.astype(int), _strs(dev["prompt"].values))
     key = {"train": train.attrs.get("content_key"), "test": test.attrs.get("content_key"), "config": asdict(cfg),
            "token_grid": token_grid, "n": n, "n_boot": n_boot, "dev": None if dev is None else dev.attrs.get("content_key")}
     done = Path(partial) if partial is not None else None
@@ -119,10 +120,7 @@ def run_verifier_sweep(train: xr.Dataset, test: xr.Dataset, llm, tokenizer, site
             verifier, info = train_verifier(train, site, llm, tokenizer, site_cfg, token_grid=token_grid, progress=False)
             seconds = time.perf_counter() - t0
             probe, kind = best_probe_scores(train, test, site, cfg.seed, cfg.val_fraction, cfg.select)
-            dev_within = np.nan
-            if dev is not None:
-                dev_y, dev_prompts = dev["verdict"].values.astype(int), _strs(dev["prompt"].values)
-                dev_within = auroc_within(dev_y, score_store(verifier, dev), dev_prompts)
+            dev_within = np.nan if dev is None else auroc_within(dev_y, score_store(verifier, dev), dev_prompts)
             result = evaluate_scores(y, {"verifier": score_store(verifier, test), "probe": probe}, n=n, n_boot=n_boot,
                                      reference="probe", **rows)
             row = {"key": key, "train_s": seconds, "val_auroc": info["best_val_auroc"], "val_within": info["best_val_within"],
