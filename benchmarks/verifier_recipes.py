@@ -33,9 +33,8 @@ def run_one(job: dict) -> dict:
     from vhslab.data.default_stores import default_store
     from vhslab.probes import open_store
     from vhslab.probes.metrics import auroc_within
-    from vhslab.probes.verifier_data import ChunkReader
     from vhslab.probes.verifier_eval import evaluate_scores
-    from vhslab.probes.verifier_sweep import candidate_rows, find_site, score_rows, score_store
+    from vhslab.probes.verifier_sweep import candidate_rows, score_store
     from vhslab.probes.verifier_train import VerifierTrainConfig, train_verifier
 
     torch.set_num_threads(job["threads"])
@@ -51,10 +50,7 @@ def run_one(job: dict) -> dict:
             keep = Path(job["scores"]) / f"{job['name']}-seed{job['seed']}"
             keep.parent.mkdir(parents=True, exist_ok=True)
             np.save(f"{keep}-{part}.npy", s)
-            site = None if job["site"] == "text" else find_site(store, job["site"])
-            read = site and ChunkReader(store, site, int(store.attrs.get("sample_chunk", 64)))
-            rows = np.arange(store.sizes["sample"])
-            np.save(f"{keep}-blank-{part}.npy", score_rows(verifier, read, rows, np.array([""] * len(rows))))
+            np.save(f"{keep}-blank-{part}.npy", score_store(verifier, store, prompts=[""] * store.sizes["sample"]))
         y, rows = candidate_rows(store)
         m = evaluate_scores(y, {"v": s}, n_boot=20, **rows)["models"]["v"]  # values only; intervals unused
         tag, group = np.asarray(rows["tag"]), np.asarray(rows["prompts"])

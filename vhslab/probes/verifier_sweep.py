@@ -48,11 +48,13 @@ def store_sites(ds: xr.Dataset) -> list[str]:
     return [s.name for s in list_sites(ds, None, tuple(v for v in ("ae_latent", "vision") if v in ds))] + ["text"]
 
 
-def score_store(verifier: LatentVerifier, ds: xr.Dataset) -> np.ndarray:
-    """The verifier's score of every row of a store, read chunk by chunk."""
+def score_store(verifier: LatentVerifier, ds: xr.Dataset, prompts: np.ndarray | None = None) -> np.ndarray:
+    """The verifier's score of every row of a store, read chunk by chunk, asked each row's prompt (or
+    `prompts`, one per row)."""
     site = verifier.config.site
     read = None if site == "text" else ChunkReader(ds, find_site(ds, site), int(ds.attrs.get("sample_chunk", 64)))
-    return score_rows(verifier, read, np.arange(ds.sizes["sample"]), _strs(ds["prompt"].values))
+    prompts = _strs(ds["prompt"].values) if prompts is None else np.asarray(prompts)
+    return score_rows(verifier, read, np.arange(ds.sizes["sample"]), prompts)
 
 
 def best_probe_scores(train: xr.Dataset, test: xr.Dataset, site: str, seed: int = 0, val_fraction: float = 0.2,
@@ -64,7 +66,7 @@ def best_probe_scores(train: xr.Dataset, test: xr.Dataset, site: str, seed: int 
     for "text" the prompt-only baseline. Returns (scores, name)."""
     y = train["verdict"].values.astype(int)
     fit_rows, val_rows = validation_split(train, val_fraction, seed)
-    prompts, groups = np.array([str(p) for p in train["prompt"].values]), prompt_rows(train)[fit_rows]
+    prompts, groups = _strs(train["prompt"].values), prompt_rows(train)[fit_rows]
     if site == "text":
         x_train, x_test = prompt_structure(train), prompt_structure(test)
         candidates = {"prompt-only": make_prompt_baseline("linear", True, seed)}
