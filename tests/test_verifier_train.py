@@ -176,7 +176,7 @@ def test_training_errors_before_any_compute():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("extra", [{}, {"caption_weight": 1.0, "input_noise": 0.5, "prompt_dropout": 0.3}],
+@pytest.mark.parametrize("extra", [{}, {"caption_weight": 1.0, "input_noise": 0.5, "prompt_dropout": 0.3, "teacher_weight": 1.0}],
                          ids=["default", "regularised"])
 def test_two_ddp_processes_train_the_same_verifier_as_one(tmp_path, extra):
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
@@ -350,3 +350,49 @@ def test_selection_by_within_prompt_auroc_and_the_rank_loss_train(tmp_path):
     assert auroc_within(ds["verdict"].values[val].astype(int), s, prompts[val]) == pytest.approx(info["best_val_within"], abs=1e-6)
     with pytest.raises(VerifierError, match="selection metric"):
         train_verifier(ds, "block.1", tiny_llm(), tok, VerifierTrainConfig(select="loss"))
+
+
+def test_distill_loss_pulls_margin_differences_inside_a_prompt_row_toward_the_teacher():
+    from vhslab.probes.verifier_teacher import distill_loss, same_row_pairs
+
+    rows = np.array([0, 0, 0, 1, 1, 2])
+    assert same_row_pairs(rows) == 3 + 1  # row 2 alone has no pair
+    teacher = np.array([1.0, 0.0, -1.0, 0.5, -0.5, 9.0], np.float32)
+    margins = lambda m: torch.stack([torch.as_tensor(m, dtype=torch.float32), torch.zeros(6)], 1)  # noqa: E731
+    agree, against = distill_loss(margins(teacher), teacher, rows, 4), distill_loss(margins(-teacher), teacher, rows, 4)
+    assert against > agree + 0.3
+    shifted = teacher + np.array([3, 3, 3, -2, -2, 0], np.float32)  # a per-row offset is not distilled
+    torch.testing.assert_close(distill_loss(margins(shifted), teacher, rows, 4), agree)
+    m = torch.tensor(teacher * 0.5, requires_grad=True)  # too flat: the gradient steepens the row's order
+    distill_loss(torch.stack([m, torch.zeros(6)], 1), teacher, rows, 4).backward()
+    assert m.grad[0] < 0 < m.grad[2] and m.grad[5] == 0
+    torch.testing.assert_close(distill_loss(margins(teacher), teacher, rows, 8), agree / 2)  # / the global pair count
+
+
+def test_the_teacher_is_fit_on_the_training_rows_and_steers_the_verifier(monkeypatch):
+    from vhslab.probes.data import list_sites
+    from vhslab.probes.verifier_teacher import fit_teacher
+
+    train, test = planted_pair(256, 128)
+    y, rows = np.asarray(train["verdict"].values).astype(int), vt.prompt_rows(train)
+    site = next(s for s in list_sites(train) if s.name == "block.1")
+    half = np.arange(128)
+    t = fit_teacher(train, site, half, y, rows, 0.1)
+    assert auroc_within(y[128:], t[128:], rows[128:]) > 0.75  # the planted direction, on rows it was not fit on
+    y_other = y.copy()
+    y_other[128:] = 1 - y_other[128:]
+    np.testing.assert_array_equal(fit_teacher(train, site, half, y_other, rows, 0.1), t)  # other rows' verdicts unused
+    cfg = VerifierTrainConfig(steps=40, batch_size=32, eval_every=40, align_steps=0, rank_weight=0, seed=1)
+    ty = np.asarray(test["verdict"].values).astype(int)
+    within = lambda v: auroc_within(ty, vt.score_rows(v, ChunkReader(test, site, 32), np.arange(128),  # noqa: E731
+                                                       np.array([str(p) for p in test["prompt"].values])), vt.prompt_rows(test))
+    plain, _ = train_verifier(train, "block.1", tiny_llm(), build_word_tokenizer(), cfg, token_grid=None, progress=False)
+    monkeypatch.setattr(vt, "fit_teacher", lambda *a: -fit_teacher(*a))  # a teacher that orders every row backwards
+    misled, _ = train_verifier(train, "block.1", tiny_llm(), build_word_tokenizer(), dataclasses.replace(cfg, teacher_weight=5),
+                               token_grid=None, progress=False)
+    assert within(plain) > 0.7 and within(misled) < within(plain) - 0.2, (within(plain), within(misled))
+    for bad, match in (({"teacher_weight": -1}, "teacher_weight"), ({"teacher_c": 0}, "teacher_c")):
+        with pytest.raises(VerifierError, match=match):
+            train_verifier(train, "block.1", tiny_llm(), build_word_tokenizer(), VerifierTrainConfig(**bad))
+    with pytest.raises(VerifierError, match="no states for the linear teacher"):
+        train_verifier(train, "text", tiny_llm(), build_word_tokenizer(), VerifierTrainConfig(teacher_weight=1, align_steps=0))

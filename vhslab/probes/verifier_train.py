@@ -36,6 +36,7 @@ from vhslab.probes.verifier_data import (
     tag_repeats,
     validation_split,
 )
+from vhslab.probes.verifier_teacher import distill_loss, fit_teacher, same_row_pairs
 
 LOSSES = ("xe", "weighted", "focal")
 SELECT = {"auroc": "val_auroc", "within": "val_auroc_within"}
@@ -64,6 +65,8 @@ class VerifierTrainConfig:
     caption_weight: float = 0.0  # stage 2: + this x stage 1's caption loss on the same batch (keeps the tokens grounded)
     refit: bool = False  # then train again on every row (validation meanings too) for the chosen number of steps
     prompt_dropout: float = 0.0  # share of prompt rows per stage-2 batch asked with an empty prompt (a prompt-free view of quality)
+    teacher_weight: float = 0.0  # stage 2: + this x a within-prompt linear ranker distilled pairwise (verifier_teacher)
+    teacher_c: float = 0.01  # the teacher's inverse L2 strength (logistic regression C on standardised states)
     select: str = "within"  # validation metric for early stopping: "within" (within-prompt AUROC) or "auroc"
     seed: int = 0
 
@@ -120,7 +123,7 @@ def _share(idx: np.ndarray, groups: np.ndarray, acc) -> np.ndarray:
     _, k = np.unique(groups[idx], return_inverse=True)
     if k.max() + 1 < acc.num_processes:  # every process sees the same batch: all raise together
         raise VerifierError(f"a batch holds {k.max() + 1} prompt rows for {acc.num_processes} processes; the ranking loss "
-                            "keeps prompt rows whole: raise batch_size or set rank_weight=0")
+                            "keeps prompt rows whole: raise batch_size or set rank_weight=0 and teacher_weight=0")
     return idx[k % acc.num_processes == acc.process_index]
 
 
@@ -168,13 +171,16 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
         raise VerifierError(f"mix_chunks is a number of store chunks, >= 1; got {cfg.mix_chunks}")
     if cfg.per_prompt < 0:
         raise VerifierError(f"per_prompt is a number of candidates, >= 0 (0: rows shuffled freely); got {cfg.per_prompt}")
-    if min(cfg.input_noise, cfg.weight_decay, cfg.caption_weight) < 0:
-        raise VerifierError(f"input_noise, weight_decay and caption_weight are >= 0; got {cfg.input_noise}, "
-                            f"{cfg.weight_decay} and {cfg.caption_weight}")
+    if min(cfg.input_noise, cfg.weight_decay, cfg.caption_weight, cfg.teacher_weight) < 0 or cfg.teacher_c <= 0:
+        raise VerifierError(f"input_noise, weight_decay, caption_weight and teacher_weight are >= 0 and teacher_c > 0; "
+                            f"got {cfg.input_noise}, {cfg.weight_decay}, {cfg.caption_weight}, {cfg.teacher_weight} "
+                            f"and {cfg.teacher_c}")
     if not 0 <= cfg.prompt_dropout < 1:
         raise VerifierError(f"prompt_dropout is a share of prompt rows in [0, 1); got {cfg.prompt_dropout}")
     ds = check_store(ds)
     where = None if site == "text" else find_site(ds, site)
+    if cfg.teacher_weight and where is None:
+        raise VerifierError("a text-only verifier has no states for the linear teacher (set teacher_weight=0)")
     if (cfg.align_steps or cfg.caption_weight) and (where is None or "caption" not in ds):
         raise VerifierError("stage 1 and caption_weight need visual tokens and the store's `caption` variable (extract "
                             "the store again)" if where is not None else
@@ -218,6 +224,7 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
                                 f"context of {limit}")
     if cfg.align_steps:
         _align(verifier, read, train, captions, cfg, acc, chunk, state, (checkpoint, identity), progress, history)
+    teacher = fit_teacher(ds, where, train, y, prompt_row, cfg.teacher_c) if cfg.teacher_weight else None
     share = np.bincount(y[train], minlength=2) / len(train)
     weight = torch.tensor([1 / (2 * share[1]), 1 / (2 * share[0])], dtype=torch.float32)  # [yes, no] balanced
     verifier.llm.requires_grad_(cfg.llm_lr > 0)
@@ -241,7 +248,8 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
         model.train()
         idx = next(batches)
         pos = np.arange(len(idx))  # this process's places in the global batch
-        pos = _share(pos, prompt_row[idx], acc) if cfg.rank_weight else pos[acc.process_index::acc.num_processes]
+        whole_rows = cfg.rank_weight or cfg.teacher_weight  # pairwise losses keep prompt rows on one process
+        pos = _share(pos, prompt_row[idx], acc) if whole_rows else pos[acc.process_index::acc.num_processes]
         mine = idx[pos]
         target = torch.as_tensor(1 - y[idx])  # answer index: 0 = yes, 1 = no
         norm = float(weight[target].sum()) if cfg.loss == "weighted" else float(len(idx))
@@ -250,6 +258,9 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
         loss = _answer_loss(logits, torch.as_tensor(1 - y[mine]), cfg, weight, norm)
         if cfg.rank_weight:
             loss = loss + cfg.rank_weight * _rank_loss(logits, y[mine], prompt_row[mine], _pairs(y[idx], prompt_row[idx]))
+        if cfg.teacher_weight:
+            loss = loss + cfg.teacher_weight * distill_loss(logits, teacher[mine], prompt_row[mine],
+                                                            same_row_pairs(prompt_row[idx]))
         if cfg.caption_weight:
             nll, _ = model(hidden, [""] * len(mine), list(captions[mine]))
             loss = loss + cfg.caption_weight * nll / sum(len(verifier.caption_pieces(c)[2]) for c in captions[idx])
