@@ -253,7 +253,19 @@ def test_cli_train_then_eval_on_stores(tmp_path):
     for key in ("auroc", "within_prompt_auroc", "balanced_accuracy", "bo1", "bo4_verifier", "bo4_oracle"):
         lo, hi = res[key]["ci"]
         assert lo <= res[key]["value"] <= hi, key
-    assert res["auroc"]["value"] > 0.65 and res["probe"]["kind"] in ("linear", "mlp")
+    assert res["auroc"]["value"] > 0.65 and res["probe"]["kind"] in ("linear", "mlp") and "teacher" not in res
+    taught = tmp_path / "taught"
+    r = run("verifier", "train", "--data", str(train), "--site", "block.1", "--steps", "20", "--align-steps", "0",
+            "--grid", "0", "--teacher-weight", "5", "--teacher-c", "0.1", "--out", str(taught), "--no-progress", "--json")
+    assert r.returncode == 0, r.stderr[-1500:]
+    r = run("verifier", "eval", str(taught), "--test", str(test), "--data", str(train), "--text-only", "none",
+            "--n-boot", "30", "--no-progress", "--json")
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["teacher"]["kind"] == "within-linear-C0.1"  # the ranker it was distilled from, beside it
+    assert res["teacher"]["within_prompt_auroc"]["value"] > 0.9  # the planted direction
+    d = res["verifier_minus_teacher"]["within_prompt_auroc"]
+    assert d["ci"][0] <= d["value"] <= d["ci"][1]
+    assert d["value"] == pytest.approx(res["within_prompt_auroc"]["value"] - res["teacher"]["within_prompt_auroc"]["value"])
     bad = run("verifier", "train", "--data", str(train), "--site", "block.5", "--out", str(tmp_path / "w"), "--no-progress")
     assert bad.returncode == 2 and "block.5" in bad.stderr and not (tmp_path / "w" / "verifier.json").exists()
     assert open_store(train).sizes["sample"] == 256
@@ -382,6 +394,11 @@ def test_the_teacher_is_fit_on_the_training_rows_and_steers_the_verifier(monkeyp
     y_other = y.copy()
     y_other[128:] = 1 - y_other[128:]
     np.testing.assert_array_equal(fit_teacher(train, site, half, y_other, rows, 0.1), t)  # other rows' verdicts unused
+    from vhslab.probes.verifier_sweep import teacher_scores
+
+    fit_rows, _ = validation_split(train, 0.2, 4)  # the teacher `verifier eval` shows is the one training used
+    shown = teacher_scores(train, train, "block.1", {"seed": 4, "teacher_c": 0.1, "teacher_weight": 5})
+    np.testing.assert_allclose(shown, 1 / (1 + np.exp(-fit_teacher(train, site, fit_rows, y, rows, 0.1))), rtol=1e-5)
     cfg = VerifierTrainConfig(steps=40, batch_size=32, eval_every=40, align_steps=0, rank_weight=0, seed=1)
     ty = np.asarray(test["verdict"].values).astype(int)
     within = lambda v: auroc_within(ty, vt.score_rows(v, ChunkReader(test, site, 32), np.arange(128),  # noqa: E731

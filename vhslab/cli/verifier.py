@@ -57,7 +57,7 @@ def folder_tokenizer(folder: str | Path):
 
 
 def _train_config(steps, align_steps, batch_size, lr, llm_lr, loss, seed, balance=0.0, select="within", rank_weight=1.0,
-                  mix_chunks=8):
+                  mix_chunks=8, teacher_weight=0.0, teacher_c=0.01):
     from vhslab.probes.verifier_train import VerifierTrainConfig
 
     if loss not in LOSS_NAMES:
@@ -66,7 +66,8 @@ def _train_config(steps, align_steps, batch_size, lr, llm_lr, loss, seed, balanc
         raise ValueError(f"--select {select!r}: 'within' or 'auroc'")
     return VerifierTrainConfig(steps=steps, align_steps=align_steps, batch_size=batch_size, lr=lr, llm_lr=llm_lr,
                                loss=LOSS_NAMES[loss], seed=seed, balance=balance, select=select,
-                               rank_weight=rank_weight, mix_chunks=mix_chunks)
+                               rank_weight=rank_weight, mix_chunks=mix_chunks, teacher_weight=teacher_weight,
+                               teacher_c=teacher_c)
 
 
 STEPS = typer.Option(600, min=1, help="stage-2 steps (yes/no; early stopping on the validation metric --select)")
@@ -74,6 +75,10 @@ SELECT = typer.Option("within", help="early stopping on validation 'within' (wit
 RANK = typer.Option(1.0, min=0.0, help="weight of the pairwise ranking loss inside each prompt row (0: answer loss only)")
 ALIGN = typer.Option(200, min=0, help="stage-1 steps (connector only, caption loss); 0 skips it")
 GRID = typer.Option(4, min=0, help="pool the token grid to g x g visual tokens (0: every token)")
+TEACHER = typer.Option(0.0, min=0.0, help="weight of the within-prompt linear ranker distilled pairwise in stage 2 "
+                       "(a logistic regression on the site's mean states, fit on the training rows; the shipped verifier: "
+                       "5; 0 and --site text: none)")
+TEACHER_C = typer.Option(0.01, min=1e-9, help="the distilled ranker's inverse L2 strength (logistic regression C)")
 MIX = typer.Option(8, min=1, help="a batch mixes the rows of this many store chunks (more prompts per batch; 1: the "
                    "recipe before; reads keep 2x that many chunks)")
 
@@ -92,6 +97,7 @@ def train_cmd(
     seed: int = typer.Option(0, min=0),
     balance: float = typer.Option(0.0, min=0.0, help="oversample rare tags: (largest tag / tag) ** balance per epoch"),
     select: str = SELECT, rank_weight: float = RANK, mix_chunks: int = MIX,
+    teacher_weight: float = TEACHER, teacher_c: float = TEACHER_C,
     overwrite: bool = typer.Option(False, help="replace a verifier already saved in --out"),
     progress: bool = typer.Option(True, help="show progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
@@ -100,7 +106,9 @@ def train_cmd(
     from vhslab.probes.verifier import CONFIG
     from vhslab.probes.verifier_train import train_verifier
 
-    cfg = _train_config(steps, align_steps, batch_size, lr, llm_lr, loss, seed, balance, select, rank_weight, mix_chunks)
+    teacher_weight = 0.0 if site == "text" else teacher_weight  # a text-only verifier has no states to distil
+    cfg = _train_config(steps, align_steps, batch_size, lr, llm_lr, loss, seed, balance, select, rank_weight, mix_chunks,
+                        teacher_weight, teacher_c)
     if (out / CONFIG).exists() and not overwrite:
         raise FileExistsError(f"--out {out} holds a saved verifier; nothing was changed (pass --overwrite to replace it)")
     if out.exists() and not out.is_dir():
@@ -137,10 +145,11 @@ def eval_cmd(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
     """Score a test store: AUROC, within-prompt AUROC, balanced accuracy, ECE, Bo1 / Bo-n picked / oracle,
-    each with an interval over meanings; the best probe of the verifier's site beside it (paired difference)."""
+    each with an interval over meanings; the best probe of the verifier's site beside it (paired difference), and the
+    linear ranker it was distilled from, if any."""
     import vhslab
     from vhslab.probes.verifier_eval import evaluate_scores
-    from vhslab.probes.verifier_sweep import best_probe_scores, candidate_rows, score_store
+    from vhslab.probes.verifier_sweep import best_probe_scores, candidate_rows, score_store, teacher_scores
 
     v = vhslab.load_verifier(None if verifier == "default" else verifier)
     text = None if text_only == "none" else vhslab.load_verifier(None if text_only == "default" else text_only, kind="text")
@@ -165,6 +174,11 @@ def eval_cmd(
                     f"text_only_bo{n}": t[f"bo{n}"]})
     out.update({"probe": {"kind": kind, **res["models"]["probe"]}, "verifier_minus_probe": res["difference"],
                 "candidates_per_s": round(speed, 1)})
+    if cfg.get("teacher_weight"):  # what the LLM adds to the linear ranker it was distilled from
+        pair = evaluate_scores(y, {"verifier": score, "teacher": teacher_scores(train_ds, test_ds, site, cfg)}, n=n,
+                               n_boot=n_boot, reference="teacher", **rows)
+        out.update({"teacher": {"kind": f"within-linear-C{cfg.get('teacher_c', 0.01):g}", **pair["models"]["teacher"]},
+                    "verifier_minus_teacher": pair["difference"]})
     emit(out, as_json, title="verifier evaluation")
 
 
@@ -179,6 +193,7 @@ def sweep_cmd(
     steps: int = typer.Option(300, min=1, help="stage-2 steps per site (fewer than `train`'s: 15 sites in 30 min)"),
     align_steps: int = typer.Option(100, min=0, help="stage-1 steps per site; 0 skips it"),
     select: str = SELECT, rank_weight: float = RANK, grid: int = GRID, mix_chunks: int = MIX,
+    teacher_weight: float = TEACHER, teacher_c: float = TEACHER_C,
     seed: int = typer.Option(0, min=0),
     n_boot: int = typer.Option(300, min=10),
     dev: str = typer.Option(None, "--dev", help="choose the site on this store's within-prompt AUROC (test-like prompts, "
@@ -194,7 +209,7 @@ def sweep_cmd(
     from vhslab.probes.verifier_sweep import run_verifier_sweep, verifier_table
 
     cfg = _train_config(steps, align_steps, 32, 1e-3, 1e-4, loss, seed, select=select, rank_weight=rank_weight,
-                        mix_chunks=mix_chunks)
+                        mix_chunks=mix_chunks, teacher_weight=teacher_weight, teacher_c=teacher_c)
     check_new_files(overwrite, out=out, plot=plot)
     model, tokenizer = _llm(None)
     train_ds, test_ds = _store(data, "verifier-train", progress), _store(test, "verifier-test", progress)

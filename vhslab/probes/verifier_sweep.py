@@ -88,6 +88,18 @@ def best_probe_scores(train: xr.Dataset, test: xr.Dataset, site: str, seed: int 
     return best[2].predict_proba(x_test)[:, 1], best[1]
 
 
+def teacher_scores(train: xr.Dataset, test: xr.Dataset, site: str, cfg: dict) -> np.ndarray:
+    """Test scores of the linear ranker a verifier was distilled from (`teacher_weight` > 0): the same
+    `WithinPromptLinear` on the same training rows as in training, so the table can show what the
+    LLM adds to its teacher."""
+    fit_rows, _ = validation_split(train, cfg.get("val_fraction", 0.2), cfg.get("seed", 0))
+    where = find_site(train, site)
+    x = site_features(train, where)["mean"]
+    model = WithinPromptLinear(C=cfg.get("teacher_c", 0.01)).fit(x[fit_rows], train["verdict"].values.astype(int)[fit_rows],
+                                                                  groups=prompt_rows(train)[fit_rows])
+    return model.predict_proba(site_features(test, find_site(test, site))["mean"])[:, 1]
+
+
 def run_verifier_sweep(train: xr.Dataset, test: xr.Dataset, llm, tokenizer, sites: list[str] | None = None,
                        cfg: VerifierTrainConfig | None = None, token_grid: int | None = 4, n: int = 4,
                        n_boot: int = 300, progress: bool = True, partial: str | Path | None = None,
@@ -118,7 +130,7 @@ def run_verifier_sweep(train: xr.Dataset, test: xr.Dataset, llm, tokenizer, site
             row = json.loads(kept.read_text())
         else:
             t0 = time.perf_counter()
-            site_cfg = replace(cfg, align_steps=0) if site == "text" else cfg
+            site_cfg = replace(cfg, align_steps=0, teacher_weight=0.0) if site == "text" else cfg  # no states
             verifier, info = train_verifier(train, site, llm, tokenizer, site_cfg, token_grid=token_grid, progress=False)
             seconds = time.perf_counter() - t0
             probe, kind = best_probe_scores(train, test, site, cfg.seed, cfg.val_fraction, cfg.select)
