@@ -27,6 +27,7 @@ from vhslab.probes.models import WithinPromptLinear, make_probe, make_prompt_bas
 from vhslab.probes.verifier import LatentVerifier
 from vhslab.probes.verifier_data import ChunkReader, prompt_rows, validation_split
 from vhslab.probes.verifier_eval import evaluate_scores
+from vhslab.probes.verifier_teacher import teacher_model
 from vhslab.probes.verifier_train import VerifierTrainConfig, find_site, score_rows, train_verifier
 
 MARK = "vhslab_verifier_sweep"
@@ -93,10 +94,8 @@ def teacher_scores(train: xr.Dataset, test: xr.Dataset, site: str, cfg: dict) ->
     `WithinPromptLinear` on the same training rows as in training, so the table can show what the
     LLM adds to its teacher."""
     fit_rows, _ = validation_split(train, cfg.get("val_fraction", 0.2), cfg.get("seed", 0))
-    where = find_site(train, site)
-    x = site_features(train, where)["mean"]
-    model = WithinPromptLinear(C=cfg.get("teacher_c", 0.01)).fit(x[fit_rows], train["verdict"].values.astype(int)[fit_rows],
-                                                                  groups=prompt_rows(train)[fit_rows])
+    model = teacher_model(site_features(train, find_site(train, site))["mean"], fit_rows, train["verdict"].values.astype(int),
+                          prompt_rows(train), cfg.get("teacher_c", 0.01))
     return model.predict_proba(site_features(test, find_site(test, site))["mean"])[:, 1]
 
 

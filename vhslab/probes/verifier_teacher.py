@@ -20,13 +20,17 @@ from vhslab.probes.data import Site, site_features
 from vhslab.probes.models import WithinPromptLinear
 
 
+def teacher_model(feats: np.ndarray, rows: np.ndarray, y: np.ndarray, prompt_row: np.ndarray, c: float) -> WithinPromptLinear:
+    """The teacher, fit on the mean-pooled states `feats` (one row per store row) of `rows` only."""
+    return WithinPromptLinear(C=c).fit(feats[rows], y[rows], groups=prompt_row[rows])
+
+
 def fit_teacher(ds: xr.Dataset, site: Site, rows: np.ndarray, y: np.ndarray, prompt_row: np.ndarray,
                 c: float) -> np.ndarray:
     """Teacher scores of every store row (log-odds, meaningful within a prompt row), fit on `rows`
     only. Reads the site once, chunk by chunk: memory is one mean-pooled vector per row."""
     feats = site_features(ds, site)["mean"]
-    model = WithinPromptLinear(C=c).fit(feats[rows], y[rows], groups=prompt_row[rows])
-    return model.decision_function(feats).astype(np.float32)
+    return teacher_model(feats, rows, y, prompt_row, c).decision_function(feats).astype(np.float32)
 
 
 def same_row_pairs(groups: np.ndarray) -> int:
