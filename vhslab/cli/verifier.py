@@ -77,7 +77,7 @@ ALIGN = typer.Option(200, min=0, help="stage-1 steps (connector only, caption lo
 GRID = typer.Option(4, min=0, help="pool the token grid to g x g visual tokens (0: every token)")
 TEACHER = typer.Option(0.0, min=0.0, help="weight of the within-prompt linear ranker distilled pairwise in stage 2 "
                        "(a logistic regression on the site's mean states, fit on the training rows; the shipped verifier: "
-                       "5; 0 and --site text: none)")
+                       "5; 0: none)")
 TEACHER_C = typer.Option(0.01, min=1e-9, help="the distilled ranker's inverse L2 strength (logistic regression C)")
 MIX = typer.Option(8, min=1, help="a batch mixes the rows of this many store chunks (more prompts per batch; 1: the "
                    "recipe before; reads keep 2x that many chunks)")
@@ -106,7 +106,6 @@ def train_cmd(
     from vhslab.probes.verifier import CONFIG
     from vhslab.probes.verifier_train import train_verifier
 
-    teacher_weight = 0.0 if site == "text" else teacher_weight  # a text-only verifier has no states to distil
     cfg = _train_config(steps, align_steps, batch_size, lr, llm_lr, loss, seed, balance, select, rank_weight, mix_chunks,
                         teacher_weight, teacher_c)
     if (out / CONFIG).exists() and not overwrite:
@@ -149,15 +148,16 @@ def eval_cmd(
     linear ranker it was distilled from, if any."""
     import vhslab
     from vhslab.probes.verifier_eval import evaluate_scores
-    from vhslab.probes.verifier_sweep import best_probe_scores, candidate_rows, score_store, teacher_scores
+    from vhslab.probes.verifier_sweep import best_probe_scores, candidate_rows, mean_states, score_store, teacher_scores
 
     v = vhslab.load_verifier(None if verifier == "default" else verifier)
     text = None if text_only == "none" else vhslab.load_verifier(None if text_only == "default" else text_only, kind="text")
     test_ds, train_ds = _store(test, "verifier-test", progress), _store(data, "verifier-train", progress)
     site = v.config.site
     cfg = v.config.extra.get("train", {})
+    feats = None if site == "text" else mean_states(train_ds, test_ds, site)  # read once: the probe and the teacher
     probe, kind = best_probe_scores(train_ds, test_ds, site, cfg.get("seed", 0), cfg.get("val_fraction", 0.2),
-                                    cfg.get("select", "within"))
+                                    cfg.get("select", "within"), feats=feats)
     y, rows = candidate_rows(test_ds)
     t0 = time.perf_counter()
     score = score_store(v, test_ds)
@@ -175,7 +175,7 @@ def eval_cmd(
     out.update({"probe": {"kind": kind, **res["models"]["probe"]}, "verifier_minus_probe": res["difference"],
                 "candidates_per_s": round(speed, 1)})
     if cfg.get("teacher_weight"):  # what the LLM adds to the linear ranker it was distilled from
-        pair = evaluate_scores(y, {"verifier": score, "teacher": teacher_scores(train_ds, test_ds, site, cfg)}, n=n,
+        pair = evaluate_scores(y, {"verifier": score, "teacher": teacher_scores(train_ds, test_ds, site, cfg, feats)}, n=n,
                                n_boot=n_boot, reference="teacher", **rows)
         out.update({"teacher": {"kind": f"within-linear-C{cfg.get('teacher_c', 0.01):g}", **pair["models"]["teacher"]},
                     "verifier_minus_teacher": pair["difference"]})

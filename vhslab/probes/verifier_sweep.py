@@ -59,12 +59,13 @@ def score_store(verifier: LatentVerifier, ds: xr.Dataset, prompts: np.ndarray | 
 
 
 def best_probe_scores(train: xr.Dataset, test: xr.Dataset, site: str, seed: int = 0, val_fraction: float = 0.2,
-                      select: str = "within"):
+                      select: str = "within", feats: tuple[np.ndarray, np.ndarray] | None = None):
     """Test P(yes) of the best probe of `site` fitted on the training store's training split, chosen
     on the verifier's validation split by `select` ("within": within-prompt AUROC, as the verifier's
     default; "auroc") among linear, MLP and within-prompt linear probes (`WithinPromptLinear`, C in
     0.01 / 0.1 / 1: trained on what ranks candidates of one prompt, as the verifier's ranking loss is);
-    for "text" the prompt-only baseline. Returns (scores, name)."""
+    for "text" the prompt-only baseline. `feats`: the two stores' mean states at `site`, if already read.
+    Returns (scores, name)."""
     y = train["verdict"].values.astype(int)
     fit_rows, val_rows = validation_split(train, val_fraction, seed)
     prompts, groups = _strs(train["prompt"].values), prompt_rows(train)[fit_rows]
@@ -72,8 +73,7 @@ def best_probe_scores(train: xr.Dataset, test: xr.Dataset, site: str, seed: int 
         x_train, x_test = prompt_structure(train), prompt_structure(test)
         candidates = {"prompt-only": make_prompt_baseline("linear", True, seed)}
     else:
-        x_train = site_features(train, find_site(train, site))["mean"]
-        x_test = site_features(test, find_site(test, site))["mean"]
+        x_train, x_test = feats or mean_states(train, test, site)
         candidates = {name: make_probe(name, True, seed) for name in ("linear", "mlp")}
         candidates.update({f"within-linear-C{c:g}": WithinPromptLinear(C=c) for c in (0.01, 0.1, 1.0)})
     take = (lambda x, r: x.iloc[r]) if hasattr(x_train, "iloc") else (lambda x, r: x[r])  # DataFrame or array
@@ -89,14 +89,20 @@ def best_probe_scores(train: xr.Dataset, test: xr.Dataset, site: str, seed: int 
     return best[2].predict_proba(x_test)[:, 1], best[1]
 
 
-def teacher_scores(train: xr.Dataset, test: xr.Dataset, site: str, cfg: dict) -> np.ndarray:
+def mean_states(train: xr.Dataset, test: xr.Dataset, site: str) -> tuple[np.ndarray, np.ndarray]:
+    """Both stores' mean-pooled states at `site` (one read each)."""
+    return tuple(site_features(d, find_site(d, site))["mean"] for d in (train, test))
+
+
+def teacher_scores(train: xr.Dataset, test: xr.Dataset, site: str, cfg: dict,
+                   feats: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Test scores of the linear ranker a verifier was distilled from (`teacher_weight` > 0): the same
     `WithinPromptLinear` on the same training rows as in training, so the table can show what the
-    LLM adds to its teacher."""
+    LLM adds to its teacher. `feats` as for `best_probe_scores`."""
+    x_train, x_test = feats or mean_states(train, test, site)
     fit_rows, _ = validation_split(train, cfg.get("val_fraction", 0.2), cfg.get("seed", 0))
-    model = teacher_model(site_features(train, find_site(train, site))["mean"], fit_rows, train["verdict"].values.astype(int),
-                          prompt_rows(train), cfg.get("teacher_c", 0.01))
-    return model.predict_proba(site_features(test, find_site(test, site))["mean"])[:, 1]
+    model = teacher_model(x_train, fit_rows, train["verdict"].values.astype(int), prompt_rows(train), cfg.get("teacher_c", 0.01))
+    return model.predict_proba(x_test)[:, 1]
 
 
 def run_verifier_sweep(train: xr.Dataset, test: xr.Dataset, llm, tokenizer, sites: list[str] | None = None,
