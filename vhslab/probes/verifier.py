@@ -21,10 +21,13 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from vhslab.outputs import Output, atomic_path, check_complete, saving
+
 SYSTEM = "you are an image analysis assistant ."
 QUESTION = "<image> does this image match the prompt : {prompt} ? answer yes or no ."
 WEIGHTS = "verifier.safetensors"
 CONFIG = "verifier.json"
+VERIFIER_KIND = "verifier"  # the kind in a saved verifier folder's vhslab manifest
 
 
 class VerifierError(ValueError):
@@ -235,12 +238,15 @@ class LatentVerifier(torch.nn.Module):
     def save_pretrained(self, path: str | Path) -> Path:
         """Connector and statistics (safetensors), config (JSON), the LLM and tokenizer (their own format)."""
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith("llm.")}
-        save_file(state, path / WEIGHTS)
-        (path / CONFIG).write_text(json.dumps(asdict(self.config), indent=1) + "\n")
-        self.llm.save_pretrained(path / "llm")
-        self.tokenizer.save_pretrained(path / "tokenizer")  # apart: AutoTokenizer would follow the LLM's model_type
+        out = Output(path, VERIFIER_KIND, folder=True)
+        with saving(out):  # marked incomplete until the last file is written: a cut save is never read as whole
+            state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith("llm.")}
+            with atomic_path(path / WEIGHTS) as tmp:
+                save_file(state, tmp)
+            with atomic_path(path / CONFIG) as tmp:
+                tmp.write_text(json.dumps(asdict(self.config), indent=1) + "\n")
+            self.llm.save_pretrained(path / "llm")
+            self.tokenizer.save_pretrained(path / "tokenizer")  # apart: AutoTokenizer would follow the LLM's model_type
         return path
 
     @classmethod
@@ -248,6 +254,7 @@ class LatentVerifier(torch.nn.Module):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = Path(path)
+        check_complete(path, "verifier")
         for name in (WEIGHTS, CONFIG):
             if not (path / name).is_file():
                 raise FileNotFoundError(f"{path} is not a saved LatentVerifier: {name} is missing")
@@ -261,6 +268,16 @@ class LatentVerifier(torch.nn.Module):
         if missing or unexpected:
             raise VerifierError(f"{path / WEIGHTS}: missing {missing}, unexpected {unexpected}")
         return v.eval()
+
+
+def check_generator(verifier: LatentVerifier, ds) -> None:
+    """Refuse a store of another generator than the one whose states the verifier was trained on (both
+    recorded: the store's `generator` attr, the verifier's `extra["generator"]`); a text-only verifier reads
+    no states and takes any store."""
+    trained, here = verifier.config.extra.get("generator"), ds.attrs.get("generator")
+    if verifier.config.site != "text" and trained and here and trained != here:
+        raise VerifierError(f"the verifier was trained on states of generator {trained}, the store holds generator {here}'s: "
+                            "score a store extracted with the verifier's generator, or train a verifier on this one")
 
 
 # --- the public release's layout (LLaVA-Qwen keys, separate mean/variance files) -------------------------
