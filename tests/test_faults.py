@@ -290,3 +290,36 @@ def test_image_outputs_are_replaced_only_with_overwrite(tmp_path):
     ours.write_bytes(b"edited by hand")  # changed since vhslab wrote it: no longer ours
     code, output = cli("world", "render", prompt, "-o", ours, "--overwrite")
     assert code == 2 and "never replaced" in one_line_error(output)
+
+
+# --- 7. identity: unfinished stores, another generator --------------------------------------------
+def test_an_unfinished_store_is_refused_unless_allow_incomplete(copy):
+    import zarr
+
+    s = copy()
+    zarr.open_group(s, mode="r+")["written"][40:] = False  # as if the extraction was killed at 40 of 48
+    code, output = cli(*PROBE, "--data", s)
+    line = one_line_error(output)
+    assert code == 2 and "did not finish (40 of 48 samples written)" in line and "--allow-incomplete" in line
+    code, res = last_json(*PROBE, "--data", s, "--allow-incomplete", "--json")
+    assert code == 0 and res["n_samples"] == 40  # the result says what it rests on
+
+
+def test_a_verifier_refuses_a_store_of_another_generator(store):
+    from types import SimpleNamespace
+
+    import vhslab
+    from vhslab.data.generate import config_hash, generator_fingerprint, weights_hash
+    from vhslab.probes import open_store
+    from vhslab.probes.verifier import VerifierError, check_generator
+
+    ds = open_store(store)
+    pipe = vhslab.load_world().pipeline
+    assert ds.attrs["generator"] == generator_fingerprint(config_hash(pipe), weights_hash(pipe))
+    verifier = SimpleNamespace(config=SimpleNamespace(site="block.5", extra={"generator": ds.attrs["generator"]}))
+    check_generator(verifier, ds)  # its own generator: fine
+    verifier.config.extra["generator"] = "0000-1111"
+    with pytest.raises(VerifierError, match="trained on states of generator 0000-1111"):
+        check_generator(verifier, ds)
+    verifier.config.site = "text"  # reads no states
+    check_generator(verifier, ds)

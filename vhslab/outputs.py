@@ -158,6 +158,8 @@ def claim(outputs: list[Output], overwrite: bool = False, inputs: dict[str, str 
     for o in outputs:
         _lock(o)
         _check_one(o, overwrite)  # again under the lock: another run may have written it meanwhile
+        for stale in o.path.parent.glob(f".{o.path.name}.*.tmp*"):  # left by a killed writer: none is alive now
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
 
 
 def _check_one(o: Output, overwrite: bool) -> None:
@@ -282,7 +284,7 @@ def atomic_folder(out: Output):
         fault_point()
         old = None
         if out.path.exists():
-            old = out.path.with_name(f".{out.path.name}.old-{os.getpid()}")
+            old = out.path.with_name(f".{out.path.name}.{os.getpid()}.old.tmp")
             os.rename(out.path, old)
         os.rename(tmp, out.path)
         if old is not None:
