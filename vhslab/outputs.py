@@ -17,8 +17,9 @@ output paths against each other and against the inputs, all before any compute.
   for the command's lifetime; a second writer gets a clear error.
 
 Fault injection for tests: `VHSLAB_FAULT=kill:N` (SIGKILL, as `kill -9`) or `enospc:N` (a disk-full
-OSError) strikes at the N-th save point of the process (a save point: just before an atomic rename,
-and each line appended to a resumable log). Unset, it costs nothing.
+OSError) strikes at the N-th save point of the process (a save point: just before an atomic rename, each
+line appended to a resumable log, each training checkpoint); `VHSLAB_FAULT=count` prints at exit how many
+save points the run passed. Unset, it costs nothing.
 """
 
 from __future__ import annotations
@@ -97,6 +98,8 @@ def write_manifest(out: Output, complete: bool) -> None:
               "folder": out.folder, **out.info}
     if complete and not out.folder:
         record["sha256"] = sha256(out.path)
+    if out.folder:
+        out.path.mkdir(parents=True, exist_ok=True)
     _atomic_bytes(manifest_path(out.path, out.folder), (json.dumps(record, indent=1) + "\n").encode(), fault=False)
 
 
@@ -217,6 +220,12 @@ def fault_point() -> None:
         return
     what, _, n = spec.partition(":")
     _FAULT["count"] += 1
+    if what == "count" and _FAULT["count"] == 1:  # how many save points a run passes: said at exit
+        import atexit
+
+        atexit.register(lambda: print(f"vhslab save points: {_FAULT['count']}", file=sys.stderr, flush=True))
+    if what == "count":
+        return
     if _FAULT["count"] != int(n or 1):
         return
     if what == "kill":
@@ -239,11 +248,22 @@ def atomic_path(target: str | Path, fault: bool = True):
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode(target))  # mkstemp makes it private: give it the mode a plain open() would
         if fault:
             fault_point()
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _file_mode(target: Path) -> int:
+    return target.stat().st_mode & 0o777 if target.exists() else 0o666 & ~_umask()
 
 
 def _atomic_bytes(target: Path, data: bytes, fault: bool = True) -> None:
@@ -278,6 +298,7 @@ def atomic_folder(out: Output):
     complete manifest and takes the target's place (an earlier one of ours is moved aside, then removed);
     on any error it is removed and the target stays as it was."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.path.name}.", suffix=".tmp", dir=out.path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private
     try:
         yield tmp
         write_manifest(Output(tmp, out.kind, out.option, True, info=out.info), complete=True)
