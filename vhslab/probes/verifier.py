@@ -250,18 +250,19 @@ class LatentVerifier(torch.nn.Module):
         return path
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, llm=None, tokenizer=None) -> LatentVerifier:
+    def from_pretrained(cls, path: str | Path, llm=None, tokenizer=None, kind: str | None = None) -> LatentVerifier:
+        """A saved verifier; with `kind` ("vhs", "text", "vision", "ae") one of that kind, else an error
+        before anything is loaded. The folder is read locally only (never taken for a hub id)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from vhslab.schemas import read_verifier_config
 
         path = Path(path)
         check_complete(path, "verifier")
-        for name in (WEIGHTS, CONFIG):
-            if not (path / name).is_file():
-                raise FileNotFoundError(f"{path} is not a saved LatentVerifier: {name} is missing")
-        raw = json.loads((path / CONFIG).read_text())
-        config = VerifierConfig(**{**raw, "answers": tuple(raw["answers"])})
-        llm = llm or AutoModelForCausalLM.from_pretrained(path / "llm")
-        tokenizer = tokenizer or AutoTokenizer.from_pretrained(path / "tokenizer")
+        parts = (() if llm is not None else ("llm/config.json",)) + (() if tokenizer is not None else ("tokenizer",))
+        config = read_verifier_config(path, kind, VerifierError, parts)  # files there, verifier.json fits its schema
+        llm = llm or AutoModelForCausalLM.from_pretrained(path / "llm", local_files_only=True)
+        tokenizer = tokenizer or AutoTokenizer.from_pretrained(path / "tokenizer", local_files_only=True)
         v = cls(llm, tokenizer, config)
         missing, unexpected = v.load_state_dict(load_file(path / WEIGHTS), strict=False)
         missing = [k for k in missing if not k.startswith("llm.")]
@@ -294,13 +295,10 @@ def from_release(path: str | Path, site: str | None = None, **config) -> LatentV
     in the release is not known here: pass `system=` / `question=` to match it."""
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
+    from vhslab.schemas import check_release
+
     path = Path(path)
-    raw = json.loads((path / "config.json").read_text())
-    if raw.get("mm_projector_type", "mlp2x_gelu") != "mlp2x_gelu":
-        raise VerifierError(f"connector type {raw['mm_projector_type']!r}: only mlp2x_gelu (Linear-GELU-Linear) is known")
-    stats = sorted(path.glob("block_*_mean*.pt"))
-    if site is None:
-        site = f"block.{stats[0].name.split('_')[1]}" if stats else "vision"
+    raw, site = check_release(path, site, VerifierError)  # config.json fits its schema; weights, tokenizer, statistics there
     qwen = Qwen2Config(**{k: v for k, v in raw.items() if not k.startswith("mm_") and k not in ("model_type", "architectures")})
     llm = Qwen2ForCausalLM(qwen)
     state = {}
@@ -312,7 +310,7 @@ def from_release(path: str | Path, site: str | None = None, **config) -> LatentV
     if unexpected or [k for k in missing if k != "lm_head.weight" or not qwen.tie_word_embeddings]:
         raise VerifierError(f"{path}: LLM weights do not fit its config (missing {missing[:3]}, unexpected {unexpected[:3]})")
     config = {"system": RELEASE_SYSTEM, "question": RELEASE_QUESTION, **config}
-    v = LatentVerifier(llm, AutoTokenizer.from_pretrained(path), VerifierConfig(site, int(raw["mm_hidden_size"]), **config))
+    v = LatentVerifier(llm, AutoTokenizer.from_pretrained(path, local_files_only=True), VerifierConfig(site, int(raw["mm_hidden_size"]), **config))
     v.connector.load_state_dict(connector)
     if site.startswith("block."):
         k = site.split(".")[1]
