@@ -36,24 +36,24 @@ def _llm(llm: str | None):
 
     if not (Path(llm) / "config.json").is_file():
         raise FileNotFoundError(f"--llm {llm}: not a transformers model folder (config.json missing)")
-    return AutoModelForCausalLM.from_pretrained(llm), folder_tokenizer(llm)
+    return AutoModelForCausalLM.from_pretrained(llm, local_files_only=True), folder_tokenizer(llm)
 
 
 def folder_tokenizer(folder: str | Path):
     """A model folder's tokenizer. A bare `tokenizers` one (the world's word-level tokenizer, saved with
     tokenizer_class TokenizersBackend) loads as saved: AutoTokenizer would follow config.json's
     model_type (qwen2) and rebuild a byte-level BPE from its vocabulary, which maps words to wrong ids."""
-    import json
-
     from transformers import AutoTokenizer
 
+    from vhslab.schemas import read_json
     from vhslab.world.llm_train import load_tokenizer
 
     config = Path(folder) / "tokenizer_config.json"
-    cls = json.loads(config.read_text()).get("tokenizer_class") if config.is_file() else None
+    raw = read_json(config) if config.is_file() else {}
+    cls = raw.get("tokenizer_class") if isinstance(raw, dict) else None
     if cls in ("TokenizersBackend", "PreTrainedTokenizerFast"):
         return load_tokenizer(folder)
-    return AutoTokenizer.from_pretrained(folder)
+    return AutoTokenizer.from_pretrained(folder, local_files_only=True)
 
 
 def _train_config(steps, align_steps, batch_size, lr, llm_lr, loss, seed, balance=0.0, select="within", rank_weight=1.0,
