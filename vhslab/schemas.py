@@ -85,14 +85,15 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def describe(err: ValidationError, one_line: bool = False) -> str:
-    """Every error of `err` as `field X: expected Y, got Z`, joined by "; "."""
+def describe(err: ValidationError, row: bool = False) -> str:
+    """Every error of `err` as `field X: expected Y, got Z`, joined by "; " (`row`: JSON errors of one
+    line of text say "at column C")."""
     parts = []
     for e in err.errors(include_url=False):
         kind, ctx = e["type"], e.get("ctx") or {}
         if kind == "json_invalid":
             reason = ctx.get("error", e["msg"])
-            text = "invalid JSON (" + (reason.replace(" at line 1 column", " at column") if one_line else reason) + ")"
+            text = "invalid JSON (" + (reason.replace(" at line 1 column", " at column") if row else reason) + ")"
         elif kind == "missing":
             text = "missing"
         elif kind == "extra_forbidden":
@@ -114,9 +115,10 @@ def _adapter(schema: Any) -> TypeAdapter:
     return TypeAdapter(schema)
 
 
-def check(schema: Any, data: Any, where: str, error: type[ValueError] = SchemaError) -> Any:
+def check(schema: Any, data: Any, where: str, error: type[ValueError] = SchemaError, whole_file: bool = False) -> Any:
     """`data` (JSON text, or data as `json.loads` gives it) validated by `schema` (a pydantic model or
-    type), as JSON: strict types, arrays for tuples. A mismatch raises `error("<where>: <what>")`."""
+    type), as JSON: strict types, arrays for tuples. A mismatch raises `error("<where>: <what>")`; a JSON
+    error says "at column C" in one line of text (a JSONL row), "at line L column C" in a `whole_file`."""
     if not isinstance(data, (str, bytes)):
         try:
             data = json.dumps(data)
@@ -125,8 +127,7 @@ def check(schema: Any, data: Any, where: str, error: type[ValueError] = SchemaEr
     try:
         return _adapter(schema).validate_json(data)
     except ValidationError as err:
-        one_line = b"\n" not in (data if isinstance(data, bytes) else data.encode()).strip()
-        raise error(f"{where}: {describe(err, one_line)}") from None
+        raise error(f"{where}: {describe(err, not whole_file)}") from None
 
 
 def read_text(path: str | Path, error: type[ValueError] = SchemaError) -> str:
@@ -144,7 +145,7 @@ def read_text(path: str | Path, error: type[ValueError] = SchemaError) -> str:
 
 def load(path: str | Path, schema: Any, error: type[ValueError] = SchemaError, what: str = "") -> Any:
     """The JSON file at `path` validated by `schema`; errors say `<path>: <what>: ...`."""
-    return check(schema, read_text(path, error), f"{path}: {what}" if what else str(path), error)
+    return check(schema, read_text(path, error), f"{path}: {what}" if what else str(path), error, whole_file=True)
 
 
 def read_json(path: str | Path, error: type[ValueError] = SchemaError) -> Any:

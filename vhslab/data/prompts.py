@@ -134,7 +134,7 @@ def read_prompts(path: str | Path) -> list[PromptSpec]:
     path = Path(path)
     text = read_text(path, PromptError)
     if text.lstrip().startswith("["):
-        rows = check(Any, text, str(path), PromptError)
+        rows = check(Any, text, str(path), PromptError, whole_file=True)
         located, errors = [(f"{path.name}[{i}]", r) for i, r in enumerate(rows)], []
     else:
         located = [(f"{path.name}:{n}", line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
