@@ -158,8 +158,15 @@ def test_bad_verifier_configs_are_refused_before_loading(saved, tmp_path, change
 
 
 def test_verifier_folder_without_llm_or_with_torn_json(saved, tmp_path):
+    from vhslab.cli.verifier import _llm
+
     folder = tmp_path / "v"
     shutil.copytree(saved, folder)
+    (folder / "llm" / "model.safetensors").unlink()  # read locally: a clear error, no hub id, no network
+    with pytest.raises(VerifierError, match=r"is not a complete saved LatentVerifier: .*no file named model\.safetensors"):
+        vhslab.load_verifier(folder)
+    with pytest.raises(FileNotFoundError, match=r"--llm .*no file named model\.safetensors"):
+        _llm(str(folder / "llm"))
     shutil.rmtree(folder / "llm")
     with pytest.raises(FileNotFoundError, match=r"is not a saved LatentVerifier: llm/config\.json missing"):
         vhslab.load_verifier(folder)

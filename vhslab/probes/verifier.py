@@ -261,8 +261,11 @@ class LatentVerifier(torch.nn.Module):
         check_complete(path, "verifier")
         parts = (() if llm is not None else ("llm/config.json",)) + (() if tokenizer is not None else ("tokenizer",))
         config = read_verifier_config(path, kind, VerifierError, parts)  # files there, verifier.json fits its schema
-        llm = llm or AutoModelForCausalLM.from_pretrained(path / "llm", local_files_only=True)
-        tokenizer = tokenizer or AutoTokenizer.from_pretrained(path / "tokenizer", local_files_only=True)
+        try:
+            llm = llm or AutoModelForCausalLM.from_pretrained(path / "llm", local_files_only=True)
+            tokenizer = tokenizer or AutoTokenizer.from_pretrained(path / "tokenizer", local_files_only=True)
+        except OSError as err:  # transformers' word for an incomplete model folder (no weights, ...)
+            raise VerifierError(f"{path} is not a complete saved LatentVerifier: {str(err).strip().splitlines()[0]}") from None
         v = cls(llm, tokenizer, config)
         missing, unexpected = v.load_state_dict(load_file(path / WEIGHTS), strict=False)
         missing = [k for k in missing if not k.startswith("llm.")]
