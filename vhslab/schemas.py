@@ -7,7 +7,7 @@ mismatch raises a ValueError naming the file, the line (JSONL) or field, what wa
 was found, e.g. `prompts.jsonl:3: field include[0].count: expected an integer >= 1, got "x"`.
 
     check(PromptRow, line, "prompts.jsonl:3", PromptError)    # a row (JSON text or parsed data)
-    load("m.json", cost_model_schema(), SearchError)           # a file
+    load("m.json", CostModelFile, SearchError)                 # a file
     read_json("metrics.json")                                   # any JSON, its errors naming the file
 
 Schemas of configs that are dataclasses are made from the dataclass (`from_dataclass`), so a field
@@ -26,9 +26,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, WrapValidator, create_model
 from pydantic_core import PydanticCustomError
 
-TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")  # = data.prompts.TAGS
+TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")  # GenEval's (data.prompts.TAGS)
 RELATIONS = ("left of", "right of", "above", "below")
-STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, populate_by_name=True)
+STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 KIND_SITES = {"vhs": "block.<k>", "text": "text", "vision": "vision", "ae": "ae_latent"}
 
 
@@ -51,7 +51,6 @@ def expect(tp: Any, text: str, **constraints) -> Any:
 
 Int0 = expect(int, "an integer >= 0", ge=0)
 Int1 = expect(int, "an integer >= 1", ge=1)
-Number = expect(float, "a finite number", allow_inf_nan=False)
 Positive = expect(float, "a finite number > 0", gt=0, allow_inf_nan=False)
 NonNegative = expect(float, "a finite number >= 0", ge=0, allow_inf_nan=False)
 Text = expect(str, "a string")
@@ -134,7 +133,7 @@ def read_text(path: str | Path, error: type[ValueError] = SchemaError) -> str:
     """The UTF-8 text of a file; a missing one raises FileNotFoundError, an unreadable one `error`, naming it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise FileNotFoundError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}")
     try:
         return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as err:
@@ -204,10 +203,6 @@ class CostModelFile(BaseModel):
     dtype: Text = ""
     source: Text = ""
     note: Text = ""
-
-
-def cost_model_schema() -> type[BaseModel]:
-    return CostModelFile
 
 
 # --- world folders (vhslab.world) ----------------------------------------------------------------------
@@ -327,8 +322,7 @@ def check_release(path: str | Path, site: str | None, error: type[ValueError] = 
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such folder (expected a verifier in the release's layout)")
-    load(path / "config.json", ReleaseConfig, error, "not a release config")
-    raw = read_json(path / "config.json", error)
+    raw = load(path / "config.json", ReleaseConfig, error, "not a release config").model_dump(exclude_unset=True)
     if not list(path.glob("*.safetensors")):
         raise FileNotFoundError(f"{path}: no *.safetensors weights (the release's layout)")
     if not any((path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):

@@ -78,9 +78,9 @@ def load_cost_model(name_or_path: str, card: str | None = None) -> CostModel:
         if not path.is_file():
             known = sorted(p.stem for p in COSTS.glob("*.json"))
             raise FileNotFoundError(f"no cost model {name_or_path!r}: not a file, and the shipped ones are {known}")
-    from vhslab.schemas import cost_model_schema, load
+    from vhslab.schemas import CostModelFile, load
 
-    raw = load(path, cost_model_schema(), SearchError, "not a cost model")  # stage costs finite and > 0, blocks >= 1
+    raw = load(path, CostModelFile, SearchError, "not a cost model")  # stage costs finite and > 0, blocks >= 1
     if card is not None and card.lower() not in raw.card.lower():
         raise SearchError(f"cost model {raw.name or path.stem} was measured on {raw.card}, not {card}")
     stages = raw.stages_ms
