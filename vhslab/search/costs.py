@@ -78,8 +78,10 @@ def load_cost_model(name_or_path: str, card: str | None = None) -> CostModel:
         if not path.is_file():
             known = sorted(p.stem for p in COSTS.glob("*.json"))
             raise FileNotFoundError(f"no cost model {name_or_path!r}: not a file, and the shipped ones are {known}")
+    from vhslab.outputs import check_complete
     from vhslab.schemas import CostModelFile, load
 
+    check_complete(path, "--cost-model")  # one a stopped `bench --save-cost-model` left half-written
     raw = load(path, CostModelFile, SearchError, "not a cost model")  # stage costs finite and > 0, blocks >= 1
     if card is not None and card.lower() not in raw.card.lower():
         raise SearchError(f"cost model {raw.name or path.stem} was measured on {raw.card}, not {card}")
