@@ -162,6 +162,10 @@ def eval_cmd(
     text = None if text_only == "none" else vhslab.load_verifier(None if text_only == "default" else text_only, kind="text")
     test_ds, train_ds = (_store(test, "verifier-test", progress, allow_incomplete),
                          _store(data, "verifier-train", progress, allow_incomplete))
+    from vhslab.probes.verifier import check_generator
+
+    for ds in (test_ds, train_ds):  # before any compute: states of another generator mean nothing to it
+        check_generator(v, ds)
     site = v.config.site
     cfg = v.config.extra.get("train", {})
     feats = None if site == "text" else mean_states(train_ds, test_ds, site)  # read once: the probe and the teacher
