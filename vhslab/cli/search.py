@@ -106,9 +106,9 @@ def bestofn_cmd(
     t0 = time.perf_counter()
     check_new_files(overwrite, out=out, plot=plot)
     methods = comma_list(verifiers)
-    budget_list = comma_list(budgets, positive_number, "--budgets", "numbers > 0")
+    budget_list = comma_list(budgets, positive_number, "--budgets", "numbers (each positive)")
     noise_list = None if noise_budgets == "all" else comma_list(noise_budgets, positive_number, "--noise-budgets",
-                                                                "numbers > 0 or 'all'")
+                                                                "numbers (each positive) or 'all'")
     models = _cost_models(cost_model, card)
     suite = load_suite(prompts)
     world = vhslab.load_world()
