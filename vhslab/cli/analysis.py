@@ -7,7 +7,16 @@ from pathlib import Path
 
 import typer
 
-from vhslab.cli.common import ALLOW_INCOMPLETE, claim_outputs, comma_list, emit, save_outputs
+from vhslab.cli.common import (
+    ALLOW_INCOMPLETE,
+    claim_outputs,
+    comma_list,
+    emit,
+    finite,
+    fit_batch,
+    save_outputs,
+    verifier_row_bytes,
+)
 
 TEST_HELP = "held-out store (default: the world's `verifier-test` store: geneval-shapes x 4, seed 1)"
 
@@ -25,7 +34,8 @@ def attribute_cmd(
     n: int = typer.Option(64, min=1, help="held-out samples to attribute"),
     n_steps: int = typer.Option(16, min=2, help="integration steps"),
     patch: int = typer.Option(2, min=1, help="patch side (latent cells) for the ablation map"),
-    internal_batch_size: int = typer.Option(64, min=1, help="most forward rows at once (bounds memory)"),
+    internal_batch_size: int = typer.Option(64, min=1, help="most forward rows at once (bounds memory; clipped to "
+                                            "--n x --n-steps)"),
     seed: int = typer.Option(0, min=0),
     out: Path = typer.Option(None, "--out", help="attribution dataset to write (.nc)"),
     plot: Path = typer.Option(None, help="save maps over images and prompt-word bars to this image"),
@@ -43,6 +53,8 @@ def attribute_cmd(
     outs = claim_outputs("attribute", overwrite, inputs={"--data": data, "--verifier": verifier}, out=out, plot=plot)
     v = vhslab.load_verifier(None if verifier == "default" else verifier)
     store = _test_store(data, progress, allow_incomplete)
+    internal_batch_size = fit_batch(internal_batch_size, min(n, store.sizes["sample"]) * n_steps,
+                                    verifier_row_bytes(v.llm, v.config.token_grid, store), "--internal-batch-size")
     res = attribution_study(v, store, n, seed=seed, n_steps=n_steps, patch=patch, internal_batch_size=internal_batch_size,
                             pipe=vhslab.load_world().pipeline)
     result = res.summary()
@@ -57,7 +69,7 @@ def patch_cmd(
     verifier: str = typer.Option("default", help="'default' (the shipped VHS verifier) or a saved verifier folder"),
     pairs: int = typer.Option(50, min=1, help="prompt rows with a correct and a wrong candidate"),
     blocks: str = typer.Option("", help="comma list of block indices (default: every block)"),
-    coefficient: float = typer.Option(1.0, min=0.0, help="steering strength, in units of the mean token norm"),
+    coefficient: float = typer.Option(1.0, min=0.0, callback=finite, help="steering strength, in units of the mean token norm"),
     steer: bool = typer.Option(True, help="also run colour steering with its random-direction control"),
     seed: int = typer.Option(0, min=0),
     out: Path = typer.Option(None, "--out", help="patching dataset to write (.nc)"),

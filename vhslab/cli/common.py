@@ -106,3 +106,103 @@ def emit(result: dict[str, Any], as_json: bool, title: str = "") -> None:
         console.print(f"[bold]{title}[/bold]")
     for key, value in result.items():
         console.print(f"  {key}: {_jsonable(value)}", markup=False, highlight=False)
+
+
+# --- resource and number guards, before any compute ------------------------------------------------
+MAX_SIDE = 4096  # px: the largest image side a command writes (upscaled or not)
+MAX_N = 256  # candidates per prompt a search may generate (`generate --n`, what `bestofn --budgets` buys)
+
+
+def finite(param: typer.CallbackParam, value: float | None) -> float | None:
+    """Callback of every float option: NaN and +-inf are refused as a usage error naming the option
+    (typer's min= lets inf through and NaN compares false with any bound)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"expected a finite number, got {value}")
+    return value
+
+
+def positive(param: typer.CallbackParam, value: float | None) -> float | None:
+    """`finite`, and > 0 (a learning rate, a strength that must act)."""
+    value = finite(param, value)
+    if value is not None and value <= 0:
+        raise typer.BadParameter(f"expected a number > 0, got {value:g}")
+    return value
+
+
+def positive_number(text: str) -> float:
+    """A finite number > 0 from text (for `comma_list`); anything else is a ValueError."""
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(text)
+    return value
+
+
+def check_side(side: int, option: str) -> None:
+    """An image side (after any upscaling) of at most MAX_SIDE px, checked before anything is generated."""
+    if side > MAX_SIDE:
+        raise ValueError(f"{option}: the image would be {side} px on a side; at most {MAX_SIDE} px")
+
+
+def check_prompt(prompt: str, option: str = "PROMPT"):
+    """A prompt the shapes world can render (its PromptSpec); an empty one or one outside the world's
+    grammar and vocabulary is refused, naming what is wrong."""
+    from vhslab.data.phrasing import parse_prompt
+
+    if not prompt.strip():
+        raise ValueError(f"{option} is empty; give e.g. 'a photo of two red circles'")
+    try:
+        return parse_prompt(prompt)
+    except ValueError as err:
+        raise ValueError(f"{option} {prompt!r}: the world renders prompts of the shapes world only "
+                         f"(e.g. 'a photo of a blue star left of a red circle'): {err}") from None
+
+
+def row_bytes(tokens: int, width: int, depth: int, factor: int = 6) -> int:
+    """A rough estimate of the memory one row (sample, candidate) takes through a transformer: float32
+    states of `tokens` x `width`, about `factor` of them alive per layer of `depth` (measured: the world's
+    DiT, every block captured, grows by 1.8 MB a row; the estimate gives 1.77 MB)."""
+    return 4 * tokens * width * depth * factor
+
+
+def dit_row_bytes(pipe, height: int, width: int) -> int:
+    """`row_bytes` of a diffusers DiT pipeline at an image size (0 when its config does not say)."""
+    cfg = getattr(getattr(pipe, "transformer", None), "config", None)
+    try:
+        scale = int(pipe.vae_scale_factor) * int(getattr(cfg, "patch_size", 1) or 1)
+        dim = int(getattr(cfg, "num_attention_heads", 0)) * int(getattr(cfg, "attention_head_dim", 0))
+        return row_bytes((height // scale) * (width // scale), dim, int(getattr(cfg, "num_layers", 0)))
+    except (AttributeError, TypeError, ValueError, ZeroDivisionError):
+        return 0
+
+
+def llm_row_bytes(llm, tokens: int) -> int:
+    """`row_bytes` of a transformers LLM over `tokens` input tokens (0 when its config does not say)."""
+    cfg = getattr(llm, "config", None)
+    try:
+        return row_bytes(tokens, int(cfg.hidden_size), int(cfg.num_hidden_layers))
+    except (AttributeError, TypeError, ValueError):
+        return 0
+
+
+def verifier_row_bytes(llm, token_grid: int | None, ds) -> int:
+    """`llm_row_bytes` of a verifier's input: its visual tokens (the pooled grid, or the store's tokens)
+    and about 64 text tokens (system turn, question, prompt)."""
+    visual = token_grid ** 2 if token_grid else int(ds.sizes.get("token", 0))
+    return llm_row_bytes(llm, visual + 64)
+
+
+def fit_batch(batch_size: int, rows: int, per_row: int = 0, option: str = "--batch-size") -> int:
+    """`batch_size` clipped to the `rows` there are (with a note on stderr), refused when the batch's
+    memory estimate (`per_row` bytes a row, see `row_bytes`; 0: no estimate) exceeds the memory
+    available now."""
+    if 1 <= rows < batch_size:
+        console.print(f"note: {option} {batch_size} clipped to the {rows} rows there are", markup=False, highlight=False)
+        batch_size = rows
+    if per_row > 0:
+        import psutil
+
+        need, free = batch_size * per_row, psutil.virtual_memory().available
+        if need > free:
+            raise ValueError(f"{option} {batch_size}: a batch needs about {need / 1e9:.1f} GB ({per_row / 1e6:.2f} MB a row, "
+                             f"estimated), more than the {free / 1e9:.1f} GB available; lower {option}")
+    return batch_size

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from vhslab.cli.common import console, emit
+from vhslab.cli.common import MAX_SIDE, console, dit_row_bytes, emit, finite, fit_batch
 
 
 def load_model(model: str) -> tuple[Any, Any, str, Any]:
@@ -59,13 +59,13 @@ def extract_cmd(
     prompts: str = typer.Option("geneval-shapes", help="'geneval-shapes', 'train' or a GenEval .jsonl/.json file"),
     n_per_prompt: int = typer.Option(4, min=1, help="candidates (seeds) per prompt"),
     sites: str = typer.Option("all", help="'all' (every block), or a comma list: block.0,block.7,ae_latent,image,vision"),
-    batch_size: int = typer.Option(8, min=1, help="samples per pipeline call (= store chunk)"),
+    batch_size: int = typer.Option(8, min=1, help="samples per pipeline call (= store chunk; clipped to the samples there are)"),
     dtype: str = typer.Option("float16", help="float16 | bfloat16 | float32"),
     seed: int = typer.Option(0, min=0, help="root seed; candidate k of a prompt draws its noise from the stream (seed, prompt, k)"),
     steps: int = typer.Option(None, min=1, help="denoising steps (default: 1 for SANA-Sprint, else the pipeline's default)"),
-    guidance_scale: float = typer.Option(None, help="pipeline default when omitted"),
-    height: int = typer.Option(None, min=8, help="default: DiT sample size x VAE factor"),
-    width: int = typer.Option(None, min=8),
+    guidance_scale: float = typer.Option(None, callback=finite, help="pipeline default when omitted"),
+    height: int = typer.Option(None, min=8, max=MAX_SIDE, help="default: DiT sample size x VAE factor"),
+    width: int = typer.Option(None, min=8, max=MAX_SIDE),
     max_sequence_length: int = typer.Option(None, min=1, help="text tokens (default: the world's, else 300)"),
     limit: int = typer.Option(None, min=1, help="use only the first N prompts"),
     shard: str = typer.Option(None, help="i/n: write only shard i of n (default: the rank under accelerate)"),
@@ -75,7 +75,6 @@ def extract_cmd(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
     """Generate candidates, capture DiT hidden states (and baselines) and label them into a zarr store."""
-    import math
     import warnings
 
     import torch
@@ -83,8 +82,6 @@ def extract_cmd(
     from vhslab.data.extract import extract, parse_shard
     from vhslab.data.generate import GenConfig
 
-    if guidance_scale is not None and not math.isfinite(guidance_scale):
-        raise typer.BadParameter(f"--guidance-scale {guidance_scale}: must be a finite number")
     dev = check_device(device)
     specs = load_prompts(prompts)[:limit]
     rank_world = parse_shard(shard)
@@ -95,6 +92,8 @@ def extract_cmd(
     if guidance_scale is None:
         guidance_scale = defaults.guidance_scale
     gen = GenConfig(height, width, steps, guidance_scale, max_sequence_length or defaults.max_sequence_length)
+    size = gen.resolve(pipe)
+    batch_size = fit_batch(batch_size, len(specs) * n_per_prompt, dit_row_bytes(pipe, size.height, size.width))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         result = extract(

@@ -6,30 +6,48 @@ from pathlib import Path
 
 import typer
 
-from vhslab.cli.common import claim_outputs, comma_list, emit, save_outputs
+from vhslab.cli.common import (
+    MAX_N,
+    MAX_SIDE,
+    check_prompt,
+    check_side,
+    claim_outputs,
+    comma_list,
+    console,
+    dit_row_bytes,
+    emit,
+    finite,
+    fit_batch,
+    positive_number,
+    save_outputs,
+)
 
 
 def generate_cmd(
     prompt: str = typer.Argument(..., help='e.g. "a photo of two red circles"'),
     out: Path = typer.Option(..., "-o", "--out", help="PNG file to write"),
-    n: int = typer.Option(8, "--n", min=1, help="candidates to score"),
+    n: int = typer.Option(8, "--n", min=1, max=MAX_N, help="candidates to score"),
     verifier: str = typer.Option("default", help="'default' (the shipped verifier) or a saved verifier folder"),
     seed: int = typer.Option(0, min=0),
-    batch_size: int = typer.Option(8, min=1),
-    upscale: int = typer.Option(1, min=1, help="enlarge the saved image by this integer factor (nearest)"),
+    batch_size: int = typer.Option(8, min=1, help="candidates per call (clipped to --n)"),
+    upscale: int = typer.Option(1, min=1, max=MAX_SIDE, help=f"enlarge the saved image by this integer factor (nearest; at most {MAX_SIDE} px a side)"),
     overwrite: bool = typer.Option(False, help="replace --out if it exists"),
     as_json: bool = typer.Option(False, "--json", help="print scores and per-stage timings as one JSON object"),
 ) -> None:
     """Generate N candidates with the world's generator up to the verifier's block, score them, finish and
-    decode only the winner; the evaluator's verdict of the winner is reported when the world can judge the prompt."""
+    decode only the winner; the evaluator's verdict of the winner is reported. The prompt must be one the world renders."""
     import numpy as np
     from PIL import Image
 
     import vhslab
     from vhslab.search import best_of_n
 
+    spec = check_prompt(prompt)  # the world renders shapes-world prompts only: nothing else is generated
     outs = claim_outputs("generate", overwrite, inputs={"--verifier": verifier}, out=out)
     world = vhslab.load_world()
+    gen = world.gen_config.resolve(world.pipeline)
+    check_side(max(gen.height, gen.width) * upscale, f"--upscale {upscale}")
+    batch_size = fit_batch(batch_size, n, dit_row_bytes(world.pipeline, gen.height, gen.width))
     v = vhslab.load_verifier(None if verifier == "default" else verifier)
     res = best_of_n(world.pipeline, v, prompt, n, seed=seed, batch_size=batch_size, gen=world.gen_config)
     image = np.repeat(np.repeat(res.image, upscale, 0), upscale, 1)
@@ -39,13 +57,9 @@ def generate_cmd(
     result = {"out": str(out), "prompt": prompt, "n": res.n, "site": v.config.site, "chosen": res.chosen,
               "scores": [round(float(s), 4) for s in res.scores], "seed_of_chosen": res.seeds[res.chosen],
               "timings_ms": {k: round(1000 * t, 2) for k, t in res.timings.items()}}
-    try:
-        from vhslab.data.evaluate import ShapesEvaluator
-        from vhslab.data.phrasing import parse_prompt
+    from vhslab.data.evaluate import ShapesEvaluator
 
-        result["evaluator_correct"] = bool(ShapesEvaluator().evaluate(res.image, parse_prompt(prompt)).correct)
-    except ValueError:  # a prompt the shapes world cannot judge: no verdict, the picture still stands
-        result["evaluator_correct"] = None
+    result["evaluator_correct"] = bool(ShapesEvaluator().evaluate(res.image, spec).correct)
     emit(result, as_json, title="generate")
 
 
@@ -61,7 +75,8 @@ def _cost_models(spec: str, card: str | None = None):
 def bestofn_cmd(
     prompts: str = typer.Option("geneval-shapes", help="a prompt suite or GenEval metadata file"),
     verifiers: str = typer.Option("vhs,vision,ae,none,oracle", help="comma list of vhs, vision, ae, none, oracle"),
-    budgets: str = typer.Option("1,2,4,8", help="budgets in plain generations (of each cost model)"),
+    budgets: str = typer.Option("1,2,4,8", help="budgets in plain generations (of each cost model); the N each buys "
+                                f"is printed first, at most {MAX_N} per prompt row"),
     cost_model: str = typer.Option("world,sana-sprint-1.6b", help="comma list: world, sana-sprint-1.6b or JSON files"),
     card: str = typer.Option(None, help="refuse a cost model measured on another card than this (e.g. H200)"),
     vhs: str = typer.Option("default", help="the VHS verifier: 'default' (shipped) or a folder"),
@@ -70,7 +85,7 @@ def bestofn_cmd(
     noise_search: bool = typer.Option(True, help="add the noise search's row (same budget as VHS Best-of-N)"),
     noise_budgets: str = typer.Option("1,2", help="budgets at which noise search runs ('all' for every budget)"),
     rounds: int = typer.Option(3, min=1, help="noise search rounds"),
-    radius: float = typer.Option(0.5, min=0.01, max=1.0, help="noise search step: x = sqrt(1-r^2) best + r eps"),
+    radius: float = typer.Option(0.5, min=0.01, max=1.0, callback=finite, help="noise search step: x = sqrt(1-r^2) best + r eps"),
     seed: int = typer.Option(2, min=0, help="root seed (the verifiers were trained on seed 0, evaluated on 1)"),
     n_boot: int = typer.Option(1000, min=10),
     workdir: Path = typer.Option(None, help="pool store and noise-search rows (default: $VHSLAB_CACHE/bestofn)"),
@@ -87,21 +102,26 @@ def bestofn_cmd(
     import vhslab
     from vhslab.data.default_stores import cache_dir
     from vhslab.data.prompts import load_suite
-    from vhslab.search.table import budget_table, check_table, table_summary
+    from vhslab.search.table import budget_plan, budget_table, table_summary
 
     t0 = time.perf_counter()
     outs = claim_outputs("bestofn", overwrite, inputs={"--prompts": prompts, "--vhs": vhs, "--vision-verifier": vision_verifier,
                          "--ae": ae, "--workdir": workdir, **{f"--cost-model {c}": c for c in comma_list(cost_model)}},
                          out=out, plot=plot)
     methods = comma_list(verifiers)
-    budget_list = comma_list(budgets, float, "--budgets", "numbers")
-    noise_list = None if noise_budgets == "all" else comma_list(noise_budgets, float, "--noise-budgets", "numbers or 'all'")
+    budget_list = comma_list(budgets, positive_number, "--budgets", "numbers (each positive)")
+    noise_list = None if noise_budgets == "all" else comma_list(noise_budgets, positive_number, "--noise-budgets",
+                                                                "numbers (each positive) or 'all'")
     models = _cost_models(cost_model, card)
     suite = load_suite(prompts)
     world = vhslab.load_world()
     chosen = {"vhs": (vhs, "vhs"), "vision": (vision_verifier, "vision"), "ae": (ae, "ae")}
     loaded = {m: vhslab.load_verifier(None if p == "default" else p, kind=k) for m, (p, k) in chosen.items() if m in methods}
-    check_table(loaded, methods, budget_list, world)
+    plan_n = budget_plan(world, loaded, budget_list, models, methods, noise_search, noise_list, "--budgets")
+    for cm in models:
+        console.print(f"N per prompt row under {cm.name}: " + "; ".join(
+            f"budget {b:g}: " + ", ".join(f"{m} {n}" for (c, bb, m), n in plan_n.items() if c == cm.name and bb == b)
+            for b in budget_list), markup=False, highlight=False, soft_wrap=True)
     ds = budget_table(world, loaded, suite, budget_list, models, methods=methods, seed=seed, noise=noise_search,
                       noise_budgets=noise_list, rounds=rounds, radius=radius, workdir=workdir or cache_dir() / "bestofn", n_boot=n_boot,
                       progress=progress)

@@ -8,7 +8,17 @@ from pathlib import Path
 
 import typer
 
-from vhslab.cli.common import ALLOW_INCOMPLETE, claim_outputs, comma_list, emit, guard
+from vhslab.cli.common import (
+    ALLOW_INCOMPLETE,
+    claim_outputs,
+    comma_list,
+    emit,
+    finite,
+    fit_batch,
+    guard,
+    positive,
+    verifier_row_bytes,
+)
 
 verifier_app = typer.Typer(help="LatentVerifiers: train one, evaluate one, sweep every site.", no_args_is_help=True,
                            pretty_exceptions_enable=False)
@@ -18,11 +28,41 @@ DATA_HELP = "training store (default: the world's `verifier-train` store, extrac
 TEST_HELP = "test store (default: the world's `verifier-test` store: geneval-shapes x 4, seeds never used in training)"
 
 
-def _store(path: Path | None, name: str, progress: bool, allow_incomplete: bool = False):
+def _store(path: Path | None, name: str, progress: bool, option: str = "--data", allow_incomplete: bool = False):
+    """The store at `path` (or the world's default store `name`); an unusable one is named by `option`."""
     from vhslab.data.default_stores import default_store
     from vhslab.probes import open_store
 
-    return open_store(path if path is not None else default_store(name, progress), allow_incomplete=allow_incomplete)
+    try:
+        return open_store(path if path is not None else default_store(name, progress), allow_incomplete=allow_incomplete)
+    except ValueError as err:
+        raise ValueError(f"{option} {path if path is not None else name}: {err}") from None
+
+
+def _check_site(ds, site: str, where: str) -> None:
+    """The store holds rows at `site` ('text' needs none), or an error naming the store."""
+    from vhslab.probes.verifier_train import find_site
+
+    if site != "text":
+        try:
+            find_site(ds, site)
+        except ValueError as err:
+            raise ValueError(f"{where}: no rows of the verifier's site: {err}") from None
+
+
+def _check_eval_stores(site: str, n: int, stores: dict) -> None:
+    """Before compute: each store (keyed by `--option path`) holds rows at the verifier's site, and the
+    test store's prompt rows hold at least n candidates each."""
+    import numpy as np
+
+    for where, ds in stores.items():
+        if ds.sizes["sample"] == 0:
+            raise ValueError(f"{where}: the store holds no rows")
+        _check_site(ds, site, where)
+    where, test = next(iter(stores.items()))
+    fewest = int(np.unique(test["prompt_index"].values, return_counts=True)[1].min())
+    if fewest < n:
+        raise ValueError(f"--n {n}: a prompt row of {where} holds only {fewest} candidates; Best-of-{n} needs {n} (lower --n)")
 
 
 def _llm(llm: str | None):
@@ -75,13 +115,13 @@ def _train_config(steps, align_steps, batch_size, lr, llm_lr, loss, seed, balanc
 
 STEPS = typer.Option(600, min=1, help="stage-2 steps (yes/no; early stopping on the validation metric --select)")
 SELECT = typer.Option("within", help="early stopping on validation 'within' (within-prompt AUROC) or 'auroc'")
-RANK = typer.Option(1.0, min=0.0, help="weight of the pairwise ranking loss inside each prompt row (0: answer loss only)")
+RANK = typer.Option(1.0, min=0.0, callback=finite, help="weight of the pairwise ranking loss inside each prompt row (0: answer loss only)")
 ALIGN = typer.Option(200, min=0, help="stage-1 steps (connector only, caption loss); 0 skips it")
 GRID = typer.Option(4, min=0, help="pool the token grid to g x g visual tokens (0: every token)")
-TEACHER = typer.Option(0.0, min=0.0, help="weight of the within-prompt linear ranker distilled pairwise in stage 2 "
+TEACHER = typer.Option(0.0, min=0.0, callback=finite, help="weight of the within-prompt linear ranker distilled pairwise in stage 2 "
                        "(a logistic regression on the site's mean states, fit on the training rows; the shipped verifier: "
                        "5; 0: none)")
-TEACHER_C = typer.Option(0.01, min=1e-9, help="the distilled ranker's inverse L2 strength (logistic regression C)")
+TEACHER_C = typer.Option(0.01, min=1e-9, callback=finite, help="the distilled ranker's inverse L2 strength (logistic regression C)")
 MIX = typer.Option(8, min=1, help="a batch mixes the rows of this many store chunks (more prompts per batch; 1: the "
                    "recipe before; reads keep 2x that many chunks)")
 
@@ -95,10 +135,11 @@ def train_cmd(
     data: Path = typer.Option(None, "--data", help=DATA_HELP),
     llm: str = typer.Option(None, help="a transformers causal LM folder (default: the world's Qwen2)"),
     steps: int = STEPS, align_steps: int = ALIGN, grid: int = GRID,
-    batch_size: int = typer.Option(32, min=2), lr: float = typer.Option(1e-3, min=0.0),
-    llm_lr: float = typer.Option(1e-4, min=0.0, help="learning rate of the LLM (0 freezes it)"),
+    batch_size: int = typer.Option(32, min=2, help="rows per step (clipped to the store's rows)"),
+    lr: float = typer.Option(1e-3, callback=positive, help="learning rate of the connector (> 0)"),
+    llm_lr: float = typer.Option(1e-4, min=0.0, callback=finite, help="learning rate of the LLM (0 freezes it)"),
     seed: int = typer.Option(0, min=0),
-    balance: float = typer.Option(0.0, min=0.0, help="oversample rare tags: (largest tag / tag) ** balance per epoch"),
+    balance: float = typer.Option(0.0, min=0.0, callback=finite, help="oversample rare tags: (largest tag / tag) ** balance per epoch"),
     select: str = SELECT, rank_weight: float = RANK, mix_chunks: int = MIX,
     teacher_weight: float = TEACHER, teacher_c: float = TEACHER_C,
     overwrite: bool = typer.Option(False, help="replace a verifier already saved in --out"),
@@ -117,7 +158,9 @@ def train_cmd(
     earlier = state(out, VERIFIER_KIND)  # an incomplete one of ours resumes from its checkpoint
     claim([target], overwrite, inputs={"--data": data, "--llm": llm})
     model, tokenizer = _llm(llm)
-    ds = _store(data, "verifier-train", progress, allow_incomplete)
+    ds = _store(data, "verifier-train", progress, allow_incomplete=allow_incomplete)
+    _check_site(ds, site, f"--data {data or 'verifier-train'}")
+    cfg.batch_size = fit_batch(batch_size, max(2, ds.sizes["sample"]), verifier_row_bytes(model, grid or None, ds))
     from accelerate import PartialState
 
     if PartialState().is_main_process:
@@ -160,13 +203,14 @@ def eval_cmd(
 
     v = vhslab.load_verifier(None if verifier == "default" else verifier)
     text = None if text_only == "none" else vhslab.load_verifier(None if text_only == "default" else text_only, kind="text")
-    test_ds, train_ds = (_store(test, "verifier-test", progress, allow_incomplete),
-                         _store(data, "verifier-train", progress, allow_incomplete))
+    test_ds = _store(test, "verifier-test", progress, "--test", allow_incomplete)
+    train_ds = _store(data, "verifier-train", progress, allow_incomplete=allow_incomplete)
     from vhslab.probes.verifier import check_generator
 
     for ds in (test_ds, train_ds):  # before any compute: states of another generator mean nothing to it
         check_generator(v, ds)
     site = v.config.site
+    _check_eval_stores(site, n, {f"--test {test or 'verifier-test'}": test_ds, f"--data {data or 'verifier-train'}": train_ds})
     cfg = v.config.extra.get("train", {})
     feats = None if site == "text" else mean_states(train_ds, test_ds, site)  # read once: the probe and the teacher
     probe, kind = best_probe_scores(train_ds, test_ds, site, cfg.get("seed", 0), cfg.get("val_fraction", 0.2),
@@ -227,9 +271,10 @@ def sweep_cmd(
     outs = claim_outputs("verifier sweep", overwrite, inputs={"--data": data, "--test": test, "--dev": dev}, out=out,
                          plot=plot)
     model, tokenizer = _llm(None)
-    train_ds, test_ds = (_store(data, "verifier-train", progress, allow_incomplete),
-                         _store(test, "verifier-test", progress, allow_incomplete))
-    dev_ds = None if dev is None else _store(None if dev == "default" else Path(dev), "verifier-dev", progress, allow_incomplete)
+    train_ds = _store(data, "verifier-train", progress, allow_incomplete=allow_incomplete)
+    test_ds = _store(test, "verifier-test", progress, "--test", allow_incomplete)
+    dev_ds = None if dev is None else _store(None if dev == "default" else Path(dev), "verifier-dev", progress, "--dev",
+                                             allow_incomplete)
     t0 = time.perf_counter()
     res = run_verifier_sweep(train_ds, test_ds, model, tokenizer, comma_list(sites) or None,
                              cfg, token_grid=grid or None, n_boot=n_boot, progress=progress,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vhslab.cli.common import claim_outputs, console, emit, guard
+from vhslab.cli.common import MAX_SIDE, check_side, claim_outputs, console, emit, finite, guard
 
 world_app = typer.Typer(help="The embedded shapes world: render, check, train, score.", no_args_is_help=True,
                         pretty_exceptions_enable=False)
@@ -19,10 +19,14 @@ def render_cmd(
     out: Path = typer.Option(..., "-o", "--out", help="PNG file to write"),
     overwrite: bool = typer.Option(False, help="replace the output file if it exists"),
     seed: int = typer.Option(0, min=0, help="scene seed"),
-    resolution: int = typer.Option(64, min=16, help="image side in pixels"),
-    upscale: int = typer.Option(1, min=1, help="nearest-neighbour upscaling of the saved PNG, for viewing"),
+    resolution: int = typer.Option(64, min=16, max=MAX_SIDE, help="image side in pixels"),
+    upscale: int = typer.Option(1, min=1, max=MAX_SIDE, help=f"nearest-neighbour upscaling of the saved PNG, for viewing "
+                                f"(at most {MAX_SIDE} px a side)"),
 ) -> None:
     """Render a random scene that satisfies a GenEval-style prompt."""
+    if not prompt.strip():
+        raise ValueError("PROMPT is empty; give e.g. 'a photo of a blue star left of a red circle'")
+    check_side(resolution * upscale, f"--upscale {upscale} of --resolution {resolution}")
     outs = claim_outputs("world render", overwrite, out=out)
     import numpy as np
     from PIL import Image
@@ -44,7 +48,7 @@ def render_cmd(
 @guard
 def check_cmd(
     n: int = typer.Option(200, "--n", min=1, help="scenes per tag"),
-    resolution: int = typer.Option(64, min=16, help="image side in pixels"),
+    resolution: int = typer.Option(64, min=16, max=MAX_SIDE, help="image side in pixels"),
     seed: int = typer.Option(0, min=0),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
@@ -117,6 +121,15 @@ def robustness_cmd(
     emit(result, as_json, "world robustness")
 
 
+def _check_per_tag(suite, n: int) -> None:
+    """Before compute: every tag has n distinct prompts to draw."""
+    from collections import Counter
+
+    tag, have = min(Counter(s.tag for s in suite).items(), key=lambda item: item[1])
+    if n > have:
+        raise ValueError(f"--per-tag {n}: the suite has {have} prompts of tag {tag!r}; at most that many")
+
+
 def _pick(suite, tag: str, n: int, rng) -> list:
     """n distinct prompts of one tag, drawn with `rng`."""
     specs = [s for s in suite if s.tag == tag]
@@ -130,7 +143,7 @@ def grid_cmd(
     overwrite: bool = typer.Option(False, help="replace the output file if it exists"),
     per_tag: int = typer.Option(6, min=1, help="examples per tag"),
     seed: int = typer.Option(0, min=0),
-    resolution: int = typer.Option(64, min=16),
+    resolution: int = typer.Option(64, min=16, max=MAX_SIDE),
 ) -> None:
     """A grid of rendered examples of the evaluation prompts, one row per tag."""
     outs = claim_outputs("world grid", overwrite, out=out)
@@ -143,6 +156,7 @@ def grid_cmd(
 
     rng = np.random.default_rng(seed)
     suite = load_suite("geneval-shapes")
+    _check_per_tag(suite, per_tag)
     rows, captions = {}, {}
     for tag in TAGS:
         picks = _pick(suite, tag, per_tag, rng)
@@ -214,7 +228,7 @@ def score_cmd(
     n_per_prompt: int = typer.Option(4, min=1, help="samples per prompt"),
     suite: str = typer.Option("geneval-shapes", help="prompt suite or GenEval metadata file"),
     world: Path = typer.Option(None, help="a world folder (default: the shipped world)"),
-    guidance_scale: float = typer.Option(None, help="default: the world's"),
+    guidance_scale: float = typer.Option(None, callback=finite, help="default: the world's"),
     limit: int = typer.Option(None, min=1, help="only the first N prompts"),
     seed: int = typer.Option(0, min=0),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
@@ -252,9 +266,10 @@ def samples_cmd(
     from vhslab.world import load_world
     from vhslab.world.score import generate
 
+    suite = load_suite("geneval-shapes")
+    _check_per_tag(suite, per_tag)
     w = load_world(world)  # WorldMissingError is bad input: `guard` prints it, exit 2
     rng = np.random.default_rng(seed)
-    suite = load_suite("geneval-shapes")
     ev = ShapesEvaluator()
     rows, captions, marks = {}, {}, {}
     for tag in TAGS:

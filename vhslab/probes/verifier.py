@@ -214,6 +214,8 @@ class LatentVerifier(torch.nn.Module):
     @torch.no_grad()
     def score(self, hidden, prompts: list[str], batch_size: int = 64, site: str | None = None) -> np.ndarray:
         """P(yes) / (P(yes) + P(no)) per candidate; `hidden` (batch, tokens, channels) or None for text."""
+        if len(prompts) == 0:  # no candidate: no score (not an error of max() over nothing)
+            return np.zeros(0, np.float32)
         hidden = None if hidden is None else torch.as_tensor(np.asarray(hidden) if not torch.is_tensor(hidden) else hidden)
         self.check(hidden, list(prompts), site)
         was = self.training

@@ -72,6 +72,8 @@ def evaluate_scores(verdict, scores: dict[str, np.ndarray], group, tag, meaning,
     from vhslab.probes.metrics import paired_bootstrap_ci
 
     y = np.asarray(verdict).astype(int)
+    if y.size == 0:
+        raise ValueError("no rows to evaluate: the store holds no candidate")
     group, tag, meaning = (np.asarray(x) for x in (group, tag, meaning))
     models, per_row = {}, {}
     for name, s in scores.items():

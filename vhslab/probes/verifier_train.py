@@ -70,6 +70,15 @@ class VerifierTrainConfig:
     select: str = "within"  # validation metric for early stopping: "within" (within-prompt AUROC) or "auroc"
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        """Numbers are finite; the connector's learning rates > 0 (the LLM's may be 0: frozen)."""
+        bad = [f"{k}={v}" for k, v in vars(self).items() if isinstance(v, float) and not np.isfinite(v)]
+        bad += [f"{k}={getattr(self, k)}" for k in ("lr", "align_lr") if not getattr(self, k) > 0]
+        bad += [f"{k}={getattr(self, k)}" for k in ("llm_lr", "rank_weight", "teacher_weight") if not getattr(self, k) >= 0]
+        if bad:
+            raise ValueError(f"VerifierTrainConfig: {', '.join(bad)} (numbers are finite, lr and align_lr > 0, "
+                             "llm_lr and the loss weights >= 0)")
+
 
 def find_site(ds: xr.Dataset, name: str) -> Site:
     """The store's site called `name` ("block.k", "ae_latent", "vision"), or a clear error."""

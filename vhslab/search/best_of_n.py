@@ -73,6 +73,8 @@ def check_search(pipe, verifier, n: int | None, gen: GenConfig, budget_ms: float
                  vision=None, prompt: str | None = None) -> tuple[str, int | None, int]:
     """Every input error before any compute; returns (path, block, N)."""
     path, block = search_path(verifier)
+    if prompt is not None and not str(prompt).strip():
+        raise SearchError("the prompt is empty: a verifier has nothing to check the candidates against")
     if (n is None) == (budget_ms is None):
         raise SearchError("give either N or a budget in ms (with a cost model), not both and not neither")
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):

@@ -24,6 +24,7 @@ from vhslab.outputs import append_line, read_jsonl
 
 PATH_SITE = {"vhs": None, "ae": "ae_latent", "vision": "vision"}  # vhs: the verifier's own block
 COMPARISONS = (("vhs", "vision"), ("vhs", "none"), ("vhs", "ae"), ("noise", "vhs"), ("oracle", "vhs"))
+MAX_N = 256  # the most candidates per prompt row a budget may buy (the pool holds that many)
 
 
 def plan(cost_models, budgets, methods, blocks: dict, num_blocks: int) -> dict:
@@ -166,6 +167,30 @@ def check_table(verifiers: dict, methods, budgets, world) -> int | None:
     return int(verifiers["vhs"].config.site.split(".")[1]) if "vhs" in methods else None
 
 
+def budget_plan(world, verifiers: dict, budgets, cost_models, methods, noise: bool = True, noise_budgets=None,
+                option: str = "budget") -> dict:
+    """`plan` of the table's cells after `check_table`, refused before compute when a budget buys no
+    candidate on any path or more than MAX_N on one (the error names `option`)."""
+    from vhslab.data.capture import find_transformer
+    from vhslab.search.generation import SearchError
+
+    block = check_table(verifiers, list(methods), budgets, world)
+    num_blocks = len(find_transformer(world.pipeline).transformer_blocks)
+    plan_n = plan(cost_models, budgets, list(methods) + (["noise"] if noise and "vhs" in methods else []),
+                  {"vhs": block}, num_blocks)
+    if noise_budgets is not None:
+        plan_n.update({(c, b, m): 0 for (c, b, m) in plan_n if m == "noise" and b not in set(noise_budgets)})
+    for b in budgets:
+        if not any(n for (_c, bb, _m), n in plan_n.items() if bb == b):
+            raise SearchError(f"{option} {b:g} (plain generations) buys no candidate on any path (N < 1); "
+                              "the budgets are in plain generations, e.g. 1,2,4,8")
+    (cm, b, m), n = max(plan_n.items(), key=lambda item: item[1])
+    if n > MAX_N:
+        raise SearchError(f"{option} {b:g} (plain generations) buys N = {n} candidates per prompt row ({m} under {cm}); "
+                          f"at most {MAX_N}: lower the budgets")
+    return plan_n
+
+
 def budget_table(world, verifiers: dict, prompts, budgets, cost_models, *, methods=("vhs", "vision", "ae", "none", "oracle"),
                  seed: int = 2, noise: bool = True, noise_budgets=None, rounds: int = 3, radius: float = 0.5,
                  workdir: Path, n_boot: int = 1000, progress: bool = True) -> xr.Dataset:
@@ -173,16 +198,11 @@ def budget_table(world, verifiers: dict, prompts, budgets, cost_models, *, metho
     at `budgets` plain generations under each cost model (noise search only at `noise_budgets`, default
     all: it generates its own candidates). `workdir` keeps the pool store and the noise search's
     finished rows, so an interrupted run resumes."""
-    from vhslab.data.capture import find_transformer
     from vhslab.probes.verifier_sweep import candidate_rows, score_store
 
     methods = list(methods)
-    block = check_table(verifiers, methods, budgets, world)
-    num_blocks = len(find_transformer(world.pipeline).transformer_blocks)
     all_methods = methods + (["noise"] if noise and "vhs" in methods else [])
-    plan_n = plan(cost_models, budgets, all_methods, {"vhs": block}, num_blocks)
-    if noise_budgets is not None:
-        plan_n.update({(c, b, m): 0 for (c, b, m) in plan_n if m == "noise" and b not in set(noise_budgets)})
+    plan_n = budget_plan(world, verifiers, budgets, cost_models, methods, noise, noise_budgets)
     k = max([1] + [n for (_c, _b, m), n in plan_n.items() if m != "noise"])
     sites = sorted({verifiers[m].config.site for m in methods if m in PATH_SITE})
     workdir = Path(workdir)
