@@ -13,8 +13,9 @@ output paths against each other and against the inputs, all before any compute.
   earlier results. A folder output (a verifier, a world run) is marked incomplete before its first
   file and complete after its last.
 - **One writer.** `claim` takes an exclusive lock (the `filelock` library: an OS lock, released when
-  the process dies, so a killed run never leaves a stale lock) on the hidden sibling `.X.vhslab.lock`
-  for the command's lifetime; a second writer gets a clear error.
+  the process dies, so a killed run never leaves a stale lock) for the command's lifetime, in
+  `$TMPDIR/vhslab-locks/` keyed by the output's absolute path (so it guards writers on one machine);
+  a second writer gets a clear error.
 
 Fault injection for tests: `VHSLAB_FAULT=kill:N` (SIGKILL, as `kill -9`) or `enospc:N` (a disk-full
 OSError) strikes at the N-th save point of the process (a save point: just before an atomic rename, each
@@ -184,8 +185,16 @@ def _check_one(o: Output, overwrite: bool) -> None:
         raise PermissionError(f"{o.option} {o.path}: the folder {parent} is not writable; nothing was computed")
 
 
+def lock_path(path: str | Path) -> Path:
+    """Where the lock of an output lives: a folder of the machine's temporary directory, keyed by the
+    output's absolute path, so that nothing but the output and its manifest lands beside it."""
+    folder = Path(tempfile.gettempdir()) / "vhslab-locks"
+    folder.mkdir(exist_ok=True)
+    return folder / (hashlib.sha256(str(_resolved(Path(path))).encode()).hexdigest()[:32] + ".lock")
+
+
 def _lock(o: Output) -> None:
-    lock = FileLock(str(o.path.parent / f".{o.path.name}.vhslab.lock"), timeout=0)
+    lock = FileLock(str(lock_path(o.path)), timeout=0)
     try:
         lock.acquire()
     except Timeout:
