@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vhslab import statefile
 from vhslab.world import stage
 from vhslab.world.generator import (
     GeneratorConfig,
@@ -313,9 +314,9 @@ class WorldTrainer:
     @torch.no_grad()
     def latents(self) -> torch.Tensor:
         """The pool's latents in the DiT's units (scaled), cached on disk."""
-        path = self.out / "autoencoder" / "pool_latents.pt"
+        path = self.out / "autoencoder" / "pool_latents.safetensors"
         if path.exists():
-            return torch.load(path)
+            return statefile.load(path, "cache")
         vae = self.load_autoencoder("autoencoder")
         images, _ = self.pool()
         chunks = []
@@ -324,7 +325,7 @@ class WorldTrainer:
                 chunks.append(vae.encode(_to_unit(images[i:i + 256], self.device)).latent.cpu())
                 bar.update(len(chunks[-1]))
         lat = torch.cat(chunks) * vae.config.scaling_factor
-        torch.save(lat, path)
+        statefile.save(path, lat)
         return lat
 
     def stage_decoder(self, d: Path) -> dict:
@@ -419,9 +420,9 @@ class WorldTrainer:
     @torch.no_grad()
     def teacher_pairs(self, d: Path) -> dict:
         """(noise, caption index, guidance, teacher sample) pairs, generated once and cached."""
-        path = d / "pairs.pt"
+        path = d / "pairs.safetensors"
         if path.exists():
-            return torch.load(path)
+            return statefile.load(path, "cache")
         cfg = self.cfg
         text, dit = self.load_teacher()
         ids, masks = self.caption_tokens()
@@ -442,7 +443,7 @@ class WorldTrainer:
                                         w[sl].to(self.device), cfg.sample_steps).cpu()
                 bar.update(len(x0[sl]))
         pairs = {"noise": noise, "idx": idx, "w": w, "x0": x0}
-        torch.save(pairs, path)
+        statefile.save(path, pairs)
         return pairs
 
     def stage_distill(self, d: Path) -> dict:
