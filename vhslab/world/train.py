@@ -55,6 +55,14 @@ CHECKPOINT_EVERY = 250
 POOL_IMAGES = "pool_images.npy"
 
 
+def _cached_images(path: Path) -> np.ndarray:
+    """The pool's images cached for a process beside (never unpickled)."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as err:
+        raise ValueError(f"damaged cache {path} ({err}): remove it to start over") from err
+
+
 def _to_unit(images: np.ndarray, device) -> torch.Tensor:
     return torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
 
@@ -122,7 +130,7 @@ class WorldTrainer:
     def pool(self) -> tuple[np.ndarray, list[str]]:
         """The training images and captions (rendered once per process; captions also saved)."""
         if self._pool is None and (self.out / POOL_IMAGES).exists():  # written for a process beside
-            self._pool = np.load(self.out / POOL_IMAGES), self.captions()
+            self._pool = _cached_images(self.out / POOL_IMAGES), self.captions()
         if self._pool is None:
             with self._bar(self.cfg.pool_size, "render pool") as bar:
                 self._pool = training_pool(self.cfg.pool_size, self.seed, self.cfg.resolution, bar.update)
