@@ -1,8 +1,11 @@
 """The bad-input sweep of issue "Nothing lost, nothing silent", run through the `vhslab` entry point.
 
-About 60 bad inputs and damaged stores, each checked for: the exit code (2 bad input, 1 fault,
-0 where the input is fine and only warned about), no traceback, one `error:` line, and that
-nothing the user had changed. Prints a table and, last, one JSON object.
+About 60 bad inputs and damaged stores, and about 45 more of issue "Safe by construction" (pickles
+planted where a file is read, outputs over what a command did not write, half-written results,
+unfinished stores, silent wrong results, resource blow-ups), each checked for: the exit code (2 bad
+input, 1 fault, 0 where the input is fine and only warned about), no traceback, one `error:` line that
+names the file or option (the new cases), that nothing the user had changed, and that no pickle ran.
+Prints a table and, last, one JSON object.
 
     python benchmarks/bad_input_sweep.py [--keep DIR]
 """
@@ -150,6 +153,198 @@ def cases(root: Path, store: Path) -> list[tuple[str, list[str], set[int], list[
     ]
 
 
+class Boom:
+    """A pickle payload: unpickling it creates MARKER (vhslab must never unpickle a user's file)."""
+
+    def __reduce__(self):
+        return (Path.touch, (MARKER["path"],))
+
+
+MARKER: dict = {}
+
+
+def pickled(path: Path) -> Path:
+    import pickle
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps({"model": Boom(), "step": 1}))
+    return path
+
+
+def verifier_copy(root: Path, name: str) -> Path:
+    import vhslab
+
+    dst = root / name
+    shutil.copytree(Path(vhslab.__file__).parent / "assets" / "verifier", dst)
+    return dst
+
+
+def safety_setup(root: Path, store: Path) -> dict:
+    """Files for the cases of issue "Safe by construction"."""
+    import zarr
+
+    f = {}
+    MARKER["path"] = root / "PWNED"
+    f["ckpt_dir"] = root / "ckpt"
+    pickled(f["ckpt_dir"] / "checkpoint.pt")
+    (f["ckpt_dir"] / "vhslab-output.json").write_text(json.dumps({"kind": "verifier", "complete": False}))
+    f["stage_dir"] = root / "stagerun"
+    (f["stage_dir"]).mkdir()
+    (f["stage_dir"] / "vhslab-output.json").write_text(json.dumps({"kind": "world train", "complete": False}))
+    pickled(f["stage_dir"] / "autoencoder" / "checkpoint.pt")
+    f["pickle_weights"] = verifier_copy(root, "v_pickle")
+    pickled(f["pickle_weights"] / "verifier.safetensors")
+    f["pickle_llm"] = root / "llm_pickle"
+    shutil.copytree(f["pickle_weights"] / "llm", f["pickle_llm"])
+    (f["pickle_llm"] / "model.safetensors").unlink()
+    pickled(f["pickle_llm"] / "pytorch_model.bin")
+    f["user_llm"] = root / "user_llm"
+    shutil.copytree(f["pickle_weights"] / "llm", f["user_llm"])
+    f["no_llm"] = verifier_copy(root, "v_nollm")
+    shutil.rmtree(f["no_llm"] / "llm")
+    f["half"] = verifier_copy(root, "v_half")
+    (f["half"] / "verifier.safetensors").unlink()
+    (f["half"] / "vhslab-output.json").write_text(json.dumps({"kind": "verifier", "complete": False}))
+    f["unfinished"] = root / "unfinished.zarr"
+    shutil.copytree(store, f["unfinished"])
+    zarr.open_group(f["unfinished"], mode="r+")["written"][36:] = False
+    f["other_gen"] = root / "othergen.zarr"
+    shutil.copytree(store, f["other_gen"])
+    zarr.open_group(f["other_gen"], mode="r+").attrs["generator"] = "00000000-11111111"
+    good = json.loads((Path(__import__("vhslab").__file__).parent / "assets" / "costs" / "world.json").read_text())
+    for name, change in {"neg": ("stage", -1.0), "zero": ("stage", 0.0), "nan": ("stage", float("nan")),
+                         "blocks": ("num_blocks", 0)}.items():
+        bad = json.loads(json.dumps(good))
+        if change[0] == "stage":
+            first = next(iter(bad["stages_ms"]["batch_1"]))
+            bad["stages_ms"]["batch_1"][first] = change[1]
+        else:
+            bad["num_blocks"] = change[1]
+        (root / f"cost_{name}.json").write_text(json.dumps(bad))
+    (root / "cost_ok.json").write_text(json.dumps(good))
+    half_cost = root / "cost_half.json"
+    half_cost.write_text(json.dumps(good))
+    (root / ".cost_half.json.vhslab.json").write_text(json.dumps({"kind": "bench --save-cost-model", "complete": False}))
+    (root / "cost_torn.json").write_text('{"name": "world", "stages_ms": {')
+    f["user_png"] = root / "mine.png"
+    f["user_png"].write_bytes(b"my picture")
+    f["user_json"] = root / "mine.json"
+    f["user_json"].write_text('{"my": "notes"}')
+    rows = {"tag": dict(GOOD, tag="colours"), "excl": dict(GOOD, exclude=None), "prompt42": dict(GOOD, prompt=42),
+            "count0": dict(GOOD, include=[{"class": "circle", "count": 0, "color": "red"}])}
+    for name, row in rows.items():
+        prompts_file(root, f"{name}.jsonl", [GOOD, row])
+    return f
+
+
+def safety_cases(root: Path, store: Path) -> list[tuple[str, list[str], set[int], list[Path], str]]:
+    """(name, argv, exit codes, paths that must be unchanged, text the one error line must hold)."""
+    f = safety_setup(root, store)
+    s, r = str(store), str(root)
+    v, png, js = str(root / "v_new"), str(f["user_png"]), str(f["user_json"])
+    ev = ["verifier", "eval", "--data", s, "--text-only", "none", "--n-boot", "10", "--no-progress"]
+    vt = ["verifier", "train", "--data", s, "--site", "block.5", "--steps", "2", "--align-steps", "0", "--no-progress"]
+    bo = ["bestofn", "--prompts", f"{r}/p1.jsonl", "--budgets", "1", "--n-boot", "10", "--no-noise-search",
+          "--workdir", f"{r}/bo_work", "--no-progress"]
+    prompts_file(root, "p1.jsonl", [GOOD])
+    an = ["--data", s, "--no-progress"]
+    return [
+        # 1. no code from files (the marker file must never appear)
+        ("verifier train resumes a pickled checkpoint.pt", [*vt, "--out", str(f["ckpt_dir"])], {2}, [f["ckpt_dir"]], "checkpoint"),
+        ("world train resumes a pickled stage checkpoint", ["world", "train", "--out", str(f["stage_dir"]), "--profile",
+                                                           "tiny", "--stages", "autoencoder"], {2}, [f["stage_dir"]], "checkpoint"),
+        ("verifier eval: weights are a pickle", [*ev, str(f["pickle_weights"])], {2}, [f["pickle_weights"]], "verifier.safetensors"),
+        ("--llm a folder with a pickled pytorch_model.bin", [*vt, "--llm", str(f["pickle_llm"]), "--out", v], {2},
+         [f["pickle_llm"]], "llm_pickle"),
+        # 2. ownership: never over what the command did not write
+        ("verifier train --out a user's LLM folder", [*vt, "--out", str(f["user_llm"])], {2}, [f["user_llm"]], "never replaced"),
+        ("verifier train --out it --overwrite", [*vt, "--out", str(f["user_llm"]), "--overwrite"], {2}, [f["user_llm"]],
+         "never replaced"),
+        ("verifier train --out the activation store", [*vt, "--out", s, "--overwrite"], {2}, [store], "--data"),
+        ("verifier train --out inside the store", [*vt, "--out", f"{s}/v"], {2}, [store], "--data"),
+        ("geometry --out g.png --plot g.png", ["geometry", *an, "--out", f"{r}/g.png", "--plot", f"{r}/g.png"], {2}, [],
+         "same path"),
+        ("attribute --out the store", ["attribute", *an, "--out", s, "--overwrite"], {2}, [store], "--data"),
+        ("patch --out the store's file", ["patch", *an, "--out", f"{s}/zarr.json", "--overwrite"], {2}, [store], "--data"),
+        ("bestofn --cost-model m.json --out m.json", [*bo, "--cost-model", f"{r}/cost_ok.json", "--out", f"{r}/cost_ok.json",
+                                                      "--overwrite"], {2}, [root / "cost_ok.json"], "--cost-model"),
+        ("bench --save-cost-model a user's JSON", ["bench", "--save-cost-model", js, "--overwrite"], {2}, [f["user_json"]],
+         "never replaced"),
+        ("world render -o a user's picture --overwrite", ["world", "render", "a photo of a red circle", "-o", png,
+                                                          "--overwrite"], {2}, [f["user_png"]], "never replaced"),
+        ("generate -o a user's picture --overwrite", ["generate", "a photo of a red circle", "-o", png, "--overwrite"], {2},
+         [f["user_png"]], "never replaced"),
+        ("verifier sweep --out a user's file", ["verifier", "sweep", "--out", js, "--overwrite"], {2}, [f["user_json"]],
+         "never replaced"),
+        ("world train --out a user's folder", ["world", "train", "--out", str(root / "victim"), "--profile", "tiny"], {2},
+         [root / "victim"], "never replaced"),
+        ("world gold --sheet the gold file", ["world", "gold", "--gold", js, "--sheet", js], {2}, [f["user_json"]], "--gold"),
+        ("probe --out a second writer's output", [*PROBE, "--data", s, "--out", f"{r}/locked.nc"], {2}, [], "another vhslab run"),
+        # 3. half-written results are never read as whole
+        ("verifier eval a half-saved verifier", [*ev, str(f["half"])], {2}, [f["half"]], "incomplete"),
+        ("bestofn --cost-model a half-written one", [*bo, "--cost-model", f"{r}/cost_half.json"], {2}, [], "incomplete"),
+        ("bestofn --cost-model a torn JSON", [*bo, "--cost-model", f"{r}/cost_torn.json"], {2}, [], "cost_torn.json"),
+        ("probe an unfinished store", [*PROBE, "--data", str(f["unfinished"])], {2}, [f["unfinished"]], "did not finish"),
+        ("verifier eval --test an unfinished store", [*ev, "--test", str(f["unfinished"])], {2}, [], "--allow-incomplete"),
+        ("attribute on an unfinished store", ["attribute", "--data", str(f["unfinished"])], {2}, [], "did not finish"),
+        ("geometry on an unfinished store", ["geometry", "--data", str(f["unfinished"])], {2}, [], "did not finish"),
+        ("verifier train on an unfinished store", [*vt[:2], "--data", str(f["unfinished"]), "--out", v], {2}, [],
+         "did not finish"),
+        # 4. silent wrong results
+        ("a prompt with an unknown GenEval tag", [*EXTRACT[:3], "--prompts", f"{r}/tag.jsonl", "--out", f"{r}/t.zarr"], {2},
+         [], "tag.jsonl"),
+        ("a cost model with a negative stage cost", [*bo, "--cost-model", f"{r}/cost_neg.json"], {2}, [], "cost_neg.json"),
+        ("a cost model with a zero stage cost", [*bo, "--cost-model", f"{r}/cost_zero.json"], {2}, [], "cost_zero.json"),
+        ("a cost model with a NaN stage cost", [*bo, "--cost-model", f"{r}/cost_nan.json"], {2}, [], "cost_nan.json"),
+        ("a cost model with zero blocks", [*bo, "--cost-model", f"{r}/cost_blocks.json"], {2}, [], "num_blocks"),
+        ('generate ""', ["generate", "", "-o", f"{r}/e.png"], {2}, [], "prompt"),
+        ("patch --coefficient inf", ["patch", *an, "--coefficient", "inf"], {2}, [], "--coefficient"),
+        ("verifier eval on another generator's store", [*ev, "--test", str(f["other_gen"])], {2}, [], "generator"),
+        ("verifier eval --text-only a visual verifier", [*ev, "default", "--text-only",
+                                                         str(Path(__import__("vhslab").__file__).parent / "assets" / "verifier")],
+         {2}, [], "text"),
+        ("verifier train --llm-lr inf", [*vt, "--llm-lr", "inf", "--out", v], {2}, [], "--llm-lr"),
+        # 5. messages and resources
+        ('prompt file: "exclude": null', [*EXTRACT[:3], "--prompts", f"{r}/excl.jsonl", "--out", f"{r}/t.zarr"], {2}, [],
+         "exclude"),
+        ('prompt file: "prompt": 42', [*EXTRACT[:3], "--prompts", f"{r}/prompt42.jsonl", "--out", f"{r}/t.zarr"], {2}, [],
+         "prompt42.jsonl"),
+        ("prompt file: count 0", [*EXTRACT[:3], "--prompts", f"{r}/count0.jsonl", "--out", f"{r}/t.zarr"], {2}, [], "count"),
+        ("verifier eval a folder without llm/", [*ev, str(f["no_llm"])], {2}, [f["no_llm"]], "llm"),
+        ("bestofn --budgets 1e9", [*bo[:3], "--budgets", "1e9"], {2}, [], "--budgets"),
+        ("generate --upscale 100000", ["generate", "a photo of a red circle", "-o", f"{r}/u.png", "--upscale", "100000"],
+         {2}, [], "--upscale"),
+        ("world render --upscale 100000", ["world", "render", "a photo of a red circle", "-o", f"{r}/u.png", "--upscale",
+                                           "100000"], {2}, [], "--upscale"),
+        ("verifier eval --test a store of 0 rows", [*ev, "--test", str(root / "zero.zarr"), "--allow-incomplete"], {2}, [],
+         "written"),
+        ("verifier train --lr nan", [*vt, "--lr", "nan", "--out", v], {2}, [], "--lr"),
+    ]
+
+
+def run_case(root: Path, name: str, argv: list[str], codes: set[int], keep: list[Path], match: str):
+    """Run one case through the entry point; (row, problem or None)."""
+    before = {p: tree(p) for p in keep}
+    t0 = time.perf_counter()
+    run = subprocess.run([*EXE, *argv], capture_output=True, text=True, cwd=root / "victim")
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    line = errors[0] if errors else next((x for x in run.stderr.splitlines() if x.startswith("warning:")), "")
+    ok = {
+        "exit": run.returncode in codes,
+        "no traceback": "Traceback" not in run.stderr,
+        "one error line": (len(errors) == 1) if run.returncode else not errors,
+        "nothing lost": all(tree(p) == before[p] for p in keep),
+        "names the file or option": match in line,
+        "no code ran from a file": not MARKER["path"].exists(),
+    }
+    row = {"case": name, "exit": run.returncode, "seconds": round(time.perf_counter() - t0, 1),
+           "passed": all(ok.values()), "message": line[:160]}
+    print(f"{'ok ' if all(ok.values()) else 'BAD'} {run.returncode} {name:45s} {line[:110]}", flush=True)
+    problem = None if all(ok.values()) else {"case": name, "failed": [k for k, v in ok.items() if not v],
+                                             "stderr": run.stderr[-400:]}
+    return row, problem
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
@@ -159,26 +354,29 @@ def main() -> None:
     store = root / "store.zarr"
     subprocess.run([*EXE, *EXTRACT, "--out", str(store)], capture_output=True, check=True)
     rows, problems = [], []
-    for name, argv, codes, keep in cases(root, store):
-        before = {p: tree(p) for p in keep}
-        t0 = time.perf_counter()
-        run = subprocess.run([*EXE, *argv], capture_output=True, text=True, cwd=root / "victim")
-        errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
-        ok = {
-            "exit": run.returncode in codes,
-            "no traceback": "Traceback" not in run.stderr,
-            "one error line": (len(errors) == 1) if run.returncode else not errors,
-            "nothing lost": all(tree(p) == before[p] for p in keep),
-        }
-        line = errors[0] if errors else next((x for x in run.stderr.splitlines() if x.startswith("warning:")), "")
-        rows.append({"case": name, "exit": run.returncode, "seconds": round(time.perf_counter() - t0, 1),
-                     "passed": all(ok.values()), "message": line[:160]})
-        if not all(ok.values()):
-            problems.append({"case": name, "failed": [k for k, v in ok.items() if not v], "stderr": run.stderr[-400:]})
-        print(f"{'ok ' if all(ok.values()) else 'BAD'} {run.returncode} {name:45s} {line[:110]}", flush=True)
+    new = safety_cases(root, store)
+    allc = [(*c, "") for c in cases(root, store)] + new
+    zero = root / "zero.zarr"
+    shutil.copytree(store, zero)
+    import zarr
+
+    zarr.open_group(zero, mode="r+")["written"][:] = False
+    holder = subprocess.Popen([sys.executable, "-c", "import time; from vhslab.outputs import Output, claim; "
+                               f"claim([Output({str(root / 'locked.nc')!r}, 'probe --out')]); print('locked', flush=True); "
+                               "time.sleep(3600)"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    try:
+        for name, argv, codes, keep, match in allc:
+            row, problem = run_case(root, name, argv, codes, keep, match)
+            rows.append(row)
+            if problem:
+                problems.append(problem)
+    finally:
+        holder.kill()
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
-    print(json.dumps({"cases": len(rows), "passed": sum(r["passed"] for r in rows), "problems": problems}))
+    print(json.dumps({"cases": len(rows), "new_cases": len(new), "passed": sum(r["passed"] for r in rows),
+                      "problems": problems}))
 
 
 if __name__ == "__main__":

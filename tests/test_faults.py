@@ -77,7 +77,7 @@ def test_probe_never_replaces_what_it_did_not_write(store, tmp_path, monkeypatch
         for extra in ([], ["--overwrite"]):
             code, output = cli(*PROBE, "--data", store, "--out", out, *extra)
             assert code == 2, output
-            assert "exists" in one_line_error(output)
+            assert "exists" in one_line_error(output) or "over the input --data" in one_line_error(output)
     monkeypatch.chdir(victim)
     code, output = cli(*PROBE, "--data", store, "--out", ".", "--overwrite")
     assert code == 2 and "never replaced" in one_line_error(output)
@@ -275,10 +275,51 @@ def test_image_outputs_are_replaced_only_with_overwrite(tmp_path):
     png = tmp_path / "mine.png"
     png.write_bytes(b"my picture")
     prompt = "a photo of a red circle"
-    code, output = cli("world", "render", prompt, "-o", png)
-    assert code == 2 and "pass --overwrite" in one_line_error(output)
+    for extra in ([], ["--overwrite"]):  # a picture vhslab did not write: never replaced
+        code, output = cli("world", "render", prompt, "-o", png, *extra)
+        assert code == 2 and "never replaced" in one_line_error(output)
     assert png.read_bytes() == b"my picture"
-    code, output = cli("world", "render", prompt, "-o", tmp_path)
-    assert code == 2 and "is a folder" in one_line_error(output)
-    assert cli("world", "render", prompt, "-o", png, "--overwrite")[0] == 0
-    assert png.read_bytes()[:4] == b"\x89PNG"
+    code, output = cli("world", "render", prompt, "-o", tmp_path, "--overwrite")
+    assert code == 2 and "a folder" in one_line_error(output)
+    ours = tmp_path / "ours.png"
+    assert cli("world", "render", prompt, "-o", ours)[0] == 0
+    code, output = cli("world", "render", prompt, "-o", ours, "--seed", "1")
+    assert code == 2 and "pass --overwrite" in one_line_error(output)
+    assert cli("world", "render", prompt, "-o", ours, "--seed", "1", "--overwrite")[0] == 0
+    assert ours.read_bytes()[:4] == b"\x89PNG"
+    ours.write_bytes(b"edited by hand")  # changed since vhslab wrote it: no longer ours
+    code, output = cli("world", "render", prompt, "-o", ours, "--overwrite")
+    assert code == 2 and "never replaced" in one_line_error(output)
+
+
+# --- 7. identity: unfinished stores, another generator --------------------------------------------
+def test_an_unfinished_store_is_refused_unless_allow_incomplete(copy):
+    import zarr
+
+    s = copy()
+    zarr.open_group(s, mode="r+")["written"][40:] = False  # as if the extraction was killed at 40 of 48
+    code, output = cli(*PROBE, "--data", s)
+    line = one_line_error(output)
+    assert code == 2 and "did not finish (40 of 48 samples written)" in line and "--allow-incomplete" in line
+    code, res = last_json(*PROBE, "--data", s, "--allow-incomplete", "--json")
+    assert code == 0 and res["n_samples"] == 40  # the result says what it rests on
+
+
+def test_a_verifier_refuses_a_store_of_another_generator(store):
+    from types import SimpleNamespace
+
+    import vhslab
+    from vhslab.data.generate import config_hash, generator_fingerprint, weights_hash
+    from vhslab.probes import open_store
+    from vhslab.probes.verifier import VerifierError, check_generator
+
+    ds = open_store(store)
+    pipe = vhslab.load_world().pipeline
+    assert ds.attrs["generator"] == generator_fingerprint(config_hash(pipe), weights_hash(pipe))
+    verifier = SimpleNamespace(config=SimpleNamespace(site="block.5", extra={"generator": ds.attrs["generator"]}))
+    check_generator(verifier, ds)  # its own generator: fine
+    verifier.config.extra["generator"] = "0000-1111"
+    with pytest.raises(VerifierError, match="trained on states of generator 0000-1111"):
+        check_generator(verifier, ds)
+    verifier.config.site = "text"  # reads no states
+    check_generator(verifier, ds)

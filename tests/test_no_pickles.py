@@ -118,8 +118,13 @@ def invoke(*args):
 
 
 def test_cli_verifier_train_refuses_an_old_pickle_checkpoint(tmp_path, marker, llm_folder, store):
+    from vhslab.outputs import Output, write_manifest
+    from vhslab.probes.verifier import VERIFIER_KIND
+
     out = tmp_path / "v"
-    plant(out / OLD_CHECKPOINT, marker)
+    out.mkdir()
+    write_manifest(Output(out, VERIFIER_KIND, "--out", folder=True, resumable=True), complete=False)  # a stopped run
+    plant(out / OLD_CHECKPOINT, marker)  # ... with an earlier version's checkpoint left in it
     r = invoke("verifier", "train", "--data", store, "--llm", llm_folder, "--site", "block.1", "--steps", 2,
                "--align-steps", 0, "--grid", 0, "--out", out, "--no-progress")
     assert r.exit_code == 2 and "error:" in r.output and OLD_CHECKPOINT in r.output, r.output

@@ -34,14 +34,17 @@ def test_round_trip_is_byte_identical_and_json_array_variant(geneval_file, tmp_p
 @pytest.mark.parametrize(
     "row, field",
     [
-        ({"tag": "x", "prompt": "p", "include": [{"class": "circle", "count": 0}]}, "include[0].count"),
-        ({"tag": "x", "prompt": "p", "include": [{"class": "circle", "count": 1, "position": ["left of", 3]}]},
+        ({"tag": "single_object", "prompt": "p", "include": [{"class": "circle", "count": 0}]}, "include[0].count"),
+        ({"tag": "position", "prompt": "p", "include": [{"class": "circle", "count": 1, "position": ["left of", 3]}]},
          "include[0].position"),
-        ({"tag": "x", "prompt": "p", "include": [{"class": "circle", "count": 1, "position": ["near", 0]}]},
+        ({"tag": "position", "prompt": "p", "include": [{"class": "circle", "count": 1, "position": ["near", 0]}]},
          "include[0].position"),
-        ({"tag": "x", "prompt": "p", "include": [{"count": 1}]}, "include[0].class"),
-        ({"tag": "x", "include": [{"class": "a"}]}, "prompt"),
-        ({"tag": "x", "prompt": "p", "include": [{"class": "a", "count": "2"}]}, "include[0].count"),
+        ({"tag": "single_object", "prompt": "p", "include": [{"count": 1}]}, "include[0].class"),
+        ({"tag": "single_object", "include": [{"class": "a"}]}, "prompt"),
+        ({"tag": "single_object", "prompt": "p", "include": [{"class": "a", "count": "2"}]}, "include[0].count"),
+        ({"tag": "x", "prompt": "p", "include": [{"class": "a"}]}, "tag"),  # not one of GenEval's six
+        ({"tag": "single_object", "prompt": 42, "include": [{"class": "a"}]}, "prompt"),
+        ({"tag": "counting", "prompt": "p", "include": [{"class": "a", "count": 2}], "exclude": None}, "exclude"),
     ],
 )
 def test_bad_metadata_names_the_field(row, field, tmp_path):

@@ -10,19 +10,20 @@ def load_world(*args, **kwargs):
     return _load(*args, **kwargs)
 
 
-def load_verifier(path=None, *, kind: str = "vhs"):
-    """A saved LatentVerifier: a shipped one by `kind` (`vhs`: the production verifier on block 10;
-    `text`: the same LLM without visual tokens; `vision`: the standard decode + CLIP path; `ae`: on
-    the autoencoder latent) or the one saved at `path`."""
+def load_verifier(path=None, *, kind: str | None = None):
+    """A saved LatentVerifier: a shipped one by `kind` (`vhs`, the default: the production verifier on
+    block 10; `text`: the same LLM without visual tokens; `vision`: the standard decode + CLIP path;
+    `ae`: on the autoencoder latent) or the one saved at `path`, which must then be of `kind` if given
+    (a clear error otherwise, before anything is loaded)."""
     from pathlib import Path
 
     from vhslab.probes.verifier import LatentVerifier
 
     shipped = {"vhs": "verifier", "text": "verifier_text", "vision": "verifier_vision", "ae": "verifier_ae"}
+    if kind is not None and kind not in shipped:
+        raise ValueError(f"unknown verifier kind {kind!r}; kinds: {', '.join(shipped)}")
     if path is None:
-        if kind not in shipped:
-            raise ValueError(f"unknown verifier kind {kind!r}; shipped: {', '.join(shipped)}")
-        path = Path(__file__).parent / "assets" / shipped[kind]
+        path = Path(__file__).parent / "assets" / shipped[kind or "vhs"]
         if not path.is_dir():
             raise FileNotFoundError(f"no shipped verifier at {path}; train one with `vhslab verifier train --out DIR`")
-    return LatentVerifier.from_pretrained(path)
+    return LatentVerifier.from_pretrained(path, kind=kind)

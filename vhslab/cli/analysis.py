@@ -7,16 +7,16 @@ from pathlib import Path
 
 import typer
 
-from vhslab.cli.common import check_new_files, comma_list, emit, save_outputs
+from vhslab.cli.common import ALLOW_INCOMPLETE, claim_outputs, comma_list, emit, save_outputs
 
 TEST_HELP = "held-out store (default: the world's `verifier-test` store: geneval-shapes x 4, seed 1)"
 
 
-def _test_store(data: Path | None, progress: bool):
+def _test_store(data: Path | None, progress: bool, allow_incomplete: bool = False):
     from vhslab.data.default_stores import default_store
     from vhslab.probes import open_store
 
-    return open_store(data if data is not None else default_store("verifier-test", progress))
+    return open_store(data if data is not None else default_store("verifier-test", progress), allow_incomplete=allow_incomplete)
 
 
 def attribute_cmd(
@@ -30,6 +30,7 @@ def attribute_cmd(
     out: Path = typer.Option(None, "--out", help="attribution dataset to write (.nc)"),
     plot: Path = typer.Option(None, help="save maps over images and prompt-word bars to this image"),
     overwrite: bool = typer.Option(False, help="replace --out / --plot if they exist"),
+    allow_incomplete: bool = ALLOW_INCOMPLETE,
     progress: bool = typer.Option(True, help="show progress bars (store extraction)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
@@ -39,13 +40,13 @@ def attribute_cmd(
     from vhslab.analysis.study import attribution_study
 
     t0 = time.perf_counter()
-    check_new_files(overwrite, out=out, plot=plot)
+    outs = claim_outputs("attribute", overwrite, inputs={"--data": data, "--verifier": verifier}, out=out, plot=plot)
     v = vhslab.load_verifier(None if verifier == "default" else verifier)
-    store = _test_store(data, progress)
+    store = _test_store(data, progress, allow_incomplete)
     res = attribution_study(v, store, n, seed=seed, n_steps=n_steps, patch=patch, internal_batch_size=internal_batch_size,
                             pipe=vhslab.load_world().pipeline)
     result = res.summary()
-    save_outputs(result, res.ds, res.plot, out, plot)
+    save_outputs(result, res.ds, res.plot, outs)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     emit(result, as_json, title="attribute")
 
@@ -62,6 +63,7 @@ def patch_cmd(
     out: Path = typer.Option(None, "--out", help="patching dataset to write (.nc)"),
     plot: Path = typer.Option(None, help="save the block x region heatmaps to this image"),
     overwrite: bool = typer.Option(False, help="replace --out / --plot if they exist"),
+    allow_incomplete: bool = ALLOW_INCOMPLETE,
     progress: bool = typer.Option(True, help="show progress bars (store extraction)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
@@ -75,19 +77,21 @@ def patch_cmd(
     from vhslab.figures.interventions import plot_patching
 
     t0 = time.perf_counter()
-    check_new_files(overwrite, out=out, plot=plot)
+    outs = claim_outputs("patch", overwrite, inputs={"--data": data, "--train": train, "--verifier": verifier}, out=out,
+                         plot=plot)
     world = vhslab.load_world()
     n_blocks = len(world.pipeline.transformer.transformer_blocks)
     block_list = comma_list(blocks, int, "--blocks", "block indices") or list(range(n_blocks))
     if any(not 0 <= b < n_blocks for b in block_list):
         raise ValueError(f"--blocks: the world's generator has blocks 0-{n_blocks - 1}, got {block_list}")
     v = vhslab.load_verifier(None if verifier == "default" else verifier)
-    ds = patch_sweep(world, v, pairs_from_store(_test_store(data, progress), pairs), block_list)
+    ds = patch_sweep(world, v, pairs_from_store(_test_store(data, progress, allow_incomplete), pairs), block_list)
     if steer:
         from vhslab.data.default_stores import default_store
         from vhslab.probes import open_store
 
-        train_store = open_store(train if train is not None else default_store("verifier-train", progress))
+        train_store = open_store(train if train is not None else default_store("verifier-train", progress),
+                                 allow_incomplete=allow_incomplete)
         st = steer_sweep(world, train_store, load_suite("geneval-shapes"), block_list, coefficient, seed)
         ds = xr.merge([ds, st.rename({"success": "steer_success", "control": "steer_control"})], combine_attrs="drop_conflicts")
     table, control = ds["flip"].to_pandas(), ds["flip_control"].to_pandas()
@@ -102,7 +106,7 @@ def patch_cmd(
             hit, ctl = (ds[v].sel(block=b).values.astype(float) for v in ("steer_success", "steer_control"))
             result["steering"][str(b)] = {"success": float(hit.mean()), "control": float(ctl.mean()),
                                           "diff_ci": mean_ci(hit - ctl, 1000, seed)}
-    save_outputs(result, ds, lambda: plot_patching(ds), out, plot)
+    save_outputs(result, ds, lambda: plot_patching(ds), outs)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     emit(result, as_json, title="patch")
 
@@ -117,6 +121,7 @@ def geometry_cmd(
     out: Path = typer.Option(None, "--out", help="geometry dataset to write (.nc)"),
     plot: Path = typer.Option(None, help="save the CKA heatmap and embeddings to this image"),
     overwrite: bool = typer.Option(False, help="replace --out / --plot if they exist"),
+    allow_incomplete: bool = ALLOW_INCOMPLETE,
     progress: bool = typer.Option(True, help="show progress bars (store extraction)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
@@ -125,8 +130,8 @@ def geometry_cmd(
     from vhslab.figures.geometry import plot_geometry
 
     t0 = time.perf_counter()
-    check_new_files(overwrite, out=out, plot=plot)
-    store = _test_store(data, progress)
+    outs = claim_outputs("geometry", overwrite, inputs={"--data": data}, out=out, plot=plot)
+    store = _test_store(data, progress, allow_incomplete)
     site_list = comma_list(sites) or None
     ds = geometry(store, site_list, n, labels=tuple(dict.fromkeys(["verdict", label])), umap=umap, seed=seed)
     names = [str(s) for s in ds.site.values]
@@ -135,6 +140,6 @@ def geometry_cmd(
               "cka": {a: {b: round(float(cka[i, j]), 3) for j, b in enumerate(names)} for i, a in enumerate(names)},
               "pca_variance_ratio": {s: [round(float(x), 3) for x in ds["pca_variance_ratio"].sel(site=s).values] for s in names}}
     shown = [s for s in names if s in ("block.0", f"block.{len(names) // 2}", "ae_latent", "vision")] or names[:3]
-    save_outputs(result, ds, lambda: plot_geometry(ds, label, "umap" if umap else "pca", shown), out, plot)
+    save_outputs(result, ds, lambda: plot_geometry(ds, label, "umap" if umap else "pca", shown), outs)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     emit(result, as_json, title="geometry")

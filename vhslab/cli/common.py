@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -14,22 +15,21 @@ console = Console(stderr=True)
 DEBUG = {"on": False}  # set by `vhslab --debug`
 
 
-def check_new_file(path, overwrite: bool, option: str = "--out") -> None:
-    """Before any compute: an existing file is replaced only with --overwrite, a folder never, and
-    the folder it goes in must be writable."""
-    import os
-    from pathlib import Path
+ALLOW_INCOMPLETE = typer.Option(False, "--allow-incomplete", help="use a store whose extraction did not finish "
+                                "(its written samples only; results say how many)")
 
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{option} {path} is a folder; give a file name")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{option} {path} exists; nothing was changed (pass --overwrite to replace it)")
-    parent = path.resolve().parent
-    if not parent.is_dir():
-        raise FileNotFoundError(f"{option} {path}: the folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise PermissionError(f"{option} {path}: the folder {parent} is not writable")
+
+def claim_outputs(command: str, overwrite: bool, inputs: dict | None = None, **paths) -> dict:
+    """Before any compute: check and lock each output file (option name -> path; None is skipped) of
+    `command` (see `vhslab.outputs.claim`): a path is written only if it is new or holds this command's
+    own output, which is replaced only with --overwrite; outputs must not clash with each other or with
+    the `inputs` (option -> path). Returns option name -> `Output`."""
+    from vhslab.outputs import Output, claim
+
+    outs = {name: Output(Path(p), f"{command} --{name.replace('_', '-')}", "--" + name.replace("_", "-"))
+            for name, p in paths.items() if p is not None}
+    claim(list(outs.values()), overwrite, inputs)
+    return outs
 
 
 def comma_list(text: str | None, convert=str, option: str = "", what: str = "values") -> list:
@@ -41,21 +41,17 @@ def comma_list(text: str | None, convert=str, option: str = "", what: str = "val
         raise ValueError(f"{option} is a comma list of {what}, got {text!r}") from None
 
 
-def check_new_files(overwrite: bool, **paths) -> None:
-    """`check_new_file` for each optional output, keyed by option name (`out=..., plot=...`)."""
-    for name, path in paths.items():
-        if path is not None:
-            check_new_file(path, overwrite, "--" + name.replace("_", "-"))
+def save_outputs(result: dict, ds, figure, outs: dict) -> None:
+    """Write the result dataset to outs["out"] and `figure()` to outs["plot"] (each if claimed, atomically),
+    noting them in `result`."""
+    from vhslab.outputs import save_figure, save_netcdf
 
-
-def save_outputs(result: dict, ds, figure, out, plot) -> None:
-    """Write the result dataset to `out` and `figure()` to `plot` (each if given), noting them in `result`."""
-    if out is not None:
-        ds.to_netcdf(out)
-        result["out"] = str(out)
-    if plot is not None:
-        figure().savefig(plot, dpi=120, bbox_inches="tight")
-        result["plot"] = str(plot)
+    if "out" in outs:
+        save_netcdf(outs["out"], ds)
+        result["out"] = str(outs["out"].path)
+    if "plot" in outs:
+        save_figure(outs["plot"], figure())
+        result["plot"] = str(outs["plot"].path)
 
 
 BAD_INPUT = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
@@ -81,6 +77,10 @@ def guard(command):
                 text = f"{type(err).__name__}: {text}" + ("" if DEBUG["on"] else " (vhslab --debug ... shows the traceback)")
             console.print(f"error: {text}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(code) from None
+        finally:
+            from vhslab.outputs import release
+
+            release()  # the command's output locks
 
     return run
 

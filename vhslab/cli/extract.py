@@ -34,7 +34,7 @@ def load_model(model: str) -> tuple[Any, Any, str, Any]:
     from diffusers import DiffusionPipeline
 
     try:
-        pipe = DiffusionPipeline.from_pretrained(path)
+        pipe = DiffusionPipeline.from_pretrained(path, local_files_only=True)
     except Exception as err:  # diffusers raises many types for an incomplete folder
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise typer.BadParameter(f"--model {model!r}: cannot load a diffusers pipeline ({type(err).__name__}: {first})") from None

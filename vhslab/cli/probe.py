@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vhslab.cli.common import check_new_file, comma_list, emit
+from vhslab.cli.common import ALLOW_INCOMPLETE, claim_outputs, comma_list, emit
 
 
 def probe_cmd(
@@ -27,32 +27,33 @@ def probe_cmd(
     baseline: bool = typer.Option(True, help="also fit the prompt-only baseline (ordered prompt structure, same model family)"),
     plot: Path = typer.Option(None, help="save the depth plot to this image file"),
     seed: int = typer.Option(0, min=0),
+    allow_incomplete: bool = ALLOW_INCOMPLETE,
     progress: bool = typer.Option(True, help="show a progress bar"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
     """Fit probes on every site (one in memory at a time); report per target the site chosen by nested CV,
     its selection-free score and its paired gap to the prompt-only baseline, with intervals over meanings."""
+    from vhslab.outputs import claim, save_figure
     from vhslab.probes import open_store, run_sweep
-    from vhslab.probes.results import check_results_path
+    from vhslab.probes.results import results_output
 
     try:
         layer_list = [int(v) for v in comma_list(layers)] if layers else None
     except ValueError:
         raise typer.BadParameter(f"--layers {layers!r}: expected comma-separated integers") from None
+    outs = claim_outputs("probe", overwrite, inputs={"--data": data}, plot=plot)  # before any compute
     if out is not None:
-        check_results_path(out, overwrite)  # before any compute: never replaces what it did not write
-    if plot is not None:
-        check_new_file(plot, overwrite, "--plot")
-    ds = open_store(data)
+        outs["out"] = results_output(out)
+        claim([outs["out"]], overwrite, inputs={"--data": data, **({"--plot": plot} if plot else {})})
+    ds = open_store(data, allow_incomplete=allow_incomplete)
     res = run_sweep(
         ds, comma_list(targets), comma_list(probes), layers=layer_list, extra_sites=tuple(comma_list(sites)), k=folds,
         inner_k=inner_folds, select=select, grid=grid, n_boot=n_boot, baseline=baseline, seed=seed, progress=progress,
     )
     result = {"data": str(data), "n_samples": int(ds.sizes["sample"]), **res.report()}
     if out:
-        result["out"] = str(res.save(out, overwrite=overwrite))
+        result["out"] = str(res.write(outs["out"]))
     if plot:
-        g = res.plot()
-        g.figure.savefig(plot, dpi=120, bbox_inches="tight")
+        save_figure(outs["plot"], res.plot().figure)
         result["plot"] = str(plot)
     emit(result, as_json, title="probe sweep")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vhslab.cli.common import check_new_file, check_new_files, comma_list, emit, save_outputs
+from vhslab.cli.common import claim_outputs, comma_list, emit, save_outputs
 
 
 def generate_cmd(
@@ -28,12 +28,14 @@ def generate_cmd(
     import vhslab
     from vhslab.search import best_of_n
 
-    check_new_file(out, overwrite)
+    outs = claim_outputs("generate", overwrite, inputs={"--verifier": verifier}, out=out)
     world = vhslab.load_world()
     v = vhslab.load_verifier(None if verifier == "default" else verifier)
     res = best_of_n(world.pipeline, v, prompt, n, seed=seed, batch_size=batch_size, gen=world.gen_config)
     image = np.repeat(np.repeat(res.image, upscale, 0), upscale, 1)
-    Image.fromarray(image).save(out)
+    from vhslab.outputs import save_figure
+
+    save_figure(outs["out"], Image.fromarray(image))
     result = {"out": str(out), "prompt": prompt, "n": res.n, "site": v.config.site, "chosen": res.chosen,
               "scores": [round(float(s), 4) for s in res.scores], "seed_of_chosen": res.seeds[res.chosen],
               "timings_ms": {k: round(1000 * t, 2) for k, t in res.timings.items()}}
@@ -88,7 +90,9 @@ def bestofn_cmd(
     from vhslab.search.table import budget_table, check_table, table_summary
 
     t0 = time.perf_counter()
-    check_new_files(overwrite, out=out, plot=plot)
+    outs = claim_outputs("bestofn", overwrite, inputs={"--prompts": prompts, "--vhs": vhs, "--vision-verifier": vision_verifier,
+                         "--ae": ae, "--workdir": workdir, **{f"--cost-model {c}": c for c in comma_list(cost_model)}},
+                         out=out, plot=plot)
     methods = comma_list(verifiers)
     budget_list = comma_list(budgets, float, "--budgets", "numbers")
     noise_list = None if noise_budgets == "all" else comma_list(noise_budgets, float, "--noise-budgets", "numbers or 'all'")
@@ -105,7 +109,7 @@ def bestofn_cmd(
               "pool_size": ds.attrs["pool_size"], "seed": seed, "table": table_summary(ds)}
     from vhslab.figures.search import plot_budget_curve
 
-    save_outputs(result, ds, lambda: plot_budget_curve(ds), out, plot)
+    save_outputs(result, ds, lambda: plot_budget_curve(ds), outs)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     emit(result, as_json, title="bestofn")
 
@@ -123,7 +127,6 @@ def bench_cmd(
 ) -> None:
     """Per-stage latency (median) and FLOPs at batch 1 and 4, the cost model they make, ratio_vhs_to_vision,
     and the shipped real-size table beside it."""
-    import json
 
     import torch
     from rich.console import Console
@@ -136,8 +139,7 @@ def bench_cmd(
     device = device or ("cpu" if arch == "world" else "cuda")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: no CUDA device here (real sizes are meant for a GPU; --device cpu forces it)")
-    if save_cost_model is not None:
-        check_new_file(save_cost_model, overwrite, "--save-cost-model")
+    outs = claim_outputs("bench", overwrite, save_cost_model=save_cost_model)
     console = Console(stderr=True)
     say = (lambda s: console.log(s)) if not as_json else None
     if arch == "world":
@@ -173,6 +175,8 @@ def bench_cmd(
         result["end_to_end_ms"] = e2e(world, paths, progress=say)
         result["end_to_end_ratio_vhs_to_vision_n16"] = result["end_to_end_ms"]["vhs"][16] / result["end_to_end_ms"]["vision"][16]
     if save_cost_model is not None:
-        save_cost_model.write_text(json.dumps(model_json, indent=1) + "\n")
+        from vhslab.outputs import save_json
+
+        save_json(outs["save_cost_model"], model_json)
         result["saved"] = str(save_cost_model)
     emit(result, as_json, title="bench")

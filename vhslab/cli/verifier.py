@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from vhslab.cli.common import check_new_files, comma_list, emit, guard
+from vhslab.cli.common import ALLOW_INCOMPLETE, claim_outputs, comma_list, emit, guard
 
 verifier_app = typer.Typer(help="LatentVerifiers: train one, evaluate one, sweep every site.", no_args_is_help=True,
                            pretty_exceptions_enable=False)
@@ -18,11 +18,11 @@ DATA_HELP = "training store (default: the world's `verifier-train` store, extrac
 TEST_HELP = "test store (default: the world's `verifier-test` store: geneval-shapes x 4, seeds never used in training)"
 
 
-def _store(path: Path | None, name: str, progress: bool):
+def _store(path: Path | None, name: str, progress: bool, allow_incomplete: bool = False):
     from vhslab.data.default_stores import default_store
     from vhslab.probes import open_store
 
-    return open_store(path if path is not None else default_store(name, progress))
+    return open_store(path if path is not None else default_store(name, progress), allow_incomplete=allow_incomplete)
 
 
 def _llm(llm: str | None):
@@ -36,24 +36,27 @@ def _llm(llm: str | None):
 
     if not (Path(llm) / "config.json").is_file():
         raise FileNotFoundError(f"--llm {llm}: not a transformers model folder (config.json missing)")
-    return AutoModelForCausalLM.from_pretrained(llm), folder_tokenizer(llm)
+    try:
+        return AutoModelForCausalLM.from_pretrained(llm, local_files_only=True), folder_tokenizer(llm)
+    except OSError as err:  # transformers' word for an incomplete model folder (no weights, ...)
+        raise FileNotFoundError(f"--llm {llm}: {str(err).strip().splitlines()[0]}") from None
 
 
 def folder_tokenizer(folder: str | Path):
     """A model folder's tokenizer. A bare `tokenizers` one (the world's word-level tokenizer, saved with
     tokenizer_class TokenizersBackend) loads as saved: AutoTokenizer would follow config.json's
     model_type (qwen2) and rebuild a byte-level BPE from its vocabulary, which maps words to wrong ids."""
-    import json
-
     from transformers import AutoTokenizer
 
+    from vhslab.schemas import read_json
     from vhslab.world.llm_train import load_tokenizer
 
     config = Path(folder) / "tokenizer_config.json"
-    cls = json.loads(config.read_text()).get("tokenizer_class") if config.is_file() else None
+    raw = read_json(config) if config.is_file() else {}
+    cls = raw.get("tokenizer_class") if isinstance(raw, dict) else None
     if cls in ("TokenizersBackend", "PreTrainedTokenizerFast"):
         return load_tokenizer(folder)
-    return AutoTokenizer.from_pretrained(folder)
+    return AutoTokenizer.from_pretrained(folder, local_files_only=True)
 
 
 def _train_config(steps, align_steps, batch_size, lr, llm_lr, loss, seed, balance=0.0, select="within", rank_weight=1.0,
@@ -99,29 +102,34 @@ def train_cmd(
     select: str = SELECT, rank_weight: float = RANK, mix_chunks: int = MIX,
     teacher_weight: float = TEACHER, teacher_c: float = TEACHER_C,
     overwrite: bool = typer.Option(False, help="replace a verifier already saved in --out"),
+    allow_incomplete: bool = ALLOW_INCOMPLETE,
     progress: bool = typer.Option(True, help="show progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
     """Train one verifier (stage 1 then stage 2); a stopped run resumes from --out/checkpoint.safetensors."""
-    from vhslab.probes.verifier import CONFIG
+    from vhslab.outputs import Output, claim, state, write_manifest
+    from vhslab.probes.verifier import VERIFIER_KIND
     from vhslab.probes.verifier_train import CHECKPOINT, train_verifier
 
     cfg = _train_config(steps, align_steps, batch_size, lr, llm_lr, loss, seed, balance, select, rank_weight, mix_chunks,
                         teacher_weight, teacher_c)
-    if (out / CONFIG).exists() and not overwrite:
-        raise FileExistsError(f"--out {out} holds a saved verifier; nothing was changed (pass --overwrite to replace it)")
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {out} is a file; give a folder")
+    target = Output(out, VERIFIER_KIND, "--out", folder=True, resumable=True)
+    earlier = state(out, VERIFIER_KIND)  # an incomplete one of ours resumes from its checkpoint
+    claim([target], overwrite, inputs={"--data": data, "--llm": llm})
     model, tokenizer = _llm(llm)
-    ds = _store(data, "verifier-train", progress)
-    out.mkdir(parents=True, exist_ok=True)
+    ds = _store(data, "verifier-train", progress, allow_incomplete)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        if earlier == "complete":  # replaced (--overwrite): its finished run's checkpoint is not resumed
+            for done in (CHECKPOINT, CHECKPOINT + ".refit"):
+                (out / done).unlink(missing_ok=True)
+        write_manifest(target, complete=False)
     t0 = time.perf_counter()
     verifier, info = train_verifier(ds, site, model, tokenizer, cfg, token_grid=grid or None, progress=progress,
                                     checkpoint=out / CHECKPOINT)
     verifier.config.extra.update({"data": str(data or "verifier-train"), "store": ds.attrs.get("content_key"),
                                   "best_val_auroc": info["best_val_auroc"]})
-    from accelerate import PartialState
-
     if PartialState().is_main_process:
         verifier.save_pretrained(out)
         for done in (CHECKPOINT, CHECKPOINT + ".refit"):
@@ -141,6 +149,7 @@ def eval_cmd(
     text_only: str = typer.Option("default", help="text-only verifier: 'default' (shipped), a folder, or 'none'"),
     n: int = typer.Option(4, min=2, help="Best-of-n"),
     n_boot: int = typer.Option(300, min=10, help="bootstrap resamples of meanings"),
+    allow_incomplete: bool = ALLOW_INCOMPLETE,
     progress: bool = typer.Option(True, help="show progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
@@ -153,7 +162,12 @@ def eval_cmd(
 
     v = vhslab.load_verifier(None if verifier == "default" else verifier)
     text = None if text_only == "none" else vhslab.load_verifier(None if text_only == "default" else text_only, kind="text")
-    test_ds, train_ds = _store(test, "verifier-test", progress), _store(data, "verifier-train", progress)
+    test_ds, train_ds = (_store(test, "verifier-test", progress, allow_incomplete),
+                         _store(data, "verifier-train", progress, allow_incomplete))
+    from vhslab.probes.verifier import check_generator
+
+    for ds in (test_ds, train_ds):  # before any compute: states of another generator mean nothing to it
+        check_generator(v, ds)
     site = v.config.site
     cfg = v.config.extra.get("train", {})
     feats = None if site == "text" else mean_states(train_ds, test_ds, site)  # read once: the probe and the teacher
@@ -201,6 +215,7 @@ def sweep_cmd(
                             "other seeds; 'default': the world's verifier-dev) instead of the training validation split"),
     plot: Path = typer.Option(None, help="save the depth plot (verifier and probe against depth) to this image"),
     overwrite: bool = typer.Option(False, help="replace --out / --plot if they exist"),
+    allow_incomplete: bool = ALLOW_INCOMPLETE,
     progress: bool = typer.Option(True, help="show progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
@@ -211,15 +226,19 @@ def sweep_cmd(
 
     cfg = _train_config(steps, align_steps, 32, 1e-3, 1e-4, loss, seed, select=select, rank_weight=rank_weight,
                         mix_chunks=mix_chunks, teacher_weight=teacher_weight, teacher_c=teacher_c)
-    check_new_files(overwrite, out=out, plot=plot)
+    outs = claim_outputs("verifier sweep", overwrite, inputs={"--data": data, "--test": test, "--dev": dev}, out=out,
+                         plot=plot)
     model, tokenizer = _llm(None)
-    train_ds, test_ds = _store(data, "verifier-train", progress), _store(test, "verifier-test", progress)
-    dev_ds = None if dev is None else _store(None if dev == "default" else Path(dev), "verifier-dev", progress)
+    train_ds, test_ds = (_store(data, "verifier-train", progress, allow_incomplete),
+                         _store(test, "verifier-test", progress, allow_incomplete))
+    dev_ds = None if dev is None else _store(None if dev == "default" else Path(dev), "verifier-dev", progress, allow_incomplete)
     t0 = time.perf_counter()
     res = run_verifier_sweep(train_ds, test_ds, model, tokenizer, comma_list(sites) or None,
                              cfg, token_grid=grid or None, n_boot=n_boot, progress=progress,
                              partial=out.with_name(out.name + ".partial"), dev=dev_ds)
-    res.to_netcdf(out)
+    from vhslab.outputs import save_figure, save_netcdf
+
+    save_netcdf(outs["out"], res)
     shutil.rmtree(out.with_name(out.name + ".partial"), ignore_errors=True)
     result = {"out": str(out), "elapsed_s": round(time.perf_counter() - t0, 1), "selected_site": res.attrs["selected_site"],
               "selected_by": res.attrs["selected_by"],
@@ -230,7 +249,7 @@ def sweep_cmd(
     if plot is not None:
         from vhslab.figures.verifiers import plot_verifier_depth
 
-        plot_verifier_depth(res).savefig(plot, dpi=120, bbox_inches="tight")
+        save_figure(outs["plot"], plot_verifier_depth(res))
         result["plot"] = str(plot)
     if not as_json:
         print(verifier_table(res))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vhslab.cli.common import check_new_file, console, emit, guard
+from vhslab.cli.common import claim_outputs, console, emit, guard
 
 world_app = typer.Typer(help="The embedded shapes world: render, check, train, score.", no_args_is_help=True,
                         pretty_exceptions_enable=False)
@@ -23,19 +23,20 @@ def render_cmd(
     upscale: int = typer.Option(1, min=1, help="nearest-neighbour upscaling of the saved PNG, for viewing"),
 ) -> None:
     """Render a random scene that satisfies a GenEval-style prompt."""
-    check_new_file(out, overwrite)
+    outs = claim_outputs("world render", overwrite, out=out)
     import numpy as np
     from PIL import Image
 
     from vhslab.data.phrasing import caption_scene, parse_prompt
     from vhslab.data.shapes import render, sample_scene
+    from vhslab.outputs import save_figure
 
     spec = parse_prompt(prompt)  # a PromptError is bad input: `guard` prints it, exit 2
     scene = sample_scene(spec, np.random.default_rng(seed))
     image = Image.fromarray(render(scene, resolution))
     if upscale > 1:
         image = image.resize((resolution * upscale,) * 2, Image.Resampling.NEAREST)
-    image.save(out)
+    save_figure(outs["out"], image)
     console.print(f"{spec.tag}: {caption_scene(scene)} -> {out}")
 
 
@@ -72,8 +73,7 @@ def gold_cmd(
     from vhslab.data.evaluate import ShapesEvaluator
     from vhslab.world.gold import GOLD_FILE, disagreement_sheet, gold_report, images_file, read_gold, read_gold_images
 
-    if sheet is not None:
-        check_new_file(sheet, overwrite, "--sheet")
+    outs = claim_outputs("world gold", overwrite, inputs={"--gold": gold, "--world": world}, sheet=sheet)
     path = gold or GOLD_FILE
     try:
         records = read_gold(path)
@@ -91,7 +91,9 @@ def gold_cmd(
     if sheet is not None:
         fig = disagreement_sheet(disagreements, records, images)
         if fig is not None:
-            fig.save(sheet)
+            from vhslab.outputs import save_figure
+
+            save_figure(outs["sheet"], fig)
             console.print(f"wrote {sheet}")
     emit(report, as_json, "world gold")
 
@@ -131,12 +133,13 @@ def grid_cmd(
     resolution: int = typer.Option(64, min=16),
 ) -> None:
     """A grid of rendered examples of the evaluation prompts, one row per tag."""
-    check_new_file(out, overwrite)
+    outs = claim_outputs("world grid", overwrite, out=out)
     import numpy as np
 
     from vhslab.data.prompts import TAGS, load_suite
     from vhslab.data.shapes import render, sample_scene
     from vhslab.figures.grids import image_grid
+    from vhslab.outputs import save_figure
 
     rng = np.random.default_rng(seed)
     suite = load_suite("geneval-shapes")
@@ -145,7 +148,7 @@ def grid_cmd(
         picks = _pick(suite, tag, per_tag, rng)
         rows[tag] = [render(sample_scene(s, rng), resolution) for s in picks]
         captions[tag] = [s.prompt.removeprefix("a photo of ") for s in picks]
-    image_grid(rows, captions).savefig(out, dpi=150)
+    save_figure(outs["out"], image_grid(rows, captions), dpi=150, bbox_inches=None)
     console.print(f"wrote {out}")
 
 
@@ -178,9 +181,17 @@ def train_cmd(
     except ValueError as err:
         raise typer.BadParameter(f"--profile: {err}") from None
     chosen = STAGES if stages == "all" else tuple(s.strip() for s in stages.split(","))
+    from vhslab.outputs import Output, claim, state, write_manifest
+
+    run = Output(out, "world train", "--out", folder=True, resumable=True)
+    claim([run], overwrite=True)  # a run folder of ours is resumed (each stage refuses other settings); never another's
+    if state(out, run.kind) == "absent":
+        write_manifest(run, complete=False)
     already = [s for s in chosen if stage.finished_metrics(out / s) is not None]
     start = time.perf_counter()
     metrics = train_world(out, seed, stages=chosen, device=device, log=_plain_line, threads=threads, **configs)
+    if all(stage.finished_metrics(out / s) is not None for s in STAGES):
+        write_manifest(run, complete=True)
     if ship:
         src = out / "assemble"
         if not (src / "pipeline" / "model_index.json").is_file():
@@ -231,12 +242,13 @@ def samples_cmd(
     seed: int = typer.Option(0, min=0),
 ) -> None:
     """A grid of one-step generations per tag, framed green (judged correct) or red."""
-    check_new_file(out, overwrite)
+    outs = claim_outputs("world samples", overwrite, inputs={"--world": world}, out=out)
     import numpy as np
 
     from vhslab.data.evaluate import ShapesEvaluator
     from vhslab.data.prompts import TAGS, load_suite
     from vhslab.figures.grids import image_grid
+    from vhslab.outputs import save_figure
     from vhslab.world import load_world
     from vhslab.world.score import generate
 
@@ -252,5 +264,5 @@ def samples_cmd(
         rows[tag] = list(imgs)
         captions[tag] = [s.prompt.removeprefix("a photo of ") for s in picks]
         marks[tag] = [ev.evaluate(img, s).correct for img, s in zip(imgs, picks, strict=True)]
-    image_grid(rows, captions, marks).savefig(out, dpi=150)
+    save_figure(outs["out"], image_grid(rows, captions, marks), dpi=150, bbox_inches=None)
     console.print(f"wrote {out}")

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 import vhslab
 from vhslab.data.capture import LATE_SITES, Capture, VisionFn, find_transformer, parse_sites
-from vhslab.data.generate import GenConfig, Sample, config_hash, make_samples, weights_hash
+from vhslab.data.generate import GenConfig, Sample, config_hash, generator_fingerprint, make_samples, weights_hash
 from vhslab.data.phrasing import caption_detections
 from vhslab.data.prompts import PromptSpec, check_prompts
 from vhslab.data.spec import DTYPES, N_ITEMS, SPEC_VERSION, content_key
@@ -224,10 +224,11 @@ def extract(
     grid = (gen.height // (pipe.vae_scale_factor * patch), gen.width // (pipe.vae_scale_factor * patch))
     cfg = config_hash(pipe)
     judge = describe_evaluator(evaluator)
+    weights = weights_hash(pipe)
     key = content_key(
         evaluator=judge,
         config=cfg,
-        weights=weights_hash(pipe),
+        weights=weights,
         prompts=[s.to_json() for s in prompts],
         n_per_prompt=n_per_prompt,
         seed=seed,
@@ -240,6 +241,7 @@ def extract(
         "model_id": str(model_id or getattr(pipe, "name_or_path", None) or type(pipe).__name__),
         "pipeline": type(pipe).__name__,
         "config_hash": cfg,
+        "generator": generator_fingerprint(cfg, weights),  # verifiers refuse a store of another generator
         "num_blocks": num_blocks,
         "sites": ",".join(site_list),
         "dtype": dtype,

@@ -149,6 +149,11 @@ def config_hash(pipe: Any) -> str:
 
 
 @torch.no_grad()
+def generator_fingerprint(config: str, weights: str) -> str:
+    """A generator's identity in a store's attrs and a verifier's config: architecture (config hash) and weights."""
+    return f"{config}-{weights}"
+
+
 def weights_hash(pipe: Any, per_tensor: int = 4096) -> str:
     """Fingerprint of the weights: a strided sample of every parameter of every module."""
     h = hashlib.sha256()

@@ -11,9 +11,10 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
-RELATIONS = ("left of", "right of", "above", "below")
+from vhslab.schemas import RELATIONS, TAGS, ItemRow, PromptRow, check, read_text  # noqa: F401 (TAGS: imported from here)
+
 MIRROR = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 
 
@@ -42,32 +43,13 @@ class Item:
         return out
 
     @classmethod
-    def from_json(cls, obj: dict, where: str) -> Item:
-        if not isinstance(obj, dict):
-            raise PromptError(f"{where}: expected an object, got {type(obj).__name__}")
-        unknown = set(obj) - {"class", "count", "color", "position"}
-        if unknown:
-            raise PromptError(f"{where}: unknown field(s) {sorted(unknown)}")
-        if not isinstance(obj.get("class"), str) or not obj["class"]:
-            raise PromptError(f"{where}.class: missing or not a string")
-        count = obj.get("count", 1)
-        if not isinstance(count, int) or isinstance(count, bool):
-            raise PromptError(f"{where}.count: {count!r} is not an integer")
-        color = obj.get("color")
-        if color is not None and not isinstance(color, str):
-            raise PromptError(f"{where}.color: {color!r} is not a string")
-        position = obj.get("position")
-        if position is not None:
-            ok = (
-                isinstance(position, (list, tuple))
-                and len(position) == 2
-                and isinstance(position[0], str)
-                and isinstance(position[1], int)
-            )
-            if not ok:
-                raise PromptError(f"{where}.position: {position!r} is not [relation, index]")
-            position = (position[0], position[1])
-        return cls(obj["class"], count, color, position)
+    def from_json(cls, obj: dict, where: str = "item") -> Item:
+        """An item from its JSON object, checked by the schema (`vhslab.schemas.ItemRow`)."""
+        return cls.from_row(check(ItemRow, obj, where, PromptError))
+
+    @classmethod
+    def from_row(cls, row) -> Item:
+        return cls(row.cls, row.count, row.color, row.position)
 
 
 @dataclass(frozen=True)
@@ -132,20 +114,14 @@ class PromptSpec:
         return out
 
     @classmethod
-    def from_json(cls, obj: dict, where: str = "prompt") -> PromptSpec:
-        if not isinstance(obj, dict):
-            raise PromptError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-        for key in ("tag", "prompt", "include"):
-            if key not in obj:
-                raise PromptError(f"{where}.{key}: missing")
-        if not isinstance(obj["include"], list):
-            raise PromptError(f"{where}.include: not a list")
-        include = [Item.from_json(o, f"{where}.include[{i}]") for i, o in enumerate(obj["include"])]
-        exclude = [Item.from_json(o, f"{where}.exclude[{i}]") for i, o in enumerate(obj.get("exclude", []))]
+    def from_json(cls, obj: dict | str, where: str = "prompt") -> PromptSpec:
+        """A spec from a GenEval row (an object or its JSON text), checked by the schema
+        (`vhslab.schemas.PromptRow`: GenEval's tags, types, counts >= 1), then by `check`."""
+        row = check(PromptRow, obj, where, PromptError)
         try:
-            return cls(obj["tag"], obj["prompt"], tuple(include), tuple(exclude))
+            return cls(row.tag, row.prompt, tuple(map(Item.from_row, row.include)), tuple(map(Item.from_row, row.exclude)))
         except PromptError as err:
-            raise PromptError(f"{where}.{err}") from None
+            raise PromptError(f"{where}: field {err}") from None
 
 
 def _item_key(item: Item) -> str:
@@ -156,26 +132,13 @@ def read_prompts(path: str | Path) -> list[PromptSpec]:
     """Read GenEval metadata: `.jsonl` (one object per line) or a JSON array. Every bad entry is
     reported at once, each as `file:line: reason` (`file[i]` in an array)."""
     path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise PromptError(f"{path}: not UTF-8 text (byte {err.start} is {err.object[err.start]:#04x})") from None
-    except OSError as err:
-        raise PromptError(f"{path}: cannot be read ({err.strerror})") from None
+    text = read_text(path, PromptError)
     if text.lstrip().startswith("["):
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise PromptError(f"{path}: invalid JSON array ({err})") from None
+        rows = check(Any, text, str(path), PromptError, whole_file=True)
         located, errors = [(f"{path.name}[{i}]", r) for i, r in enumerate(rows)], []
     else:
-        located, errors = [], []
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    located.append((f"{path.name}:{lineno}", json.loads(line)))
-                except json.JSONDecodeError as err:
-                    errors.append(f"{path.name}:{lineno}: invalid JSON ({err.msg}, column {err.colno})")
+        located = [(f"{path.name}:{n}", line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+        errors = []
     specs = []
     for where, row in located:
         try:

@@ -14,15 +14,27 @@ class ProbeError(ValueError):
     """Bad input to a probe sweep (unknown target, missing layer or variable, NaNs...)."""
 
 
-def open_store(path: str | Path) -> xr.Dataset:
-    """Open a store lazily (dask) via `vhslab.data.store`, check it, keep only `written` rows."""
-    from vhslab.data.store import StoreError
+def open_store(path: str | Path, allow_incomplete: bool = False) -> xr.Dataset:
+    """Open a store lazily (dask) via `vhslab.data.store` and check it. A store whose extraction did not
+    finish is refused unless `allow_incomplete` (then only its `written` rows are kept, with a warning, and
+    every result rests on those: their count is `ds.sizes["sample"]`)."""
+    import warnings
+
+    from vhslab.data.store import StoreError, written_mask
     from vhslab.data.store import open_store as _open
 
     try:
         ds = _open(path)
     except (StoreError, FileNotFoundError) as exc:
         raise ProbeError(str(exc)) from exc
+    if "written" in ds:
+        written = written_mask(ds)
+        if not written.all():
+            what = f"{path}: its extraction did not finish ({int(written.sum())} of {written.size} samples written)"
+            if not allow_incomplete:
+                raise ProbeError(f"{what}; rerun `vhslab extract` with the same arguments to finish it, or pass "
+                                 "--allow-incomplete to use the written samples only")
+            warnings.warn(f"{what}: results rest on the {int(written.sum())} written samples", stacklevel=2)
     return check_store(ds, validated=True)
 
 

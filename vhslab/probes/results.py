@@ -2,50 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
+from vhslab.outputs import Output, atomic_folder, check_complete, owned, saving
 from vhslab.probes.data import ProbeError
 
 LOWER_IS_BETTER = {"ece"}
 RESULTS_MARK = "vhslab_probe_results"  # attr that tells our results from anything else at a path
 
 
-def check_results_path(path: str | Path, overwrite: bool) -> None:
-    """Refuse, before any compute, a path that exists unless `overwrite` and it holds earlier probe
-    results (an activation store, a folder of other files, the working directory: never); and a
-    folder that cannot be written."""
+def results_output(path: str | Path) -> Output:
+    """The output a probe sweep writes: a netCDF file (`.nc`) or a zarr folder (any other suffix)."""
     path = Path(path)
-    if path.exists():
-        if not overwrite:
-            raise FileExistsError(f"--out {path} exists; nothing was changed (pass --overwrite to replace earlier results)")
-        elif not _is_results(path):
-            raise FileExistsError(
-                f"--out {path} exists and holds no probe results (e.g. an activation store or your files); "
-                "it is never replaced, even with --overwrite: choose another path"
-            )
-    parent = path.resolve().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise PermissionError(f"cannot write {path}: {parent} is not writable; nothing was computed")
-
-
-def _is_results(path: Path) -> bool:
-    try:
-        if path.is_dir():
-            if not (path / "zarr.json").is_file():
-                return False
-            return bool(xr.open_zarr(path).attrs.get(RESULTS_MARK))
-        with xr.open_dataset(path, engine=_nc_engine()) as ds:
-            return bool(ds.attrs.get(RESULTS_MARK))
-    except Exception:
-        return False
+    return Output(path, "probe --out", "--out", folder=path.suffix != ".nc")
 
 
 def headline_metric(kind: str) -> str:
@@ -64,29 +37,33 @@ class ProbeResults:
 
     # --- io -------------------------------------------------------------
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
-        """Write to netCDF (`.nc`, via h5netcdf or scipy) or zarr (any other suffix). An existing
-        path is replaced only with `overwrite` and only if it holds earlier probe results."""
-        path = Path(path)
-        check_results_path(path, overwrite)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-        if path.suffix == ".nc":
-            self.ds.to_netcdf(path, engine=_nc_engine())
-        else:  # variable-length strings: zarr v3 has a spec for them, not for fixed-width ones
-            ds = self.ds.copy()
-            for name, var in ds.variables.items():
-                if var.dtype.kind == "U":
-                    ds[name] = var.astype(object)
-            from vhslab.data.store import quiet_consolidation
+        """Write to netCDF (`.nc`, via h5netcdf or scipy) or zarr (any other suffix), atomically. An
+        existing path is replaced only with `overwrite` and only if it holds earlier probe results
+        written by vhslab (see `vhslab.outputs`)."""
+        out = results_output(path)
+        with owned([out], overwrite):
+            return self.write(out)
 
-            with quiet_consolidation():
-                ds.to_zarr(path, mode="w", consolidated=True)
-        return path
+    def write(self, out: Output) -> Path:
+        """Write to an output already claimed (`vhslab.outputs.claim`)."""
+        if not out.folder:
+            with saving(out) as tmp:
+                self.ds.to_netcdf(tmp, engine=_nc_engine())
+            return out.path
+        ds = self.ds.copy()  # variable-length strings: zarr v3 has a spec for them, not for fixed-width ones
+        for name, var in ds.variables.items():
+            if var.dtype.kind == "U":
+                ds[name] = var.astype(object)
+        from vhslab.data.store import quiet_consolidation
+
+        with atomic_folder(out) as tmp, quiet_consolidation():
+            ds.to_zarr(tmp, mode="w", consolidated=True)
+        return out.path
 
     @classmethod
     def load(cls, path: str | Path) -> ProbeResults:
         path = Path(path)
+        check_complete(path, "probe results")
         ds = xr.load_dataset(path, engine=_nc_engine()) if path.suffix == ".nc" else xr.open_zarr(path).load()
         return cls(ds)
 

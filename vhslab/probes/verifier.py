@@ -21,10 +21,13 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from vhslab.outputs import Output, atomic_path, check_complete, saving
+
 SYSTEM = "you are an image analysis assistant ."
 QUESTION = "<image> does this image match the prompt : {prompt} ? answer yes or no ."
 WEIGHTS = "verifier.safetensors"
 CONFIG = "verifier.json"
+VERIFIER_KIND = "verifier"  # the kind in a saved verifier folder's vhslab manifest
 
 
 class VerifierError(ValueError):
@@ -235,32 +238,50 @@ class LatentVerifier(torch.nn.Module):
     def save_pretrained(self, path: str | Path) -> Path:
         """Connector and statistics (safetensors), config (JSON), the LLM and tokenizer (their own format)."""
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith("llm.")}
-        save_file(state, path / WEIGHTS)
-        (path / CONFIG).write_text(json.dumps(asdict(self.config), indent=1) + "\n")
-        self.llm.save_pretrained(path / "llm")
-        self.tokenizer.save_pretrained(path / "tokenizer")  # apart: AutoTokenizer would follow the LLM's model_type
+        out = Output(path, VERIFIER_KIND, folder=True)
+        with saving(out):  # marked incomplete until the last file is written: a cut save is never read as whole
+            state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith("llm.")}
+            with atomic_path(path / WEIGHTS) as tmp:
+                save_file(state, tmp)
+            with atomic_path(path / CONFIG) as tmp:
+                tmp.write_text(json.dumps(asdict(self.config), indent=1) + "\n")
+            self.llm.save_pretrained(path / "llm")
+            self.tokenizer.save_pretrained(path / "tokenizer")  # apart: AutoTokenizer would follow the LLM's model_type
         return path
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, llm=None, tokenizer=None) -> LatentVerifier:
+    def from_pretrained(cls, path: str | Path, llm=None, tokenizer=None, kind: str | None = None) -> LatentVerifier:
+        """A saved verifier; with `kind` ("vhs", "text", "vision", "ae") one of that kind, else an error
+        before anything is loaded. The folder is read locally only (never taken for a hub id)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from vhslab.schemas import read_verifier_config
+
         path = Path(path)
-        for name in (WEIGHTS, CONFIG):
-            if not (path / name).is_file():
-                raise FileNotFoundError(f"{path} is not a saved LatentVerifier: {name} is missing")
-        raw = json.loads((path / CONFIG).read_text())
-        config = VerifierConfig(**{**raw, "answers": tuple(raw["answers"])})
-        llm = llm or AutoModelForCausalLM.from_pretrained(path / "llm")
-        tokenizer = tokenizer or AutoTokenizer.from_pretrained(path / "tokenizer")
+        check_complete(path, "verifier")
+        parts = (() if llm is not None else ("llm/config.json",)) + (() if tokenizer is not None else ("tokenizer",))
+        config = read_verifier_config(path, kind, VerifierError, parts)  # files there, verifier.json fits its schema
+        try:
+            llm = llm or AutoModelForCausalLM.from_pretrained(path / "llm", local_files_only=True)
+            tokenizer = tokenizer or AutoTokenizer.from_pretrained(path / "tokenizer", local_files_only=True)
+        except OSError as err:  # transformers' word for an incomplete model folder (no weights, ...)
+            raise VerifierError(f"{path} is not a complete saved LatentVerifier: {str(err).strip().splitlines()[0]}") from None
         v = cls(llm, tokenizer, config)
         missing, unexpected = v.load_state_dict(load_file(path / WEIGHTS), strict=False)
         missing = [k for k in missing if not k.startswith("llm.")]
         if missing or unexpected:
             raise VerifierError(f"{path / WEIGHTS}: missing {missing}, unexpected {unexpected}")
         return v.eval()
+
+
+def check_generator(verifier: LatentVerifier, ds) -> None:
+    """Refuse a store of another generator than the one whose states the verifier was trained on (both
+    recorded: the store's `generator` attr, the verifier's `extra["generator"]`); a text-only verifier reads
+    no states and takes any store."""
+    trained, here = verifier.config.extra.get("generator"), ds.attrs.get("generator")
+    if verifier.config.site != "text" and trained and here and trained != here:
+        raise VerifierError(f"the verifier was trained on states of generator {trained}, the store holds generator {here}'s: "
+                            "score a store extracted with the verifier's generator, or train a verifier on this one")
 
 
 # --- the public release's layout (LLaVA-Qwen keys, separate mean/variance files) -------------------------
@@ -277,13 +298,10 @@ def from_release(path: str | Path, site: str | None = None, **config) -> LatentV
     in the release is not known here: pass `system=` / `question=` to match it."""
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
+    from vhslab.schemas import check_release
+
     path = Path(path)
-    raw = json.loads((path / "config.json").read_text())
-    if raw.get("mm_projector_type", "mlp2x_gelu") != "mlp2x_gelu":
-        raise VerifierError(f"connector type {raw['mm_projector_type']!r}: only mlp2x_gelu (Linear-GELU-Linear) is known")
-    stats = sorted(path.glob("block_*_mean*.pt"))
-    if site is None:
-        site = f"block.{stats[0].name.split('_')[1]}" if stats else "vision"
+    raw, site = check_release(path, site, VerifierError)  # config.json fits its schema; weights, tokenizer, statistics there
     qwen = Qwen2Config(**{k: v for k, v in raw.items() if not k.startswith("mm_") and k not in ("model_type", "architectures")})
     llm = Qwen2ForCausalLM(qwen)
     state = {}
@@ -295,7 +313,7 @@ def from_release(path: str | Path, site: str | None = None, **config) -> LatentV
     if unexpected or [k for k in missing if k != "lm_head.weight" or not qwen.tie_word_embeddings]:
         raise VerifierError(f"{path}: LLM weights do not fit its config (missing {missing[:3]}, unexpected {unexpected[:3]})")
     config = {"system": RELEASE_SYSTEM, "question": RELEASE_QUESTION, **config}
-    v = LatentVerifier(llm, AutoTokenizer.from_pretrained(path), VerifierConfig(site, int(raw["mm_hidden_size"]), **config))
+    v = LatentVerifier(llm, AutoTokenizer.from_pretrained(path, local_files_only=True), VerifierConfig(site, int(raw["mm_hidden_size"]), **config))
     v.connector.load_state_dict(connector)
     if site.startswith("block."):
         k = site.split(".")[1]

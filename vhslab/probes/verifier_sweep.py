@@ -21,10 +21,11 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
+from vhslab.outputs import read_json, write_json_atomic
 from vhslab.probes.data import check_store, list_sites, site_features
 from vhslab.probes.metrics import auroc_binary, auroc_within
 from vhslab.probes.models import WithinPromptLinear, make_probe, make_prompt_baseline, prompt_structure
-from vhslab.probes.verifier import LatentVerifier
+from vhslab.probes.verifier import LatentVerifier, check_generator
 from vhslab.probes.verifier_data import ChunkReader, prompt_rows, validation_split
 from vhslab.probes.verifier_eval import evaluate_scores
 from vhslab.probes.verifier_teacher import teacher_model
@@ -53,6 +54,7 @@ def score_store(verifier: LatentVerifier, ds: xr.Dataset, prompts: np.ndarray | 
     """The verifier's score of every row of a store, read chunk by chunk, asked each row's prompt (or
     `prompts`, one per row)."""
     site = verifier.config.site
+    check_generator(verifier, ds)
     read = None if site == "text" else ChunkReader(ds, find_site(ds, site), int(ds.attrs.get("sample_chunk", 64)))
     prompts = _strs(ds["prompt"].values) if prompts is None else np.asarray(prompts)
     return score_rows(verifier, read, np.arange(ds.sizes["sample"]), prompts)
@@ -131,9 +133,8 @@ def run_verifier_sweep(train: xr.Dataset, test: xr.Dataset, llm, tokenizer, site
     results, extra = [], {k: [] for k in ("train_s", "val_auroc", "val_within", "dev_within", "probe_kind")}
     for site in tqdm(sites, desc="verifier sweep", disable=not progress):
         kept = done / f"{site}.json" if done is not None else None
-        if kept is not None and kept.is_file() and json.loads(kept.read_text())["key"] == key:
-            row = json.loads(kept.read_text())
-        else:
+        row = read_json(kept) if kept is not None and kept.is_file() else None  # damaged: warned, computed again
+        if not (isinstance(row, dict) and row.get("key") == json.loads(json.dumps(key, default=float))):
             t0 = time.perf_counter()
             site_cfg = replace(cfg, align_steps=0, teacher_weight=0.0) if site == "text" else cfg  # no states
             verifier, info = train_verifier(train, site, llm, tokenizer, site_cfg, token_grid=token_grid, progress=False)
@@ -146,7 +147,7 @@ def run_verifier_sweep(train: xr.Dataset, test: xr.Dataset, llm, tokenizer, site
                    "dev_within": dev_within, "probe_kind": kind, "result": result}
             if kept is not None:
                 kept.parent.mkdir(parents=True, exist_ok=True)
-                kept.write_text(json.dumps(row, default=float))
+                write_json_atomic(kept, row, default=float)
         results.append(row["result"])
         for k in extra:
             extra[k].append(row[k])

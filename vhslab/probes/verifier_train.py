@@ -207,7 +207,7 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
         channels = int(mean.shape[0])
     given, llm = llm, copy.deepcopy(llm)  # fine-tuned below: the caller's model stays as it was
     verifier = LatentVerifier.create(llm, tokenizer, site, channels, mean=mean, var=var, seed=cfg.seed,
-                                     token_grid=token_grid, extra={"train": asdict(cfg)}, **verifier_config)
+                                     token_grid=token_grid, extra={"train": asdict(cfg), **_generator(ds)}, **verifier_config)
     verifier.check(None if read is None else torch.as_tensor(read(train[:1])), [prompts[train[0]]], site)
     acc = _accelerator()
     identity = {"config": asdict(cfg), "store": ds.attrs.get("content_key"), "site": site, "token_grid": token_grid,
@@ -333,6 +333,11 @@ def _align(verifier, read, train, captions, cfg, acc, chunk, state, saving, prog
             bar.set_postfix(nll=round(history[-1]["caption_nll"], 3))
             _save_checkpoint(*saving, acc=acc, state={
                 "stage": 1, "step": step, "model": verifier.state_dict(), "opt": opt.state_dict(), "history": history})
+
+
+def _generator(ds) -> dict:
+    """The training store's generator fingerprint, recorded in the verifier's config (see `check_generator`)."""
+    return {"generator": ds.attrs["generator"]} if "generator" in ds.attrs else {}
 
 
 # --- resuming ---------------------------------------------------------------------------------------------

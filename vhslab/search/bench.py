@@ -99,10 +99,15 @@ def cost_model_json(stages: Stages, measured: dict, source: str) -> dict:
         return {"dit_block": m["dit"]["ms_per_candidate"] / stages.num_blocks, "decode": m["decode"]["ms_per_candidate"],
                 "vision_encode": m["vision_encode"]["ms_per_candidate"], "llm_prefill": m["llm_prefill"]["ms_per_candidate"]}
 
-    return {"name": stages.name, "card": stages.card, "dtype": stages.dtype, "source": source,
-            "num_blocks": stages.num_blocks, "stages_ms": {"batch_1": table(1), "batch_4": table(4)},
-            "note": "per candidate; dit_block = the DiT's time / its blocks; llm_prefill includes the connector; "
-                    "prompt encoding is paid once per call and not in the table"}
+    from vhslab.schemas import CostModelFile, check
+    from vhslab.search.generation import SearchError
+
+    model = {"name": stages.name, "card": stages.card, "dtype": stages.dtype, "source": source,
+             "num_blocks": stages.num_blocks, "stages_ms": {"batch_1": table(1), "batch_4": table(4)},
+             "note": "per candidate; dit_block = the DiT's time / its blocks; llm_prefill includes the connector; "
+                     "prompt encoding is paid once per call and not in the table"}
+    check(CostModelFile, model, "the measured cost model", SearchError)  # what load_cost_model will accept
+    return model
 
 
 def _dit_inputs(pipe, gen) -> dict:

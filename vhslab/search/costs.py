@@ -17,7 +17,6 @@ relative depth (`block_at`): block 10 of the world's 12 is block 17 of SANA-Spri
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,11 +78,12 @@ def load_cost_model(name_or_path: str, card: str | None = None) -> CostModel:
         if not path.is_file():
             known = sorted(p.stem for p in COSTS.glob("*.json"))
             raise FileNotFoundError(f"no cost model {name_or_path!r}: not a file, and the shipped ones are {known}")
-    raw = json.loads(path.read_text())
-    stages = raw.get("stages_ms", {})
-    missing = [f"{b}.{s}" for b in ("batch_1", "batch_4") for s in STAGES if s not in stages.get(b, {})]
-    if missing or "num_blocks" not in raw or "card" not in raw:
-        raise SearchError(f"{path}: not a cost model (missing {missing or ['num_blocks/card']})")
-    if card is not None and card.lower() not in raw["card"].lower():
-        raise SearchError(f"cost model {raw.get('name', path.stem)} was measured on {raw['card']}, not {card}")
-    return CostModel(raw.get("name", path.stem), raw["card"], int(raw["num_blocks"]), stages["batch_1"], stages["batch_4"])
+    from vhslab.outputs import check_complete
+    from vhslab.schemas import CostModelFile, load
+
+    check_complete(path, "--cost-model")  # one a stopped `bench --save-cost-model` left half-written
+    raw = load(path, CostModelFile, SearchError, "not a cost model")  # stage costs finite and > 0, blocks >= 1
+    if card is not None and card.lower() not in raw.card.lower():
+        raise SearchError(f"cost model {raw.name or path.stem} was measured on {raw.card}, not {card}")
+    stages = raw.stages_ms
+    return CostModel(raw.name or path.stem, raw.card, raw.num_blocks, stages.batch_1.model_dump(), stages.batch_4.model_dump())

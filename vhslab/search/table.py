@@ -20,6 +20,7 @@ import numpy as np
 import xarray as xr
 
 from vhslab.data.evaluate import interval, meaning_draws, overall_score
+from vhslab.outputs import append_line, read_jsonl
 
 PATH_SITE = {"vhs": None, "ae": "ae_latent", "vision": "vision"}  # vhs: the verifier's own block
 COMPARISONS = (("vhs", "vision"), ("vhs", "none"), ("vhs", "ae"), ("noise", "vhs"), ("oracle", "vhs"))
@@ -78,12 +79,9 @@ def run_noise_search(world, verifier, prompts, ns: set[int], k: int, seed: int, 
     from vhslab.search.noise_search import noise_search
 
     done, key = {}, verifier.fingerprint()
-    if partial is not None and partial.is_file():
-        for line in partial.read_text().splitlines():
-            if line.strip():
-                r = json.loads(line)
-                if (r["seed"], r["rounds"], r["radius"], r["k"], r.get("verifier")) == (seed, rounds, radius, k, key):
-                    done[r["row"], r["n"]] = r["correct"]
+    for r in read_jsonl(partial) if partial is not None else []:  # torn lines: warned, dropped, computed again
+        if (r.get("seed"), r.get("rounds"), r.get("radius"), r.get("k"), r.get("verifier")) == (seed, rounds, radius, k, key):
+            done[r["row"], r["n"]] = r["correct"]
     evaluator, firsts = ShapesEvaluator(), candidate_offsets(prompts, k)  # each row's first pool candidate
     todo = [(r, n) for r in range(len(prompts)) for n in sorted(ns) if n > 0 and (r, n) not in done]
     for r, n in tqdm(todo, desc="noise search", disable=not progress):
@@ -92,9 +90,9 @@ def run_noise_search(world, verifier, prompts, ns: set[int], k: int, seed: int, 
                            first=firsts[r], batch_size=8, gen=world.gen_config)
         done[r, n] = bool(evaluator.evaluate(res.image, spec).correct)
         if partial is not None:
-            with partial.open("a") as f:
-                f.write(json.dumps({"row": r, "n": n, "correct": done[r, n], "seed": seed, "rounds": rounds,
-                                    "radius": radius, "k": k, "verifier": key, "round_of_winner": res.extra["round"][res.chosen]}) + "\n")
+            append_line(partial, json.dumps({"row": r, "n": n, "correct": done[r, n], "seed": seed, "rounds": rounds,
+                                             "radius": radius, "k": k, "verifier": key,
+                                             "round_of_winner": res.extra["round"][res.chosen]}))
     return done
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ def load_world(path: str | Path | None = None, device: str = "cpu") -> World:
     from diffusers import SanaSprintPipeline
 
     from vhslab.data.generate import GenConfig
+    from vhslab.schemas import WorldInfo, load
 
     root = Path(path) if path else WORLD_DIR
     if (root / "assemble").is_dir():
@@ -39,8 +39,8 @@ def load_world(path: str | Path | None = None, device: str = "cpu") -> World:
             f"no world at {root}: expected pipeline/model_index.json; build one with "
             "`vhslab world train --out DIR --ship`"
         )
-    info = json.loads((root / "world.json").read_text())
-    pipe = SanaSprintPipeline.from_pretrained(root / "pipeline").to(device)  # modules in eval mode
+    info = load(root / "world.json", WorldInfo, what="not a world's info").model_dump()
+    pipe = SanaSprintPipeline.from_pretrained(root / "pipeline", local_files_only=True).to(device)  # modules in eval mode
     pipe.set_progress_bar_config(disable=True)
     clip = vision = llm = None
     if (root / "vision" / "config.json").is_file():

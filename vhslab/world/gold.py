@@ -113,16 +113,12 @@ def _check_hashes(images: np.ndarray, records: list[GoldRecord], what: str) -> N
 
 
 def read_gold(path: str | Path = GOLD_FILE) -> list[GoldRecord]:
+    """The records of a gold file, each checked by its schema (`vhslab.schemas.gold_schema`)."""
+    from vhslab.schemas import check, gold_schema, read_text, to_dataclass
+
     path = Path(path)
-    records = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(GoldRecord(**json.loads(line)))
-        except (json.JSONDecodeError, TypeError) as err:
-            raise ValueError(f"{path}:{n}: not a gold record ({err})") from None
-    return records
+    return [to_dataclass(GoldRecord, check(gold_schema(), line, f"{path}:{n}: not a gold record", ValueError))
+            for n, line in enumerate(read_text(path, ValueError).splitlines(), start=1) if line.strip()]
 
 
 def write_gold(records: list[GoldRecord], path: str | Path = GOLD_FILE) -> None:

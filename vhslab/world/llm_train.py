@@ -416,11 +416,11 @@ def load_tokenizer(folder):
     """
     from transformers import PreTrainedTokenizerFast
 
-    return PreTrainedTokenizerFast.from_pretrained(folder)
+    return PreTrainedTokenizerFast.from_pretrained(folder, local_files_only=True)
 
 
 def load_llm(folder):
     """(Qwen2ForCausalLM, tokenizer) saved by `train_llm`."""
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(folder).eval(), load_tokenizer(folder)
+    return AutoModelForCausalLM.from_pretrained(folder, local_files_only=True).eval(), load_tokenizer(folder)

@@ -34,7 +34,9 @@ def finished_metrics(out_dir: Path) -> dict | None:
     """The saved metrics of a finished stage, or None."""
     path = Path(out_dir) / METRICS
     if path.exists():
-        return json.loads(path.read_text())
+        from vhslab.schemas import read_json
+
+        return read_json(path)  # invalid JSON names the file
     return None
 
 
@@ -46,9 +48,9 @@ def check_config(out_dir: Path, config, seed: int, name: str = CONFIG, key: str 
     record = json.loads(json.dumps({"seed": seed, key: dataclasses.asdict(config)}))
     path = out_dir / name
     if path.exists():
-        old = json.loads(path.read_text())
-        defaults = json.loads(json.dumps(dataclasses.asdict(type(config)())))
-        old[key] = {**defaults, **old.get(key, {})}
+        from vhslab.schemas import read_run_record
+
+        old = read_run_record(path, type(config), key)  # checked by the config's schema; added fields take their defaults
         if old != record:
             raise ValueError(f"{out_dir} holds a run with another seed or config ({path}); use a fresh folder or delete it")
         return

@@ -268,7 +268,7 @@ class WorldTrainer:
         if stage_name is None:
             self._join_decoder()
         path = self._latest((stage_name,) if stage_name else ("decoder", "autoencoder"), "model")
-        return AutoencoderDC.from_pretrained(path).to(self.device).eval()
+        return AutoencoderDC.from_pretrained(path, local_files_only=True).to(self.device).eval()
 
     def stage_autoencoder(self, d: Path) -> dict:
         cfg = self.cfg
@@ -420,8 +420,8 @@ class WorldTrainer:
         from transformers import Gemma2Model
 
         d = self._latest((stage_name,) if stage_name else ("refine", "teacher"), "transformer").parent
-        text = Gemma2Model.from_pretrained(d / "text_encoder").to(self.device).eval()
-        dit = SanaTransformer2DModel.from_pretrained(d / "transformer").to(self.device).eval()
+        text = Gemma2Model.from_pretrained(d / "text_encoder", local_files_only=True).to(self.device).eval()
+        dit = SanaTransformer2DModel.from_pretrained(d / "transformer", local_files_only=True).to(self.device).eval()
         return text, dit
 
     # -- distillation ------------------------------------------------------------------
@@ -528,7 +528,7 @@ class WorldTrainer:
         from diffusers import SanaTransformer2DModel
 
         text, _ = self.load_teacher()
-        student = SanaTransformer2DModel.from_pretrained(self.out / "distill" / "transformer")
+        student = SanaTransformer2DModel.from_pretrained(self.out / "distill" / "transformer", local_files_only=True)
         pipe = assemble_pipeline(self.tokenizer, text.cpu(), self.load_autoencoder().cpu(), student)
         pipe.save_pretrained(d / "pipeline")
         for name in ("vision", "llm"):

@@ -233,7 +233,8 @@ def load_vision(folder):
 
     from vhslab.world.llm_train import load_tokenizer
 
-    return CLIPModel.from_pretrained(folder).eval(), AutoImageProcessor.from_pretrained(folder), load_tokenizer(folder)
+    return (CLIPModel.from_pretrained(folder, local_files_only=True).eval(),
+            AutoImageProcessor.from_pretrained(folder, local_files_only=True), load_tokenizer(folder))
 
 
 def vision_encoder(folder, layer: int = -2, drop_cls: bool = True):
@@ -246,7 +247,7 @@ def vision_encoder(folder, layer: int = -2, drop_cls: bool = True):
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # the text tower's weights are "unexpected" for the vision model alone
     try:
-        model = CLIPVisionModel.from_pretrained(folder).eval()
+        model = CLIPVisionModel.from_pretrained(folder, local_files_only=True).eval()
     finally:
         logging.set_verbosity(verbosity)
-    return VisionEncoder(model, AutoImageProcessor.from_pretrained(folder), layer=layer, drop_cls=drop_cls)
+    return VisionEncoder(model, AutoImageProcessor.from_pretrained(folder, local_files_only=True), layer=layer, drop_cls=drop_cls)
