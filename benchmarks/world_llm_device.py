@@ -26,6 +26,7 @@ def run_recipe(name: str, overrides: dict, args, curves: str) -> None:
     import numpy as np
     import torch
 
+    from vhslab import statefile
     from vhslab.world import stage
     from vhslab.world.llm_train import (
         LLMTrainConfig,
@@ -56,7 +57,7 @@ def run_recipe(name: str, overrides: dict, args, curves: str) -> None:
             model = load_llm(out)[0].to(args.device)
         else:
             model = build_model(cfg, tok, args.seed).to(args.device)
-            model.load_state_dict(torch.load(out / stage.CHECKPOINT, map_location=args.device, weights_only=False)["model"])
+            model.load_state_dict(statefile.load(out / stage.CHECKPOINT)["model"])
         acc = yes_no_accuracy(model.eval(), tok, [h[0] for h in held], [h[1] for h in held])
         row = {"recipe": name, "step": step, "seconds": round(time.time() - start, 1), "yes_no_acc": float(acc.mean()),
                **{f"acc_{t}": float(acc[[i for i, h in enumerate(held) if h[2] == t]].mean())
@@ -72,7 +73,7 @@ def run_recipe(name: str, overrides: dict, args, curves: str) -> None:
             break
     with tarfile.open(Path(args.out) / f"{name}.tar", "w") as tar:
         for f in sorted(out.iterdir()):
-            if f.name not in ("checkpoint.pt",):
+            if f.name not in (stage.CHECKPOINT, stage.OLD_CHECKPOINT):
                 tar.add(f, arcname=f"{name}/{f.name}")
 
 

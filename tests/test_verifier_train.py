@@ -15,6 +15,7 @@ import torch
 from helpers.tiny_models import tiny_llm
 from safetensors.torch import load_file
 
+from vhslab import statefile
 from vhslab.probes import open_store, planted_store
 from vhslab.probes import verifier_train as vt
 from vhslab.probes.metrics import auroc_within
@@ -138,10 +139,11 @@ def test_a_stopped_run_resumes_to_the_same_verifier(tmp_path, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(vt, "score_rows", stop_at_second_eval)
-    ckpt = tmp_path / "checkpoint.pt"
+    ckpt = tmp_path / vt.CHECKPOINT
     with pytest.raises(KeyboardInterrupt):
         train_verifier(ds, "block.1", tiny_llm(), tok, cfg, progress=False, checkpoint=ckpt)
-    assert torch.load(ckpt, weights_only=False)["step"] == 4
+    saved = statefile.load(ckpt)  # safetensors + a JSON skeleton: the optimizer's tuples come back as tuples
+    assert saved["step"] == 4 and isinstance(saved["opt"]["param_groups"][0]["betas"], tuple)
     monkeypatch.setattr(vt, "score_rows", real)
     resumed, info = train_verifier(ds, "block.1", tiny_llm(), tok, cfg, progress=False, checkpoint=ckpt)
     assert [h["step"] for h in info["history"] if h["stage"] == 2] == [4, 8, 12]
@@ -243,7 +245,7 @@ def test_cli_train_then_eval_on_stores(tmp_path):
             "--grid", "0", "--out", str(out), "--no-progress", "--json")
     assert r.returncode == 0, r.stderr[-1500:]
     info = json.loads(r.stdout.strip().splitlines()[-1])
-    assert info["site"] == "block.1" and info["best_val_auroc"] > 0.7 and not (out / "checkpoint.pt").exists()
+    assert info["site"] == "block.1" and info["best_val_auroc"] > 0.7 and not (out / vt.CHECKPOINT).exists()
     again = run("verifier", "train", "--data", str(train), "--out", str(out), "--no-progress")
     assert again.returncode == 2 and "--overwrite" in again.stderr
     r = run("verifier", "eval", str(out), "--test", str(test), "--data", str(train), "--text-only", "none",

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from vhslab import statefile
 from vhslab.world.generator import GeneratorConfig, encode_text, one_step
 from vhslab.world.scenes import training_pool
+from vhslab.world.stage import CHECKPOINT
 from vhslab.world.train import WorldTrainer, train_world
 
 STAGES = ("autoencoder", "decoder", "teacher", "refine", "distill", "assemble")
@@ -126,8 +128,7 @@ def test_interrupted_stage_resumes_to_the_same_result(tmp_path, monkeypatch, sta
     monkeypatch.setattr(train_mod.WorldTrainer, "_fit", crashing_fit)
     with pytest.raises(KeyboardInterrupt):
         train_world(tmp_path / "cut", cfg=cfg, stages=(stage,), **quiet)
-    assert (tmp_path / "cut" / stage / "checkpoint.pt").exists()
-    extra = torch.load(tmp_path / "cut" / stage / "checkpoint.pt", weights_only=False)["extra"]
+    extra = statefile.load(tmp_path / "cut" / stage / CHECKPOINT)["extra"]  # safetensors + JSON, no pickle
     assert ("noise_gen" in extra) == apart  # its state is kept where it exists
     monkeypatch.setattr(train_mod.WorldTrainer, "_fit", real_fit)
     resumed = train_world(tmp_path / "cut", cfg=cfg, stages=(stage,), **quiet)[stage]

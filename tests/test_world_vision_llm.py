@@ -10,6 +10,7 @@ import torch
 
 from vhslab.data.shapes import COLORS, SHAPES
 from vhslab.world import llm_train as L
+from vhslab.world import stage
 from vhslab.world import vision_train as V
 from vhslab.world.text import build_word_tokenizer
 
@@ -43,7 +44,7 @@ def test_vision_tiny_trains_saves_and_reloads(vision_run):
     assert metrics["finished"] and metrics["steps"] == V.VisionTrainConfig.tiny().steps
     assert metrics["final_loss"] < metrics["first_loss"]
     assert json.loads((out / "metrics.json").read_text()) == metrics
-    assert not (out / "checkpoint.pt").exists()
+    assert not (out / stage.CHECKPOINT).exists()
     model, processor, tokenizer = V.load_vision(out)
     images, colors, shapes = V.eval_set(1, 32)
     again = V.zero_shot_accuracy(model, tokenizer, processor, images, colors, shapes)
@@ -90,7 +91,7 @@ def test_vision_resume_matches_an_uninterrupted_run(tmp_path, vision_run):
     _, full = vision_run
     cfg = V.VisionTrainConfig.tiny()
     part = V.train_vision(tmp_path, cfg, seed=0, progress=False, stop_after=3)
-    assert part == {"finished": False, "step": 3} and (tmp_path / "checkpoint.pt").exists()
+    assert part == {"finished": False, "step": 3} and (tmp_path / stage.CHECKPOINT).exists()
     resumed = V.train_vision(tmp_path, cfg, seed=0, progress=False)
     assert _same(resumed, full)
     assert V.train_vision(tmp_path, cfg, seed=0, progress=False) == resumed  # finished: skipped
@@ -131,7 +132,7 @@ def test_llm_tiny_trains_saves_and_reloads(llm_run):
     assert metrics["finished"] and metrics["final_loss"] < metrics["first_loss"]
     assert metrics["heldout_perplexity"] > 1.0 and metrics["unigram_perplexity"] > 1.0
     assert 0.0 <= metrics["yes_no_acc"] <= 1.0
-    assert not (out / "checkpoint.pt").exists()
+    assert not (out / stage.CHECKPOINT).exists()
     model, tok = L.load_llm(out)
     assert isinstance(model, Qwen2ForCausalLM) and model.config.tie_word_embeddings
     assert len(tok) == model.config.vocab_size

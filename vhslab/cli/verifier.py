@@ -147,10 +147,10 @@ def train_cmd(
     progress: bool = typer.Option(True, help="show progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
-    """Train one verifier (stage 1 then stage 2); a stopped run resumes from --out/checkpoint.pt."""
+    """Train one verifier (stage 1 then stage 2); a stopped run resumes from --out/checkpoint.safetensors."""
     from vhslab.outputs import Output, claim, state, write_manifest
     from vhslab.probes.verifier import VERIFIER_KIND
-    from vhslab.probes.verifier_train import train_verifier
+    from vhslab.probes.verifier_train import CHECKPOINT, train_verifier
 
     cfg = _train_config(steps, align_steps, batch_size, lr, llm_lr, loss, seed, balance, select, rank_weight, mix_chunks,
                         teacher_weight, teacher_c)
@@ -165,16 +165,18 @@ def train_cmd(
 
     if PartialState().is_main_process:
         if earlier == "complete":  # replaced (--overwrite): its finished run's checkpoint is not resumed
-            (out / "checkpoint.pt").unlink(missing_ok=True)
+            for done in (CHECKPOINT, CHECKPOINT + ".refit"):
+                (out / done).unlink(missing_ok=True)
         write_manifest(target, complete=False)
     t0 = time.perf_counter()
     verifier, info = train_verifier(ds, site, model, tokenizer, cfg, token_grid=grid or None, progress=progress,
-                                    checkpoint=out / "checkpoint.pt")
+                                    checkpoint=out / CHECKPOINT)
     verifier.config.extra.update({"data": str(data or "verifier-train"), "store": ds.attrs.get("content_key"),
                                   "best_val_auroc": info["best_val_auroc"]})
     if PartialState().is_main_process:
         verifier.save_pretrained(out)
-        (out / "checkpoint.pt").unlink(missing_ok=True)
+        for done in (CHECKPOINT, CHECKPOINT + ".refit"):
+            (out / done).unlink(missing_ok=True)
     emit({"out": str(out), "site": site, "loss": loss, "train_s": round(time.perf_counter() - t0, 1),
           "best_val_auroc": info["best_val_auroc"], "best_val_within": info["best_val_within"],
           "best_step": info["best_step"], "n_train": info["n_train"], "n_val": info["n_val"],

@@ -8,10 +8,10 @@ on yes/no (plain XE, class-weighted XE or focal loss).
 The store is read one sample chunk at a time in a seeded order (`vhslab.probes.verifier_data`), so
 memory does not grow with the store.
 Validation is a split by prompt meaning; early stopping keeps the best validation AUROC (or
-within-prompt AUROC: `select="within"`). With a
-`checkpoint` path a stopped run resumes where it was. Under `accelerate launch` every process
-draws the same global batch and takes its share; the losses are sums normalised by the global
-batch, so N processes train the same verifier as one (up to float rounding of the all-reduce).
+within-prompt AUROC: `select="within"`). With a `checkpoint` path (a `vhslab.statefile`, never a
+pickle) a stopped run resumes where it was. Under `accelerate launch` every process draws the
+same global batch and takes its share; the losses are sums normalised by the global batch, so N
+processes train the same verifier as one (up to float rounding of the all-reduce).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
+from vhslab import statefile
 from vhslab.probes.data import Site, check_store, list_sites, site_statistics
 from vhslab.probes.metrics import auroc_binary, auroc_within
 from vhslab.probes.verifier import LatentVerifier, VerifierError
@@ -349,19 +350,27 @@ def _generator(ds) -> dict:
 
 
 # --- resuming ---------------------------------------------------------------------------------------------
+CHECKPOINT = "checkpoint.safetensors"  # a `vhslab.statefile`: safetensors + a JSON skeleton, never a pickle
+OLD_CHECKPOINT = "checkpoint.pt"  # earlier versions' pickle: refused, never loaded
+
+
 def _save_checkpoint(path, identity: dict, acc, state: dict) -> None:
     if path is not None and acc.is_main_process:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({**state, "identity": identity}, tmp)
-        tmp.replace(path)  # atomic: a killed run leaves the previous checkpoint whole
+        statefile.save(path, {**state, "identity": identity})  # atomic: a killed run leaves the previous one whole
     acc.wait_for_everyone()
 
 
 def _load_checkpoint(path, identity: dict) -> dict | None:
-    if path is None or not Path(path).is_file():
+    if path is None:
         return None
-    state = torch.load(path, weights_only=False)
+    path = Path(path)
+    old = path.with_name(path.name.replace(CHECKPOINT, OLD_CHECKPOINT))
+    if old != path and old.exists():
+        raise VerifierError(f"{old} is a pickle checkpoint of an earlier vhslab; it is never loaded (a pickle can "
+                            "run code): remove it to start over")
+    if not path.is_file():
+        return None
+    state = statefile.load(path)
     if state.get("identity") != identity:
         raise VerifierError(f"{path} is a checkpoint of other training settings, store or site; remove it or use "
                             "another output folder")

@@ -1,9 +1,9 @@
 """Shared plumbing of the world's training stages: device, the one training loop, resumable
 checkpoints, finished-stage detection, learning-rate schedule and progress bar.
 
-A stage folder holds `train_config.json` (written first), `checkpoint.pt` while training
-(model + optimizer + step + RNG, replaced atomically) and, once finished, the saved model and
-`metrics.json` (written last: its presence marks the stage as done).
+A stage folder holds `train_config.json` (written first), `checkpoint.safetensors` while training
+(model + optimizer + step + RNG, a `vhslab.statefile` replaced atomically; never a pickle) and, once
+finished, the saved model and `metrics.json` (written last: its presence marks the stage as done).
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ from pathlib import Path
 
 import torch
 
-CHECKPOINT = "checkpoint.pt"
+from vhslab import statefile
+
+CHECKPOINT = "checkpoint.safetensors"
+OLD_CHECKPOINT = "checkpoint.pt"  # the pickle format of earlier versions: refused, never loaded
 METRICS = "metrics.json"
 CONFIG = "train_config.json"
 
@@ -63,23 +66,30 @@ def save_checkpoint(out_dir: Path, model, optimizer, step: int, extra: dict | No
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "extra": extra or {},
     }
-    tmp = Path(out_dir) / (CHECKPOINT + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, Path(out_dir) / CHECKPOINT)
+    statefile.save(Path(out_dir) / CHECKPOINT, state)
 
 
 def load_checkpoint(out_dir: Path, model, optimizer) -> tuple[int, dict]:
     """Restore model, optimizer and RNG from the stage's checkpoint; returns (step, extra), (0, {}) if none."""
+    refuse_old_checkpoint(out_dir)
     path = Path(out_dir) / CHECKPOINT
     if not path.exists():
         return 0, {}
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = statefile.load(path)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
     if state.get("cuda_rng") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     return int(state["step"]), state.get("extra", {})
+
+
+def refuse_old_checkpoint(out_dir: Path) -> None:
+    """Refuse a folder that holds an earlier version's pickle checkpoint (it is never loaded)."""
+    old = Path(out_dir) / OLD_CHECKPOINT
+    if old.exists():
+        raise statefile.StateFileError(f"{old} is a pickle checkpoint of an earlier vhslab; it is never loaded (a "
+                                       "pickle can run code): remove it to start the stage over")
 
 
 def finish(out_dir: Path, metrics: dict) -> dict:
@@ -107,7 +117,8 @@ def progress_bar(total: int, initial: int, desc: str, enabled: bool):
 
 
 def folder_megabytes(out_dir: Path, suffix: str = ".safetensors") -> float:
-    return sum(p.stat().st_size for p in Path(out_dir).glob(f"*{suffix}")) / 2**20
+    """Size of the saved weights (the training checkpoint not counted)."""
+    return sum(p.stat().st_size for p in Path(out_dir).glob(f"*{suffix}") if p.name != CHECKPOINT) / 2**20
 
 
 LOSS_READ_EVERY = 50  # steps between reading the losses back (one device sync) and updating the bar

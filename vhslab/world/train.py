@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vhslab import statefile
 from vhslab.world import stage
 from vhslab.world.generator import (
     GeneratorConfig,
@@ -52,6 +53,14 @@ BESIDE_AFTER_AUTOENCODER = "decoder"  # on a GPU it trains beside the teacher st
 DECODER_BESIDE_MIN_THREADS = 4  # free cores it needs for that (else it trains on the GPU, before the teacher)
 CHECKPOINT_EVERY = 250
 POOL_IMAGES = "pool_images.npy"
+
+
+def _cached_images(path: Path) -> np.ndarray:
+    """The pool's images cached for a process beside (never unpickled)."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as err:
+        raise ValueError(f"damaged cache {path} ({err}): remove it to start over") from err
 
 
 def _to_unit(images: np.ndarray, device) -> torch.Tensor:
@@ -121,7 +130,7 @@ class WorldTrainer:
     def pool(self) -> tuple[np.ndarray, list[str]]:
         """The training images and captions (rendered once per process; captions also saved)."""
         if self._pool is None and (self.out / POOL_IMAGES).exists():  # written for a process beside
-            self._pool = np.load(self.out / POOL_IMAGES), self.captions()
+            self._pool = _cached_images(self.out / POOL_IMAGES), self.captions()
         if self._pool is None:
             with self._bar(self.cfg.pool_size, "render pool") as bar:
                 self._pool = training_pool(self.cfg.pool_size, self.seed, self.cfg.resolution, bar.update)
@@ -313,9 +322,9 @@ class WorldTrainer:
     @torch.no_grad()
     def latents(self) -> torch.Tensor:
         """The pool's latents in the DiT's units (scaled), cached on disk."""
-        path = self.out / "autoencoder" / "pool_latents.pt"
+        path = self.out / "autoencoder" / "pool_latents.safetensors"
         if path.exists():
-            return torch.load(path)
+            return statefile.load(path, "cache")
         vae = self.load_autoencoder("autoencoder")
         images, _ = self.pool()
         chunks = []
@@ -324,7 +333,7 @@ class WorldTrainer:
                 chunks.append(vae.encode(_to_unit(images[i:i + 256], self.device)).latent.cpu())
                 bar.update(len(chunks[-1]))
         lat = torch.cat(chunks) * vae.config.scaling_factor
-        torch.save(lat, path)
+        statefile.save(path, lat)
         return lat
 
     def stage_decoder(self, d: Path) -> dict:
@@ -419,9 +428,9 @@ class WorldTrainer:
     @torch.no_grad()
     def teacher_pairs(self, d: Path) -> dict:
         """(noise, caption index, guidance, teacher sample) pairs, generated once and cached."""
-        path = d / "pairs.pt"
+        path = d / "pairs.safetensors"
         if path.exists():
-            return torch.load(path)
+            return statefile.load(path, "cache")
         cfg = self.cfg
         text, dit = self.load_teacher()
         ids, masks = self.caption_tokens()
@@ -442,7 +451,7 @@ class WorldTrainer:
                                         w[sl].to(self.device), cfg.sample_steps).cpu()
                 bar.update(len(x0[sl]))
         pairs = {"noise": noise, "idx": idx, "w": w, "x0": x0}
-        torch.save(pairs, path)
+        statefile.save(path, pairs)
         return pairs
 
     def stage_distill(self, d: Path) -> dict:
