@@ -261,6 +261,11 @@ def atomic_path(target: str | Path, fault: bool = True):
         if fault:
             fault_point()
         os.replace(tmp, target)
+        fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the rename itself survives a power cut
+        finally:
+            os.close(fd)
     finally:
         tmp.unlink(missing_ok=True)
 

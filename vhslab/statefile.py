@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+
+from vhslab.outputs import atomic_path
 
 FORMAT = "vhslab.statefile/1"
 
@@ -77,19 +78,8 @@ def save(path: str | Path, state) -> None:
     path = Path(path)
     tensors: dict[str, torch.Tensor] = {}
     skeleton = json.dumps(_encode(state, "", tensors), allow_nan=False)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    with atomic_path(path) as tmp:  # a save point of vhslab.outputs' fault injection
         save_file(tensors, tmp, metadata={"format": FORMAT, "skeleton": skeleton})
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # the rename itself survives a power cut
-    finally:
-        os.close(fd)
 
 
 def load(path: str | Path, what: str = "checkpoint"):

@@ -77,7 +77,7 @@ def _llm(llm: str | None):
     if not (Path(llm) / "config.json").is_file():
         raise FileNotFoundError(f"--llm {llm}: not a transformers model folder (config.json missing)")
     try:
-        return AutoModelForCausalLM.from_pretrained(llm, local_files_only=True), folder_tokenizer(llm)
+        return AutoModelForCausalLM.from_pretrained(llm, local_files_only=True, use_safetensors=True), folder_tokenizer(llm)
     except OSError as err:  # transformers' word for an incomplete model folder (no weights, ...)
         raise FileNotFoundError(f"--llm {llm}: {str(err).strip().splitlines()[0]}") from None
 

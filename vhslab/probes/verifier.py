@@ -264,12 +264,17 @@ class LatentVerifier(torch.nn.Module):
         parts = (() if llm is not None else ("llm/config.json",)) + (() if tokenizer is not None else ("tokenizer",))
         config = read_verifier_config(path, kind, VerifierError, parts)  # files there, verifier.json fits its schema
         try:
-            llm = llm or AutoModelForCausalLM.from_pretrained(path / "llm", local_files_only=True)
+            llm = llm or AutoModelForCausalLM.from_pretrained(path / "llm", local_files_only=True, use_safetensors=True)
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(path / "tokenizer", local_files_only=True)
         except OSError as err:  # transformers' word for an incomplete model folder (no weights, ...)
             raise VerifierError(f"{path} is not a complete saved LatentVerifier: {str(err).strip().splitlines()[0]}") from None
         v = cls(llm, tokenizer, config)
-        missing, unexpected = v.load_state_dict(load_file(path / WEIGHTS), strict=False)
+        try:
+            weights = load_file(path / WEIGHTS)
+        except Exception as err:  # safetensors' SafetensorError (header too large, ...): a damaged or foreign file
+            raise VerifierError(f"{path / WEIGHTS} is not a safetensors file ({type(err).__name__}: {err}); "
+                                "vhslab reads no other weight format") from None
+        missing, unexpected = v.load_state_dict(weights, strict=False)
         missing = [k for k in missing if not k.startswith("llm.")]
         if missing or unexpected:
             raise VerifierError(f"{path / WEIGHTS}: missing {missing}, unexpected {unexpected}")

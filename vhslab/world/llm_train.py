@@ -423,4 +423,4 @@ def load_llm(folder):
     """(Qwen2ForCausalLM, tokenizer) saved by `train_llm`."""
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(folder, local_files_only=True).eval(), load_tokenizer(folder)
+    return AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, use_safetensors=True).eval(), load_tokenizer(folder)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from pathlib import Path
 
 import torch
 
 from vhslab import statefile
+from vhslab.outputs import write_json_atomic
 
 CHECKPOINT = "checkpoint.safetensors"
 OLD_CHECKPOINT = "checkpoint.pt"  # the pickle format of earlier versions: refused, never loaded
@@ -95,9 +95,7 @@ def refuse_old_checkpoint(out_dir: Path) -> None:
 def finish(out_dir: Path, metrics: dict) -> dict:
     """Write metrics.json (marks the stage done) and drop the training checkpoint."""
     out_dir = Path(out_dir)
-    tmp = out_dir / (METRICS + ".tmp")
-    tmp.write_text(json.dumps(metrics, indent=1) + "\n")
-    os.replace(tmp, out_dir / METRICS)
+    write_json_atomic(out_dir / METRICS, metrics, indent=1)  # a save point of vhslab.outputs' fault injection
     (out_dir / CHECKPOINT).unlink(missing_ok=True)
     return metrics
 
