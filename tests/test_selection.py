@@ -65,3 +65,20 @@ def test_folds_split_each_tag_by_meaning_and_refuse_foreign_dev_meanings():
 def test_training_validation_rule_records_its_candidates():
     chosen, record = by_training_validation({"seed0": 0.70, "seed1": 0.74, "seed2": 0.74})
     assert chosen == "seed1" and record["candidates"]["seed2"] == 0.74 and record["rule"] == "by_training_validation"
+
+
+def test_recipe_report_gives_mean_spread_and_the_rule_choice():
+    from vhslab.probes.verifier_eval import recipe_report
+
+    runs, _, test = planted_runs(n_runs=3, n_meanings=24, n_cand=4)
+    rows = {"group": test["group"], "tag": test["tag"], "meaning": test["meaning"], "prompts": test["group"].astype(str)}
+    scores = {name: s for name, (_, s) in runs.items()}
+    val = {"run0": 0.61, "run1": 0.66, "run2": 0.64}
+    rep = recipe_report(scores, val, test["verdict"], n=4, n_boot=20, shipped="run1", **rows)
+    values = [rep["runs"][k]["within_prompt_auroc"]["value"] for k in scores]
+    assert rep["mean_over_runs"]["within_prompt_auroc"]["mean"] == pytest.approx(np.mean(values))
+    assert rep["mean_over_runs"]["within_prompt_auroc"]["sd"] == pytest.approx(np.std(values, ddof=1))
+    assert rep["selected_by"]["chosen"] == "run1" and rep["shipped_is_rule_choice"]
+    assert not recipe_report(scores, val, test["verdict"], n=4, n_boot=20, shipped="run0", **rows)["shipped_is_rule_choice"]
+    with pytest.raises(ValueError, match=">= 3 training seeds"):
+        recipe_report({"run0": scores["run0"]}, val, test["verdict"], n=4, n_boot=20, **rows)

@@ -172,7 +172,7 @@ def train_cmd(
     verifier, info = train_verifier(ds, site, model, tokenizer, cfg, token_grid=grid or None, progress=progress,
                                     checkpoint=out / CHECKPOINT)
     verifier.config.extra.update({"data": str(data or "verifier-train"), "store": ds.attrs.get("content_key"),
-                                  "best_val_auroc": info["best_val_auroc"]})
+                                  "best_val_auroc": info["best_val_auroc"], "best_val_within": info["best_val_within"]})
     if PartialState().is_main_process:
         verifier.save_pretrained(out)
         for done in (CHECKPOINT, CHECKPOINT + ".refit"):
@@ -190,6 +190,9 @@ def eval_cmd(
     test: Path = typer.Option(None, "--test", help=TEST_HELP),
     data: Path = typer.Option(None, "--data", help=DATA_HELP + "; fits the probe shown beside the verifier"),
     text_only: str = typer.Option("default", help="text-only verifier: 'default' (shipped), a folder, or 'none'"),
+    runs: str = typer.Option("default", help="the recipe's training runs (comma list of >= 3 verifier folders, other "
+                             "seeds of the verifier's recipe; 'default': the shipped recipe's runs for the shipped "
+                             "verifier, none for a folder; 'none': skip)"),
     n: int = typer.Option(4, min=2, help="Best-of-n"),
     n_boot: int = typer.Option(300, min=10, help="bootstrap resamples of meanings"),
     allow_incomplete: bool = ALLOW_INCOMPLETE,
@@ -233,12 +236,45 @@ def eval_cmd(
                     f"text_only_bo{n}": t[f"bo{n}"]})
     out.update({"probe": {"kind": kind, **res["models"]["probe"]}, "verifier_minus_probe": res["difference"],
                 "candidates_per_s": round(speed, 1)})
+    run_dirs = _recipe_runs(runs, verifier)
+    if run_dirs:
+        out["recipe"] = _recipe(v, run_dirs, test_ds, y, rows, n, n_boot)
     if cfg.get("teacher_weight"):  # what the LLM adds to the linear ranker it was distilled from
         pair = evaluate_scores(y, {"verifier": score, "teacher": teacher_scores(train_ds, test_ds, site, cfg, feats)}, n=n,
                                n_boot=n_boot, reference="teacher", **rows)
         out.update({"teacher": {"kind": f"within-linear-C{cfg.get('teacher_c', 0.01):g}", **pair["models"]["teacher"]},
                     "verifier_minus_teacher": pair["difference"]})
     emit(out, as_json, title="verifier evaluation")
+
+
+def _recipe_runs(runs: str, verifier: str) -> list[Path]:
+    """The recipe's run folders: given, or the shipped recipe's for the shipped verifier."""
+    if runs == "none" or (runs == "default" and verifier != "default"):
+        return []
+    if runs == "default":
+        import vhslab
+
+        root = Path(vhslab.__file__).parent / "assets" / "verifier_runs"
+        return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    return [Path(p) for p in comma_list(runs, option="--runs", what="verifier folders")]
+
+
+def _recipe(v, run_dirs: list[Path], test_ds, y, rows, n: int, n_boot: int) -> dict:
+    """Every run of the verifier's recipe scored on the test store: mean and spread, the rule's choice."""
+    import vhslab
+    from vhslab.probes.verifier_eval import recipe_report
+    from vhslab.probes.verifier_sweep import score_store
+
+    loaded = {p.name: vhslab.load_verifier(p) for p in run_dirs}
+    for name, run in loaded.items():
+        if run.config.site != v.config.site:
+            raise ValueError(f"--runs {name}: a verifier of site {run.config.site}, not the evaluated one's ({v.config.site})")
+    val = {name: float(run.config.extra.get("best_val_within", float("nan"))) for name, run in loaded.items()}
+    shipped = next((name for name, run in loaded.items() if run.fingerprint() == v.fingerprint()), None)
+    report = recipe_report({name: score_store(run, test_ds) for name, run in loaded.items()}, val, y, n=n,
+                           n_boot=n_boot, shipped=shipped, **rows)
+    report["runs_dirs"] = [str(p) for p in run_dirs]
+    return report
 
 
 @verifier_app.command("sweep")

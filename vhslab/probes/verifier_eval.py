@@ -98,3 +98,29 @@ def evaluate_scores(verdict, scores: dict[str, np.ndarray], group, tag, meaning,
             diff[key] = {"value": overall_score(tags, va - vb), "ci": interval(reps)}
         out["difference"] = diff
     return out
+
+
+def recipe_report(runs: dict[str, np.ndarray], val_within: dict[str, float], verdict, group, tag, meaning, prompts,
+                  n: int = 4, n_boot: int = 300, shipped: str | None = None) -> dict:
+    """A recipe is the unit of a claim: each training run's test within-prompt AUROC and Best-of-n gain (with
+    intervals over meanings), their mean and spread over runs, and the run the fixed rule ships
+    (`vhslab.probes.selection.by_training_validation`: best training-validation within-prompt AUROC, on
+    meanings no evaluation store holds). `runs`: name -> test scores; `shipped`: the run actually shipped,
+    checked against the rule's choice."""
+    from vhslab.probes.selection import by_training_validation
+
+    if len(runs) < 3:
+        raise ValueError(f"a recipe's claim rests on >= 3 training seeds; got {len(runs)} run(s)")
+    per = {}
+    for name, score in runs.items():
+        m = evaluate_scores(verdict, {name: score}, group, tag, meaning, prompts, n=n, n_boot=n_boot)["models"][name]
+        per[name] = {"within_prompt_auroc": m["within_prompt_auroc"], "gain": m["gain"], f"bo{n}": m[f"bo{n}"],
+                     "auroc": m["auroc"], "val_within": val_within[name]}
+    summary = {}
+    for key in ("within_prompt_auroc", "gain", f"bo{n}", "auroc"):
+        values = np.array([p[key]["value"] for p in per.values()])
+        summary[key] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1)), "min": float(values.min()),
+                        "max": float(values.max())}
+    chosen, record = by_training_validation(val_within)
+    return {"runs": per, "n_runs": len(per), "mean_over_runs": summary, "selected_by": record,
+            "shipped_run": shipped, "shipped_is_rule_choice": shipped is None or shipped == chosen}
