@@ -206,16 +206,21 @@ def test_sweep_finds_the_planted_site_and_puts_the_probe_beside_it(tmp_path):
     from vhslab.figures.verifiers import plot_verifier_depth
     from vhslab.probes.verifier_sweep import run_verifier_sweep, verifier_table
 
-    ds = planted(n=384 + 192 + 192)  # train, test and dev share the planted direction
-    train, test, dev = (ds.isel(sample=slice(a, b)) for a, b in ((0, 384), (384, 576), (576, None)))
+    ds = planted(n=384 + 192)  # train and test share the planted direction
+    train, test = ds.isel(sample=slice(0, 384)), ds.isel(sample=slice(384, None))
     cfg = VerifierTrainConfig(steps=60, batch_size=32, eval_every=20, align_steps=0)
+    # dev: the test's prompts (the cross-fitted choice deals the test's meanings; here its very rows)
     res = run_verifier_sweep(train, test, tiny_llm(), build_word_tokenizer(), ["block.0", "block.1", "text"], cfg,
-                             token_grid=None, n_boot=50, progress=False, dev=dev)
-    assert res.attrs["selected_by"] == "dev_within" and res["dev_within"].sel(site="block.1") > 0.7, res["dev_within"].values
+                             token_grid=None, n_boot=50, progress=False, dev=test)
+    rule = json.loads(res.attrs["selected_by"])
+    assert rule["rule"] == "by_training_validation" and res.attrs["selected_site"] == "block.1" == rule["chosen"]
     assert res["dev_within"].sel(site="block.1") > res["dev_within"].sel(site="block.0") + 0.15
+    choice = json.loads(res.attrs["dev_choice"])  # each fold of test meanings chose on the other fold's dev rows
+    assert choice["rule"] == "crossfit" and [f["chosen"] for f in choice["per_fold"]] == ["block.1", "block.1"]
+    assert res.attrs["dev_choice_within"] > 0.7
     plain = run_verifier_sweep(train, test, tiny_llm(), build_word_tokenizer(), ["block.0", "block.1"], cfg,
                                token_grid=None, n_boot=50, progress=False)
-    assert plain.attrs["selected_by"] == "val_within" and np.isnan(plain["dev_within"]).all()
+    assert np.isnan(plain["dev_within"]).all() and "dev_choice" not in plain.attrs
     assert plain.attrs["selected_site"] == "block.1" and "dev within" not in verifier_table(plain)
     v = res["value"].sel(model="verifier", metric="auroc")
     assert float(v.sel(site="block.1")) > 0.85 and float(v.sel(site="block.0")) < 0.7, v.values

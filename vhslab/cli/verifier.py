@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -291,8 +292,10 @@ def sweep_cmd(
     teacher_weight: float = TEACHER, teacher_c: float = TEACHER_C,
     seed: int = typer.Option(0, min=0),
     n_boot: int = typer.Option(300, min=10),
-    dev: str = typer.Option(None, "--dev", help="choose the site on this store's within-prompt AUROC (test-like prompts, "
-                            "other seeds; 'default': the world's verifier-dev) instead of the training validation split"),
+    dev: str = typer.Option(None, "--dev", help="also choose the site on this store (the test's prompts, other seeds; "
+                            "'default': the world's verifier-dev), cross-fitted: each half of the test's meanings is "
+                            "reported with the site best on the other half's dev rows (dev_choice_*); the shipped "
+                            "site is chosen on the training validation split"),
     plot: Path = typer.Option(None, help="save the depth plot (verifier and probe against depth) to this image"),
     overwrite: bool = typer.Option(False, help="replace --out / --plot if they exist"),
     allow_incomplete: bool = ALLOW_INCOMPLETE,
@@ -300,7 +303,8 @@ def sweep_cmd(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
     """One verifier per site (the layer ablation) beside the best probe of each site; the site with the best
-    within-prompt AUROC on --dev (without it: on the training store's validation split) is the selected one.
+    within-prompt AUROC on the training store's validation split (no test meaning) is the selected one; with --dev,
+    the cross-fitted choice on it is reported too.
     Finished sites are kept in OUT.partial/, so a stopped sweep resumes."""
     from vhslab.probes.verifier_sweep import run_verifier_sweep, verifier_table
 
@@ -322,7 +326,10 @@ def sweep_cmd(
     save_netcdf(outs["out"], res)
     shutil.rmtree(out.with_name(out.name + ".partial"), ignore_errors=True)
     result = {"out": str(out), "elapsed_s": round(time.perf_counter() - t0, 1), "selected_site": res.attrs["selected_site"],
-              "selected_by": res.attrs["selected_by"],
+              "selected_by": json.loads(res.attrs["selected_by"]),
+              **({"dev_choice": json.loads(res.attrs["dev_choice"]),
+                  **{k: res.attrs[k] for k in ("dev_choice_within", "dev_choice_within_ci", "dev_choice_gain",
+                                               "dev_choice_gain_ci")}} if "dev_choice" in res.attrs else {}),
               "sites": {s: {**{m: round(float(res["value"].sel(model="verifier", site=s, metric=m)), 4)
                                for m in ("auroc", "within_prompt_auroc", "bo4", "gain")},
                             **({"dev_within": round(float(res["dev_within"].sel(site=s)), 4)} if dev is not None else {})}

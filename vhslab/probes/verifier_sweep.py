@@ -25,6 +25,7 @@ from vhslab.outputs import read_json, write_json_atomic
 from vhslab.probes.data import check_store, list_sites, site_features
 from vhslab.probes.metrics import auroc_binary, auroc_within
 from vhslab.probes.models import WithinPromptLinear, make_probe, make_prompt_baseline, prompt_structure
+from vhslab.probes.selection import by_training_validation, crossfit
 from vhslab.probes.verifier import LatentVerifier, check_generator
 from vhslab.probes.verifier_data import ChunkReader, prompt_rows, validation_split
 from vhslab.probes.verifier_eval import evaluate_scores
@@ -128,9 +129,11 @@ def run_verifier_sweep(train: xr.Dataset, test: xr.Dataset, llm, tokenizer, site
     y, rows = candidate_rows(test)
     dev_y, dev_prompts = (None, None) if dev is None else (dev["verdict"].values.astype(int), _strs(dev["prompt"].values))
     key = {"train": train.attrs.get("content_key"), "test": test.attrs.get("content_key"), "config": asdict(cfg),
-           "token_grid": token_grid, "n": n, "n_boot": n_boot, "dev": None if dev is None else dev.attrs.get("content_key")}
+           "token_grid": token_grid, "n": n, "n_boot": n_boot, "dev": None if dev is None else dev.attrs.get("content_key"),
+           "scores": 1}  # rows keep their dev and test scores (for the cross-fitted choice)
     done = Path(partial) if partial is not None else None
     results, extra = [], {k: [] for k in ("train_s", "val_auroc", "val_within", "dev_within", "probe_kind")}
+    scored: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for site in tqdm(sites, desc="verifier sweep", disable=not progress):
         kept = done / f"{site}.json" if done is not None else None
         row = read_json(kept) if kept is not None and kept.is_file() else None  # damaged: warned, computed again
@@ -140,22 +143,43 @@ def run_verifier_sweep(train: xr.Dataset, test: xr.Dataset, llm, tokenizer, site
             verifier, info = train_verifier(train, site, llm, tokenizer, site_cfg, token_grid=token_grid, progress=False)
             seconds = time.perf_counter() - t0
             probe, kind = best_probe_scores(train, test, site, cfg.seed, cfg.val_fraction, cfg.select)
-            dev_within = np.nan if dev is None else auroc_within(dev_y, score_store(verifier, dev), dev_prompts)
-            result = evaluate_scores(y, {"verifier": score_store(verifier, test), "probe": probe}, n=n, n_boot=n_boot,
+            dev_score = None if dev is None else score_store(verifier, dev)
+            dev_within = np.nan if dev is None else auroc_within(dev_y, dev_score, dev_prompts)
+            test_score = score_store(verifier, test)
+            result = evaluate_scores(y, {"verifier": test_score, "probe": probe}, n=n, n_boot=n_boot,
                                      reference="probe", **rows)
             row = {"key": key, "train_s": seconds, "val_auroc": info["best_val_auroc"], "val_within": info["best_val_within"],
-                   "dev_within": dev_within, "probe_kind": kind, "result": result}
+                   "dev_within": dev_within, "probe_kind": kind, "result": result, "test_score": test_score.tolist(),
+                   "dev_score": None if dev_score is None else dev_score.tolist()}
             if kept is not None:
                 kept.parent.mkdir(parents=True, exist_ok=True)
                 write_json_atomic(kept, row, default=float)
         results.append(row["result"])
+        if row.get("dev_score") is not None:
+            scored[site] = (np.asarray(row["dev_score"], float), np.asarray(row["test_score"], float))
         for k in extra:
             extra[k].append(row[k])
-    return _as_dataset(sites, results, extra, train, test, cfg, token_grid, n)
+    ds = _as_dataset(sites, results, extra, train, test, cfg, token_grid, n)
+    if dev is not None:
+        ds.attrs.update(_crossfit_site(scored, dev, y, rows, n, n_boot))
+    return ds
+
+
+def _crossfit_site(scored: dict, dev: xr.Dataset, y: np.ndarray, rows: dict, n: int, n_boot: int) -> dict:
+    """The site chosen on the dev store without the meanings it is reported on (`selection.crossfit`): each
+    fold of test meanings takes the site best on the other folds' dev rows; the combined test numbers."""
+    dev_y, dev_rows = candidate_rows(dev)
+    combined, record = crossfit(scored, {"verdict": dev_y, "group": dev_rows["group"], "tag": dev_rows["tag"],
+                                         "meaning": dev_rows["meaning"]},
+                                {"verdict": y, "group": rows["group"], "tag": rows["tag"], "meaning": rows["meaning"]})
+    res = evaluate_scores(y, {"crossfit": combined}, n=n, n_boot=n_boot, **rows)["models"]["crossfit"]
+    return {"dev_choice": json.dumps(record), "dev_choice_within": res["within_prompt_auroc"]["value"],
+            "dev_choice_within_ci": res["within_prompt_auroc"]["ci"], "dev_choice_gain": res["gain"]["value"],
+            "dev_choice_gain_ci": res["gain"]["ci"]}
 
 
 def _as_dataset(sites, results, extra, train, test, cfg, token_grid, n) -> xr.Dataset:
-    chooser = "val_within" if np.isnan(extra["dev_within"]).all() else "dev_within"
+    site, record = by_training_validation(dict(zip(sites, extra["val_within"], strict=True)))
     models = list(results[0]["models"])
     metrics = list(results[0]["models"][models[0]])
     cube = np.array([[[[r["models"][m][k]["value"], *r["models"][m][k]["ci"]] for k in metrics] for r in results]
@@ -173,11 +197,13 @@ def _as_dataset(sites, results, extra, train, test, cfg, token_grid, n) -> xr.Da
         attrs={MARK: 1, "train_store": str(train.attrs.get("content_key")), "test_store": str(test.attrs.get("content_key")),
                "train_config": json.dumps(asdict(cfg)), "token_grid": token_grid or 0, "best_of": n,
                "n_meanings": int(results[0]["n_meanings"]), "n_prompt_rows": int(results[0]["n_prompt_rows"]),
-               "selected_site": sites[int(np.nanargmax(extra[chooser]))], "selected_by": chooser,
+               "selected_site": site, "selected_by": json.dumps(record),
                "note": "value/lo/hi: test metric and 95% interval over meanings; diff: verifier - probe, paired; "
                        "val_*: the training store's validation split (meaning-disjoint); dev_within: the verifier's "
                        "within-prompt AUROC on the dev store (test-like prompts, other seeds; NaN without one); "
-                       "selected_by names the one that chooses the site"})
+                       "selected_by: the fixed rule (the best training-validation within-prompt AUROC: no test "
+                       "meaning); with a dev store, dev_choice_* is the cross-fitted choice on it (each fold of test "
+                       "meanings reported with the site best on the other folds' dev meanings)"})
     ds["probe_kind"] = ds["probe_kind"].astype(str)
     return ds
 
