@@ -33,6 +33,7 @@ from vhslab.probes.verifier_teacher import teacher_model
 from vhslab.probes.verifier_train import VerifierTrainConfig, find_site, score_rows, train_verifier
 
 MARK = "vhslab_verifier_sweep"
+PROBE_C = (0.01, 0.1, 1.0)  # the probes' regularisation grid (inverse L2 strength), fixed before any run
 
 
 def _strs(values) -> np.ndarray:
@@ -65,8 +66,9 @@ def best_probe_scores(train: xr.Dataset, test: xr.Dataset, site: str, seed: int 
                       select: str = "within", feats: tuple[np.ndarray, np.ndarray] | None = None):
     """Test P(yes) of the best probe of `site` fitted on the training store's training split, chosen
     on the verifier's validation split by `select` ("within": within-prompt AUROC, as the verifier's
-    default; "auroc") among linear, MLP and within-prompt linear probes (`WithinPromptLinear`, C in
-    0.01 / 0.1 / 1: trained on what ranks candidates of one prompt, as the verifier's ranking loss is);
+    default; "auroc") among an MLP, linear probes and within-prompt linear probes (`WithinPromptLinear`: trained
+    on what ranks candidates of one prompt, as the verifier's ranking loss is), both linear families over the
+    grid C in PROBE_C, all on the same split and rule as the verifier's checkpoint;
     for "text" the prompt-only baseline. `feats`: the two stores' mean states at `site`, if already read.
     Returns (scores, name)."""
     y = train["verdict"].values.astype(int)
@@ -77,8 +79,11 @@ def best_probe_scores(train: xr.Dataset, test: xr.Dataset, site: str, seed: int 
         candidates = {"prompt-only": make_prompt_baseline("linear", True, seed)}
     else:
         x_train, x_test = feats or mean_states(train, test, site)
-        candidates = {name: make_probe(name, True, seed) for name in ("linear", "mlp")}
-        candidates.update({f"within-linear-C{c:g}": WithinPromptLinear(C=c) for c in (0.01, 0.1, 1.0)})
+        candidates = {"mlp": make_probe("mlp", True, seed)}
+        for c in PROBE_C:  # every linear family over one regularisation grid, chosen like the rest
+            candidates[f"linear-C{c:g}"] = make_probe("linear", True, seed)
+            candidates[f"linear-C{c:g}"].set_params(logisticregression__C=c)
+            candidates[f"within-linear-C{c:g}"] = WithinPromptLinear(C=c)
     take = (lambda x, r: x.iloc[r]) if hasattr(x_train, "iloc") else (lambda x, r: x[r])  # DataFrame or array
     best = None
     for name, model in candidates.items():
