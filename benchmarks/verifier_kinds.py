@@ -65,6 +65,28 @@ def paired(chosen: dict[str, Path], n_boot: int) -> dict:
     return out
 
 
+def kind_choice(chosen: dict[str, Path], val_within: dict[str, float], n_boot: int) -> dict:
+    """Which kind (site) the protocol would ship: the training-validation rule across kinds, and the
+    cross-fitted choice on the dev store (the test's prompts, other seeds) with its combined test numbers."""
+    import vhslab as lab
+    from vhslab.data.default_stores import default_store
+    from vhslab.probes import open_store
+    from vhslab.probes.selection import by_training_validation, crossfit
+    from vhslab.probes.verifier_eval import evaluate_scores
+    from vhslab.probes.verifier_sweep import candidate_rows, score_store
+
+    test, dev = (open_store(default_store(n, progress=False)) for n in ("verifier-test", "verifier-dev"))
+    (y, rows), (dy, drows) = candidate_rows(test), candidate_rows(dev)
+    loaded = {k: lab.load_verifier(p) for k, p in chosen.items()}
+    scores = {k: (score_store(v, dev), score_store(v, test)) for k, v in loaded.items()}
+    keys = ("group", "tag", "meaning")
+    combined, record = crossfit(scores, {"verdict": dy, **{k: drows[k] for k in keys}},
+                                {"verdict": y, **{k: rows[k] for k in keys}})
+    res = evaluate_scores(y, {"crossfit": combined}, n=4, n_boot=n_boot, **rows)["models"]["crossfit"]
+    return {"by_training_validation": by_training_validation(val_within)[1],
+            "crossfit_on_dev": {**record, "within_prompt_auroc": res["within_prompt_auroc"], "gain": res["gain"]}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=Path("out/verifier_kinds"))
@@ -86,9 +108,10 @@ def main() -> None:
             "verifier", "eval", str(chosen[kind]), "--runs", ",".join(map(str, runs)), "--text-only", "none",
             "--n-boot", str(args.n_boot), "--no-progress")
         print(f"{kind}: rule ships {pick}", file=sys.stderr, flush=True)
+    val = {k: report[k]["recipe"]["runs"][chosen[k].name]["val_within"] for k in KINDS}
     per_seed = {str(s): paired({k: dirs[k][i] for k in KINDS}, args.n_boot) for i, s in enumerate(seeds)}
     result = {"kinds": report, "chosen": {k: p.name for k, p in chosen.items()}, **paired(chosen, args.n_boot),
-              "per_seed": per_seed}
+              "per_seed": per_seed, "kind_choice": kind_choice(chosen, val, args.n_boot)}
     if args.ship:
         for kind, path in chosen.items():
             dst = ASSETS / SHIPPED[kind]
