@@ -7,7 +7,7 @@ input, 1 fault, 0 where the input is fine and only warned about), no traceback, 
 names the file or option (the new cases), that nothing the user had changed, and that no pickle ran.
 Prints a table and, last, one JSON object.
 
-    python benchmarks/bad_input_sweep.py [--keep DIR]
+    python benchmarks/bad_input_sweep.py [--keep DIR] [--only TEXT]
 """
 
 from __future__ import annotations
@@ -250,9 +250,11 @@ def safety_cases(root: Path, store: Path) -> list[tuple[str, list[str], set[int]
     an = ["--data", s, "--no-progress"]
     return [
         # 1. no code from files (the marker file must never appear)
-        ("verifier train resumes a pickled checkpoint.pt", [*vt, "--out", str(f["ckpt_dir"])], {2}, [f["ckpt_dir"]], "checkpoint"),
+        ("verifier train resumes a pickled checkpoint.pt", [*vt, "--out", str(f["ckpt_dir"])], {2},
+         [f["ckpt_dir"] / "checkpoint.pt"], "checkpoint"),
         ("world train resumes a pickled stage checkpoint", ["world", "train", "--out", str(f["stage_dir"]), "--profile",
-                                                           "tiny", "--stages", "autoencoder"], {2}, [f["stage_dir"]], "checkpoint"),
+                                                           "tiny", "--stages", "autoencoder"], {2},
+         [f["stage_dir"] / "autoencoder" / "checkpoint.pt"], "checkpoint"),
         ("verifier eval: weights are a pickle", [*ev, str(f["pickle_weights"])], {2}, [f["pickle_weights"]], "verifier.safetensors"),
         ("--llm a folder with a pickled pytorch_model.bin", [*vt, "--llm", str(f["pickle_llm"]), "--out", v], {2},
          [f["pickle_llm"]], "llm_pickle"),
@@ -297,7 +299,7 @@ def safety_cases(root: Path, store: Path) -> list[tuple[str, list[str], set[int]
         ("a cost model with a zero stage cost", [*bo, "--cost-model", f"{r}/cost_zero.json"], {2}, [], "cost_zero.json"),
         ("a cost model with a NaN stage cost", [*bo, "--cost-model", f"{r}/cost_nan.json"], {2}, [], "cost_nan.json"),
         ("a cost model with zero blocks", [*bo, "--cost-model", f"{r}/cost_blocks.json"], {2}, [], "num_blocks"),
-        ('generate ""', ["generate", "", "-o", f"{r}/e.png"], {2}, [], "prompt"),
+        ('generate ""', ["generate", "", "-o", f"{r}/e.png"], {2}, [], "PROMPT"),
         ("patch --coefficient inf", ["patch", *an, "--coefficient", "inf"], {2}, [], "--coefficient"),
         ("verifier eval on another generator's store", [*ev, "--test", str(f["other_gen"])], {2}, [], "generator"),
         ("verifier eval --text-only a visual verifier", [*ev, "default", "--text-only",
@@ -348,6 +350,7 @@ def run_case(root: Path, name: str, argv: list[str], codes: set[int], keep: list
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument("--only", help="run only the cases whose name holds this text")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="vhslab-bad-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -367,6 +370,8 @@ def main() -> None:
     assert holder.stdout.readline().strip() == "locked"
     try:
         for name, argv, codes, keep, match in allc:
+            if args.only and args.only not in name:
+                continue
             row, problem = run_case(root, name, argv, codes, keep, match)
             rows.append(row)
             if problem:
