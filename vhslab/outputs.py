@@ -93,9 +93,8 @@ def sha256(path: Path) -> str:
 
 
 def write_manifest(out: Output, complete: bool) -> None:
-    from vhslab import __version__
-
-    record = {"kind": out.kind, "complete": complete, "writer": f"vhslab {__version__}", "argv": sys.argv[1:],
+    version = sys.modules["vhslab"].__version__  # the package is loaded before any of its modules
+    record = {"kind": out.kind, "complete": complete, "writer": f"vhslab {version}", "argv": sys.argv[1:],
               "folder": out.folder, **out.info}
     if complete and not out.folder:
         record["sha256"] = sha256(out.path)
