@@ -241,7 +241,7 @@ def extract(
         "model_id": str(model_id or getattr(pipe, "name_or_path", None) or type(pipe).__name__),
         "pipeline": type(pipe).__name__,
         "config_hash": cfg,
-        "generator": generator_fingerprint(cfg, weights),  # verifiers refuse a store of another generator
+        "generator": generator_fingerprint(pipe, weights),  # verifiers refuse a store of another generator
         "num_blocks": num_blocks,
         "sites": ",".join(site_list),
         "dtype": dtype,

@@ -148,12 +148,20 @@ def config_hash(pipe: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def generator_fingerprint(pipe: Any, weights: str | None = None) -> str:
+    """A generator's identity in a store's attrs and a verifier's config: its architecture (every component's
+    config, without `_name_or_path`, which is where it was loaded from) and its weights (`weights_hash`)."""
+    parts = {}
+    for name, comp in pipe.components.items():
+        cfg = getattr(comp, "config", None)
+        if cfg is not None:
+            cfg = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+            parts[name] = {k: v for k, v in cfg.items() if k != "_name_or_path"}
+    arch = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return f"{arch}-{weights or weights_hash(pipe)}"
+
+
 @torch.no_grad()
-def generator_fingerprint(config: str, weights: str) -> str:
-    """A generator's identity in a store's attrs and a verifier's config: architecture (config hash) and weights."""
-    return f"{config}-{weights}"
-
-
 def weights_hash(pipe: Any, per_tensor: int = 4096) -> str:
     """Fingerprint of the weights: a strided sample of every parameter of every module."""
     h = hashlib.sha256()
