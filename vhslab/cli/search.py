@@ -145,7 +145,7 @@ def bench_cmd(
     warmup: int = typer.Option(2, min=0),
     end_to_end: bool = typer.Option(True, help="also time whole best_of_n / noise_search calls at N = 1, 4, 16 and "
                                     "report the cost model's prediction error (world only)"),
-    e2e_repeats: int = typer.Option(5, "--e2e-repeats", min=1, help="timed runs per whole call after one warm-up"),
+    e2e_repeats: int = typer.Option(7, "--e2e-repeats", min=1, help="timed runs per whole call after one warm-up"),
     statistic: str = typer.Option("median", help="median, or min (the least disturbed run: for a machine others load) "
                                   "of the timed runs, for stages and whole calls alike"),
     save_cost_model: Path = typer.Option(None, help="write the measured cost model JSON here"),

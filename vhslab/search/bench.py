@@ -220,8 +220,9 @@ def best_of_4_share(model, block: int) -> float:
 
 def end_to_end(world, verifiers: dict, ns=(1, 4, 16), repeats: int = 5, batch_size: int = 4, rounds: int = 3,
                progress: Callable[[str], None] | None = None, statistic: str = "median") -> dict:
-    """Median (or `statistic`) ms of whole calls on the world per path and N (after one warm-up): `best_of_n` per
-    verifier ("none" too), and `noise_search` in `rounds` rounds with the "vhs" one (as "noise")."""
+    """Median (or `statistic`) ms of whole calls on the world per path and N after one warm-up each:
+    `best_of_n` per verifier ("none" too), and `noise_search` in `rounds` rounds with the "vhs" one (as
+    "noise"). The calls take turns, one of each per repeat, so a burst of load falls on all alike."""
     from vhslab.search.best_of_n import best_of_n
     from vhslab.search.noise_search import noise_search
 
@@ -230,14 +231,17 @@ def end_to_end(world, verifiers: dict, ns=(1, 4, 16), repeats: int = 5, batch_si
     if "vhs" in verifiers:
         calls["noise"] = lambda n: noise_search(world.pipeline, verifiers["vhs"], PROMPT, n, rounds=rounds,
                                                 batch_size=batch_size, gen=world.gen_config)
-    out = {}
-    for name, call in calls.items():
-        out[name] = {}
-        for n in ns:
+    times = {(name, n): [] for name in calls for n in ns}
+    with torch.no_grad():
+        for rep in range(repeats + 1):
             if progress:
-                progress(f"{name}, N = {n}")
-            out[name][n] = median_ms(lambda call=call, n=n: call(n), "cpu", repeats, 1, statistic)
-    return out
+                progress(f"whole calls, {'warm-up' if rep == 0 else f'repeat {rep} of {repeats}'}")
+            for name, n in times:
+                t0 = time.perf_counter()
+                calls[name](n)
+                if rep:
+                    times[name, n].append(1000 * (time.perf_counter() - t0))
+    return {name: {n: STATISTICS[statistic](times[name, n]) for n in ns} for name in calls}
 
 
 def predicted(model, block: int, paths, ns=(1, 4, 16), batch_size: int = 4, rounds: int = 3) -> dict:
