@@ -26,10 +26,9 @@ PERTURB = 1_000_000  # perturbation noise uses candidate indices from here: neve
 def noise_search(pipe, verifier, prompt: str, n: int | None = None, *, budget_ms: float | None = None, cost_model=None,
                  rounds: int = 3, radius: float = 0.5, seed: int = 0, first: int = 0, batch_size: int = 8,
                  gen: GenConfig | None = None) -> SearchResult:
-    """Spend N candidates (or what `budget_ms` buys on the VHS path, its rounds charged one after another)
-    in `rounds` rounds; the winner
-    is the best-scored candidate of all rounds. `extra` holds the round of each candidate. Round 0
-    uses the seeds `best_of_n(..., seed=seed, first=first)` starts with."""
+    """Spend N candidates (or what `budget_ms` buys on the VHS path, the rounds charged one after another)
+    in `rounds` rounds; the winner is the best-scored candidate of all rounds. `extra` holds the round
+    of each candidate. Round 0 uses the seeds `best_of_n(..., seed=seed, first=first)` starts with."""
     if not (isinstance(rounds, int) and rounds >= 1):
         raise SearchError(f"rounds must be an integer >= 1, got {rounds!r}")
     if not (isinstance(radius, (int, float)) and 0 < radius <= 1):
