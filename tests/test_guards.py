@@ -175,7 +175,8 @@ def test_the_n_each_budget_buys_is_printed_first(vhslab, tmp_path):
                           "--workdir", tmp_path / "work", "--json")
     assert code == 0, output
     plan = next(line for line in output.splitlines() if line.startswith("N per prompt row under world"))
-    assert "budget 1: vhs 1, none 1; budget 2: vhs 3, none 1" in plan
+    # a verifier's Best-of-1 costs more than one plain generation (prompt, overhead, winner finished): none at budget 1
+    assert "budget 1: vhs 0, none 1; budget 2: vhs 4, none 1" in plan
 
 
 def test_budget_plan_refuses_before_compute():
@@ -187,7 +188,7 @@ def test_budget_plan_refuses_before_compute():
 
     assert MAX_N == CLI_MAX_N
     world, cost = vhslab.load_world(), [load_cost_model("world")]
-    assert budget_plan(world, {}, [2.0], cost, ["none", "oracle"]) == {("world", 2.0, "none"): 1, ("world", 2.0, "oracle"): 3}
+    assert budget_plan(world, {}, [2.0], cost, ["none", "oracle"]) == {("world", 2.0, "none"): 1, ("world", 2.0, "oracle"): 4}
     with pytest.raises(SearchError, match="buys N = "):
         budget_plan(world, {}, [1000.0], cost, ["oracle"])
     with pytest.raises(SearchError, match="N < 1"):

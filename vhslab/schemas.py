@@ -185,15 +185,30 @@ class StageCosts(BaseModel):
     llm_prefill: Ms
 
 
+MsOrZero = expect(float, "a finite number of milliseconds >= 0", ge=0, allow_inf_nan=False)
+
+
+class PerCallCosts(BaseModel):
+    """Paid once per call whatever its batch: the prompt's encoding (once per search) and a pipeline
+    call's overhead beyond its DiT (per batch of candidates, and for the winner's finishing call)."""
+
+    model_config = STRICT
+    prompt_encode: MsOrZero
+    call_overhead: MsOrZero
+
+
 class StagesMs(BaseModel):
+    """Per-stage ms at batch 1, per candidate at batch 4, and (absent in older files: 0) per call."""
+
     model_config = STRICT
     batch_1: StageCosts
     batch_4: StageCosts
+    per_call: PerCallCosts | None = None
 
 
 class CostModelFile(BaseModel):
-    """A cost model: the card, the DiT's blocks and per-stage ms at batch 1 and per candidate at batch 4
-    (free-form fields such as `source` or `note` beside them are kept)."""
+    """A cost model: the card, the DiT's blocks and per-stage ms at batch 1, per candidate at batch 4 and
+    per call (optional; free-form fields such as `source`, `note` or `threads` beside them are kept)."""
 
     model_config = ConfigDict(**{**STRICT, "extra": "allow"})
     name: Name | None = None

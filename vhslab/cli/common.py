@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import math
 from pathlib import Path
@@ -60,7 +61,9 @@ BAD_INPUT = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
 def guard(command):
     """Wrap a command: an exception becomes one readable line on stderr and exit code 2 when the
     input is wrong (a ValueError, e.g. PromptError, ProbeError, SpecError, StoreInputError; a
-    missing file) or 1 for a fault; `vhslab --debug ...` shows the full rich traceback too."""
+    missing file) or 1 for a fault; `vhslab --debug ...` shows the full rich traceback too. The command
+    takes `--threads` too (`with_threads`)."""
+    command = with_threads(command)
 
     @functools.wraps(command)
     def run(*args, **kwargs):
@@ -98,7 +101,11 @@ def _jsonable(value: Any) -> Any:
 
 
 def emit(result: dict[str, Any], as_json: bool, title: str = "") -> None:
-    """Print a result: a readable table, or (with --json) one JSON object as the last line."""
+    """Print a result: a readable table, or (with --json) one JSON object as the last line; the thread
+    count it ran with is added (`vhslab.threads.info`)."""
+    from vhslab.threads import info
+
+    result = {**result, **{k: v for k, v in info().items() if k not in result}}
     if as_json:
         print(json.dumps(_jsonable(result)), flush=True)
         return
@@ -206,3 +213,28 @@ def fit_batch(batch_size: int, rows: int, per_row: int = 0, option: str = "--bat
             raise ValueError(f"{option} {batch_size}: a batch needs about {need / 1e9:.1f} GB ({per_row / 1e6:.2f} MB a row, "
                              f"estimated), more than the {free / 1e9:.1f} GB available; lower {option}")
     return batch_size
+
+
+# --- threads: one option on every command, one place that decides (vhslab.threads) ------------------
+THREADS = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: measured fastest for the model's "
+                       "size here: 1 for the world's small models, every core from 500M parameters)")
+
+
+def with_threads(command):
+    """`command` with the `--threads` option (THREADS) added to its signature, its thread count set
+    (`vhslab.threads.use_threads`) before it runs; a command with its own `threads` (training) keeps it."""
+    sig = inspect.signature(command)
+    if "threads" in sig.parameters:
+        return command
+
+    @functools.wraps(command)
+    def run(*args, threads: int | None = None, **kwargs):
+        from vhslab.threads import use_threads
+
+        use_threads(threads)
+        return command(*args, **kwargs)
+
+    param = inspect.Parameter("threads", inspect.Parameter.KEYWORD_ONLY, default=THREADS, annotation=int)
+    run.__signature__ = sig.replace(parameters=[*sig.parameters.values(), param])
+    run.__annotations__ = {**getattr(command, "__annotations__", {}), "threads": int}
+    return run

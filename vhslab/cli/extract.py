@@ -39,6 +39,9 @@ def load_model(model: str) -> tuple[Any, Any, str, Any]:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise typer.BadParameter(f"--model {model!r}: cannot load a diffusers pipeline ({type(err).__name__}: {first})") from None
     pipe.set_progress_bar_config(disable=True)
+    from vhslab.threads import fit
+
+    fit(pipe)  # --threads' default, by this model's size
     return pipe, None, str(path.resolve()), GenConfig(max_sequence_length=300)
 
 

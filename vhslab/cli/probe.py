@@ -36,6 +36,7 @@ def probe_cmd(
     from vhslab.outputs import claim, save_figure
     from vhslab.probes import open_store, run_sweep
     from vhslab.probes.results import results_output
+    from vhslab.threads import torch_threads
 
     try:
         layer_list = [int(v) for v in comma_list(layers)] if layers else None
@@ -49,6 +50,7 @@ def probe_cmd(
     res = run_sweep(
         ds, comma_list(targets), comma_list(probes), layers=layer_list, extra_sites=tuple(comma_list(sites)), k=folds,
         inner_k=inner_folds, select=select, grid=grid, n_boot=n_boot, baseline=baseline, seed=seed, progress=progress,
+        threads=torch_threads(),  # the fits (and their BLAS) on the command's --threads
     )
     result = {"data": str(data), "n_samples": int(ds.sizes["sample"]), **res.report()}
     if out:

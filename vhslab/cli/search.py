@@ -117,7 +117,10 @@ def bestofn_cmd(
     world = vhslab.load_world()
     chosen = {"vhs": (vhs, "vhs"), "vision": (vision_verifier, "vision"), "ae": (ae, "ae")}
     loaded = {m: vhslab.load_verifier(None if p == "default" else p, kind=k) for m, (p, k) in chosen.items() if m in methods}
-    plan_n = budget_plan(world, loaded, budget_list, models, methods, noise_search, noise_list, "--budgets")
+    plan_n = budget_plan(world, loaded, budget_list, models, methods, noise_search, noise_list, "--budgets", rounds)
+    for cm in models:
+        if cm.note:
+            console.print(f"note: cost model {cm.name}: {cm.note}", markup=False, highlight=False, soft_wrap=True)
     for cm in models:
         console.print(f"N per prompt row under {cm.name}: " + "; ".join(
             f"budget {b:g}: " + ", ".join(f"{m} {n}" for (c, bb, m), n in plan_n.items() if c == cm.name and bb == b)
@@ -140,22 +143,29 @@ def bench_cmd(
     device: str = typer.Option(None, help="cpu or cuda (default: cpu for the world, cuda for real sizes)"),
     repeats: int = typer.Option(10, min=1, help="timed runs per stage (median) after warm-up"),
     warmup: int = typer.Option(2, min=0),
-    end_to_end: bool = typer.Option(True, help="also time whole Best-of-N calls at N = 1, 4, 16 (world only)"),
+    end_to_end: bool = typer.Option(True, help="also time whole best_of_n / noise_search calls at N = 1, 4, 16 and "
+                                    "report the cost model's prediction error (world only)"),
+    e2e_repeats: int = typer.Option(7, "--e2e-repeats", min=1, help="timed runs per whole call after one warm-up"),
+    statistic: str = typer.Option("median", help="median, or min (the least disturbed run: for a machine others load) "
+                                  "of the timed runs, for stages and whole calls alike"),
     save_cost_model: Path = typer.Option(None, help="write the measured cost model JSON here"),
     overwrite: bool = typer.Option(False, help="replace --save-cost-model if it exists"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
-    """Per-stage latency (median) and FLOPs at batch 1 and 4, the cost model they make, ratio_vhs_to_vision,
-    and the shipped real-size table beside it."""
-
+    """Per-stage latency (median) and FLOPs at batch 1 and 4, the per-call stages, the cost model they make,
+    ratio_vhs_to_vision, the shipped real-size table beside it, and (world) the model's prediction against
+    measured whole calls."""
     import torch
     from rich.console import Console
 
     from vhslab.search.bench import best_of_4_share, cost_model_json, measure, ratio_vhs_to_vision
     from vhslab.search.costs import CostModel, load_cost_model
+    from vhslab.threads import fit
 
     if arch not in ("world", "sana-sprint-1.6b", "tiny"):
         raise ValueError(f"--arch is world, sana-sprint-1.6b or tiny, got {arch!r}")
+    if statistic not in ("median", "min"):
+        raise ValueError(f"--statistic is median or min, got {statistic!r}")
     device = device or ("cpu" if arch == "world" else "cuda")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: no CUDA device here (real sizes are meant for a GPU; --device cpu forces it)")
@@ -173,14 +183,18 @@ def bench_cmd(
 
         world = None
         stages = real_size_stages(arch, device, torch.float32 if device == "cpu" else torch.bfloat16)
-    measured = measure(stages, repeats=repeats, warmup=warmup, progress=say)
-    model_json = cost_model_json(stages, measured, f"vhslab bench --arch {arch}: median of {repeats} after {warmup} warm-up")
-    model = CostModel(stages.name, stages.card, stages.num_blocks, model_json["stages_ms"]["batch_1"], model_json["stages_ms"]["batch_4"])
+    fit(stages.params)  # --threads' default by the size of what is timed
+    measured = measure(stages, repeats=repeats, warmup=warmup, progress=say, statistic=statistic)
+    model_json = cost_model_json(stages, measured, f"vhslab bench --arch {arch} --statistic {statistic}: {statistic} of "
+                                 f"{repeats} after {warmup} warm-up, {torch.get_num_threads()} thread(s)")
+    cm = model_json["stages_ms"]
+    model = CostModel(stages.name, stages.card, stages.num_blocks, cm["batch_1"], cm["batch_4"], cm["per_call"])
     shipped = load_cost_model("sana-sprint-1.6b")
     real_block = 7  # the paper's site (h7); the world's own verifier block is mapped by depth where noted
     result = {"arch": arch, "card": stages.card, "dtype": stages.dtype, "num_blocks": stages.num_blocks,
-              "verifier_block": stages.block,
-              "stages": {f"batch_{b}": {k: {kk: round(vv, 4) for kk, vv in v.items()} for k, v in m.items()} for b, m in measured.items()},
+              "verifier_block": stages.block, "threads": torch.get_num_threads(), "statistic": statistic,
+              "stages": {k: {s: {kk: round(vv, 4) for kk, vv in v.items()} for s, v in m.items()} for k, m in
+                         ((f"batch_{b}" if isinstance(b, int) else b, m) for b, m in measured.items())},
               "cost_model": model_json,
               "ratio_vhs_to_vision": model.split_ms("vhs", stages.block)[1] / model.split_ms("vision")[1],
               "bo4_vhs_over_vision": best_of_4_share(model, stages.block),
@@ -188,15 +202,31 @@ def bench_cmd(
                                                "ratio_vhs_to_vision": ratio_vhs_to_vision(shipped, real_block),
                                                "bo4_vhs_over_vision": best_of_4_share(shipped, real_block)}}}
     if world is not None and end_to_end:
-        import vhslab
-        from vhslab.search.bench import end_to_end as e2e
-
-        paths = {"vhs": verifier, "vision": vhslab.load_verifier(kind="vision"), "ae": vhslab.load_verifier(kind="ae"), "none": "none"}
-        result["end_to_end_ms"] = e2e(world, paths, progress=say)
-        result["end_to_end_ratio_vhs_to_vision_n16"] = result["end_to_end_ms"]["vhs"][16] / result["end_to_end_ms"]["vision"][16]
+        result.update(_bench_end_to_end(world, verifier, model, stages.block, e2e_repeats, statistic, say))
     if save_cost_model is not None:
         from vhslab.outputs import save_json
 
         save_json(outs["save_cost_model"], model_json)
         result["saved"] = str(save_cost_model)
     emit(result, as_json, title="bench")
+
+
+def _bench_end_to_end(world, verifier, model, block: int, repeats: int, statistic: str, say) -> dict:
+    """Whole calls on the world at N = 1, 4, 16 per path (batches of 4, noise search in 3 rounds), the
+    cost model's prediction for them and its relative error, with the load average they ran under."""
+    import os
+
+    import vhslab
+    from vhslab.search.bench import end_to_end, predicted, prediction_error
+
+    load = os.getloadavg()[0]
+    paths = {"vhs": verifier, "vision": vhslab.load_verifier(kind="vision"), "ae": vhslab.load_verifier(kind="ae"), "none": "none"}
+    measured = end_to_end(world, paths, repeats=repeats, batch_size=4, rounds=3, progress=say, statistic=statistic)
+    prediction = predicted(model, block, measured, batch_size=4, rounds=3)
+    error = prediction_error(prediction, measured)
+    worst = max(abs(e) for row in error.values() for n, e in row.items() if n in (4, 16))
+    return {"end_to_end_ms": measured, "predicted_ms": prediction, "prediction_error": error,
+            "prediction_max_abs_error_n4_n16": worst, "prediction_within_15pct": worst <= 0.15,
+            "end_to_end_settings": {"batch_size": 4, "noise_rounds": 3, "repeats": repeats},
+            "load_average_1min": {"before": load, "after": os.getloadavg()[0]},
+            "end_to_end_ratio_vhs_to_vision_n16": measured["vhs"][16] / measured["vision"][16]}

@@ -70,8 +70,9 @@ def search_path(verifier) -> tuple[str, int | None]:
 
 
 def check_search(pipe, verifier, n: int | None, gen: GenConfig, budget_ms: float | None = None, cost_model=None,
-                 vision=None, prompt: str | None = None) -> tuple[str, int | None, int]:
-    """Every input error before any compute; returns (path, block, N)."""
+                 vision=None, prompt: str | None = None, batch_size: int = 8, rounds: int = 1) -> tuple[str, int | None, int]:
+    """Every input error before any compute; returns (path, block, N) (a budget buys N for calls of
+    `batch_size` candidates in `rounds` sequential rounds)."""
     path, block = search_path(verifier)
     if prompt is not None and not str(prompt).strip():
         raise SearchError("the prompt is empty: a verifier has nothing to check the candidates against")
@@ -97,7 +98,7 @@ def check_search(pipe, verifier, n: int | None, gen: GenConfig, budget_ms: float
         if cost_model is None:
             raise SearchError("a budget needs a cost model (load_cost_model('world') or 'sana-sprint-1.6b')")
         mapped = None if block is None else cost_model.block_at(block, num)
-        n = cost_model.n_for_budget(budget_ms, COST_PATH[path], mapped)
+        n = cost_model.n_for_budget(budget_ms, COST_PATH[path], mapped, batch_size, rounds)
     return path, block, n
 
 
@@ -132,7 +133,7 @@ def best_of_n(pipe, verifier, prompt: str, n: int | None = None, *, budget_ms: f
     verifier's path, return the winner's image, every score, the chosen index and per-stage seconds.
     Candidate j's noise comes from `sample_seed(seed, prompt, first + j)`, as a store's rows do."""
     gen = (gen or GenConfig()).resolve(pipe)
-    path, block, n = check_search(pipe, verifier, n, gen, budget_ms, cost_model, vision, prompt)
+    path, block, n = check_search(pipe, verifier, n, gen, budget_ms, cost_model, vision, prompt, batch_size)
     spec = None
     if path == "oracle":
         from vhslab.data.evaluate import ShapesEvaluator

@@ -16,31 +16,26 @@ import torch
 
 from vhslab.data.generate import GenConfig, sample_seed
 from vhslab.search.best_of_n import SearchResult, _score, _Timer, check_search
+from vhslab.search.costs import round_sizes
 from vhslab.search.generation import Prompted, SearchError, initial_noise
 
 PERTURB = 1_000_000  # perturbation noise uses candidate indices from here: never a Best-of-N seed index in practice
-
-
-def round_sizes(n: int, rounds: int) -> list[int]:
-    """n candidates in `rounds` rounds as equal as possible (the first rounds take the remainder)."""
-    rounds = max(1, min(rounds, n))
-    base, extra = divmod(n, rounds)
-    return [base + (i < extra) for i in range(rounds)]
 
 
 @torch.no_grad()
 def noise_search(pipe, verifier, prompt: str, n: int | None = None, *, budget_ms: float | None = None, cost_model=None,
                  rounds: int = 3, radius: float = 0.5, seed: int = 0, first: int = 0, batch_size: int = 8,
                  gen: GenConfig | None = None) -> SearchResult:
-    """Spend N candidates (or what `budget_ms` buys on the VHS path) in `rounds` rounds; the winner
-    is the best-scored candidate of all rounds. `extra` holds the round of each candidate. Round 0
-    uses the seeds `best_of_n(..., seed=seed, first=first)` starts with."""
+    """Spend N candidates (or what `budget_ms` buys on the VHS path, the rounds charged one after another)
+    in `rounds` rounds; the winner is the best-scored candidate of all rounds. `extra` holds the round
+    of each candidate. Round 0 uses the seeds `best_of_n(..., seed=seed, first=first)` starts with."""
     if not (isinstance(rounds, int) and rounds >= 1):
         raise SearchError(f"rounds must be an integer >= 1, got {rounds!r}")
     if not (isinstance(radius, (int, float)) and 0 < radius <= 1):
         raise SearchError(f"radius must be in (0, 1], got {radius!r}")
     gen = (gen or GenConfig()).resolve(pipe)
-    path, block, n = check_search(pipe, verifier, n, gen, budget_ms, cost_model, prompt=prompt)
+    path, block, n = check_search(pipe, verifier, n, gen, budget_ms, cost_model, prompt=prompt, batch_size=batch_size,
+                                  rounds=rounds)
     if path != "vhs":
         raise SearchError(f"noise search runs on a block-site (VHS) verifier; this one is on the {path} path")
     t = _Timer()

@@ -111,4 +111,5 @@ def real_size_stages(arch: str = "sana-sprint-1.6b", device: str = "cuda", dtype
 
     return Stages(arch, card_name(device), str(dtype).replace("torch.", ""), dc.num_layers, block,
                   {"dit": dit_run, "decode": decode_run, "vision_encode": vision_run, "connector": connector_run,
-                   "llm_prefill": prefill_run}, device)
+                   "llm_prefill": prefill_run}, device,
+                  params=sum(p.numel() for m in (dit, vae, clip, llm, verifier.connector) for p in m.parameters()))

@@ -2,7 +2,8 @@
 time budget, under one or more cost models, with noise search beside it.
 
 How it runs. The budget (in plain generations: 1 = one plain call's cost in that cost model) buys
-each path its own N (`CostModel.n_for_budget`). Every Best-of-N row is read from one pool of
+each path its own N (`CostModel.n_for_budget`: calls of 8 candidates, the prompt's encoding and
+every call's overhead included; noise search's rounds charged one after another). Every Best-of-N row is read from one pool of
 candidates per prompt row, extracted once with every site the verifiers read: the pool's first N
 candidates of a row are exactly the candidates `best_of_n(..., seed, first)` generates for it (same
 seeds), so Best-of-N at any N is the pool prefix's best (tested against `best_of_n`). Noise search
@@ -27,8 +28,9 @@ COMPARISONS = (("vhs", "vision"), ("vhs", "none"), ("vhs", "ae"), ("noise", "vhs
 MAX_N = 256  # the most candidates per prompt row a budget may buy (the pool holds that many)
 
 
-def plan(cost_models, budgets, methods, blocks: dict, num_blocks: int) -> dict:
-    """{(cost model name, budget, method): N} (0 where not even one candidate fits)."""
+def plan(cost_models, budgets, methods, blocks: dict, num_blocks: int, rounds: int = 3) -> dict:
+    """{(cost model name, budget, method): N} (0 where not even one candidate fits); `noise` runs
+    `rounds` sequential rounds."""
     from vhslab.search.best_of_n import COST_PATH
     from vhslab.search.generation import SearchError
 
@@ -40,7 +42,8 @@ def plan(cost_models, budgets, methods, blocks: dict, num_blocks: int) -> dict:
                 block = blocks.get(path)
                 try:
                     out[cm.name, b, m] = cm.n_for_budget(b * cm.plain_ms(), COST_PATH[path],
-                                                         None if block is None else cm.block_at(block, num_blocks))
+                                                         None if block is None else cm.block_at(block, num_blocks),
+                                                         rounds=rounds if m == "noise" else 1)
                 except SearchError:
                     out[cm.name, b, m] = 0
     return out
@@ -168,7 +171,7 @@ def check_table(verifiers: dict, methods, budgets, world) -> int | None:
 
 
 def budget_plan(world, verifiers: dict, budgets, cost_models, methods, noise: bool = True, noise_budgets=None,
-                option: str = "budget") -> dict:
+                option: str = "budget", rounds: int = 3) -> dict:
     """`plan` of the table's cells after `check_table`, refused before compute when a budget buys no
     candidate on any path or more than MAX_N on one (the error names `option`)."""
     from vhslab.data.capture import find_transformer
@@ -177,7 +180,7 @@ def budget_plan(world, verifiers: dict, budgets, cost_models, methods, noise: bo
     block = check_table(verifiers, list(methods), budgets, world)
     num_blocks = len(find_transformer(world.pipeline).transformer_blocks)
     plan_n = plan(cost_models, budgets, list(methods) + (["noise"] if noise and "vhs" in methods else []),
-                  {"vhs": block}, num_blocks)
+                  {"vhs": block}, num_blocks, rounds)
     if noise_budgets is not None:
         plan_n.update({(c, b, m): 0 for (c, b, m) in plan_n if m == "noise" and b not in set(noise_budgets)})
     for b in budgets:
@@ -202,7 +205,7 @@ def budget_table(world, verifiers: dict, prompts, budgets, cost_models, *, metho
 
     methods = list(methods)
     all_methods = methods + (["noise"] if noise and "vhs" in methods else [])
-    plan_n = budget_plan(world, verifiers, budgets, cost_models, methods, noise, noise_budgets)
+    plan_n = budget_plan(world, verifiers, budgets, cost_models, methods, noise, noise_budgets, rounds=rounds)
     k = max([1] + [n for (_c, _b, m), n in plan_n.items() if m != "noise"])
     sites = sorted({verifiers[m].config.site for m in methods if m in PATH_SITE})
     workdir = Path(workdir)
@@ -225,6 +228,7 @@ def budget_table(world, verifiers: dict, prompts, budgets, cost_models, *, metho
     ds.attrs.update({"seed": seed, "pool_size": k, "n_prompt_rows": rows, "n_meanings": len(set(meanings)),
                      "sites": json.dumps({m: verifiers[m].config.site for m in methods if m in PATH_SITE}),
                      "cards": json.dumps({cm.name: cm.card for cm in cost_models}),
+                     "cost_notes": json.dumps({cm.name: cm.note for cm in cost_models if cm.note}),
                      "noise_rounds": rounds, "noise_radius": radius, "n_boot": n_boot})
     return ds
 
