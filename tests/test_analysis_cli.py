@@ -36,6 +36,12 @@ def test_attribute_and_geometry_commands(store, tmp_path):
                   "--out", str(tmp_path / "a.nc"), "--json")
     assert r.returncode == 0, r.stderr[-1500:]
     assert res["n"] == 4 and set(res["deletion"]) == {"0.1", "0.2", "0.3", "0.5"} and "randomisation_rank_corr" in res
+    checks = {"deletion", "deletion_road", "insertion", "insertion_road", "pointing", "randomisation"}
+    assert set(res["checks"]) == checks
+    for check in checks:
+        maps = res["checks"][check]["maps"]
+        assert set(maps) == {"ig", "ablation", "token_norm", "random", "randomised_ig"}
+        assert maps["ig"]["label"] in ("passed", "failed", "uninformative") and "vs_token_norm" in maps["ig"]
     assert (tmp_path / "a.png").stat().st_size > 5000 and (tmp_path / "a.nc").is_file()
     r, res = _run("geometry", "--data", str(store), "--n", "20", "--no-umap", "--plot", str(tmp_path / "g.png"), "--json")
     assert r.returncode == 0, r.stderr[-1500:]

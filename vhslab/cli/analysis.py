@@ -45,7 +45,9 @@ def attribute_cmd(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
     """Attributions of the verifier's yes-no margin (latent tokens: IG and patch ablation; prompt words: IG)
-    with the deletion, randomisation and pointing checks."""
+    with sanity checks that can fail: deletion and insertion (tokens set to the mean, and ROAD imputation),
+    pointing and randomisation, each on the trained maps beside model-free controls (token norm, random)
+    and the randomised model's IG, with intervals; a trained map no better than a control is "uninformative"."""
     import vhslab
     from vhslab.analysis.study import attribution_study
 
