@@ -46,6 +46,11 @@ def test_attribute_and_geometry_commands(store, tmp_path):
     r, res = _run("geometry", "--data", str(store), "--n", "20", "--no-umap", "--plot", str(tmp_path / "g.png"), "--json")
     assert r.returncode == 0, r.stderr[-1500:]
     assert res["sites"] == ["block.0", "block.10", "ae_latent"] and res["cka"]["block.0"]["block.0"] == 1.0
+    lo, hi = res["cka_ci"]["block.0"]["block.10"]
+    assert lo <= res["cka"]["block.0"]["block.10"] <= hi
+    rnd = res["random_dit"]
+    assert rnd["n"] == 20 and set(rnd["cka_random_dit"]) == {"block.0", "block.10"}
+    assert "cka_minus_random_ci" in rnd and "block.0" in rnd["cka_minus_random"]
 
 
 def test_patch_command(store, tmp_path):
