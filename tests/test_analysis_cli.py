@@ -36,10 +36,21 @@ def test_attribute_and_geometry_commands(store, tmp_path):
                   "--out", str(tmp_path / "a.nc"), "--json")
     assert r.returncode == 0, r.stderr[-1500:]
     assert res["n"] == 4 and set(res["deletion"]) == {"0.1", "0.2", "0.3", "0.5"} and "randomisation_rank_corr" in res
+    checks = {"deletion", "deletion_road", "insertion", "insertion_road", "pointing", "randomisation"}
+    assert set(res["checks"]) == checks
+    for check in checks:
+        maps = res["checks"][check]["maps"]
+        assert set(maps) == {"ig", "ablation", "token_norm", "random", "randomised_ig"}
+        assert maps["ig"]["label"] in ("passed", "failed", "uninformative") and "vs_token_norm" in maps["ig"]
     assert (tmp_path / "a.png").stat().st_size > 5000 and (tmp_path / "a.nc").is_file()
     r, res = _run("geometry", "--data", str(store), "--n", "20", "--no-umap", "--plot", str(tmp_path / "g.png"), "--json")
     assert r.returncode == 0, r.stderr[-1500:]
     assert res["sites"] == ["block.0", "block.10", "ae_latent"] and res["cka"]["block.0"]["block.0"] == 1.0
+    lo, hi = res["cka_ci"]["block.0"]["block.10"]
+    assert lo <= res["cka"]["block.0"]["block.10"] <= hi
+    rnd = res["random_dit"]
+    assert rnd["n"] == 20 and set(rnd["cka_random_dit"]) == {"block.0", "block.10"}
+    assert "cka_minus_random_ci" in rnd and "block.0" in rnd["cka_minus_random"]
 
 
 def test_patch_command(store, tmp_path):

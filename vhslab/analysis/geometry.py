@@ -1,5 +1,8 @@
 """Representation geometry across depth: PCA and UMAP of per-layer mean-pooled hidden states,
-coloured by a label, and linear CKA between every pair of sites (blocks, `ae_latent`, `vision`).
+coloured by a label, and linear CKA between every pair of sites (blocks, `ae_latent`, `vision`) with a
+cluster-bootstrap interval (prompt meanings resampled) and, as a control, the same CKA for a randomly
+initialised DiT of the same shape run on the same prompts and noise (what depth alone gives: a random
+network's blocks are also similar to their neighbours).
 
 Linear CKA (Kornblith et al. 2019) is written here: neither scikit-learn nor the rest of our stack
 has it, and it is three lines on centred features:
@@ -28,6 +31,91 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     cross = np.linalg.norm(y.T @ x) ** 2
     denom = np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)
     return float(cross / denom) if denom > 0 else 0.0
+
+
+def cka_matrix(feats: list[np.ndarray], weights: np.ndarray | None = None) -> np.ndarray:
+    """(site, site) linear CKA of (row, feature) matrices with the same rows; `weights` (row
+    multiplicities, e.g. one bootstrap draw) give exactly the CKA of the rows repeated that often."""
+    w = np.ones(len(feats[0])) if weights is None else np.asarray(weights, np.float64)
+    keep = w > 0
+    w = w[keep] / w[keep].sum()
+    centred = []
+    for x in feats:
+        x = np.asarray(x, np.float64)[keep]
+        centred.append((x - w @ x) * np.sqrt(w)[:, None])
+    norms = [np.linalg.norm(a.T @ a) for a in centred]
+    k = len(feats)
+    out = np.ones((k, k))
+    for i in range(k):
+        for j in range(i + 1, k):
+            denom = norms[i] * norms[j]
+            out[i, j] = out[j, i] = np.linalg.norm(centred[j].T @ centred[i]) ** 2 / denom if denom > 0 else 0.0
+    return out
+
+
+def cka_bootstrap(feats: list[np.ndarray], clusters, n_boot: int = 200, seed: int = 0) -> np.ndarray:
+    """(n_boot, site, site) CKA on cluster-bootstrap draws of the rows (whole `clusters` resampled)."""
+    from vhslab.probes.metrics import cluster_draws
+
+    mult, g = cluster_draws(np.asarray(clusters), n_boot, seed)
+    return np.stack([cka_matrix(feats, m[g]) for m in mult])
+
+
+def spread_interval(reps: np.ndarray, point: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """95% interval of `point` from bootstrap replicates' spread around their own mean. A draw repeats
+    rows, and repeated rows raise CKA (near 0 most: unrelated sites look related), so the replicates
+    sit above the estimate and their plain percentiles can miss it; their spread is what they measure."""
+    centred = reps - reps.mean(0)
+    return (point + np.percentile(centred, (1 - level) / 2 * 100, 0),
+            point + np.percentile(centred, (1 + level) / 2 * 100, 0))
+
+
+def check_control(world, store: xr.Dataset, sites: list[str]) -> list[str]:
+    """The block sites the random-DiT control covers, or a clear error (before any compute) if it cannot run."""
+    from vhslab.data.generate import weights_hash
+
+    blocks = [s for s in sites if s.startswith("block.")]
+    if len(blocks) < 2:
+        raise GeometryError(f"the random-DiT control needs at least two block sites, got {sites}")
+    here, stored = weights_hash(world.pipeline), str(store.attrs.get("generator", "")).rpartition("-")[2]
+    if stored != here:  # weights only: the config hash also holds the folder the model was loaded from
+        raise GeometryError(f"the random-DiT control regenerates the store's rows with the world's generator (weights "
+                            f"{here}); this store holds generator {store.attrs.get('generator')!r}'s states: turn the control off")
+    return blocks
+
+
+def random_dit_pooled(world, store: xr.Dataset, rows: np.ndarray, sites: list[str], seed: int = 0,
+                      batch_size: int = 16) -> dict[str, np.ndarray]:
+    """{block site: (row, channel)} token means of a randomly initialised DiT of the world's shape (seeded),
+    run on the store rows' prompts and noise seeds, captured as the store's extraction does. The store must
+    come from the world's generator (its rows are regenerated)."""
+    import torch
+
+    from vhslab.data.capture import Capture, find_transformer
+    from vhslab.probes.verifier_sweep import _strs
+    from vhslab.search.generation import initial_noise
+
+    pipe = world.pipeline
+    blocks = check_control(world, store, sites)
+    dit = find_transformer(pipe)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        rnd = type(dit).from_config(dit.config).eval()
+    if rnd.dtype != dit.dtype:
+        rnd = rnd.to(dit.dtype)
+    rpipe = type(pipe)(**{**pipe.components, "transformer": rnd})
+    rpipe.set_progress_bar_config(disable=True)
+    gen = world.gen_config.resolve(pipe)
+    prompts, seeds = _strs(store["prompt"].values[rows]), store["seed"].values[rows]
+    out = {s: [] for s in blocks}
+    for lo in range(0, len(rows), batch_size):
+        part = slice(lo, lo + batch_size)
+        noise = initial_noise(pipe, [int(x) for x in seeds[part]], gen)
+        with torch.no_grad(), Capture(rpipe, blocks, calls=gen.steps, dtype=torch.float32) as cap:
+            rpipe(prompt=list(prompts[part]), latents=noise, output_type="latent", **gen.call_kwargs(pipe))
+        for s in blocks:
+            out[s].append(cap.last(s).mean(1).numpy())
+    return {s: np.concatenate(v) for s, v in out.items()}
 
 
 def pooled(store: xr.Dataset, sites: list[str], rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -66,10 +154,19 @@ def _umap(x: np.ndarray, seed: int) -> np.ndarray:
         torch.set_num_threads(threads)
 
 
+def _clusters(store: xr.Dataset, rows: np.ndarray) -> np.ndarray:
+    """What a bootstrap resamples: prompt meanings where the store has them, else prompts."""
+    name = "meaning" if "meaning" in store else "prompt"
+    return np.array([str(v) for v in store[name].values[rows]], dtype=object)
+
+
 def geometry(store: xr.Dataset, sites: list[str] | None = None, n: int = 1000, *, labels=("verdict", "found_color"),
-             umap: bool = True, seed: int = 0) -> xr.Dataset:
+             umap: bool = True, seed: int = 0, n_boot: int = 200, world=None, control_n: int = 64) -> xr.Dataset:
     """PCA (2 components, with explained variance) and UMAP of each site's pooled states on n rows,
-    labels per row, and the site x site linear CKA matrix."""
+    labels per row, and the site x site linear CKA matrix with its 95% cluster-bootstrap interval
+    (`cka_lower`, `cka_upper`). With `world` (the store's generator), the control: `cka_random_dit`
+    (block sites only) on `control_n` of the rows for a randomly initialised DiT of the same shape
+    (seed `seed`), with its interval and the paired difference trained - random on the same rows."""
     from sklearn.decomposition import PCA
 
     from vhslab.probes.verifier_sweep import store_sites
@@ -82,15 +179,16 @@ def geometry(store: xr.Dataset, sites: list[str] | None = None, n: int = 1000, *
     total = store.sizes["sample"]
     if not (isinstance(n, int) and n >= 3):
         raise GeometryError(f"n must be an integer >= 3, got {n!r}")
+    if not (isinstance(n_boot, int) and n_boot >= 1) or (world is not None and not (isinstance(control_n, int) and control_n >= 3)):
+        raise GeometryError(f"n_boot must be >= 1 and control_n >= 3, got {n_boot!r} and {control_n!r}")
     rows = np.sort(np.random.default_rng(seed).choice(total, min(n, total), replace=False))
     for label in labels:
         label_values(store, label, rows[:1])
+    if world is not None:
+        check_control(world, store, sites)
     feats = pooled(store, sites, rows)
-    k = len(sites)
-    cka = np.ones((k, k))
-    for i in range(k):
-        for j in range(i + 1, k):
-            cka[i, j] = cka[j, i] = linear_cka(feats[sites[i]], feats[sites[j]])
+    cka = cka_matrix([feats[s] for s in sites])
+    reps = cka_bootstrap([feats[s] for s in sites], _clusters(store, rows), n_boot, seed)
     pca, ratio, emb = [], [], []
     for s in sites:
         p = PCA(2, random_state=seed).fit(feats[s])
@@ -98,13 +196,42 @@ def geometry(store: xr.Dataset, sites: list[str] | None = None, n: int = 1000, *
         ratio.append(p.explained_variance_ratio_)
         if umap:
             emb.append(_umap(feats[s], seed))
-    data = {"cka": (("site", "site_b"), cka), "pca": (("site", "sample", "component"), np.stack(pca)),
-            "pca_variance_ratio": (("site", "component"), np.stack(ratio)),
-            "row": (("sample",), rows)}
+    pair = ("site", "site_b")
+    lower, upper = spread_interval(reps, cka)
+    data = {"cka": (pair, cka), "cka_lower": (pair, lower), "cka_upper": (pair, upper),
+            "pca": (("site", "sample", "component"), np.stack(pca)),
+            "pca_variance_ratio": (("site", "component"), np.stack(ratio)), "row": (("sample",), rows)}
     if umap:
         data["umap"] = (("site", "sample", "component"), np.stack(emb).astype(np.float32))
     for label in labels:
         data[f"label_{label}"] = (("sample",), label_values(store, label, rows))
+    attrs = {"seed": seed, "n": len(rows), "pooling": "token mean", "n_boot": n_boot,
+             "interval": f"95%, the spread of {n_boot} bootstrap draws of the {'prompt meanings' if 'meaning' in store else 'prompts'} "
+                         "around their mean, centred on the estimate (see spread_interval)"}
+    if world is not None:
+        data.update(_control(world, store, rows, sites, feats, min(control_n, len(rows)), n_boot, seed))
+        attrs.update({"control": "randomly initialised DiT of the same shape, same prompts and noise", "control_seed": seed,
+                      "control_n": min(control_n, len(rows))})
     ds = xr.Dataset(data, coords={"site": sites, "site_b": sites, "component": [1, 2]})
-    ds.attrs.update({"seed": seed, "n": len(rows), "pooling": "token mean"})
+    ds.attrs.update(attrs)
     return ds
+
+
+def _control(world, store, rows, sites, feats, control_n, n_boot, seed) -> dict:
+    """The random-DiT CKA (NaN for non-block sites), its interval, and trained - random on the same rows."""
+    pick = np.sort(np.random.default_rng([seed, 7]).choice(len(rows), control_n, replace=False))
+    blocks = [s for s in sites if s.startswith("block.")]
+    rnd = random_dit_pooled(world, store, rows[pick], blocks, seed)
+    idx = [sites.index(b) for b in blocks]
+    clusters = _clusters(store, rows[pick])
+    r_reps = cka_bootstrap([rnd[b] for b in blocks], clusters, n_boot, seed)
+    t_reps = cka_bootstrap([feats[b][pick] for b in blocks], clusters, n_boot, seed)  # same draws: paired
+    r_cka = cka_matrix([rnd[b] for b in blocks])
+    diff = cka_matrix([feats[b][pick] for b in blocks]) - r_cka
+    out = {}
+    for name, point, reps in (("cka_random_dit", r_cka, r_reps), ("cka_minus_random", diff, t_reps - r_reps)):
+        for suffix, sub in zip(("", "_lower", "_upper"), (point, *spread_interval(reps, point)), strict=True):
+            full = np.full((len(sites), len(sites)), np.nan)
+            full[np.ix_(idx, idx)] = sub
+            out[name + suffix] = (("site", "site_b"), full)
+    return out

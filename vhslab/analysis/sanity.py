@@ -1,4 +1,5 @@
-"""Sanity checks that come with every attribution run.
+"""The pieces of the sanity checks that come with every attribution run (`vhslab.analysis.checks` runs
+them on the trained maps beside model-free controls and the randomised model, and labels each).
 
 - Deletion: removing (setting to the verifier's mean) the most attributed visual tokens should move
   the margin more than removing as many random ones; ratio of mean |margin change|, with a
@@ -16,16 +17,7 @@ import copy
 import numpy as np
 import torch
 
-from vhslab.analysis.attribution import margin
 from vhslab.data.evaluate import interval
-
-
-def _remove(verifier, hidden: torch.Tensor, drop: np.ndarray) -> torch.Tensor:
-    """hidden with the tokens in `drop` (sample, token) bool set to the verifier's mean."""
-    out = hidden.clone()
-    mean = verifier.mean.float().reshape(-1)
-    out[torch.as_tensor(drop)] = mean
-    return out
 
 
 def mean_ci(x: np.ndarray, n_boot: int = 1000, seed: int = 0) -> list[float]:
@@ -42,28 +34,28 @@ def _ratio_ci(top: np.ndarray, rnd: np.ndarray, n_boot: int, seed: int) -> tuple
     return float(top.mean() / max(rnd.mean(), 1e-12)), *interval(reps)
 
 
-def deletion(verifier, hidden: torch.Tensor, prompts: list[str], attr: np.ndarray, fractions=(0.1, 0.2, 0.3, 0.5),
-             n_random: int = 8, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Per fraction f: mean |margin change| when the top-f tokens by |attribution| are removed vs f random
-    tokens (mean of `n_random` draws per sample); `ratio` (top / random) with its 95% interval."""
-    n, t = attr.shape
-    base = margin(verifier, hidden, prompts)
-    rng = np.random.default_rng(seed)
+def by_fraction(curves: dict, name: str, n_boot: int = 1000, seed: int = 0) -> dict:
+    """The deletion curve of map `name` from `checks.perturbation`: per fraction, mean |margin change|
+    removing its top tokens and random ones, and `ratio` (top / random) with its 95% interval."""
     out = {}
-    for f in fractions:
-        k = max(1, round(f * t))
-        top = np.zeros((n, t), bool)
-        np.put_along_axis(top, np.argsort(-np.abs(attr), 1)[:, :k], True, 1)
-        d_top = np.abs(margin(verifier, _remove(verifier, hidden, top), prompts) - base)
-        d_rnd = np.zeros(n)
-        for _ in range(n_random):
-            pick = np.zeros((n, t), bool)
-            np.put_along_axis(pick, np.argsort(rng.random((n, t)), 1)[:, :k], True, 1)
-            d_rnd += np.abs(margin(verifier, _remove(verifier, hidden, pick), prompts) - base) / n_random
-        ratio, lo, hi = _ratio_ci(d_top, d_rnd, n_boot, seed)
-        out[f"{f:g}"] = {"tokens": k, "drop_top": float(d_top.mean()), "drop_random": float(d_rnd.mean()),
+    for i, f in enumerate(curves["fractions"]):
+        top, rnd = curves["deletion_top"][name][i], curves["deletion_random"][i]
+        ratio, lo, hi = _ratio_ci(top, rnd, n_boot, seed)
+        out[f"{f:g}"] = {"tokens": curves["tokens"][i], "drop_top": float(top.mean()), "drop_random": float(rnd.mean()),
                          "ratio": ratio, "ci": [lo, hi]}
     return out
+
+
+def deletion(verifier, hidden: torch.Tensor, prompts: list[str], attr: np.ndarray, fractions=(0.1, 0.2, 0.3, 0.5),
+             n_random: int = 8, n_boot: int = 1000, seed: int = 0, fill: str = "mean") -> dict:
+    """Per fraction f: mean |margin change| when the top-f tokens by |attribution| are removed (`fill`:
+    set to the verifier's mean, or "road": imputed from their neighbours) vs f random tokens (mean of
+    `n_random` draws per sample); `ratio` (top / random) with its 95% interval. Alone, this cannot tell a
+    model's map from a model-free one: see `vhslab.analysis.checks` for the checks with controls."""
+    from vhslab.analysis.checks import perturbation
+
+    curves = perturbation(verifier, hidden, prompts, {"map": attr}, fractions, fill, n_random, seed)
+    return by_fraction(curves, "map", n_boot, seed)
 
 
 def randomised_copy(verifier, seed: int = 0):
@@ -96,21 +88,31 @@ def box_cells(boxes, side: int, image_px: int) -> np.ndarray:
     return out
 
 
-def pointing(maps: np.ndarray, images: np.ndarray, specs, evaluator=None) -> tuple[np.ndarray, np.ndarray]:
-    """Per sample: the share of |attribution| on the cells under the evaluator's boxes of objects the
-    prompt names, and that area's share of the grid (chance). NaN where no such object was found."""
+def object_cells(images: np.ndarray, specs, side: int, evaluator=None) -> list[np.ndarray | None]:
+    """Per sample: the (side, side) cells under the evaluator's boxes of objects the prompt names, or None
+    where no such object was found."""
     from vhslab.data.evaluate import ShapesEvaluator
 
     evaluator = evaluator or ShapesEvaluator()
+    out = []
+    for image, spec in zip(images, specs, strict=True):
+        named = {item.cls for item in spec.include}
+        boxes = [d.box for d in evaluator.detect(image) if d.cls in named]
+        out.append(box_cells(boxes, side, images.shape[1]) if boxes else None)
+    return out
+
+
+def pointing(maps: np.ndarray, images: np.ndarray, specs, evaluator=None, cells=None) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample: the share of |attribution| on the cells under the evaluator's boxes of objects the
+    prompt names, and that area's share of the grid (chance). NaN where no such object was found.
+    `cells` (from `object_cells`) saves the detection when several maps are scored."""
     n, side, _ = maps.shape
+    cells = object_cells(images, specs, side, evaluator) if cells is None else cells
     share, chance = np.full(n, np.nan), np.full(n, np.nan)
     for i in range(n):
-        named = {item.cls for item in specs[i].include}
-        boxes = [d.box for d in evaluator.detect(images[i]) if d.cls in named]
-        if not boxes:
+        if cells[i] is None:
             continue
-        cells = box_cells(boxes, side, images.shape[1])
         mass = np.abs(maps[i])
-        share[i] = mass[cells].sum() / max(mass.sum(), 1e-12)
-        chance[i] = cells.mean()
+        share[i] = mass[cells[i]].sum() / max(mass.sum(), 1e-12)
+        chance[i] = cells[i].mean()
     return share, chance

@@ -11,8 +11,14 @@ import numpy as np
 import torch
 import xarray as xr
 
-from vhslab.analysis.attribution import AttributionError, attribute, visual_ig
-from vhslab.analysis.sanity import deletion, mean_ci, pointing, randomised_copy, rank_correlation
+from vhslab.analysis.attribution import AttributionError, attribute, patch_ablation, visual_ig
+from vhslab.analysis.checks import random_map, run_checks, token_norm_map
+from vhslab.analysis.sanity import by_fraction, mean_ci, object_cells, pointing, randomised_copy, rank_correlation
+
+MAPS = {"ig": "integrated gradients of the trained verifier", "ablation": "patch ablation of the trained verifier",
+        "token_norm": "model-free: each token's norm after the verifier's normalisation",
+        "random": "model-free: a seeded Gaussian draw",
+        "randomised_ig": "integrated gradients of the verifier with re-initialised connector and LLM"}
 
 
 @dataclass
@@ -73,19 +79,27 @@ def attribution_study(verifier, store: xr.Dataset, n: int = 64, *, seed: int = 0
     images = store_images(pipe, store, rows) if pipe is not None else None
     res = attribute(verifier, hidden, prompts, images=images, n_steps=n_steps, patch=patch,
                     internal_batch_size=internal_batch_size, text=text)
-    maps = res["visual_ig"].values.reshape(n, -1)
     verifier.eval()
-    dele = deletion(verifier, hidden, prompts, maps, fractions, n_boot=n_boot, seed=seed)
-    rnd_maps, _ = visual_ig(randomised_copy(verifier, seed), hidden, prompts, n_steps, internal_batch_size)
-    rho = rank_correlation(maps, rnd_maps)
+    maps, randomised = _maps(verifier, hidden, prompts, res, seed, n_steps, patch, internal_batch_size)
+    cells = None if images is None else object_cells(images, [parse_prompt(p) for p in prompts], res.sizes["grid_row"])
+    table, values, curves = run_checks(verifier, hidden, prompts, maps, randomised, images=images, cells=cells,
+                                       fractions=fractions, n_boot=n_boot, seed=seed)
+    rho = rank_correlation(maps["ig"], randomised["ig"])
     tags = np.array(_strs(store["tag"].values[rows]), dtype=object)
+    side = res.sizes["grid_row"]
+    grid = ("sample", "grid_row", "grid_col")
     res = res.assign(rank_corr_randomised=("sample", rho), tag=("sample", tags), row=("sample", rows),
-                     verdict=("sample", store["verdict"].values[rows].astype(np.int8)))
-    summary = {"site": verifier.config.site, "n": n, "deletion": dele,
+                     verdict=("sample", store["verdict"].values[rows].astype(np.int8)),
+                     control_token_norm=(grid, maps["token_norm"].reshape(n, side, side)),
+                     control_random=(grid, maps["random"].reshape(n, side, side)),
+                     randomised_ig=(grid, maps["randomised_ig"].reshape(n, side, side)))
+    res = res.assign(_check_arrays(values, list(maps), n)).assign_coords(check=list(values), map=list(maps))
+    summary = {"site": verifier.config.site, "n": n, "checks": table, "maps": MAPS,
+               "deletion": by_fraction(curves, "ig", n_boot, seed),
                "randomisation_rank_corr": {"mean": float(rho.mean()), "ci": mean_ci(rho, n_boot, seed)},
                "ig_completeness_error": float(res["ig_delta"].mean()), "mean_abs_margin": float(np.abs(res["margin"]).mean())}
     if images is not None:
-        share, chance = pointing(res["visual_ig"].values, images, [parse_prompt(p) for p in prompts])
+        share, chance = pointing(res["visual_ig"].values, images, None, cells=cells)
         res = res.assign(pointing=("sample", share), pointing_chance=("sample", chance))
         summary["pointing"] = {}
         for t in sorted(set(tags)):
@@ -95,3 +109,27 @@ def attribution_study(verifier, store: xr.Dataset, n: int = 64, *, seed: int = 0
                                           "n": int(ok.sum()), "gain_ci": mean_ci(share[ok] - chance[ok], n_boot, seed)}
     res.attrs["summary"] = json.dumps(summary)
     return AttributionResult(res)
+
+
+def _maps(verifier, hidden, prompts, res, seed, n_steps, patch, internal_batch_size):
+    """The maps the checks compare ({name: (sample, token)}, see MAPS) and the same maps computed on the
+    weight-randomised verifier (the randomised model's own map on a second, independent randomisation)."""
+    n, t = hidden.shape[:2]
+    rnd, rnd2 = randomised_copy(verifier, seed), randomised_copy(verifier, seed + 1)
+    rnd_ig, _ = visual_ig(rnd, hidden, prompts, n_steps, internal_batch_size)
+    maps = {"ig": res["visual_ig"].values.reshape(n, t), "ablation": res["visual_ablation"].values.reshape(n, t),
+            "token_norm": token_norm_map(verifier, hidden), "random": random_map((n, t), seed), "randomised_ig": rnd_ig}
+    randomised = {"ig": rnd_ig, "ablation": patch_ablation(rnd, hidden, prompts, patch, internal_batch_size),
+                  "token_norm": token_norm_map(rnd, hidden), "random": random_map((n, t), seed),
+                  "randomised_ig": visual_ig(rnd2, hidden, prompts, n_steps, internal_batch_size)[0]}
+    return maps, randomised
+
+
+def _check_arrays(values: dict, names: list[str], n: int) -> dict:
+    """`check_num` / `check_den` (check, map, sample): each check's per-sample terms (value = sum / sum)."""
+    num, den = np.full((2, len(values), len(names), n), np.nan)
+    for i, per_map in enumerate(values.values()):
+        for j, name in enumerate(names):
+            if name in per_map:
+                num[i, j], den[i, j] = per_map[name]
+    return {"check_num": (("check", "map", "sample"), num), "check_den": (("check", "map", "sample"), den)}

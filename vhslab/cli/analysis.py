@@ -45,7 +45,9 @@ def attribute_cmd(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
     """Attributions of the verifier's yes-no margin (latent tokens: IG and patch ablation; prompt words: IG)
-    with the deletion, randomisation and pointing checks."""
+    with sanity checks that can fail: deletion and insertion (tokens set to the mean, and ROAD imputation),
+    pointing and randomisation, each on the trained maps beside model-free controls (token norm, random)
+    and the randomised model's IG, with intervals; a trained map no better than a control is "uninformative"."""
     import vhslab
     from vhslab.analysis.study import attribution_study
 
@@ -129,6 +131,10 @@ def geometry_cmd(
     n: int = typer.Option(1000, min=3, help="rows to embed"),
     label: str = typer.Option("verdict", help="colour points by: verdict, tag, prompt_color, found_color, found_class"),
     umap: bool = typer.Option(True, help="also compute UMAP embeddings (slower than PCA)"),
+    n_boot: int = typer.Option(200, min=1, help="bootstrap draws (prompt meanings resampled) for the CKA intervals"),
+    control: bool = typer.Option(True, help="also the CKA of a randomly initialised DiT of the world's shape on the same "
+                                 "prompts and noise (needs a store of the world's generator)"),
+    control_n: int = typer.Option(64, min=3, help="rows the random-DiT control regenerates"),
     seed: int = typer.Option(0, min=0),
     out: Path = typer.Option(None, "--out", help="geometry dataset to write (.nc)"),
     plot: Path = typer.Option(None, help="save the CKA heatmap and embeddings to this image"),
@@ -137,7 +143,9 @@ def geometry_cmd(
     progress: bool = typer.Option(True, help="show progress bars (store extraction)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
-    """PCA / UMAP of per-layer pooled states and the site x site linear CKA."""
+    """PCA / UMAP of per-layer pooled states and the site x site linear CKA with bootstrap intervals, beside
+    the CKA of a randomly initialised DiT of the same shape (the control)."""
+    import vhslab
     from vhslab.analysis.geometry import geometry
     from vhslab.figures.geometry import plot_geometry
 
@@ -145,13 +153,25 @@ def geometry_cmd(
     outs = claim_outputs("geometry", overwrite, inputs={"--data": data}, out=out, plot=plot)
     store = _test_store(data, progress, allow_incomplete)
     site_list = comma_list(sites) or None
-    ds = geometry(store, site_list, n, labels=tuple(dict.fromkeys(["verdict", label])), umap=umap, seed=seed)
+    ds = geometry(store, site_list, n, labels=tuple(dict.fromkeys(["verdict", label])), umap=umap, seed=seed, n_boot=n_boot,
+                  world=vhslab.load_world() if control else None, control_n=control_n)
     names = [str(s) for s in ds.site.values]
-    cka = ds["cka"].values
-    result = {"n": ds.attrs["n"], "sites": names,
-              "cka": {a: {b: round(float(cka[i, j]), 3) for j, b in enumerate(names)} for i, a in enumerate(names)},
+    result = {"n": ds.attrs["n"], "sites": names, "interval": ds.attrs["interval"], **_pairs(ds, names, "cka"),
               "pca_variance_ratio": {s: [round(float(x), 3) for x in ds["pca_variance_ratio"].sel(site=s).values] for s in names}}
+    if control:
+        blocks = [s for s in names if s.startswith("block.")]
+        result["random_dit"] = {"n": ds.attrs["control_n"], "seed": ds.attrs["control_seed"], "what": ds.attrs["control"],
+                                **_pairs(ds.sel(site=blocks, site_b=blocks), blocks, "cka_random_dit"),
+                                **_pairs(ds.sel(site=blocks, site_b=blocks), blocks, "cka_minus_random")}
     shown = [s for s in names if s in ("block.0", f"block.{len(names) // 2}", "ae_latent", "vision")] or names[:3]
     save_outputs(result, ds, lambda: plot_geometry(ds, label, "umap" if umap else "pca", shown), outs)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     emit(result, as_json, title="geometry")
+
+
+def _pairs(ds, names: list[str], var: str) -> dict:
+    """{var: {a: {b: value}}, var_ci: {a: {b: [lower, upper]}}} of a (site, site_b) matrix and its interval."""
+    value, lo, hi = (ds[v].values for v in (var, f"{var}_lower", f"{var}_upper"))
+    return {var: {a: {b: round(float(value[i, j]), 3) for j, b in enumerate(names)} for i, a in enumerate(names)},
+            f"{var}_ci": {a: {b: [round(float(lo[i, j]), 3), round(float(hi[i, j]), 3)] for j, b in enumerate(names)}
+                          for i, a in enumerate(names)}}

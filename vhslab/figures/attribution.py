@@ -9,15 +9,18 @@ import xarray as xr
 
 def plot_attribution(ds: xr.Dataset, k: int = 6, height: float = 2.2):
     """For the first k samples: the image with the IG map over it (or the map alone), the patch
-    ablation map, and the prompt words' IG as bars. Red: towards "yes"; blue: towards "no"."""
+    ablation map, the model-free token-norm map (the control the checks hold IG against, if present)
+    and the prompt words' IG as bars. Red: towards "yes"; blue: towards "no"."""
     if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps"):
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     k = min(k, ds.sizes["sample"])
-    cols = 3 if "prompt_ig" in ds else 2
+    control = "control_token_norm" in ds
+    maps = 2 + control
+    cols = maps + ("prompt_ig" in ds)
     fig, axes = plt.subplots(k, cols, figsize=(height * (cols + 1.5), height * k), squeeze=False,
-                             gridspec_kw={"width_ratios": [1, 1, 2.5][:cols]})
+                             gridspec_kw={"width_ratios": ([1] * maps + [2.5])[:cols]})
     for i in range(k):
         s = ds.isel(sample=i)
         ig, abl = s["visual_ig"].values, s["visual_ablation"].values
@@ -35,14 +38,18 @@ def plot_attribution(ds: xr.Dataset, k: int = 6, height: float = 2.2):
         lim = max(np.abs(abl).max(), 1e-12)
         axes[i][1].imshow(abl, cmap="bwr", vmin=-lim, vmax=lim)
         axes[i][1].set_title("patch ablation", fontsize=7)
-        if cols == 3:
+        if control:
+            axes[i][2].imshow(s["control_token_norm"].values, cmap="Greys")
+            axes[i][2].set_title("token norm (model-free control)", fontsize=7)
+        if cols > maps:
             keep = s["is_prompt_token"].values
             words, vals = s["token"].values[keep], s["prompt_ig"].values[keep]
-            axes[i][2].bar(range(len(vals)), vals, color=np.where(vals >= 0, "tab:red", "tab:blue"))
-            axes[i][2].axhline(0, color="k", lw=0.5)
-            axes[i][2].set_xticks(range(len(vals)), list(words), rotation=60, fontsize=7)
-            axes[i][2].set_title(str(s["prompt"].values)[:70], fontsize=7)
-        for ax in axes[i][:2]:
+            bars = axes[i][maps]
+            bars.bar(range(len(vals)), vals, color=np.where(vals >= 0, "tab:red", "tab:blue"))
+            bars.axhline(0, color="k", lw=0.5)
+            bars.set_xticks(range(len(vals)), list(words), rotation=60, fontsize=7)
+            bars.set_title(str(s["prompt"].values)[:70], fontsize=7)
+        for ax in axes[i][:maps]:
             ax.set_xticks([])
             ax.set_yticks([])
     fig.tight_layout()

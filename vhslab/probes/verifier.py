@@ -213,19 +213,36 @@ class LatentVerifier(torch.nn.Module):
 
     @torch.no_grad()
     def score(self, hidden, prompts: list[str], batch_size: int = 64, site: str | None = None) -> np.ndarray:
-        """P(yes) / (P(yes) + P(no)) per candidate; `hidden` (batch, tokens, channels) or None for text."""
+        """P(yes) / (P(yes) + P(no)) per candidate; `hidden` (batch, tokens, channels) or None for text.
+
+        Scores that cannot differ tie exactly: identical inputs (same prompt and states) in one call are
+        scored once, and a text-only verifier scores each distinct prompt alone (no padding, no batch
+        neighbours), so one prompt gets the same bits in every call. Padding to a batch's longest row
+        otherwise moves a score by ~1e-7, enough to break ties a ranking metric must count as halves."""
         if len(prompts) == 0:  # no candidate: no score (not an error of max() over nothing)
             return np.zeros(0, np.float32)
         hidden = None if hidden is None else torch.as_tensor(np.asarray(hidden) if not torch.is_tensor(hidden) else hidden)
-        self.check(hidden, list(prompts), site)
+        prompts = list(prompts)
+        self.check(hidden, prompts, site)
+        keys = prompts if hidden is None else [
+            (p, hashlib.sha1(row.contiguous().view(torch.uint8).numpy().tobytes()).digest())
+            for p, row in zip(prompts, hidden.cpu(), strict=True)]
+        first = {}
+        for i, key in enumerate(keys):
+            first.setdefault(key, i)
+        index = np.fromiter(first.values(), int, len(first))
+        where = np.array([first[key] for key in keys])
+        step = 1 if hidden is None else batch_size  # text: each prompt alone, whatever else is in the call
         was = self.training
         self.eval()
         out = []
-        for lo in range(0, len(prompts), batch_size):
-            h = None if hidden is None else hidden[lo:lo + batch_size]
-            out.append(torch.softmax(self.answer_logits(h, list(prompts[lo:lo + batch_size])), -1)[:, 0].cpu())
+        for lo in range(0, len(index), step):
+            rows = index[lo:lo + step]
+            h = None if hidden is None else hidden[torch.as_tensor(rows)]
+            out.append(torch.softmax(self.answer_logits(h, [prompts[i] for i in rows]), -1)[:, 0].cpu())
         self.train(was)
-        return torch.cat(out).numpy()
+        unique = torch.cat(out).numpy()
+        return unique[np.searchsorted(index, where)]
 
     def fingerprint(self) -> str:
         """A short hash of the config and every weight (LLM included): equal for the same verifier, so
