@@ -77,7 +77,7 @@ class VerifierTrainConfig:
         bad += [f"{k}={getattr(self, k)}" for k in ("lr", "align_lr") if not getattr(self, k) > 0]
         bad += [f"{k}={getattr(self, k)}" for k in ("llm_lr", "rank_weight", "teacher_weight") if not getattr(self, k) >= 0]
         if bad:
-            raise ValueError(f"VerifierTrainConfig: {', '.join(bad)} (numbers are finite, lr and align_lr > 0, "
+            raise VerifierError(f"VerifierTrainConfig: {', '.join(bad)} (numbers are finite, lr and align_lr > 0, "
                              "llm_lr and the loss weights >= 0)")
 
 
