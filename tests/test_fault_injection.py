@@ -33,8 +33,10 @@ def run(args, cwd, fault=None):
     return subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env)
 
 
-def faulted_runs_equal_a_whole_one(name, args, result, cwd):
-    """`args(out)` is the command line writing `out`; `result(out)` what must come out the same."""
+def whole_and_faulted(name, args, result, cwd):
+    """`args(out)` is the command line writing `out`; `result(out)` what must come out the same. Runs it
+    whole, then killed, disk-full and plainly into a fresh output; returns (whole result, final result,
+    (kill point, disk-full point, save points))."""
     whole = run(args(cwd / "whole"), cwd, "count")
     assert whole.returncode == 0, whole.stderr[-2000:]
     points = int(re.search(r"vhslab save points: (\d+)", whole.stderr).group(1))
@@ -51,8 +53,7 @@ def faulted_runs_equal_a_whole_one(name, args, result, cwd):
         assert "Traceback" not in full.stderr
     final = run(args(out), cwd)
     assert final.returncode == 0, (kill_at, full_at, final.stderr[-2000:])
-    assert result(out) == result(cwd / "whole"), (kill_at, full_at)
-    return kill_at, full_at, points
+    return result(cwd / "whole"), result(out), (kill_at, full_at, points)
 
 
 def _netcdf(var):
@@ -77,21 +78,24 @@ def planted(tmp_path_factory):
 def test_probe(planted, tmp_path):
     args = lambda out: ["probe", "--data", planted / "train.zarr", "--folds", "2", "--inner-folds", "2",  # noqa: E731
                         "--n-boot", "20", "--no-progress", "--out", f"{out}.nc"]
-    faulted_runs_equal_a_whole_one("probe", args, lambda out: _netcdf("score")(f"{out}.nc"), tmp_path)
+    whole, cut, where = whole_and_faulted("probe", args, lambda out: _netcdf("score")(f"{out}.nc"), tmp_path)
+    assert cut == whole, where  # the interrupted run, rerun, ends where an uninterrupted one does
 
 
 def test_verifier_train(planted, tmp_path):
     args = lambda out: ["verifier", "train", "--data", planted / "train.zarr", "--site", "block.1",  # noqa: E731
                         "--steps", "16", "--align-steps", "4", "--grid", "0", "--no-progress", "--out", out]
     weights = lambda out: {k: v.tolist() for k, v in load_file(out / "verifier.safetensors").items()}  # noqa: E731
-    faulted_runs_equal_a_whole_one("verifier train", args, weights, tmp_path)
+    whole, cut, where = whole_and_faulted("verifier train", args, weights, tmp_path)
+    assert cut == whole, where  # the interrupted run, rerun, ends where an uninterrupted one does
 
 
 def test_verifier_sweep(planted, tmp_path):
     args = lambda out: ["verifier", "sweep", "--data", planted / "train.zarr", "--test",  # noqa: E731
                         planted / "test.zarr", "--sites", "block.0,block.1", "--steps", "8", "--align-steps", "2",
                         "--n-boot", "20", "--no-progress", "--out", f"{out}.nc"]
-    faulted_runs_equal_a_whole_one("verifier sweep", args, lambda out: _netcdf("value")(f"{out}.nc"), tmp_path)
+    whole, cut, where = whole_and_faulted("verifier sweep", args, lambda out: _netcdf("value")(f"{out}.nc"), tmp_path)
+    assert cut == whole, where  # the interrupted run, rerun, ends where an uninterrupted one does
 
 
 def test_bestofn(tmp_path):
@@ -101,7 +105,8 @@ def test_bestofn(tmp_path):
         {"tag": "colors", "include": [{"class": "square", "count": 1, "color": "red"}], "prompt": "a photo of a red square"}]))
     args = lambda out: ["bestofn", "--prompts", prompts, "--budgets", "1,2", "--n-boot", "20",  # noqa: E731
                         "--workdir", f"{out}.work", "--out", f"{out}.nc", "--no-progress"]
-    faulted_runs_equal_a_whole_one("bestofn", args, lambda out: _netcdf("value")(f"{out}.nc"), tmp_path)
+    whole, cut, where = whole_and_faulted("bestofn", args, lambda out: _netcdf("value")(f"{out}.nc"), tmp_path)
+    assert cut == whole, where  # the interrupted run, rerun, ends where an uninterrupted one does
 
 
 def test_world_train_tiny(tmp_path):
@@ -112,4 +117,5 @@ def test_world_train_tiny(tmp_path):
         return {f"{stage}/{p.name}": {k: v.tolist() for k, v in load_file(p).items()}
                 for stage in ("autoencoder", "teacher") for p in sorted((out / stage).rglob("*.safetensors"))}
 
-    faulted_runs_equal_a_whole_one("world train", args, weights, tmp_path)
+    whole, cut, where = whole_and_faulted("world train", args, weights, tmp_path)
+    assert cut == whole, where  # the interrupted run, rerun, ends where an uninterrupted one does

@@ -226,7 +226,8 @@ def stores(tmp_path_factory):
 ])
 def test_verifier_eval_names_the_store_without_rows(vhslab, stores, argv, option, what):
     argv = [a if not a.endswith(".zarr") else stores / a for a in argv]
-    refused(vhslab("verifier", "eval", *argv, "--text-only", "none", "--no-progress"), option, what)
+    line = refused(vhslab("verifier", "eval", *argv, "--text-only", "none", "--no-progress"), option, what)
+    assert "store" in line or "candidates" in line, line  # it says which store, and what it lacks
 
 
 def test_scoring_and_evaluating_no_rows():

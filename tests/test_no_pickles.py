@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from vhslab import statefile
 from vhslab.cli.main import app
 from vhslab.probes import open_store, planted_store
-from vhslab.probes.verifier import CONFIG, WEIGHTS, LatentVerifier, from_release
+from vhslab.probes.verifier import CONFIG, WEIGHTS, LatentVerifier, VerifierError, from_release
 from vhslab.probes.verifier_train import CHECKPOINT, OLD_CHECKPOINT, VerifierTrainConfig, train_verifier
 from vhslab.world import stage
 from vhslab.world.text import build_word_tokenizer
@@ -136,7 +136,8 @@ def test_an_llm_folder_with_a_pickle_instead_of_safetensors(tmp_path, marker, ll
     plant(llm_folder / "pytorch_model.bin", marker)
     r = invoke("verifier", "train", "--data", store, "--llm", llm_folder, "--site", "block.1", "--steps", 2,
                "--align-steps", 0, "--grid", 0, "--out", tmp_path / "v", "--no-progress")
-    assert r.exit_code != 0 and not marker.exists(), r.output
+    errors = [line for line in r.output.splitlines() if line.startswith("error:")]
+    assert r.exit_code == 2 and len(errors) == 1 and "llm" in errors[0] and not marker.exists(), r.output
 
 
 def test_a_verifier_folder_with_pickles_in_it(tmp_path, marker):
@@ -147,11 +148,11 @@ def test_a_verifier_folder_with_pickles_in_it(tmp_path, marker):
     weights = saved / WEIGHTS  # connector and statistics
     good = weights.read_bytes()
     plant(weights, marker)
-    never_runs(marker, lambda: vhslab.load_verifier(saved), Exception)
+    never_runs(marker, lambda: vhslab.load_verifier(saved), VerifierError, f"{WEIGHTS} is not a safetensors file")
     weights.write_bytes(good)
     next((saved / "llm").glob("*.safetensors")).unlink()
     plant(saved / "llm" / "pytorch_model.bin", marker)
-    never_runs(marker, lambda: vhslab.load_verifier(saved), Exception)
+    never_runs(marker, lambda: vhslab.load_verifier(saved), VerifierError, "not a complete saved LatentVerifier")
 
 
 def test_release_files_are_read_without_unpickling(tmp_path, marker):
