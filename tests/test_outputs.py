@@ -139,4 +139,4 @@ def test_torn_log_lines_are_dropped_with_a_warning_naming_file_and_line(tmp_path
     assert outputs.read_jsonl(log) == [{"row": 0}, {"row": 1}, {"row": 2}]
     broken = tmp_path / "site.json"
     broken.write_text('{"key": ')
-    assert outputs.read_json(broken, said.append) is None and str(broken) in said[-1]
+    assert outputs.read_resumable_json(broken, said.append) is None and str(broken) in said[-1]

@@ -383,7 +383,7 @@ def read_jsonl(path: Path, warn=None) -> list[dict]:
     return kept
 
 
-def read_json(path: Path, warn=None):
+def read_resumable_json(path: Path, warn=None):
     """A resumable run's JSON file, or None (with a warning naming the file) if it is damaged."""
     try:
         return json.loads(Path(path).read_text())

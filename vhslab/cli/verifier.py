@@ -164,10 +164,10 @@ def train_cmd(
     cfg.batch_size = fit_batch(batch_size, max(2, ds.sizes["sample"]), verifier_row_bytes(model, grid or None, ds))
     from accelerate import PartialState
 
+    drop_checkpoints = lambda: [(out / c).unlink(missing_ok=True) for c in (CHECKPOINT, CHECKPOINT + ".refit")]  # noqa: E731
     if PartialState().is_main_process:
         if earlier == "complete":  # replaced (--overwrite): its finished run's checkpoint is not resumed
-            for done in (CHECKPOINT, CHECKPOINT + ".refit"):
-                (out / done).unlink(missing_ok=True)
+            drop_checkpoints()
         write_manifest(target, complete=False)
     t0 = time.perf_counter()
     verifier, info = train_verifier(ds, site, model, tokenizer, cfg, token_grid=grid or None, progress=progress,
@@ -176,8 +176,7 @@ def train_cmd(
                                   "best_val_auroc": info["best_val_auroc"], "best_val_within": info["best_val_within"]})
     if PartialState().is_main_process:
         verifier.save_pretrained(out)
-        for done in (CHECKPOINT, CHECKPOINT + ".refit"):
-            (out / done).unlink(missing_ok=True)
+        drop_checkpoints()
     emit({"out": str(out), "site": site, "loss": loss, "train_s": round(time.perf_counter() - t0, 1),
           "best_val_auroc": info["best_val_auroc"], "best_val_within": info["best_val_within"],
           "best_step": info["best_step"], "n_train": info["n_train"], "n_val": info["n_val"],
@@ -239,7 +238,7 @@ def eval_cmd(
                 "candidates_per_s": round(speed, 1)})
     run_dirs = _recipe_runs(runs, verifier)
     if run_dirs:
-        out["recipe"] = _recipe(v, run_dirs, test_ds, y, rows, n, n_boot)
+        out["recipe"] = _recipe(v, score, run_dirs, test_ds, y, rows, n, n_boot)
     if cfg.get("teacher_weight"):  # what the LLM adds to the linear ranker it was distilled from
         pair = evaluate_scores(y, {"verifier": score, "teacher": teacher_scores(train_ds, test_ds, site, cfg, feats)}, n=n,
                                n_boot=n_boot, reference="teacher", **rows)
@@ -260,8 +259,9 @@ def _recipe_runs(runs: str, verifier: str) -> list[Path]:
     return [Path(p) for p in comma_list(runs, option="--runs", what="verifier folders")]
 
 
-def _recipe(v, run_dirs: list[Path], test_ds, y, rows, n: int, n_boot: int) -> dict:
-    """Every run of the verifier's recipe scored on the test store: mean and spread, the rule's choice."""
+def _recipe(v, score, run_dirs: list[Path], test_ds, y, rows, n: int, n_boot: int) -> dict:
+    """Every run of the verifier's recipe scored on the test store (the evaluated verifier's own run reuses
+    its `score`): mean and spread, the rule's choice."""
     import vhslab
     from vhslab.probes.verifier_eval import recipe_report
     from vhslab.probes.verifier_sweep import score_store
@@ -272,8 +272,8 @@ def _recipe(v, run_dirs: list[Path], test_ds, y, rows, n: int, n_boot: int) -> d
             raise ValueError(f"--runs {name}: a verifier of site {run.config.site}, not the evaluated one's ({v.config.site})")
     val = {name: float(run.config.extra.get("best_val_within", float("nan"))) for name, run in loaded.items()}
     shipped = next((name for name, run in loaded.items() if run.fingerprint() == v.fingerprint()), None)
-    report = recipe_report({name: score_store(run, test_ds) for name, run in loaded.items()}, val, y, n=n,
-                           n_boot=n_boot, shipped=shipped, **rows)
+    scores = {name: score if name == shipped else score_store(run, test_ds) for name, run in loaded.items()}
+    report = recipe_report(scores, val, y, n=n, n_boot=n_boot, shipped=shipped, **rows)
     report["runs_dirs"] = [str(p) for p in run_dirs]
     return report
 

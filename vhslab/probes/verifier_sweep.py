@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from vhslab.outputs import read_json, write_json_atomic
+from vhslab.outputs import read_resumable_json, write_json_atomic
 from vhslab.probes.data import check_store, list_sites, site_features
 from vhslab.probes.metrics import auroc_binary, auroc_within
 from vhslab.probes.models import WithinPromptLinear, make_probe, make_prompt_baseline, prompt_structure
@@ -141,7 +141,7 @@ def run_verifier_sweep(train: xr.Dataset, test: xr.Dataset, llm, tokenizer, site
     scored: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for site in tqdm(sites, desc="verifier sweep", disable=not progress):
         kept = done / f"{site}.json" if done is not None else None
-        row = read_json(kept) if kept is not None and kept.is_file() else None  # damaged: warned, computed again
+        row = read_resumable_json(kept) if kept is not None and kept.is_file() else None  # damaged: warned, computed again
         if not (isinstance(row, dict) and row.get("key") == json.loads(json.dumps(key, default=float))):
             t0 = time.perf_counter()
             site_cfg = replace(cfg, align_steps=0, teacher_weight=0.0) if site == "text" else cfg  # no states
