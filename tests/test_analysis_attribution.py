@@ -8,7 +8,8 @@ import torch
 from helpers.tiny_models import tiny_llm
 
 from vhslab.analysis.attribution import AttributionError, attribute, margin, prompt_ig
-from vhslab.analysis.sanity import box_cells, deletion, randomised_copy, rank_correlation
+from vhslab.analysis.checks import deletion
+from vhslab.analysis.sanity import box_cells, randomised_copy, rank_correlation
 from vhslab.probes.verifier import LatentVerifier
 from vhslab.world.text import build_word_tokenizer
 

@@ -28,6 +28,7 @@ import torch
 
 from vhslab.analysis.attribution import margin
 from vhslab.analysis.road import road_impute
+from vhslab.analysis.sanity import by_fraction, object_cells, pointing, rank_correlation
 from vhslab.data.evaluate import interval
 
 MODEL_FREE = ("token_norm", "random")
@@ -104,6 +105,16 @@ def perturbation(verifier, hidden: torch.Tensor, prompts: list[str], maps: dict[
     return out
 
 
+def deletion(verifier, hidden: torch.Tensor, prompts: list[str], attr: np.ndarray, fractions=(0.1, 0.2, 0.3, 0.5),
+             n_random: int = 8, n_boot: int = 1000, seed: int = 0, fill: str = "mean") -> dict:
+    """Per fraction f: mean |margin change| when the top-f tokens by |attribution| are removed (`fill`:
+    set to the verifier's mean, or "road": imputed from their neighbours) vs f random tokens (mean of
+    `n_random` draws per sample); `ratio` (top / random) with its 95% interval. Alone, this cannot tell a
+    model's map from a model-free one: see `check_table` below for the checks with controls."""
+    curves = perturbation(verifier, hidden, prompts, {"map": attr}, fractions, fill, n_random, seed)
+    return by_fraction(curves, "map", n_boot, seed)
+
+
 def perturbation_values(curves: dict, suffix: str = "") -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """{check: {map: (numerator, denominator)}} per sample, summed over the fractions, from `perturbation`."""
     d_rnd, i_rnd = curves["deletion_random"].sum(0), curves["insertion_random"].sum(0)
@@ -159,7 +170,6 @@ def run_checks(verifier, hidden: torch.Tensor, prompts: list[str], maps: dict[st
     """Every check on every map (`maps`: {name: (sample, token)}; `randomised`: the same maps computed on
     the weight-randomised verifier, for the randomisation check; `images` and parsed prompt `specs` for
     pointing, or their `sanity.object_cells` if already found). Returns (the check table, {check: {map: (num, den)}} per sample, the mean-fill curves)."""
-    from vhslab.analysis.sanity import object_cells, pointing, rank_correlation
 
     n, t = hidden.shape[:2]
     maps = {m: np.asarray(v, float).reshape(n, t) for m, v in maps.items()}

@@ -46,18 +46,6 @@ def by_fraction(curves: dict, name: str, n_boot: int = 1000, seed: int = 0) -> d
     return out
 
 
-def deletion(verifier, hidden: torch.Tensor, prompts: list[str], attr: np.ndarray, fractions=(0.1, 0.2, 0.3, 0.5),
-             n_random: int = 8, n_boot: int = 1000, seed: int = 0, fill: str = "mean") -> dict:
-    """Per fraction f: mean |margin change| when the top-f tokens by |attribution| are removed (`fill`:
-    set to the verifier's mean, or "road": imputed from their neighbours) vs f random tokens (mean of
-    `n_random` draws per sample); `ratio` (top / random) with its 95% interval. Alone, this cannot tell a
-    model's map from a model-free one: see `vhslab.analysis.checks` for the checks with controls."""
-    from vhslab.analysis.checks import perturbation
-
-    curves = perturbation(verifier, hidden, prompts, {"map": attr}, fractions, fill, n_random, seed)
-    return by_fraction(curves, "map", n_boot, seed)
-
-
 def randomised_copy(verifier, seed: int = 0):
     """A deep copy whose connector and LLM weights are re-drawn from their initialisers."""
     rnd = copy.deepcopy(verifier)
