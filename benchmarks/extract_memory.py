@@ -27,8 +27,8 @@ def main() -> None:
 
     from vhslab.data.extract import extract
     from vhslab.data.generate import GenConfig
-    from vhslab.data.prompts import load_suite
-    from vhslab.world.tiny import tiny_sana_sprint_pipeline
+    from vhslab.shapes.prompts import load_suite
+    from vhslab.testing.tiny import tiny_sana_sprint_pipeline
 
     pipe = tiny_sana_sprint_pipeline(sample_size=args.sample_size)
     suite = load_suite("train")

@@ -5,10 +5,10 @@ import sys
 from pathlib import Path
 
 M = [
-    ("meaning: mirrored relations not merged", "vhslab/data/prompts.py",
+    ("meaning: mirrored relations not merged", "vhslab/shapes/prompts.py",
      'f"{names[j]} {MIRROR[relation]} {names[i]}"', 'f"{names[i]} {relation} {names[j]}"',
      "tests/test_prompts.py::test_meaning_ignores_order_and_mirroring_and_nothing_else"),
-    ("suites split by prompt text", "vhslab/data/suites.py",
+    ("suites split by prompt text", "vhslab/shapes/suites.py",
      ["chosen = {s.meaning for s in ev}\n    return ev, [s for s in space if s.meaning not in chosen]", "groups.setdefault(spec.meaning, [])"], ["return ev, [s for s in space if s not in ev]", "groups.setdefault(spec.prompt, [])"],
      "tests/test_prompts.py::test_no_meaning_crosses_train_and_geneval_shapes"),
     ("folds by prompt text", "vhslab/probes/sweep.py",
@@ -49,7 +49,7 @@ M = [
      'out["found_class"] = [drawn[j].cls if j < len(drawn) else "" for j in range(N_ITEMS)]',
      'out["found_class"] = [spec.include[j].cls if j < len(spec.include) else "" for j in range(N_ITEMS)]',
      "tests/test_extract.py::test_store_follows_spec_and_matches_capture"),
-    ("world score CI by rows", "vhslab/data/evaluate.py",
+    ("world score CI by rows", "vhslab/shapes/evaluate.py",
      "uniq, inv = np.unique(meanings[rows], return_inverse=True)", "uniq, inv = np.unique(np.arange(len(rows)), return_inverse=True)",
      "tests/test_world_shipped.py::test_world_score_interval_resamples_meanings_not_rows"),
 ]

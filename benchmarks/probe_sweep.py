@@ -13,7 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from vhslab.probes import open_store, planted_store, run_sweep
+from vhslab.probes import open_store, run_sweep
+from vhslab.testing import planted_store
 
 
 def main() -> None:

@@ -21,9 +21,9 @@ def main() -> None:
     import vhslab
     from vhslab.data.default_stores import default_store
     from vhslab.probes.data import open_store, site_statistics
-    from vhslab.probes.verifier import LatentVerifier
-    from vhslab.probes.verifier_data import ChunkReader, validation_split
-    from vhslab.probes.verifier_train import VerifierTrainConfig, _accelerator, _align, find_site
+    from vhslab.verifier.data import ChunkReader, validation_split
+    from vhslab.verifier.model import LatentVerifier
+    from vhslab.verifier.train import VerifierTrainConfig, _accelerator, _align, find_site
     from vhslab.world.llm_train import load_llm
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -30,8 +30,8 @@ def main() -> None:
 
     from vhslab.data.default_stores import default_store
     from vhslab.probes import open_store
-    from vhslab.probes.verifier_eval import evaluate_scores
-    from vhslab.probes.verifier_sweep import candidate_rows
+    from vhslab.verifier.evaluate import evaluate_scores
+    from vhslab.verifier.sweep import candidate_rows
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--scores", required=True, help="the folder verifier_recipes.py --scores wrote")

@@ -66,10 +66,10 @@ def dataset(d: dict, part: str, seeds: int | None, grid: int) -> xr.Dataset:
 
 def run(npz: str, recipes: str, worker: int, workers: int, out: str) -> None:
     import vhslab
-    import vhslab.probes.verifier_train as vt
+    import vhslab.verifier.train as vt
     from vhslab.probes.metrics import auroc_binary, auroc_within
-    from vhslab.probes.verifier_data import ChunkReader
-    from vhslab.probes.verifier_eval import best_of_n
+    from vhslab.verifier.data import ChunkReader
+    from vhslab.verifier.evaluate import best_of_n
 
     vt.check_store = lambda ds, validated=False: ds  # an in-memory export carries no store spec attributes
     torch.set_num_threads(1)

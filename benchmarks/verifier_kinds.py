@@ -52,8 +52,8 @@ def paired(chosen: dict[str, Path], n_boot: int) -> dict:
     import vhslab as lab
     from vhslab.data.default_stores import default_store
     from vhslab.probes import open_store
-    from vhslab.probes.verifier_eval import evaluate_scores
-    from vhslab.probes.verifier_sweep import candidate_rows, score_store
+    from vhslab.verifier.evaluate import evaluate_scores
+    from vhslab.verifier.sweep import candidate_rows, score_store
 
     test = open_store(default_store("verifier-test", progress=False))
     y, rows = candidate_rows(test)
@@ -72,8 +72,8 @@ def kind_choice(chosen: dict[str, Path], val_within: dict[str, float], n_boot: i
     from vhslab.data.default_stores import default_store
     from vhslab.probes import open_store
     from vhslab.probes.selection import by_training_validation, crossfit
-    from vhslab.probes.verifier_eval import evaluate_scores
-    from vhslab.probes.verifier_sweep import candidate_rows, score_store
+    from vhslab.verifier.evaluate import evaluate_scores
+    from vhslab.verifier.sweep import candidate_rows, score_store
 
     test, dev = (open_store(default_store(n, progress=False)) for n in ("verifier-test", "verifier-dev"))
     (y, rows), (dy, drows) = candidate_rows(test), candidate_rows(dev)

@@ -17,9 +17,9 @@ import torch
 import vhslab
 from vhslab.data.default_stores import default_store
 from vhslab.probes import open_store
-from vhslab.probes.verifier_eval import evaluate_scores
-from vhslab.probes.verifier_sweep import candidate_rows, score_store
-from vhslab.probes.verifier_train import VerifierTrainConfig, train_verifier
+from vhslab.verifier.evaluate import evaluate_scores
+from vhslab.verifier.sweep import candidate_rows, score_store
+from vhslab.verifier.train import VerifierTrainConfig, train_verifier
 
 
 def main() -> None:

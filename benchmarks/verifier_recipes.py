@@ -33,9 +33,9 @@ def run_one(job: dict) -> dict:
     from vhslab.data.default_stores import default_store
     from vhslab.probes import open_store
     from vhslab.probes.metrics import auroc_within
-    from vhslab.probes.verifier_eval import evaluate_scores
-    from vhslab.probes.verifier_sweep import candidate_rows, score_store
-    from vhslab.probes.verifier_train import VerifierTrainConfig, train_verifier
+    from vhslab.verifier.evaluate import evaluate_scores
+    from vhslab.verifier.sweep import candidate_rows, score_store
+    from vhslab.verifier.train import VerifierTrainConfig, train_verifier
 
     torch.set_num_threads(job["threads"])
     train = open_store(job["train"] or default_store("verifier-train"))

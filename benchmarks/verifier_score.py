@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 import vhslab
-from vhslab.probes.verifier import LatentVerifier
+from vhslab.verifier.model import LatentVerifier
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
     else:
         v = vhslab.load_verifier(None if args.verifier == "default" else args.verifier)
         width = v.config.in_channels
-    prompts = [s.prompt for s in vhslab.data.prompts.load_suite("geneval-shapes")[: args.batch]]
+    prompts = [s.prompt for s in vhslab.shapes.prompts.load_suite("geneval-shapes")[: args.batch]]
     hidden = torch.randn(args.batch, args.tokens, width)
     v.score(hidden, prompts, batch_size=args.batch)  # warm-up
     times = []

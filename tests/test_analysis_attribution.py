@@ -10,7 +10,7 @@ from helpers.tiny_models import tiny_llm
 from vhslab.analysis.attribution import AttributionError, attribute, margin, prompt_ig
 from vhslab.analysis.checks import deletion
 from vhslab.analysis.sanity import box_cells, randomised_copy, rank_correlation
-from vhslab.probes.verifier import LatentVerifier
+from vhslab.verifier.model import LatentVerifier
 from vhslab.world.text import build_word_tokenizer
 
 torch.set_num_threads(1)

@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from vhslab.analysis.interventions import _generate, colour_directions, patch_sweep, steer_sweep
-from vhslab.analysis.patching import Edit, PatchError, ablate_tokens, add_direction, region_mask, replace_tokens
-from vhslab.data.capture import Capture
 from vhslab.data.extract import extract
 from vhslab.data.generate import sample_seed
-from vhslab.data.prompts import load_suite
 from vhslab.probes import open_store
-from vhslab.probes.verifier import LatentVerifier
 from vhslab.search import initial_noise
+from vhslab.shapes.prompts import load_suite
+from vhslab.trace.capture import Capture
+from vhslab.trace.edit import Edit, PatchError, ablate_tokens, add_direction, region_mask, replace_tokens
+from vhslab.verifier.model import LatentVerifier
 
 PROMPT = "a photo of a red circle left of a blue square"
 

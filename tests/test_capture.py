@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from vhslab.data.capture import Capture, parse_sites
-from vhslab.world.tiny import tiny_pixart_pipeline, tiny_sana_sprint_pipeline, tiny_vision_encoder
+from vhslab.testing.tiny import tiny_pixart_pipeline, tiny_sana_sprint_pipeline, tiny_vision_encoder
+from vhslab.trace.capture import Capture, parse_sites
 
 torch.set_num_threads(1)
 PROMPTS = ["a photo of a red circle", "a photo of two blue squares"]

@@ -5,8 +5,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from vhslab.cli.main import app
-from vhslab.data.evaluate import ShapesEvaluator
-from vhslab.data.phrasing import parse_prompt
+from vhslab.shapes.evaluate import ShapesEvaluator
+from vhslab.shapes.phrasing import parse_prompt
 
 runner = CliRunner()
 

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from vhslab.data.evaluate import ShapesEvaluator, summarize
-from vhslab.data.geneval import Detection, judge, relative_position
-from vhslab.data.phrasing import parse_prompt
-from vhslab.data.shapes import BACKGROUND, Scene, SceneObject, render
+from vhslab.shapes.evaluate import ShapesEvaluator, summarize
+from vhslab.shapes.geneval import Detection, judge, relative_position
+from vhslab.shapes.phrasing import parse_prompt
+from vhslab.shapes.scenes import BACKGROUND, Scene, SceneObject, render
 
 EV = ShapesEvaluator()
 

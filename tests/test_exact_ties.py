@@ -5,10 +5,10 @@ import pytest
 import torch
 
 import vhslab
-from vhslab.data.prompts import load_suite
 from vhslab.probes.metrics import auroc_binary, auroc_within, bootstrap_ci
-from vhslab.probes.planted import planted_store
-from vhslab.probes.verifier_sweep import score_store
+from vhslab.shapes.prompts import load_suite
+from vhslab.testing.planted import planted_store
+from vhslab.verifier.sweep import score_store
 
 torch.set_num_threads(1)
 

@@ -14,14 +14,14 @@ import pytest
 import torch
 import xarray as xr
 
-from vhslab.data.capture import Capture
-from vhslab.data.evaluate import ShapesEvaluator
 from vhslab.data.extract import extract
 from vhslab.data.generate import GenConfig, make_samples, sample_seed
-from vhslab.data.prompts import load_suite
 from vhslab.data.spec import SpecError, validate
 from vhslab.data.store import StoreError, open_store
-from vhslab.world.tiny import tiny_pixart_pipeline, tiny_sana_sprint_pipeline, tiny_vision_encoder
+from vhslab.shapes.evaluate import ShapesEvaluator
+from vhslab.shapes.prompts import load_suite
+from vhslab.testing.tiny import tiny_pixart_pipeline, tiny_sana_sprint_pipeline, tiny_vision_encoder
+from vhslab.trace.capture import Capture
 
 torch.set_num_threads(1)
 GEN = GenConfig(max_sequence_length=16)
@@ -58,7 +58,7 @@ def test_store_follows_spec_and_matches_capture(sana, prompts, tmp_path):
     assert list(ds.meaning.values) == [prompts[i // 2].meaning for i in range(10)]
     assert json.loads(ds.attrs["evaluator"]) == ShapesEvaluator().describe()
     assert ds.token_row.values[9] == 1 and ds.token_col.values[9] == 1
-    from vhslab.data.phrasing import caption_detections
+    from vhslab.shapes.phrasing import caption_detections
 
     for i in (0, 9):  # the stored caption is the evaluator's re-caption of the stored image
         found = ShapesEvaluator().evaluate(ds["image"].values[i], prompts[i // 2]).detections

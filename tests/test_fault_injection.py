@@ -65,7 +65,7 @@ def _netcdf(var):
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
-    from vhslab.probes import planted_store
+    from vhslab.testing import planted_store
 
     root = tmp_path_factory.mktemp("planted")
     ds = planted_store(n_samples=256, n_layers=2, n_tokens=4, n_channels=16, signal_layer=1, strength=1.5,

@@ -239,9 +239,9 @@ def test_stale_temporary_of_a_killed_run_is_removed(tmp_path):
 
 
 def test_capture_reuse_and_nesting_are_refused():
-    from vhslab.data.capture import Capture
     from vhslab.data.generate import GenConfig
-    from vhslab.world.tiny import tiny_sana_sprint_pipeline
+    from vhslab.testing.tiny import tiny_sana_sprint_pipeline
+    from vhslab.trace.capture import Capture
 
     pipe = tiny_sana_sprint_pipeline(num_layers=2)
     kwargs = GenConfig(max_sequence_length=8).resolve(pipe).call_kwargs(pipe)
@@ -311,7 +311,7 @@ def test_a_verifier_refuses_a_store_of_another_generator(store):
     import vhslab
     from vhslab.data.generate import generator_fingerprint
     from vhslab.probes import open_store
-    from vhslab.probes.verifier import VerifierError, check_generator
+    from vhslab.verifier.model import VerifierError, check_generator
 
     ds = open_store(store)
     pipe = vhslab.load_world().pipeline

@@ -7,11 +7,11 @@ import pytest
 from typer.testing import CliRunner
 
 from vhslab.cli.main import app
-from vhslab.data.prompts import TAGS
-from vhslab.data.robustness import DISTORTIONS, distort, robustness_suite
-from vhslab.data.shape_model import CLASSES, MODEL_FILE, ShapeModel, fit
-from vhslab.data.shapes import Scene, SceneObject
-from vhslab.world.gold import GOLD_FILE, GOLD_IMAGES, images_file, read_gold, read_gold_images, write_gold_images
+from vhslab.shapes.gold import GOLD_FILE, GOLD_IMAGES, images_file, read_gold, read_gold_images, write_gold_images
+from vhslab.shapes.prompts import TAGS
+from vhslab.shapes.robustness import DISTORTIONS, distort, robustness_suite
+from vhslab.shapes.scenes import Scene, SceneObject
+from vhslab.shapes.shape_model import CLASSES, MODEL_FILE, ShapeModel, fit
 
 
 def test_gold_file_covers_every_tag_with_fresh_seeds_and_a_holdout():
@@ -44,8 +44,8 @@ def test_judged_images_are_the_records_and_a_changed_one_is_named(tmp_path):
 @pytest.mark.slow
 def test_evaluator_agrees_with_the_gold_set():
     import vhslab
-    from vhslab.data.evaluate import ShapesEvaluator
-    from vhslab.world.gold import gold_report
+    from vhslab.shapes.evaluate import ShapesEvaluator
+    from vhslab.shapes.gold import gold_report
 
     world = vhslab.load_world()
     records = read_gold()
@@ -72,7 +72,7 @@ def test_robustness_suite_agrees_and_rejects_under_every_distortion():
 
 def test_distortions_change_pixels_but_keep_objects_apart():
     scene = Scene((SceneObject("triangle", "red", 0.3, 0.3, 0.25), SceneObject("square", "blue", 0.7, 0.7, 0.25)))
-    from vhslab.data.shapes import render
+    from vhslab.shapes.scenes import render
 
     plain = render(scene)
     for kind in DISTORTIONS:

@@ -99,7 +99,7 @@ def test_out_of_range_numbers(vhslab, tmp_path, argv, option, what):
 
 
 def test_library_config_refuses_what_the_cli_refuses():
-    from vhslab.probes.verifier_train import VerifierTrainConfig
+    from vhslab.verifier.train import VerifierTrainConfig
 
     for bad in ({"llm_lr": math.inf}, {"lr": 0.0}, {"teacher_weight": math.nan}, {"rank_weight": -1.0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
@@ -234,7 +234,7 @@ def test_scoring_and_evaluating_no_rows():
     import numpy as np
 
     import vhslab
-    from vhslab.probes.verifier_eval import evaluate_scores
+    from vhslab.verifier.evaluate import evaluate_scores
 
     assert vhslab.load_verifier().score(np.zeros((0, 64, 96), np.float32), []).shape == (0,)
     with pytest.raises(ValueError, match="no rows to evaluate"):

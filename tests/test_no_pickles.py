@@ -19,9 +19,10 @@ from typer.testing import CliRunner
 
 from vhslab import statefile
 from vhslab.cli.main import app
-from vhslab.probes import open_store, planted_store
-from vhslab.probes.verifier import CONFIG, WEIGHTS, LatentVerifier, VerifierError, from_release
-from vhslab.probes.verifier_train import CHECKPOINT, OLD_CHECKPOINT, VerifierTrainConfig, train_verifier
+from vhslab.probes import open_store
+from vhslab.testing import planted_store
+from vhslab.verifier.model import CONFIG, WEIGHTS, LatentVerifier, VerifierError, from_release
+from vhslab.verifier.train import CHECKPOINT, OLD_CHECKPOINT, VerifierTrainConfig, train_verifier
 from vhslab.world import stage
 from vhslab.world.text import build_word_tokenizer
 
@@ -119,7 +120,7 @@ def invoke(*args):
 
 def test_cli_verifier_train_refuses_an_old_pickle_checkpoint(tmp_path, marker, llm_folder, store):
     from vhslab.outputs import Output, write_manifest
-    from vhslab.probes.verifier import VERIFIER_KIND
+    from vhslab.verifier.model import VERIFIER_KIND
 
     out = tmp_path / "v"
     out.mkdir()

@@ -7,8 +7,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from vhslab.probes import ProbeError, open_store, planted_store, run_sweep
+from vhslab.probes import ProbeError, open_store, run_sweep
 from vhslab.probes.data import StoreDamaged
+from vhslab.testing import planted_store
 
 torch.set_num_threads(1)
 

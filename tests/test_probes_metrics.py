@@ -78,7 +78,8 @@ def test_folds_never_leak_a_prompt():
 
 
 def test_sweep_folds_are_prompt_disjoint_for_every_target():
-    from vhslab.probes import planted_store, run_sweep
+    from vhslab.probes import run_sweep
+    from vhslab.testing import planted_store
 
     ds = planted_store(n_samples=200, n_layers=1, n_tokens=4, n_channels=8, per_prompt=5, seed=4)
     res = run_sweep(ds, ["verdict", "count"], ["linear"], n_boot=0, progress=False)
@@ -149,7 +150,8 @@ def test_weighted_bootstrap_equals_explicit_resampling(kind):
 
 
 def test_targets_use_found_labels_and_skip_absent_items():
-    from vhslab.probes import build_targets, planted_store
+    from vhslab.probes import build_targets
+    from vhslab.testing import planted_store
 
     ds = planted_store(n_samples=240, n_layers=1, n_tokens=4, n_channels=4, seed=6)
     tg = {t.name: t for t in build_targets(ds, ["shape", "colour", "count", "position", "present", "recon"])}

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from vhslab.probes import ProbeResults, open_store, planted_store, run_sweep
+from vhslab.probes import ProbeResults, open_store, run_sweep
+from vhslab.testing import planted_store
 
 torch.set_num_threads(1)
 
@@ -95,7 +96,7 @@ def test_plot_has_a_panel_per_metric(res):
 
 
 def test_folds_and_bootstrap_keep_each_meaning_together():
-    from vhslab.data.prompts import Item, PromptSpec
+    from vhslab.shapes.prompts import Item, PromptSpec
 
     ds = planted_store(n_samples=360, n_layers=2, n_tokens=4, n_channels=8, per_prompt=3, signal_layer=1, seed=3)
     # make every other prompt a rewording of the one before: same meaning, other text

@@ -3,7 +3,7 @@ from collections import Counter
 
 import pytest
 
-from vhslab.data.prompts import Item, PromptError, PromptSpec, load_suite, read_prompts, write_prompts
+from vhslab.shapes.prompts import Item, PromptError, PromptSpec, load_suite, read_prompts, write_prompts
 
 
 def test_real_geneval_file_loads_with_its_tag_counts(geneval_file):
@@ -81,7 +81,7 @@ def test_spec_round_trips_through_json():
 
 
 def test_meaning_ignores_order_and_mirroring_and_nothing_else():
-    from vhslab.data.phrasing import parse_prompt
+    from vhslab.shapes.phrasing import parse_prompt
 
     same = [
         ("a photo of a red circle and a blue square", "a photo of a blue square and a red circle"),
@@ -103,7 +103,7 @@ def test_meaning_ignores_order_and_mirroring_and_nothing_else():
 
 
 def test_no_meaning_crosses_train_and_geneval_shapes():
-    from vhslab.data.suites import prompt_space
+    from vhslab.shapes.suites import prompt_space
 
     train, evaluation = load_suite("train"), load_suite("geneval-shapes")
     assert not {s.meaning for s in train} & {s.meaning for s in evaluation}

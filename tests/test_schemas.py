@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 import vhslab
 from vhslab import schemas
 from vhslab.cli.main import app
-from vhslab.data.prompts import PromptError, read_prompts
-from vhslab.probes.verifier import LatentVerifier, VerifierError, from_release
 from vhslab.search import SearchError, load_cost_model
+from vhslab.shapes.prompts import PromptError, read_prompts
+from vhslab.verifier.model import LatentVerifier, VerifierError, from_release
 from vhslab.world.text import build_word_tokenizer
 
 torch.set_num_threads(1)
@@ -276,7 +276,7 @@ def test_stage_records_and_metrics_are_checked(tmp_path):
 
 
 def test_gold_records_are_checked(tmp_path):
-    from vhslab.world.gold import GOLD_FILE, read_gold
+    from vhslab.shapes.gold import GOLD_FILE, read_gold
 
     assert len(read_gold(GOLD_FILE)) > 0  # the shipped gold file fits
     lines = GOLD_FILE.read_text().splitlines()[:2]

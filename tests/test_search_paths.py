@@ -6,13 +6,13 @@ import pytest
 import torch
 
 import vhslab
-from vhslab.data.capture import Capture
-from vhslab.data.evaluate import ShapesEvaluator
 from vhslab.data.generate import sample_seed
-from vhslab.data.phrasing import parse_prompt
-from vhslab.probes.verifier import LatentVerifier
 from vhslab.search import SearchError, best_of_n, initial_noise, load_cost_model, noise_search
 from vhslab.search.noise_search import round_sizes
+from vhslab.shapes.evaluate import ShapesEvaluator
+from vhslab.shapes.phrasing import parse_prompt
+from vhslab.trace.capture import Capture
+from vhslab.verifier.model import LatentVerifier
 
 PROMPT = "a photo of a red circle left of a blue square"
 

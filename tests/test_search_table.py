@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import vhslab
-from vhslab.data.evaluate import ShapesEvaluator
-from vhslab.data.prompts import load_suite
 from vhslab.search import best_of_n, load_cost_model
 from vhslab.search.table import budget_table, table_summary
+from vhslab.shapes.evaluate import ShapesEvaluator
+from vhslab.shapes.prompts import load_suite
 
 EXE = shutil.which("vhslab", path=str(Path(sys.executable).parent)) or "vhslab"
 

@@ -68,7 +68,7 @@ def test_training_validation_rule_records_its_candidates():
 
 
 def test_recipe_report_gives_mean_spread_and_the_rule_choice():
-    from vhslab.probes.verifier_eval import recipe_report
+    from vhslab.verifier.evaluate import recipe_report
 
     runs, _, test = planted_runs(n_runs=3, n_meanings=24, n_cand=4)
     rows = {"group": test["group"], "tag": test["tag"], "meaning": test["meaning"], "prompts": test["group"].astype(str)}

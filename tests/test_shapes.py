@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from vhslab.data.evaluate import ShapesEvaluator
-from vhslab.data.phrasing import caption_detections, caption_scene, parse_prompt, prompt_text
-from vhslab.data.prompts import PromptError, load_suite
-from vhslab.data.shapes import BACKGROUND, COLORS, Scene, SceneObject, render, sample_free_scene, sample_scene
+from vhslab.shapes.evaluate import ShapesEvaluator
+from vhslab.shapes.phrasing import caption_detections, caption_scene, parse_prompt, prompt_text
+from vhslab.shapes.prompts import PromptError, load_suite
+from vhslab.shapes.scenes import BACKGROUND, COLORS, Scene, SceneObject, render, sample_free_scene, sample_scene
 
 
 def test_render_is_uint8_antialiased_and_configurable():
@@ -61,7 +61,7 @@ def test_every_sampled_scene_satisfies_its_prompt_by_the_evaluator():
 
 
 def test_sampler_rejects_unsatisfiable_prompts():
-    from vhslab.data.prompts import Item, PromptSpec
+    from vhslab.shapes.prompts import Item, PromptSpec
 
     spec = PromptSpec("counting", "x", (Item("circle", 3),), (Item("circle", 2),))
     with pytest.raises(PromptError, match="unsatisfiable"):

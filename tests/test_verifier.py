@@ -8,7 +8,7 @@ import torch
 from helpers.tiny_models import tiny_llm
 from safetensors.torch import save_file
 
-from vhslab.probes.verifier import LatentVerifier, VerifierError, from_release
+from vhslab.verifier.model import LatentVerifier, VerifierError, from_release
 from vhslab.world.text import build_word_tokenizer
 
 torch.set_num_threads(1)
@@ -97,8 +97,9 @@ def test_release_layout_loads_into_the_same_verifier(tmp_path):
 
 
 def test_site_statistics_stream_over_chunks():
-    from vhslab.probes import list_sites, planted_store
+    from vhslab.probes import list_sites
     from vhslab.probes.data import site_statistics
+    from vhslab.testing import planted_store
 
     ds = planted_store(n_samples=300, n_layers=2, n_tokens=4, n_channels=8, chunk_samples=64, seed=2)
     site = list_sites(ds)[1]
@@ -111,8 +112,8 @@ def test_site_statistics_stream_over_chunks():
 
 @pytest.mark.slow
 def test_stage2_training_learns_a_planted_verdict_and_repeats_with_its_seed():
-    from vhslab.probes import planted_store
-    from vhslab.probes.verifier_train import VerifierTrainConfig, train_verifier
+    from vhslab.testing import planted_store
+    from vhslab.verifier.train import VerifierTrainConfig, train_verifier
 
     ds = planted_store(n_samples=480, n_layers=2, n_tokens=4, n_channels=16, signal_layer=1, strength=1.5,
                        chunk_samples=32, seed=3).load()
@@ -133,7 +134,7 @@ def test_stage2_training_learns_a_planted_verdict_and_repeats_with_its_seed():
 
 
 def test_best_of_n_picks_and_intervals():
-    from vhslab.probes.verifier_eval import best_of_n, ranking_metrics
+    from vhslab.verifier.evaluate import best_of_n, ranking_metrics
 
     rng = np.random.default_rng(0)
     rows, n = 120, 4

@@ -16,12 +16,13 @@ from helpers.tiny_models import tiny_llm
 from safetensors.torch import load_file
 
 from vhslab import statefile
-from vhslab.probes import open_store, planted_store
-from vhslab.probes import verifier_train as vt
+from vhslab.probes import open_store
 from vhslab.probes.metrics import auroc_within
-from vhslab.probes.verifier import VerifierError
-from vhslab.probes.verifier_data import ChunkReader, first_candidates, index_batches, tag_repeats, validation_split
-from vhslab.probes.verifier_train import VerifierTrainConfig, train_verifier
+from vhslab.testing import planted_store
+from vhslab.verifier import train as vt
+from vhslab.verifier.data import ChunkReader, first_candidates, index_batches, tag_repeats, validation_split
+from vhslab.verifier.model import VerifierError
+from vhslab.verifier.train import VerifierTrainConfig, train_verifier
 from vhslab.world.text import build_word_tokenizer
 
 HELPER = Path(__file__).parent / "helpers" / "ddp_train.py"
@@ -108,7 +109,7 @@ def test_stage2_caption_weight_keeps_the_caption_loss_down():
 
 def test_refit_trains_again_on_every_row_for_the_chosen_steps():
     from vhslab.probes.data import site_statistics
-    from vhslab.probes.verifier_train import find_site
+    from vhslab.verifier.train import find_site
 
     ds, tok = planted(), build_word_tokenizer()
     cfg = VerifierTrainConfig(steps=12, batch_size=16, eval_every=4, patience=10, align_steps=2)
@@ -204,7 +205,7 @@ def test_two_ddp_processes_train_the_same_verifier_as_one(tmp_path, extra):
 @pytest.mark.slow
 def test_sweep_finds_the_planted_site_and_puts_the_probe_beside_it(tmp_path):
     from vhslab.figures.verifiers import plot_verifier_depth
-    from vhslab.probes.verifier_sweep import run_verifier_sweep, verifier_table
+    from vhslab.verifier.sweep import run_verifier_sweep, verifier_table
 
     ds = planted(n=384 + 192)  # train and test share the planted direction
     train, test = ds.isel(sample=slice(0, 384)), ds.isel(sample=slice(384, None))
@@ -306,7 +307,7 @@ def test_prompt_dropout_blanks_whole_prompt_rows_repeatably():
 
 
 def test_input_noise_scales_with_each_channel_and_is_drawn_per_global_batch():
-    from vhslab.probes.verifier import LatentVerifier
+    from vhslab.verifier.model import LatentVerifier
 
     var = np.linspace(0.25, 4.0, 16).astype(np.float32)
     v = LatentVerifier.create(tiny_llm(), build_word_tokenizer(), "block.1", 16, mean=np.zeros(16), var=var)
@@ -373,7 +374,7 @@ def test_selection_by_within_prompt_auroc_and_the_rank_loss_train(tmp_path):
 
 
 def test_distill_loss_pulls_margin_differences_inside_a_prompt_row_toward_the_teacher():
-    from vhslab.probes.verifier_teacher import distill_loss, same_row_pairs
+    from vhslab.verifier.teacher import distill_loss, same_row_pairs
 
     rows = np.array([0, 0, 0, 1, 1, 2])
     assert same_row_pairs(rows) == 3 + 1  # row 2 alone has no pair
@@ -391,7 +392,7 @@ def test_distill_loss_pulls_margin_differences_inside_a_prompt_row_toward_the_te
 
 def test_the_teacher_is_fit_on_the_training_rows_and_steers_the_verifier(monkeypatch):
     from vhslab.probes.data import list_sites
-    from vhslab.probes.verifier_teacher import fit_teacher
+    from vhslab.verifier.teacher import fit_teacher
 
     train, test = planted_pair(256, 128)
     y, rows = np.asarray(train["verdict"].values).astype(int), vt.prompt_rows(train)
@@ -402,7 +403,7 @@ def test_the_teacher_is_fit_on_the_training_rows_and_steers_the_verifier(monkeyp
     y_other = y.copy()
     y_other[128:] = 1 - y_other[128:]
     np.testing.assert_array_equal(fit_teacher(train, site, half, y_other, rows, 0.1), t)  # other rows' verdicts unused
-    from vhslab.probes.verifier_sweep import teacher_scores
+    from vhslab.verifier.sweep import teacher_scores
 
     fit_rows, _ = validation_split(train, 0.2, 4)  # the teacher `verifier eval` shows is the one training used
     shown = teacher_scores(train, train, "block.1", {"seed": 4, "teacher_c": 0.1, "teacher_weight": 5})

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from vhslab.data.shapes import COLORS, SHAPES
+from vhslab.shapes.scenes import COLORS, SHAPES
 from vhslab.world import llm_train as L
 from vhslab.world import stage
 from vhslab.world import vision_train as V

@@ -17,7 +17,7 @@ def load_verifier(path=None, *, kind: str | None = None):
     (a clear error otherwise, before anything is loaded)."""
     from pathlib import Path
 
-    from vhslab.probes.verifier import LatentVerifier
+    from vhslab.verifier.model import LatentVerifier
 
     shipped = {"vhs": "verifier", "text": "verifier_text", "vision": "verifier_vision", "ae": "verifier_ae"}
     if kind is not None and kind not in shipped:

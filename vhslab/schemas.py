@@ -266,19 +266,19 @@ def read_run_record(path: str | Path, config_class: type, key: str) -> dict:
 
 @functools.cache
 def gold_schema() -> type[BaseModel]:
-    from vhslab.world.gold import GoldRecord
+    from vhslab.shapes.gold import GoldRecord
 
     return from_dataclass(GoldRecord, {"index": Int0, "seed": Int0, "tag": Tag,
                                        "split": expect(Literal["dev", "holdout"], "'dev' or 'holdout'")})
 
 
-# --- verifiers (vhslab.probes.verifier) ----------------------------------------------------------------
+# --- verifiers (vhslab.verifier.model) ----------------------------------------------------------------
 Site = expect(str, "'block.<k>', 'ae_latent', 'vision' or 'text'", pattern=r"^(block\.\d+|ae_latent|vision|text)$")
 
 
 @functools.cache
 def verifier_config_schema() -> type[BaseModel]:
-    from vhslab.probes.verifier import VerifierConfig
+    from vhslab.verifier.model import VerifierConfig
 
     answer = expect(str, "a non-blank string", pattern=r"\S")
     return from_dataclass(VerifierConfig, {
@@ -295,7 +295,7 @@ def read_verifier_config(path: str | Path, kind: str | None = None, error: type[
                          parts: tuple[str, ...] = ("llm/config.json", "tokenizer")):
     """The VerifierConfig of a saved verifier folder, checked: its files and `parts` are there,
     `verifier.json` fits the schema and, with `kind`, reads that kind's site."""
-    from vhslab.probes.verifier import CONFIG, WEIGHTS, VerifierConfig
+    from vhslab.verifier.model import CONFIG, WEIGHTS, VerifierConfig
 
     path = Path(path)
     if not path.is_dir():

@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import save_file
 from tiny_models import tiny_llm  # this folder is the script's sys.path[0]
 
-from vhslab.probes import planted_store
-from vhslab.probes.verifier_train import VerifierTrainConfig, train_verifier
+from vhslab.testing import planted_store
+from vhslab.verifier.train import VerifierTrainConfig, train_verifier
 from vhslab.world.text import build_word_tokenizer
 
 torch.set_num_threads(1)

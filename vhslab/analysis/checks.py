@@ -29,7 +29,7 @@ import torch
 from vhslab.analysis.attribution import margin
 from vhslab.analysis.road import road_impute
 from vhslab.analysis.sanity import by_fraction, object_cells, pointing, rank_correlation
-from vhslab.data.evaluate import interval
+from vhslab.shapes.evaluate import interval
 
 MODEL_FREE = ("token_norm", "random")
 # check: (sign: +1 higher is better / -1 lower, the level its interval must clear, what it measures)

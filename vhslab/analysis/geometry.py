@@ -91,9 +91,9 @@ def random_dit_pooled(world, store: xr.Dataset, rows: np.ndarray, sites: list[st
     come from the world's generator (its rows are regenerated)."""
     import torch
 
-    from vhslab.data.capture import Capture, find_transformer
-    from vhslab.probes.verifier_sweep import _strs
     from vhslab.search.generation import initial_noise
+    from vhslab.trace.capture import Capture, find_transformer
+    from vhslab.verifier.sweep import _strs
 
     pipe = world.pipeline
     blocks = check_control(world, store, sites)
@@ -121,7 +121,7 @@ def random_dit_pooled(world, store: xr.Dataset, rows: np.ndarray, sites: list[st
 def pooled(store: xr.Dataset, sites: list[str], rows: np.ndarray) -> dict[str, np.ndarray]:
     """{site: (row, channel)} token means of each site."""
     from vhslab.probes.data import site_array
-    from vhslab.probes.verifier_train import find_site
+    from vhslab.verifier.train import find_site
 
     out = {}
     for name in sites:
@@ -169,7 +169,7 @@ def geometry(store: xr.Dataset, sites: list[str] | None = None, n: int = 1000, *
     (seed `seed`), with its interval and the paired difference trained - random on the same rows."""
     from sklearn.decomposition import PCA
 
-    from vhslab.probes.verifier_sweep import store_sites
+    from vhslab.verifier.sweep import store_sites
 
     known = [s for s in store_sites(store) if s != "text"]
     sites = known if not sites else list(sites)

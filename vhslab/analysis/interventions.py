@@ -11,9 +11,9 @@ import numpy as np
 import torch
 import xarray as xr
 
-from vhslab.analysis.patching import Edit, PatchError, add_direction, region_mask, replace_tokens
-from vhslab.data.capture import Capture, find_transformer
 from vhslab.search.generation import initial_noise
+from vhslab.trace.capture import Capture, find_transformer
+from vhslab.trace.edit import Edit, PatchError, add_direction, region_mask, replace_tokens
 
 REGIONS = ("all", "q00", "q01", "q10", "q11")
 
@@ -21,7 +21,7 @@ REGIONS = ("all", "q00", "q01", "q10", "q11")
 def pairs_from_store(store: xr.Dataset, n_pairs: int) -> list[tuple[str, int, int]]:
     """(prompt, seed of a correct candidate, seed of a wrong one) for the first prompt rows that have
     both, in store order."""
-    from vhslab.probes.verifier_sweep import _strs
+    from vhslab.verifier.sweep import _strs
 
     verdict, group = store["verdict"].values, store["prompt_index"].values
     seeds, prompts = store["seed"].values, _strs(store["prompt"].values)
@@ -58,8 +58,8 @@ def patch_sweep(world, verifier, pairs, blocks=None, regions=REGIONS, evaluator=
     (pyvene's normaliser: 0 no effect, 1 fully restored). With `control`, the same region is patched
     from the correct candidate of *another* pair's prompt (`flipped_control`): what any edit of that
     size does, the baseline a restoring patch must beat."""
-    from vhslab.data.evaluate import ShapesEvaluator
-    from vhslab.data.phrasing import parse_prompt
+    from vhslab.shapes.evaluate import ShapesEvaluator
+    from vhslab.shapes.phrasing import parse_prompt
 
     evaluator = evaluator or ShapesEvaluator()
     n_blocks = len(find_transformer(world.pipeline).transformer_blocks)
@@ -130,7 +130,7 @@ def colour_directions(store: xr.Dataset, block: int, seed: int = 0) -> tuple[np.
     from sklearn.linear_model import LogisticRegression
 
     from vhslab.probes.data import site_array
-    from vhslab.probes.verifier_train import find_site
+    from vhslab.verifier.train import find_site
 
     colours = np.array([str(c) for c in store["found_color"].values[:, 0]])
     rows = np.flatnonzero(colours != "")
@@ -147,7 +147,7 @@ def steer_sweep(world, store: xr.Dataset, prompts, blocks, coefficient: float = 
     classes) by adding coefficient x (mean token norm) x the probe direction to every token; `success`
     (block, image) = the detected object colour became the target; `control` = the same with a random
     direction of the same norm."""
-    from vhslab.data.evaluate import ShapesEvaluator
+    from vhslab.shapes.evaluate import ShapesEvaluator
 
     evaluator = evaluator or ShapesEvaluator()
     unique = {s.prompt: s for s in prompts if s.tag == "colors" and len(s.include) == 1}

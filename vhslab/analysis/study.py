@@ -65,10 +65,10 @@ def attribution_study(verifier, store: xr.Dataset, n: int = 64, *, seed: int = 0
     """Attribute `verifier` on n held-out rows of `store` and run the sanity checks; `pipe` (the
     generator whose decoder made the store) lets the maps be drawn over the images and enables the
     pointing score."""
-    from vhslab.data.phrasing import parse_prompt
-    from vhslab.probes.verifier_data import ChunkReader
-    from vhslab.probes.verifier_sweep import _strs
-    from vhslab.probes.verifier_train import find_site
+    from vhslab.shapes.phrasing import parse_prompt
+    from vhslab.verifier.data import ChunkReader
+    from vhslab.verifier.sweep import _strs
+    from vhslab.verifier.train import find_site
 
     site = find_site(store, verifier.config.site) if verifier.config.site != "text" else None
     if site is None:

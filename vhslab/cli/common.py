@@ -153,7 +153,7 @@ def check_side(side: int, option: str) -> None:
 def check_prompt(prompt: str, option: str = "PROMPT"):
     """A prompt the shapes world can render (its PromptSpec); an empty one or one outside the world's
     grammar and vocabulary is refused, naming what is wrong."""
-    from vhslab.data.phrasing import parse_prompt
+    from vhslab.shapes.phrasing import parse_prompt
 
     if not prompt.strip():
         raise ValueError(f"{option} is empty; give e.g. 'a photo of two red circles'")

@@ -46,7 +46,7 @@ def load_model(model: str) -> tuple[Any, Any, str, Any]:
 
 
 def load_prompts(prompts: str) -> list:
-    from vhslab.data.prompts import load_suite, read_prompts
+    from vhslab.shapes.prompts import load_suite, read_prompts
 
     if Path(prompts).is_file():
         return read_prompts(prompts)

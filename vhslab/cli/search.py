@@ -57,7 +57,7 @@ def generate_cmd(
     result = {"out": str(out), "prompt": prompt, "n": res.n, "site": v.config.site, "chosen": res.chosen,
               "scores": [round(float(s), 4) for s in res.scores], "seed_of_chosen": res.seeds[res.chosen],
               "timings_ms": {k: round(1000 * t, 2) for k, t in res.timings.items()}}
-    from vhslab.data.evaluate import ShapesEvaluator
+    from vhslab.shapes.evaluate import ShapesEvaluator
 
     result["evaluator_correct"] = bool(ShapesEvaluator().evaluate(res.image, spec).correct)
     emit(result, as_json, title="generate")
@@ -101,8 +101,8 @@ def bestofn_cmd(
 
     import vhslab
     from vhslab.data.default_stores import cache_dir
-    from vhslab.data.prompts import load_suite
     from vhslab.search.table import budget_plan, budget_table, table_summary
+    from vhslab.shapes.prompts import load_suite
 
     t0 = time.perf_counter()
     outs = claim_outputs("bestofn", overwrite, inputs={"--prompts": prompts, "--vhs": vhs, "--vision-verifier": vision_verifier,

@@ -42,7 +42,7 @@ def _store(path: Path | None, name: str, progress: bool, option: str = "--data",
 
 def _check_site(ds, site: str, where: str) -> None:
     """The store holds rows at `site` ('text' needs none), or an error naming the store."""
-    from vhslab.probes.verifier_train import find_site
+    from vhslab.verifier.train import find_site
 
     if site != "text":
         try:
@@ -102,7 +102,7 @@ def folder_tokenizer(folder: str | Path):
 
 def _train_config(steps, align_steps, batch_size, lr, llm_lr, loss, seed, balance=0.0, select="within", rank_weight=1.0,
                   mix_chunks=8, teacher_weight=0.0, teacher_c=0.01):
-    from vhslab.probes.verifier_train import VerifierTrainConfig
+    from vhslab.verifier.train import VerifierTrainConfig
 
     if loss not in LOSS_NAMES:
         raise ValueError(f"--loss {loss!r}: one of {', '.join(LOSS_NAMES)}")
@@ -150,8 +150,8 @@ def train_cmd(
 ) -> None:
     """Train one verifier (stage 1 then stage 2); a stopped run resumes from --out/checkpoint.safetensors."""
     from vhslab.outputs import Output, claim, state, write_manifest
-    from vhslab.probes.verifier import VERIFIER_KIND
-    from vhslab.probes.verifier_train import CHECKPOINT, train_verifier
+    from vhslab.verifier.model import VERIFIER_KIND
+    from vhslab.verifier.train import CHECKPOINT, train_verifier
 
     cfg = _train_config(steps, align_steps, batch_size, lr, llm_lr, loss, seed, balance, select, rank_weight, mix_chunks,
                         teacher_weight, teacher_c)
@@ -203,14 +203,14 @@ def eval_cmd(
     each with an interval over meanings; the best probe of the verifier's site beside it (paired difference), and the
     linear ranker it was distilled from, if any."""
     import vhslab
-    from vhslab.probes.verifier_eval import evaluate_scores
-    from vhslab.probes.verifier_sweep import best_probe_scores, candidate_rows, mean_states, score_store, teacher_scores
+    from vhslab.verifier.evaluate import evaluate_scores
+    from vhslab.verifier.sweep import best_probe_scores, candidate_rows, mean_states, score_store, teacher_scores
 
     v = vhslab.load_verifier(None if verifier == "default" else verifier)
     text = None if text_only == "none" else vhslab.load_verifier(None if text_only == "default" else text_only, kind="text")
     test_ds = _store(test, "verifier-test", progress, "--test", allow_incomplete)
     train_ds = _store(data, "verifier-train", progress, allow_incomplete=allow_incomplete)
-    from vhslab.probes.verifier import check_generator
+    from vhslab.verifier.model import check_generator
 
     for ds in (test_ds, train_ds):  # before any compute: states of another generator mean nothing to it
         check_generator(v, ds)
@@ -263,8 +263,8 @@ def _recipe(v, score, run_dirs: list[Path], test_ds, y, rows, n: int, n_boot: in
     """Every run of the verifier's recipe scored on the test store (the evaluated verifier's own run reuses
     its `score`): mean and spread, the rule's choice."""
     import vhslab
-    from vhslab.probes.verifier_eval import recipe_report
-    from vhslab.probes.verifier_sweep import score_store
+    from vhslab.verifier.evaluate import recipe_report
+    from vhslab.verifier.sweep import score_store
 
     loaded = {p.name: vhslab.load_verifier(p) for p in run_dirs}
     for name, run in loaded.items():
@@ -306,7 +306,7 @@ def sweep_cmd(
     within-prompt AUROC on the training store's validation split (no test meaning) is the selected one; with --dev,
     the cross-fitted choice on it is reported too.
     Finished sites are kept in OUT.partial/, so a stopped sweep resumes."""
-    from vhslab.probes.verifier_sweep import run_verifier_sweep, verifier_table
+    from vhslab.verifier.sweep import run_verifier_sweep, verifier_table
 
     cfg = _train_config(steps, align_steps, 32, 1e-3, 1e-4, loss, seed, select=select, rank_weight=rank_weight,
                         mix_chunks=mix_chunks, teacher_weight=teacher_weight, teacher_c=teacher_c)

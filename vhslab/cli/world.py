@@ -31,9 +31,9 @@ def render_cmd(
     import numpy as np
     from PIL import Image
 
-    from vhslab.data.phrasing import caption_scene, parse_prompt
-    from vhslab.data.shapes import render, sample_scene
     from vhslab.outputs import save_figure
+    from vhslab.shapes.phrasing import caption_scene, parse_prompt
+    from vhslab.shapes.scenes import render, sample_scene
 
     spec = parse_prompt(prompt)  # a PromptError is bad input: `guard` prints it, exit 2
     scene = sample_scene(spec, np.random.default_rng(seed))
@@ -55,8 +55,8 @@ def check_cmd(
     """Judge n true and perturbed scenes per tag: agreement, rejection and speed."""
     from rich.progress import Progress
 
-    from vhslab.data.prompts import TAGS
-    from vhslab.data.worldcheck import world_check
+    from vhslab.shapes.prompts import TAGS
+    from vhslab.shapes.worldcheck import world_check
 
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("world check", total=n * len(TAGS))
@@ -74,8 +74,8 @@ def gold_cmd(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
     """The evaluator's agreement with the gold set (generated images judged by eye), per split and tag."""
-    from vhslab.data.evaluate import ShapesEvaluator
-    from vhslab.world.gold import GOLD_FILE, disagreement_sheet, gold_report, images_file, read_gold, read_gold_images
+    from vhslab.shapes.evaluate import ShapesEvaluator
+    from vhslab.shapes.gold import GOLD_FILE, disagreement_sheet, gold_report, images_file, read_gold, read_gold_images
 
     outs = claim_outputs("world gold", overwrite, inputs={"--gold": gold, "--world": world}, sheet=sheet)
     path = gold or GOLD_FILE
@@ -112,8 +112,8 @@ def robustness_cmd(
     """Agreement and rejection on renders distorted by albumentations, per distortion and tag."""
     from rich.progress import Progress
 
-    from vhslab.data.prompts import TAGS
-    from vhslab.data.robustness import DISTORTIONS, robustness_suite
+    from vhslab.shapes.prompts import TAGS
+    from vhslab.shapes.robustness import DISTORTIONS, robustness_suite
 
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("robustness", total=n * len(TAGS) * len(DISTORTIONS))
@@ -149,10 +149,10 @@ def grid_cmd(
     outs = claim_outputs("world grid", overwrite, out=out)
     import numpy as np
 
-    from vhslab.data.prompts import TAGS, load_suite
-    from vhslab.data.shapes import render, sample_scene
     from vhslab.figures.grids import image_grid
     from vhslab.outputs import save_figure
+    from vhslab.shapes.prompts import TAGS, load_suite
+    from vhslab.shapes.scenes import render, sample_scene
 
     rng = np.random.default_rng(seed)
     suite = load_suite("geneval-shapes")
@@ -236,7 +236,7 @@ def score_cmd(
     """GenEval-style scores of one-step generations: Bo1, oracle Best-of-N, images/s."""
     from dataclasses import replace
 
-    from vhslab.data.prompts import load_suite
+    from vhslab.shapes.prompts import load_suite
     from vhslab.world import load_world
     from vhslab.world.score import score_generator
 
@@ -259,10 +259,10 @@ def samples_cmd(
     outs = claim_outputs("world samples", overwrite, inputs={"--world": world}, out=out)
     import numpy as np
 
-    from vhslab.data.evaluate import ShapesEvaluator
-    from vhslab.data.prompts import TAGS, load_suite
     from vhslab.figures.grids import image_grid
     from vhslab.outputs import save_figure
+    from vhslab.shapes.evaluate import ShapesEvaluator
+    from vhslab.shapes.prompts import TAGS, load_suite
     from vhslab.world import load_world
     from vhslab.world.score import generate
 

@@ -31,7 +31,7 @@ def default_store(name: str, progress: bool = True) -> Path:
     if name not in STORES:
         raise ValueError(f"unknown default store {name!r}; known: {', '.join(STORES)}")
     from vhslab.data.extract import extract
-    from vhslab.data.prompts import load_suite
+    from vhslab.shapes.prompts import load_suite
     from vhslab.world import load_world
 
     spec = STORES[name]

@@ -24,10 +24,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 import vhslab
-from vhslab.data.capture import LATE_SITES, Capture, VisionFn, find_transformer, parse_sites
 from vhslab.data.generate import GenConfig, Sample, config_hash, generator_fingerprint, make_samples, weights_hash
-from vhslab.data.phrasing import caption_detections
-from vhslab.data.prompts import PromptSpec, check_prompts
 from vhslab.data.spec import DTYPES, N_ITEMS, SPEC_VERSION, content_key
 from vhslab.data.store import (
     StoreError,
@@ -39,6 +36,9 @@ from vhslab.data.store import (
     written_mask,
 )
 from vhslab.data.verify import verify_store
+from vhslab.shapes.phrasing import caption_detections
+from vhslab.shapes.prompts import PromptSpec, check_prompts
+from vhslab.trace.capture import LATE_SITES, Capture, VisionFn, find_transformer, parse_sites
 
 
 class Evaluator(Protocol):
@@ -209,7 +209,7 @@ def extract(
     site_list = parse_sites(sites, pipe, vision)  # fails before any compute
     rank, world = parse_shard(shard)
     if evaluator is None:
-        from vhslab.data.evaluate import ShapesEvaluator
+        from vhslab.shapes.evaluate import ShapesEvaluator
 
         evaluator = ShapesEvaluator()
     if hasattr(evaluator, "check_prompt"):  # every prompt, all errors at once, before any compute

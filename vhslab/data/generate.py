@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vhslab.data.prompts import PromptSpec
+from vhslab.shapes.prompts import PromptSpec
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Figures of verifier sweeps (plotting only; the numbers come from vhslab.probes.verifier_sweep)."""
+"""Figures of verifier sweeps (plotting only; the numbers come from vhslab.verifier.sweep)."""
 
 from __future__ import annotations
 

@@ -18,25 +18,20 @@ from vhslab.probes.metrics import (
     r2,
 )
 from vhslab.probes.models import PROBES, make_probe, make_prompt_baseline, prompt_structure
-from vhslab.probes.planted import planted_store
 from vhslab.probes.results import ProbeResults
 from vhslab.probes.splits import meaning_folds
 from vhslab.probes.sweep import run_sweep
 from vhslab.probes.targets import KNOWN as KNOWN_TARGETS
 from vhslab.probes.targets import Target, build_targets
-from vhslab.probes.verifier import LatentVerifier, VerifierConfig, VerifierError, from_release
 
 __all__ = [
     "KNOWN_TARGETS",
     "METRICS",
     "PROBES",
-    "LatentVerifier",
     "ProbeError",
     "ProbeResults",
     "Site",
     "Target",
-    "VerifierConfig",
-    "VerifierError",
     "auroc",
     "auroc_within",
     "balanced_accuracy",
@@ -44,14 +39,12 @@ __all__ = [
     "build_targets",
     "check_store",
     "ece",
-    "from_release",
     "list_sites",
     "make_probe",
     "make_prompt_baseline",
     "meaning_folds",
     "open_store",
     "paired_bootstrap_ci",
-    "planted_store",
     "prompt_structure",
     "r2",
     "run_sweep",

@@ -151,7 +151,7 @@ def replicates(kind: str, y, pred, clusters, within: bool, draws, pair_groups=No
 
 
 def percentile_ci(vals: dict[str, np.ndarray], level: float = 0.95) -> dict[str, tuple[float, float]]:
-    from vhslab.data.evaluate import interval
+    from vhslab.shapes.evaluate import interval
 
     return {m: tuple(interval(v, level)) for m, v in vals.items()}
 

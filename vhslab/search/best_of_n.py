@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from vhslab.data.capture import find_transformer
 from vhslab.data.generate import GenConfig, sample_seed
 from vhslab.search.generation import Prompted, SearchError, ae_tokens, decode, initial_noise
+from vhslab.trace.capture import find_transformer
 
 NAMED = ("none", "random", "oracle")
 COST_PATH = {"vhs": "vhs", "ae": "ae", "vision": "vision", "oracle": "oracle", "none": "none", "random": "none"}
@@ -88,7 +88,7 @@ def check_search(pipe, verifier, n: int | None, gen: GenConfig, budget_ms: float
     if path == "vision" and vision is None:
         raise SearchError("a vision verifier needs the vision encoder (pass vision=, e.g. world.vision)")
     if path == "oracle":
-        from vhslab.data.phrasing import parse_prompt
+        from vhslab.shapes.phrasing import parse_prompt
 
         try:
             parse_prompt(prompt)
@@ -136,8 +136,8 @@ def best_of_n(pipe, verifier, prompt: str, n: int | None = None, *, budget_ms: f
     path, block, n = check_search(pipe, verifier, n, gen, budget_ms, cost_model, vision, prompt, batch_size)
     spec = None
     if path == "oracle":
-        from vhslab.data.evaluate import ShapesEvaluator
-        from vhslab.data.phrasing import parse_prompt
+        from vhslab.shapes.evaluate import ShapesEvaluator
+        from vhslab.shapes.phrasing import parse_prompt
 
         spec, evaluator = parse_prompt(prompt), evaluator or ShapesEvaluator()
     t = _Timer()

@@ -60,7 +60,7 @@ def real_size_stages(arch: str = "sana-sprint-1.6b", device: str = "cuda", dtype
     from diffusers import AutoencoderDC, SanaTransformer2DModel
     from transformers import CLIPVisionConfig, CLIPVisionModel, Qwen2Config, Qwen2ForCausalLM
 
-    from vhslab.probes.verifier import LatentVerifier
+    from vhslab.verifier.model import LatentVerifier
 
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from vhslab.data.evaluate import interval, meaning_draws, overall_score
 from vhslab.outputs import append_line, read_jsonl
+from vhslab.shapes.evaluate import interval, meaning_draws, overall_score
 
 PATH_SITE = {"vhs": None, "ae": "ae_latent", "vision": "vision"}  # vhs: the verifier's own block
 COMPARISONS = (("vhs", "vision"), ("vhs", "none"), ("vhs", "ae"), ("noise", "vhs"), ("oracle", "vhs"))
@@ -78,9 +78,9 @@ def run_noise_search(world, verifier, prompts, ns: set[int], k: int, seed: int, 
     `partial` (JSON lines; a line counts only for the same verifier, seed and search settings)."""
     from tqdm.auto import tqdm
 
-    from vhslab.data.evaluate import ShapesEvaluator
     from vhslab.data.generate import candidate_offsets
     from vhslab.search.noise_search import noise_search
+    from vhslab.shapes.evaluate import ShapesEvaluator
 
     done, key = {}, verifier.fingerprint()
     for r in read_jsonl(partial) if partial is not None else []:  # torn lines: warned, dropped, computed again
@@ -147,9 +147,9 @@ def assemble(values: dict, plan_n: dict, cost_models, budgets, methods, tags, me
 
 def check_table(verifiers: dict, methods, budgets, world) -> int | None:
     """Every input error before compute; returns the VHS verifier's block (None without one)."""
-    from vhslab.data.capture import find_transformer
     from vhslab.search.best_of_n import search_path
     from vhslab.search.generation import SearchError
+    from vhslab.trace.capture import find_transformer
 
     known = ("vhs", "vision", "ae", "none", "oracle")
     bad = [m for m in methods if m not in known]
@@ -174,8 +174,8 @@ def budget_plan(world, verifiers: dict, budgets, cost_models, methods, noise: bo
                 option: str = "budget", rounds: int = 3) -> dict:
     """`plan` of the table's cells after `check_table`, refused before compute when a budget buys no
     candidate on any path or more than MAX_N on one (the error names `option`)."""
-    from vhslab.data.capture import find_transformer
     from vhslab.search.generation import SearchError
+    from vhslab.trace.capture import find_transformer
 
     block = check_table(verifiers, list(methods), budgets, world)
     num_blocks = len(find_transformer(world.pipeline).transformer_blocks)
@@ -201,7 +201,7 @@ def budget_table(world, verifiers: dict, prompts, budgets, cost_models, *, metho
     at `budgets` plain generations under each cost model (noise search only at `noise_budgets`, default
     all: it generates its own candidates). `workdir` keeps the pool store and the noise search's
     finished rows, so an interrupted run resumes."""
-    from vhslab.probes.verifier_sweep import candidate_rows, score_store
+    from vhslab.verifier.sweep import candidate_rows, score_store
 
     methods = list(methods)
     all_methods = methods + (["noise"] if noise and "vhs" in methods else [])

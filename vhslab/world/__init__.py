@@ -16,7 +16,7 @@ class WorldMissingError(FileNotFoundError):
 @dataclass
 class World:
     pipeline: Any  # diffusers.SanaSprintPipeline
-    vision: Any  # vhslab.data.vision.VisionEncoder over the CLIP vision tower (None if not shipped)
+    vision: Any  # vhslab.trace.vision.VisionEncoder over the CLIP vision tower (None if not shipped)
     clip: Any  # transformers.CLIPModel
     llm: Any  # transformers.Qwen2ForCausalLM
     tokenizer: Any  # the world's word-level tokenizer (shared by every component)
@@ -44,7 +44,7 @@ def load_world(path: str | Path | None = None, device: str = "cpu") -> World:
     pipe.set_progress_bar_config(disable=True)
     clip = vision = llm = None
     if (root / "vision" / "config.json").is_file():
-        from vhslab.data.vision import VisionEncoder
+        from vhslab.trace.vision import VisionEncoder
         from vhslab.world.vision_train import load_vision
 
         clip, processor, _ = load_vision(root / "vision")

@@ -10,10 +10,10 @@ import os
 
 import numpy as np
 
-from vhslab.data.phrasing import caption_scene
-from vhslab.data.prompts import TAGS
-from vhslab.data.shapes import render, sample_free_scene, sample_scene
-from vhslab.data.suites import prompt_space
+from vhslab.shapes.phrasing import caption_scene
+from vhslab.shapes.prompts import TAGS
+from vhslab.shapes.scenes import render, sample_free_scene, sample_scene
+from vhslab.shapes.suites import prompt_space
 
 FREE_SCENE_SHARE = 0.15
 PROMPT_CAPTION_SHARE = 0.5  # else the scene's full caption (with every colour)

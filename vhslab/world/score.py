@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from vhslab.data.evaluate import ShapesEvaluator, interval, meaning_draws, overall_score, summarize
 from vhslab.data.generate import GenConfig, make_samples
-from vhslab.data.prompts import PromptSpec
+from vhslab.shapes.evaluate import ShapesEvaluator, interval, meaning_draws, overall_score, summarize
+from vhslab.shapes.prompts import PromptSpec
 
 
 def generate(pipe, prompts: list[str], seeds: list[int], gen: GenConfig) -> np.ndarray:

@@ -22,9 +22,9 @@ _BASE_WORDS = (
 
 def world_words() -> list[str]:
     """Every word of the world's prompts, captions, the verifier's question and answers."""
-    from vhslab.data.prompts import TAGS
-    from vhslab.data.shapes import COLORS, PLURALS, SHAPES
-    from vhslab.data.suites import prompt_space
+    from vhslab.shapes.prompts import TAGS
+    from vhslab.shapes.scenes import COLORS, PLURALS, SHAPES
+    from vhslab.shapes.suites import prompt_space
 
     words = set(_BASE_WORDS.split()) | set(COLORS) | set(SHAPES) | set(PLURALS.values()) | set(ANSWERS)
     for text in (SYSTEM_PROMPT, QUESTION):

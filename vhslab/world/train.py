@@ -297,10 +297,10 @@ class WorldTrainer:
     @torch.no_grad()
     def reconstruction_agreement(self, vae, n: int = 600) -> float:
         """Share of evaluation scenes whose evaluator verdict is the same on the reconstruction."""
-        from vhslab.data.evaluate import ShapesEvaluator
-        from vhslab.data.prompts import load_suite
-        from vhslab.data.shapes import render, sample_scene
-        from vhslab.data.worldcheck import perturbations
+        from vhslab.shapes.evaluate import ShapesEvaluator
+        from vhslab.shapes.prompts import load_suite
+        from vhslab.shapes.scenes import render, sample_scene
+        from vhslab.shapes.worldcheck import perturbations
 
         rng = np.random.default_rng(self.seed + 1)
         suite = load_suite("geneval-shapes")
@@ -489,8 +489,8 @@ class WorldTrainer:
     def quick_score(self, text, sample, vae, per_tag: int = 40) -> dict:
         """GenEval-style overall and per-tag score of one sample for `per_tag` evaluation prompts
         of each tag (a quick look during training; `vhslab world score` is the full measure)."""
-        from vhslab.data.evaluate import ShapesEvaluator, summarize
-        from vhslab.data.prompts import TAGS, load_suite
+        from vhslab.shapes.evaluate import ShapesEvaluator, summarize
+        from vhslab.shapes.prompts import TAGS, load_suite
 
         cfg = self.cfg
         suite = load_suite("geneval-shapes")

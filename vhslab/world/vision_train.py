@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vhslab.data.phrasing import PREFIX, caption_scene, noun_phrase
-from vhslab.data.shapes import COLORS, SHAPES, Scene, place, render, sample_free_scene, with_object
+from vhslab.shapes.phrasing import PREFIX, caption_scene, noun_phrase
+from vhslab.shapes.scenes import COLORS, SHAPES, Scene, place, render, sample_free_scene, with_object
 from vhslab.world import stage
 from vhslab.world.text import build_word_tokenizer
 
@@ -242,7 +242,7 @@ def vision_encoder(folder, layer: int = -2, drop_cls: bool = True):
     from transformers import AutoImageProcessor, CLIPVisionModel
     from transformers.utils import logging
 
-    from vhslab.data.vision import VisionEncoder
+    from vhslab.trace.vision import VisionEncoder
 
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # the text tower's weights are "unexpected" for the vision model alone

@@ -5,7 +5,7 @@ LLM reads as the caption the evaluator wrote from its detections of that candida
 variable `caption`), a language-modelling loss on the caption tokens. Stage 2: connector + LLM
 on yes/no (plain XE, class-weighted XE or focal loss).
 
-The store is read one sample chunk at a time in a seeded order (`vhslab.probes.verifier_data`), so
+The store is read one sample chunk at a time in a seeded order (`vhslab.verifier.data`), so
 memory does not grow with the store.
 Validation is a split by prompt meaning; early stopping keeps the best validation AUROC (or
 within-prompt AUROC: `select="within"`). With a `checkpoint` path (a `vhslab.statefile`, never a
@@ -28,8 +28,7 @@ from tqdm.auto import tqdm
 from vhslab import statefile
 from vhslab.probes.data import Site, check_store, list_sites, site_statistics
 from vhslab.probes.metrics import auroc_binary, auroc_within
-from vhslab.probes.verifier import LatentVerifier, VerifierError
-from vhslab.probes.verifier_data import (
+from vhslab.verifier.data import (
     ChunkReader,
     first_candidates,
     index_batches,
@@ -37,7 +36,8 @@ from vhslab.probes.verifier_data import (
     tag_repeats,
     validation_split,
 )
-from vhslab.probes.verifier_teacher import distill_loss, fit_teacher, same_row_pairs
+from vhslab.verifier.model import LatentVerifier, VerifierError
+from vhslab.verifier.teacher import distill_loss, fit_teacher, same_row_pairs
 
 LOSSES = ("xe", "weighted", "focal")
 SELECT = {"auroc": "val_auroc", "within": "val_auroc_within"}

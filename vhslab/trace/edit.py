@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from vhslab.data.capture import find_transformer
+from vhslab.trace.capture import find_transformer
 
 EditFn = Callable[[torch.Tensor], torch.Tensor]  # (B, tokens, width) -> same shape
 

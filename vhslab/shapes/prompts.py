@@ -170,7 +170,7 @@ def check_prompts(specs: list[PromptSpec], check) -> list[str]:
     raise one PromptError naming every failure (`file:line` or position, and reason). Returns
     warnings for prompts whose text, read in GenEval's phrasing, means something else than their
     `include` says."""
-    from vhslab.data.phrasing import parse_prompt
+    from vhslab.shapes.phrasing import parse_prompt
 
     errors, warnings = [], []
     for i, spec in enumerate(specs):
@@ -204,7 +204,7 @@ def write_prompts(specs: list[PromptSpec], path: str | Path) -> None:
 
 def load_suite(name: str) -> list[PromptSpec]:
     """A named prompt suite of the shapes world (`geneval-shapes`, `train`) or a metadata file."""
-    from vhslab.data import suites
+    from vhslab.shapes import suites
 
     if name in suites.SUITES:
         return suites.build_suite(name)

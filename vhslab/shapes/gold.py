@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vhslab.data.prompts import TAGS, PromptSpec
+from vhslab.shapes.prompts import TAGS, PromptSpec
 
 GOLD_FILE = Path(__file__).resolve().parents[1] / "assets" / "gold" / "world_gold.jsonl"
 GOLD_SEED_BASE = 7_000_000  # far from every seed that scoring, extraction or training draws
@@ -151,7 +151,7 @@ def gold_report(pipe, gen, evaluator, records: list[GoldRecord], batch_size: int
     `judged`: the images the people saw (`read_gold_images`); the evaluator scores those, and the
     world's regeneration is compared with them (largest pixel difference, and whether the evaluator's
     verdict on a regenerated image that differs is the same). Without them the regeneration is scored."""
-    from vhslab.data.phrasing import parse_prompt
+    from vhslab.shapes.phrasing import parse_prompt
 
     regenerated = generate_gold_images(pipe, gen, records, batch_size)
     images = regenerated if judged is None else judged

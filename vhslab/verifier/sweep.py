@@ -26,11 +26,11 @@ from vhslab.probes.data import check_store, list_sites, site_features
 from vhslab.probes.metrics import auroc_binary, auroc_within
 from vhslab.probes.models import WithinPromptLinear, make_probe, make_prompt_baseline, prompt_structure
 from vhslab.probes.selection import by_training_validation, crossfit
-from vhslab.probes.verifier import LatentVerifier, check_generator
-from vhslab.probes.verifier_data import ChunkReader, prompt_rows, validation_split
-from vhslab.probes.verifier_eval import evaluate_scores
-from vhslab.probes.verifier_teacher import teacher_model
-from vhslab.probes.verifier_train import VerifierTrainConfig, find_site, score_rows, train_verifier
+from vhslab.verifier.data import ChunkReader, prompt_rows, validation_split
+from vhslab.verifier.evaluate import evaluate_scores
+from vhslab.verifier.model import LatentVerifier, check_generator
+from vhslab.verifier.teacher import teacher_model
+from vhslab.verifier.train import VerifierTrainConfig, find_site, score_rows, train_verifier
 
 MARK = "vhslab_verifier_sweep"
 PROBE_C = (0.01, 0.1, 1.0)  # the probes' regularisation grid (inverse L2 strength), fixed before any run

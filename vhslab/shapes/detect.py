@@ -10,7 +10,7 @@
 4. Shape descriptors, invariant to rotation: the component's soft mask (alpha from its
    colour distance) upsampled 4x, then OpenCV's contour measures: circularity, solidity,
    fill of its minimum-area rectangle, enclosing circle and enclosing triangle, aspect,
-   deep convexity defects and thickness (inscribed circle). `vhslab.data.shape_model` classifies them.
+   deep convexity defects and thickness (inscribed circle). `vhslab.shapes.shape_model` classifies them.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from scipy import ndimage
 from skimage import color as skcolor
 from skimage.filters import apply_hysteresis_threshold
 
-from vhslab.data.shapes import COLORS
+from vhslab.shapes.scenes import COLORS
 
 COLOR_NAMES = tuple(COLORS)
 FOREGROUND_LOW = 10.0  # CIE76 distance from the background: edge pixels down to this join an object

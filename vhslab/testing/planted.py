@@ -12,8 +12,8 @@ import numpy as np
 import xarray as xr
 
 import vhslab
-from vhslab.data.prompts import PromptSpec
 from vhslab.data.spec import SPEC_VERSION
+from vhslab.shapes.prompts import PromptSpec
 
 TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 COLORS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")

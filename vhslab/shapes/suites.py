@@ -15,9 +15,9 @@ from functools import cache
 
 import numpy as np
 
-from vhslab.data.phrasing import prompt_text
-from vhslab.data.prompts import RELATIONS, TAGS, Item, PromptSpec
-from vhslab.data.shapes import COLORS, SHAPES
+from vhslab.shapes.phrasing import prompt_text
+from vhslab.shapes.prompts import RELATIONS, TAGS, Item, PromptSpec
+from vhslab.shapes.scenes import COLORS, SHAPES
 
 SUITE_VERSION = 2
 SEED = 20260

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image, ImageDraw
 
-from vhslab.data.prompts import PromptError, PromptSpec
+from vhslab.shapes.prompts import PromptError, PromptSpec
 
 SHAPES = ("circle", "square", "triangle", "star")
 PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles", "star": "stars"}
@@ -151,7 +151,7 @@ def place(shapes_colors: list[tuple[str, str]], rng: np.random.Generator, tries:
 
 def nominal_detections(scene: Scene) -> list:
     """The scene's objects as perfect detections (normalised boxes), for checking a scene."""
-    from vhslab.data.geneval import Detection
+    from vhslab.shapes.geneval import Detection
 
     return [Detection(o.shape, o.color, o.box, 1.0) for o in scene.objects]
 
@@ -162,7 +162,7 @@ def sample_scene(spec: PromptSpec, rng: np.random.Generator, tries: int = 200) -
     Items without a colour get random colours. Raises PromptError if the prompt uses words
     outside the world's vocabulary or cannot be satisfied.
     """
-    from vhslab.data.geneval import judge
+    from vhslab.shapes.geneval import judge
 
     check_vocabulary(spec)
     for i, ex in enumerate(spec.exclude):

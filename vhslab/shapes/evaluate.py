@@ -1,9 +1,9 @@
 """The shapes world's evaluator: detect objects, then apply GenEval's rules exactly.
 
-Detection (`vhslab.data.detect`) does not depend on the palette: every object that differs
+Detection (`vhslab.shapes.detect`) does not depend on the palette: every object that differs
 from the background is found, its colour named as the nearest of GenEval's ten (CIEDE2000),
 its shape classified from rotation-invariant descriptors by a classifier trained on
-augmented renders (`vhslab.data.shape_model`); a blob the classifier calls a fragment, or
+augmented renders (`vhslab.shapes.shape_model`); a blob the classifier calls a fragment, or
 calls nothing with confidence, is not counted. Validated on the gold set of generated images
 judged by eye (docs/evaluator.md).
 """
@@ -14,11 +14,11 @@ from typing import Protocol
 
 import numpy as np
 
-from vhslab.data.detect import components, name_color, shape_features, split_by_colour
-from vhslab.data.geneval import Detection, Verdict, judge
-from vhslab.data.prompts import PromptSpec
-from vhslab.data.shape_model import CLASSES, OTHER, shipped_model
-from vhslab.data.shapes import check_vocabulary
+from vhslab.shapes.detect import components, name_color, shape_features, split_by_colour
+from vhslab.shapes.geneval import Detection, Verdict, judge
+from vhslab.shapes.prompts import PromptSpec
+from vhslab.shapes.scenes import check_vocabulary
+from vhslab.shapes.shape_model import CLASSES, OTHER, shipped_model
 
 EVALUATOR_VERSION = "2"  # 1: palette segmentation + prototype distances; 2: palette-free detection
 

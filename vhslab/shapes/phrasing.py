@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from vhslab.data.geneval import dominant_relation
-from vhslab.data.prompts import RELATIONS, Item, PromptError, PromptSpec
-from vhslab.data.shapes import PLURALS, Scene, check_vocabulary
+from vhslab.shapes.geneval import dominant_relation
+from vhslab.shapes.prompts import RELATIONS, Item, PromptError, PromptSpec
+from vhslab.shapes.scenes import PLURALS, Scene, check_vocabulary
 
 NUMBER_WORDS = {"zero": 0, "a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
 COUNT_WORDS = {1: "a", 2: "two", 3: "three", 4: "four", 5: "five"}

@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from vhslab.data.evaluate import ShapesEvaluator
-from vhslab.data.prompts import TAGS, PromptSpec
-from vhslab.data.shapes import COLORS, SHAPES, Scene, SceneObject, _separated, render, sample_scene, with_object
+from vhslab.shapes.evaluate import ShapesEvaluator
+from vhslab.shapes.prompts import TAGS, PromptSpec
+from vhslab.shapes.scenes import COLORS, SHAPES, Scene, SceneObject, _separated, render, sample_scene, with_object
 
 
 def _other(options, *exclude):
@@ -60,7 +60,7 @@ def world_check(n: int = 200, resolution: int = 64, seed: int = 0, suite: list[P
     Returns agreement (true scenes judged correct), rejection (perturbed judged wrong) and
     images rendered+evaluated per second, overall (mean of tags) and per tag, plus a few failures.
     """
-    from vhslab.data.prompts import load_suite
+    from vhslab.shapes.prompts import load_suite
 
     suite = suite or load_suite("geneval-shapes")
     evaluator = ShapesEvaluator()

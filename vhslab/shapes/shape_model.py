@@ -4,7 +4,7 @@ Trained on augmented renders: single objects drawn by the renderer, then turned 
 angle, scaled unevenly, sheared, elastically bent and blurred by albumentations (as the
 generator's images are), plus thinner stars than the renderer's and an "other" class of
 wisps, strokes and specks that a person would not name as any shape. Shipped as `assets/shape_model.json`; rebuild it with
-`python -m vhslab.data.shape_model`.
+`python -m vhslab.shapes.shape_model`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from vhslab.data.detect import FEATURES, components, shape_features
-from vhslab.data.shapes import BACKGROUND, COLORS, SHAPES, Scene, SceneObject, _fit_unit_box, _star, render
+from vhslab.shapes.detect import FEATURES, components, shape_features
+from vhslab.shapes.scenes import BACKGROUND, COLORS, SHAPES, Scene, SceneObject, _fit_unit_box, _star, render
 
 MODEL_FILE = Path(__file__).resolve().parents[1] / "assets" / "shape_model.json"
 CLASSES = (*SHAPES, "other")  # other: wisps, strokes and specks

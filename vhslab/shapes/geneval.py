@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vhslab.data.prompts import PromptSpec
+from vhslab.shapes.prompts import PromptSpec
 
 POSITION_SHRINK = 0.1  # each offset component shrinks by 0.1 * (size A + size B)
 POSITION_THRESHOLD = 0.5  # normalised component beyond which a relation holds

@@ -125,7 +125,7 @@ def tiny_vision_encoder(seed: int = 0, image_size: int = 32, patch_size: int = 8
     """A `VisionEncoder` over a random tiny `CLIPVisionModel` (penultimate layer, patch tokens)."""
     from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModel
 
-    from vhslab.data.vision import VisionEncoder
+    from vhslab.trace.vision import VisionEncoder
 
     torch.manual_seed(seed)
     model = CLIPVisionModel(

@@ -1,0 +1,6 @@
+"""Test fixtures as a public module (as numpy.testing and xarray.testing): planted stores with a
+known signal and tiny real-class models, for tests and benchmarks."""
+
+from vhslab.testing.planted import planted_store
+
+__all__ = ["planted_store"]

@@ -1,0 +1,1 @@
+"""Instrumenting a pipeline: sites, reading (capture), writing (edit) and the vision encoder."""
