@@ -224,11 +224,10 @@ def extract(
     grid = (gen.height // (pipe.vae_scale_factor * patch), gen.width // (pipe.vae_scale_factor * patch))
     cfg = config_hash(pipe)
     judge = describe_evaluator(evaluator)
-    weights = weights_hash(pipe)
-    key = content_key(
+    generator = generator_fingerprint(pipe, weights_hash(pipe))
+    key = content_key(  # the generator's fingerprint, not config_hash: that holds the folder it was loaded from
         evaluator=judge,
-        config=cfg,
-        weights=weights,
+        generator=generator,
         prompts=[s.to_json() for s in prompts],
         n_per_prompt=n_per_prompt,
         seed=seed,
@@ -241,7 +240,7 @@ def extract(
         "model_id": str(model_id or getattr(pipe, "name_or_path", None) or type(pipe).__name__),
         "pipeline": type(pipe).__name__,
         "config_hash": cfg,
-        "generator": generator_fingerprint(pipe, weights),  # verifiers refuse a store of another generator
+        "generator": generator,  # verifiers refuse a store of another generator
         "num_blocks": num_blocks,
         "sites": ",".join(site_list),
         "dtype": dtype,
