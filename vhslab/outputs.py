@@ -39,16 +39,18 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from vhslab.errors import ExistsError, InputError
+
 MANIFEST = "vhslab-output.json"  # inside a folder output
 _LOCKS: list[FileLock] = []
 _FAULT = {"count": 0}
 
 
-class OutputError(FileExistsError):
+class OutputError(ExistsError):
     """An output path that the command may not write (bad input: nothing was computed or changed)."""
 
 
-class IncompleteError(ValueError):
+class IncompleteError(InputError):
     """An input that a stopped run left half-written."""
 
 

@@ -26,13 +26,15 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, WrapValidator, create_model
 from pydantic_core import PydanticCustomError
 
+from vhslab.errors import InputError
+
 TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")  # GenEval's (data.prompts.TAGS)
 RELATIONS = ("left of", "right of", "above", "below")
 STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 KIND_SITES = {"vhs": "block.<k>", "text": "text", "vision": "vision", "ae": "ae_latent"}
 
 
-class SchemaError(ValueError):
+class SchemaError(InputError):
     """A file does not fit its schema; the message names the file, the line or field and what was expected."""
 
 

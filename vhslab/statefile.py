@@ -19,12 +19,13 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from vhslab.errors import InputError
 from vhslab.outputs import atomic_path
 
 FORMAT = "vhslab.statefile/1"
 
 
-class StateFileError(ValueError):
+class StateFileError(InputError):
     """A state file that cannot be read: damaged, torn, or not a vhslab state file (a pickle)."""
 
 

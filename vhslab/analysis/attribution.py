@@ -19,8 +19,10 @@ import numpy as np
 import torch
 import xarray as xr
 
+from vhslab.errors import InputError
 
-class AttributionError(ValueError):
+
+class AttributionError(InputError):
     """Bad input to an attribution (shapes, NaN, a text-only verifier for visual maps, ...)."""
 
 

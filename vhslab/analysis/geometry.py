@@ -14,10 +14,12 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from vhslab.errors import InputError
+
 LABELS = ("verdict", "tag", "prompt_color", "found_color", "found_class")
 
 
-class GeometryError(ValueError):
+class GeometryError(InputError):
     """Bad input to a geometry study (unknown site or label, too few rows)."""
 
 

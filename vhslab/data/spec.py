@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from vhslab.errors import InputError
+
 SPEC_VERSION = 2
 N_ITEMS = 2  # GenEval prompts have at most two include items
 DTYPES = {"float16": "float16", "bfloat16": "float32", "float32": "float32"}  # requested -> stored
@@ -34,7 +36,7 @@ SITE_VARS = {  # site -> (variable, dims after `sample` and the optional `step`)
 }
 
 
-class SpecError(ValueError):
+class SpecError(InputError):
     """A dataset does not follow the activation-store spec; the message lists every problem."""
 
 

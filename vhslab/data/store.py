@@ -21,6 +21,7 @@ import zarr
 
 from vhslab.data.spec import SpecError, validate
 from vhslab.data.verify import CHECKSUM, checked_vars, row_checksums
+from vhslab.errors import InputError
 
 BIG = ("hidden", "ae_latent", "image", "vision")  # lazily preallocated, chunked per layer/step
 
@@ -29,7 +30,7 @@ class StoreError(RuntimeError):
     """The store at a path is corrupt or partial (a fault)."""
 
 
-class StoreInputError(StoreError, ValueError):
+class StoreInputError(StoreError, InputError):
     """The output path is wrong for a store: it holds other data, is no store, or is not writable."""
 
 

@@ -9,8 +9,10 @@ import dask
 import numpy as np
 import xarray as xr
 
+from vhslab.errors import InputError
 
-class ProbeError(ValueError):
+
+class ProbeError(InputError):
     """Bad input to a probe sweep (unknown target, missing layer or variable, NaNs...)."""
 
 

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from vhslab.data.generate import GenConfig
+from vhslab.errors import InputError
 from vhslab.trace.capture import Capture, find_transformer, to_uint8
 
 
-class SearchError(ValueError):
+class SearchError(InputError):
     """Bad input to a search (N < 1, a site the generator lacks, a budget too small, ...)."""
 
 

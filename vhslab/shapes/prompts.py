@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vhslab.errors import InputError
 from vhslab.schemas import RELATIONS, TAGS, ItemRow, PromptRow, check, read_text  # noqa: F401 (TAGS: imported from here)
 
 MIRROR = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 
 
-class PromptError(ValueError):
+class PromptError(InputError):
     """A prompt or its metadata is malformed; the message names the field."""
 
 

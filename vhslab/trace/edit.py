@@ -17,12 +17,13 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from vhslab.errors import InputError
 from vhslab.trace.capture import find_transformer
 
 EditFn = Callable[[torch.Tensor], torch.Tensor]  # (B, tokens, width) -> same shape
 
 
-class PatchError(ValueError):
+class PatchError(InputError):
     """Bad input to an edit (unknown site, wrong shapes, a region outside the grid)."""
 
 

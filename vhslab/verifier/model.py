@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from vhslab.errors import InputError
 from vhslab.outputs import Output, atomic_path, check_complete, saving
 
 SYSTEM = "you are an image analysis assistant ."
@@ -30,7 +31,7 @@ CONFIG = "verifier.json"
 VERIFIER_KIND = "verifier"  # the kind in a saved verifier folder's vhslab manifest
 
 
-class VerifierError(ValueError):
+class VerifierError(InputError):
     """Bad input to a verifier (wrong width or site, too long, a tokenizer without yes/no tokens)."""
 
 

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vhslab.errors import MissingError
+
 WORLD_DIR = Path(__file__).resolve().parents[1] / "assets" / "world"
 
 
-class WorldMissingError(FileNotFoundError):
+class WorldMissingError(MissingError):
     pass
 
 
