@@ -26,8 +26,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from vhslab.data.extract import extract
-    from vhslab.data.generate import GenConfig
-    from vhslab.shapes.prompts import load_suite
+    from vhslab.pipeline import GenConfig
+    from vhslab.shapes.suites import load_suite
     from vhslab.testing.tiny import tiny_sana_sprint_pipeline
 
     pipe = tiny_sana_sprint_pipeline(sample_size=args.sample_size)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 import vhslab
+from vhslab.shapes.suites import load_suite
 from vhslab.verifier.model import LatentVerifier
 
 
@@ -35,7 +36,7 @@ def main() -> None:
     else:
         v = vhslab.load_verifier(None if args.verifier == "default" else args.verifier)
         width = v.config.in_channels
-    prompts = [s.prompt for s in vhslab.shapes.prompts.load_suite("geneval-shapes")[: args.batch]]
+    prompts = [s.prompt for s in load_suite("geneval-shapes")[: args.batch]]
     hidden = torch.randn(args.batch, args.tokens, width)
     v.score(hidden, prompts, batch_size=args.batch)  # warm-up
     times = []

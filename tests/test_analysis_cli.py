@@ -10,7 +10,7 @@ import pytest
 
 import vhslab
 from vhslab.data.extract import extract
-from vhslab.shapes.prompts import load_suite
+from vhslab.shapes.suites import load_suite
 
 EXE = shutil.which("vhslab", path=str(Path(sys.executable).parent)) or "vhslab"
 

@@ -73,7 +73,7 @@ def test_weighted_cka_is_cka_of_the_repeated_rows_and_intervals_hold_the_estimat
 @pytest.fixture(scope="module")
 def small_world_store(tmp_path_factory, world):
     from vhslab.data.extract import extract
-    from vhslab.shapes.prompts import load_suite
+    from vhslab.shapes.suites import load_suite
 
     prompts = list({s.prompt: s for s in load_suite("geneval-shapes") if s.tag in ("colors", "single_object")}.values())[:12]
     path = tmp_path_factory.mktemp("geometry") / "small.zarr"

@@ -7,10 +7,10 @@ import torch
 
 from vhslab.analysis.interventions import _generate, colour_directions, patch_sweep, steer_sweep
 from vhslab.data.extract import extract
-from vhslab.data.generate import sample_seed
+from vhslab.pipeline import sample_seed
 from vhslab.probes import open_store
 from vhslab.search import initial_noise
-from vhslab.shapes.prompts import load_suite
+from vhslab.shapes.suites import load_suite
 from vhslab.trace.capture import Capture
 from vhslab.trace.edit import Edit, PatchError, ablate_tokens, add_direction, region_mask, replace_tokens
 from vhslab.verifier.model import LatentVerifier

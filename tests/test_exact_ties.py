@@ -6,7 +6,7 @@ import torch
 
 import vhslab
 from vhslab.probes.metrics import auroc_binary, auroc_within, bootstrap_ci
-from vhslab.shapes.prompts import load_suite
+from vhslab.shapes.suites import load_suite
 from vhslab.testing.planted import planted_store
 from vhslab.verifier.sweep import score_store
 

@@ -15,11 +15,11 @@ import torch
 import xarray as xr
 
 from vhslab.data.extract import extract
-from vhslab.data.generate import GenConfig, make_samples, sample_seed
 from vhslab.data.spec import SpecError, validate
 from vhslab.data.store import StoreError, open_store
+from vhslab.pipeline import GenConfig, make_samples, sample_seed
 from vhslab.shapes.evaluate import ShapesEvaluator
-from vhslab.shapes.prompts import load_suite
+from vhslab.shapes.suites import load_suite
 from vhslab.testing.tiny import tiny_pixart_pipeline, tiny_sana_sprint_pipeline, tiny_vision_encoder
 from vhslab.trace.capture import Capture
 

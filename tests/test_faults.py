@@ -239,7 +239,7 @@ def test_stale_temporary_of_a_killed_run_is_removed(tmp_path):
 
 
 def test_capture_reuse_and_nesting_are_refused():
-    from vhslab.data.generate import GenConfig
+    from vhslab.pipeline import GenConfig
     from vhslab.testing.tiny import tiny_sana_sprint_pipeline
     from vhslab.trace.capture import Capture
 
@@ -309,7 +309,7 @@ def test_a_verifier_refuses_a_store_of_another_generator(store):
     from types import SimpleNamespace
 
     import vhslab
-    from vhslab.data.generate import generator_fingerprint
+    from vhslab.pipeline import generator_fingerprint
     from vhslab.probes import open_store
     from vhslab.verifier.model import VerifierError, check_generator
 

@@ -45,7 +45,7 @@ def test_judged_images_are_the_records_and_a_changed_one_is_named(tmp_path):
 def test_evaluator_agrees_with_the_gold_set():
     import vhslab
     from vhslab.shapes.evaluate import ShapesEvaluator
-    from vhslab.shapes.gold import gold_report
+    from vhslab.world.gold import gold_report
 
     world = vhslab.load_world()
     records = read_gold()

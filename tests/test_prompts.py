@@ -3,7 +3,8 @@ from collections import Counter
 
 import pytest
 
-from vhslab.shapes.prompts import Item, PromptError, PromptSpec, load_suite, read_prompts, write_prompts
+from vhslab.shapes.prompts import Item, PromptError, PromptSpec, read_prompts, write_prompts
+from vhslab.shapes.suites import load_suite
 
 
 def test_real_geneval_file_loads_with_its_tag_counts(geneval_file):

@@ -16,7 +16,7 @@ from vhslab import schemas
 from vhslab.cli.main import app
 from vhslab.search import SearchError, load_cost_model
 from vhslab.shapes.prompts import PromptError, read_prompts
-from vhslab.verifier.model import LatentVerifier, VerifierError, from_release
+from vhslab.verifier.model import LatentVerifier, VerifierConfig, VerifierError, from_release
 from vhslab.world.text import build_word_tokenizer
 
 torch.set_num_threads(1)
@@ -177,7 +177,7 @@ def test_verifier_folder_without_llm_or_with_torn_json(saved, tmp_path):
 
 def test_load_verifier_checks_the_kind(saved):
     for kind in ("vhs", "text", "vision", "ae"):  # every shipped verifier fits the schema and is of its kind
-        config = schemas.read_verifier_config(ASSETS / {"vhs": "verifier"}.get(kind, f"verifier_{kind}"), kind)
+        config = schemas.read_verifier_config(ASSETS / {"vhs": "verifier"}.get(kind, f"verifier_{kind}"), VerifierConfig, kind)
         assert schemas.kind_of(config.site) == kind
     assert vhslab.load_verifier(saved, kind="vhs").config.site == "block.3"
     with pytest.raises(VerifierError, match=r"holds a vhs verifier \(site 'block\.3'\), not a text verifier"):

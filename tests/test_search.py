@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from vhslab.data.generate import sample_seed
+from vhslab.pipeline import sample_seed
 from vhslab.search import SearchError, best_of_n, finish_from_cache, initial_noise
 from vhslab.trace.capture import Capture
 from vhslab.verifier.model import LatentVerifier

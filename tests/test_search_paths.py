@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import vhslab
-from vhslab.data.generate import sample_seed
+from vhslab.pipeline import sample_seed
 from vhslab.search import SearchError, best_of_n, initial_noise, load_cost_model, noise_search
 from vhslab.search.noise_search import round_sizes
 from vhslab.shapes.evaluate import ShapesEvaluator

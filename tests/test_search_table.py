@@ -13,7 +13,7 @@ import vhslab
 from vhslab.search import best_of_n, load_cost_model
 from vhslab.search.table import budget_table, table_summary
 from vhslab.shapes.evaluate import ShapesEvaluator
-from vhslab.shapes.prompts import load_suite
+from vhslab.shapes.suites import load_suite
 
 EXE = shutil.which("vhslab", path=str(Path(sys.executable).parent)) or "vhslab"
 

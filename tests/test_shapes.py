@@ -3,8 +3,9 @@ import pytest
 
 from vhslab.shapes.evaluate import ShapesEvaluator
 from vhslab.shapes.phrasing import caption_detections, caption_scene, parse_prompt, prompt_text
-from vhslab.shapes.prompts import PromptError, load_suite
+from vhslab.shapes.prompts import PromptError
 from vhslab.shapes.scenes import BACKGROUND, COLORS, Scene, SceneObject, render, sample_free_scene, sample_scene
+from vhslab.shapes.suites import load_suite
 
 
 def test_render_is_uint8_antialiased_and_configurable():

@@ -76,7 +76,7 @@ def test_world_score_interval_resamples_meanings_not_rows():
 @pytest.mark.slow
 def test_shipped_world_reproduces_its_documented_score():
     """docs/world_score.json (the README's table) is what the shipped world scores now."""
-    from vhslab.shapes.prompts import load_suite
+    from vhslab.shapes.suites import load_suite
     from vhslab.world.score import score_generator
 
     doc = json.loads((Path(__file__).parents[1] / "docs" / "world_score.json").read_text())

@@ -39,7 +39,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from vhslab.errors import ExistsError, InputError
+from vhslab.errors import ExistsError, InputError, MissingError
 
 MANIFEST = "vhslab-output.json"  # inside a folder output
 _LOCKS: list[FileLock] = []
@@ -181,7 +181,7 @@ def _check_one(o: Output, overwrite: bool) -> None:
                           f"{'folder' if o.folder else 'file name'}")
     parent = _resolved(o.path).parent
     if not parent.is_dir():
-        raise FileNotFoundError(f"{o.option} {o.path}: the folder {parent} does not exist")
+        raise MissingError(f"{o.option} {o.path}: the folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise PermissionError(f"{o.option} {o.path}: the folder {parent} is not writable; nothing was computed")
 

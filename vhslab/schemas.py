@@ -1,7 +1,7 @@
 """Schemas (pydantic v2) of every file a user hands vhslab, and one way to check a file against one.
 
 Prompt rows (GenEval JSONL), cost models, verifier folders (`verifier.json`), the public release's
-layout, world folders (`world.json`), training records (`train_config.json`) and gold files. Each is
+layout, world folders (`world.json`) and training records (`train_config.json`) (gold records: vhslab.shapes.gold). Each is
 checked as JSON (strict: no "2" for 2, no NaN or Infinity) before anything else reads it, and a
 mismatch raises a ValueError naming the file, the line (JSONL) or field, what was expected and what
 was found, e.g. `prompts.jsonl:3: field include[0].count: expected an integer >= 1, got "x"`.
@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, WrapValidator, create_model
 from pydantic_core import PydanticCustomError
 
-from vhslab.errors import InputError
+from vhslab.errors import InputError, MissingError
 
 TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")  # GenEval's (data.prompts.TAGS)
 RELATIONS = ("left of", "right of", "above", "below")
@@ -132,10 +132,10 @@ def check(schema: Any, data: Any, where: str, error: type[ValueError] = SchemaEr
 
 
 def read_text(path: str | Path, error: type[ValueError] = SchemaError) -> str:
-    """The UTF-8 text of a file; a missing one raises FileNotFoundError, an unreadable one `error`, naming it."""
+    """The UTF-8 text of a file; a missing one raises MissingError (a FileNotFoundError), an unreadable one `error`, naming it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}")
+        raise MissingError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}")
     try:
         return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as err:
@@ -266,24 +266,15 @@ def read_run_record(path: str | Path, config_class: type, key: str) -> dict:
     return load(path, run_record_schema(config_class, key), what="not a training record of this stage").model_dump(mode="json")
 
 
-@functools.cache
-def gold_schema() -> type[BaseModel]:
-    from vhslab.shapes.gold import GoldRecord
-
-    return from_dataclass(GoldRecord, {"index": Int0, "seed": Int0, "tag": Tag,
-                                       "split": expect(Literal["dev", "holdout"], "'dev' or 'holdout'")})
-
-
 # --- verifiers (vhslab.verifier.model) ----------------------------------------------------------------
 Site = expect(str, "'block.<k>', 'ae_latent', 'vision' or 'text'", pattern=r"^(block\.\d+|ae_latent|vision|text)$")
 
 
 @functools.cache
-def verifier_config_schema() -> type[BaseModel]:
-    from vhslab.verifier.model import VerifierConfig
-
+def verifier_config_schema(config_class: type) -> type[BaseModel]:
+    """The schema of `verifier.json`, made from the verifier's config dataclass (`vhslab.verifier.model.VerifierConfig`)."""
     answer = expect(str, "a non-blank string", pattern=r"\S")
-    return from_dataclass(VerifierConfig, {
+    return from_dataclass(config_class, {
         "site": Site, "in_channels": Int1, "eps": Positive, "token_grid": Int1 | None, "image_token": Name,
         "question": expect(str, "a string holding {prompt}", pattern=r"\{prompt\}"), "answers": tuple[answer, answer]})
 
@@ -293,19 +284,20 @@ def kind_of(site: str) -> str:
     return "vhs" if site.startswith("block.") else {v: k for k, v in KIND_SITES.items()}.get(site, site)
 
 
-def read_verifier_config(path: str | Path, kind: str | None = None, error: type[ValueError] = SchemaError,
-                         parts: tuple[str, ...] = ("llm/config.json", "tokenizer")):
-    """The VerifierConfig of a saved verifier folder, checked: its files and `parts` are there,
-    `verifier.json` fits the schema and, with `kind`, reads that kind's site."""
-    from vhslab.verifier.model import CONFIG, WEIGHTS, VerifierConfig
+VERIFIER_FILES = ("verifier.json", "verifier.safetensors")  # a saved verifier's config and weights (vhslab.verifier.model)
 
+
+def read_verifier_config(path: str | Path, config_class: type, kind: str | None = None, error: type[ValueError] = SchemaError,
+                         parts: tuple[str, ...] = ("llm/config.json", "tokenizer")):
+    """The `config_class` (`VerifierConfig`) of a saved verifier folder, checked: its files and `parts` are
+    there, `verifier.json` fits the schema and, with `kind`, reads that kind's site."""
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"{path} is not a saved LatentVerifier: no such folder")
-    missing = [name for name in (CONFIG, WEIGHTS, *parts) if not (path / name).exists()]
+        raise MissingError(f"{path} is not a saved LatentVerifier: no such folder")
+    missing = [name for name in (*VERIFIER_FILES, *parts) if not (path / name).exists()]
     if missing:
-        raise FileNotFoundError(f"{path} is not a saved LatentVerifier: {', '.join(missing)} missing")
-    config = to_dataclass(VerifierConfig, load(path / CONFIG, verifier_config_schema(), error))
+        raise MissingError(f"{path} is not a saved LatentVerifier: {', '.join(missing)} missing")
+    config = to_dataclass(config_class, load(path / VERIFIER_FILES[0], verifier_config_schema(config_class), error))
     if kind is not None:
         if kind not in KIND_SITES:
             raise error(f"unknown verifier kind {kind!r}; kinds: {', '.join(KIND_SITES)}")
@@ -338,12 +330,12 @@ def check_release(path: str | Path, site: str | None, error: type[ValueError] = 
     fits `ReleaseConfig` and that the weights, the tokenizer and the site's statistics are there."""
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"{path}: no such folder (expected a verifier in the release's layout)")
+        raise MissingError(f"{path}: no such folder (expected a verifier in the release's layout)")
     raw = load(path / "config.json", ReleaseConfig, error, "not a release config").model_dump(exclude_unset=True)
     if not list(path.glob("*.safetensors")):
-        raise FileNotFoundError(f"{path}: no *.safetensors weights (the release's layout)")
+        raise MissingError(f"{path}: no *.safetensors weights (the release's layout)")
     if not any((path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
-        raise FileNotFoundError(f"{path}: no tokenizer (tokenizer.json or tokenizer_config.json)")
+        raise MissingError(f"{path}: no tokenizer (tokenizer.json or tokenizer_config.json)")
     if site is None:
         stats = sorted(path.glob("block_*_mean_bf16.pt"))
         site = f"block.{stats[0].name.split('_')[1]}" if stats else "vision"
@@ -352,5 +344,5 @@ def check_release(path: str | Path, site: str | None, error: type[ValueError] = 
         k = site.split(".")[1]
         missing = [f"block_{k}_{n}_bf16.pt" for n in ("mean", "variance") if not (path / f"block_{k}_{n}_bf16.pt").is_file()]
         if missing:
-            raise FileNotFoundError(f"{path}: the statistics of site {site} are missing ({', '.join(missing)})")
+            raise MissingError(f"{path}: the statistics of site {site} are missing ({', '.join(missing)})")
     return raw, site

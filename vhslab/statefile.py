@@ -35,7 +35,7 @@ def _encode(obj, path: str, tensors: dict):
     if isinstance(obj, torch.Tensor):
         key = path.lstrip("/") or "."
         if key in tensors:
-            raise ValueError(f"two tensors of the state have the path {key!r}")
+            raise InputError(f"two tensors of the state have the path {key!r}")
         order = sorted(range(obj.ndim), key=lambda d: -obj.stride(d))  # the memory layout (channels-last ...)
         dense = obj.permute(order).is_contiguous() and order != sorted(order)
         t = obj.detach().permute(order) if dense else obj.detach()

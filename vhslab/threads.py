@@ -17,6 +17,8 @@ import os
 
 import torch
 
+from vhslab.errors import InputError
+
 # Below this many parameters one thread is fastest here; above, every core. Measured (4 transformer layers
 # of width 256-2048 on a batch of 4 x 256 tokens, load average 4-5, 1 against 2 threads): 3.2M params
 # 121 against 584 ms, 28M 759 against 1240, 113M 3098 against 3524, 302M 8387 against 10668.
@@ -43,7 +45,7 @@ def use_threads(threads: int | None = None, params: int = 0) -> int:
     (0: the world's small models). Returns the count."""
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"--threads is an integer >= 1, got {threads!r}")
+            raise InputError(f"--threads is an integer >= 1, got {threads!r}")
         n, why = threads, "--threads"
     else:
         n = auto_threads(params)

@@ -74,7 +74,7 @@ def spread_interval(reps: np.ndarray, point: np.ndarray, level: float = 0.95) ->
 
 def check_control(world, store: xr.Dataset, sites: list[str]) -> list[str]:
     """The block sites the random-DiT control covers, or a clear error (before any compute) if it cannot run."""
-    from vhslab.data.generate import weights_hash
+    from vhslab.pipeline import weights_hash
 
     blocks = [s for s in sites if s.startswith("block.")]
     if len(blocks) < 2:

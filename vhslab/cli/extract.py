@@ -13,7 +13,7 @@ from vhslab.cli.common import MAX_SIDE, console, dit_row_bytes, emit, finite, fi
 def load_model(model: str) -> tuple[Any, Any, str, Any]:
     """`world` -> the shipped world (`vhslab.world.load_world()`); else a diffusers pipeline folder.
     Returns (pipeline, vision encoder or None, model id, default GenConfig)."""
-    from vhslab.data.generate import GenConfig
+    from vhslab.pipeline import GenConfig
 
     if model == "world":
         try:
@@ -46,7 +46,8 @@ def load_model(model: str) -> tuple[Any, Any, str, Any]:
 
 
 def load_prompts(prompts: str) -> list:
-    from vhslab.shapes.prompts import load_suite, read_prompts
+    from vhslab.shapes.prompts import read_prompts
+    from vhslab.shapes.suites import load_suite
 
     if Path(prompts).is_file():
         return read_prompts(prompts)
@@ -83,7 +84,7 @@ def extract_cmd(
     import torch
 
     from vhslab.data.extract import extract, parse_shard
-    from vhslab.data.generate import GenConfig
+    from vhslab.pipeline import GenConfig
 
     dev = check_device(device)
     specs = load_prompts(prompts)[:limit]

@@ -102,7 +102,7 @@ def bestofn_cmd(
     import vhslab
     from vhslab.data.default_stores import cache_dir
     from vhslab.search.table import budget_plan, budget_table, table_summary
-    from vhslab.shapes.prompts import load_suite
+    from vhslab.shapes.suites import load_suite
 
     t0 = time.perf_counter()
     outs = claim_outputs("bestofn", overwrite, inputs={"--prompts": prompts, "--vhs": vhs, "--vision-verifier": vision_verifier,

@@ -75,7 +75,8 @@ def gold_cmd(
 ) -> None:
     """The evaluator's agreement with the gold set (generated images judged by eye), per split and tag."""
     from vhslab.shapes.evaluate import ShapesEvaluator
-    from vhslab.shapes.gold import GOLD_FILE, disagreement_sheet, gold_report, images_file, read_gold, read_gold_images
+    from vhslab.shapes.gold import GOLD_FILE, disagreement_sheet, images_file, read_gold, read_gold_images
+    from vhslab.world.gold import gold_report
 
     outs = claim_outputs("world gold", overwrite, inputs={"--gold": gold, "--world": world}, sheet=sheet)
     path = gold or GOLD_FILE
@@ -151,8 +152,9 @@ def grid_cmd(
 
     from vhslab.figures.grids import image_grid
     from vhslab.outputs import save_figure
-    from vhslab.shapes.prompts import TAGS, load_suite
+    from vhslab.shapes.prompts import TAGS
     from vhslab.shapes.scenes import render, sample_scene
+    from vhslab.shapes.suites import load_suite
 
     rng = np.random.default_rng(seed)
     suite = load_suite("geneval-shapes")
@@ -236,7 +238,7 @@ def score_cmd(
     """GenEval-style scores of one-step generations: Bo1, oracle Best-of-N, images/s."""
     from dataclasses import replace
 
-    from vhslab.shapes.prompts import load_suite
+    from vhslab.shapes.suites import load_suite
     from vhslab.world import load_world
     from vhslab.world.score import score_generator
 
@@ -262,7 +264,8 @@ def samples_cmd(
     from vhslab.figures.grids import image_grid
     from vhslab.outputs import save_figure
     from vhslab.shapes.evaluate import ShapesEvaluator
-    from vhslab.shapes.prompts import TAGS, load_suite
+    from vhslab.shapes.prompts import TAGS
+    from vhslab.shapes.suites import load_suite
     from vhslab.world import load_world
     from vhslab.world.score import generate
 

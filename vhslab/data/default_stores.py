@@ -14,6 +14,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from vhslab.data.extract import extract
+from vhslab.errors import InputError
+from vhslab.shapes.suites import load_suite
+from vhslab.world import load_world
+
 STORES = {
     "verifier-train": {"prompts": "train", "n_per_prompt": 16, "seed": 0},
     "verifier-test": {"prompts": "geneval-shapes", "n_per_prompt": 4, "seed": 1},
@@ -29,11 +34,7 @@ def cache_dir() -> Path:
 def default_store(name: str, progress: bool = True) -> Path:
     """Path of the world's store `name` (see STORES), extracted (or completed) first if needed."""
     if name not in STORES:
-        raise ValueError(f"unknown default store {name!r}; known: {', '.join(STORES)}")
-    from vhslab.data.extract import extract
-    from vhslab.shapes.prompts import load_suite
-    from vhslab.world import load_world
-
+        raise InputError(f"unknown default store {name!r}; known: {', '.join(STORES)}")
     spec = STORES[name]
     path = cache_dir() / f"{name}-x{spec['n_per_prompt']}-seed{spec['seed']}.zarr"
     path.parent.mkdir(parents=True, exist_ok=True)

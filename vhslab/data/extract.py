@@ -24,7 +24,6 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 import vhslab
-from vhslab.data.generate import GenConfig, Sample, config_hash, generator_fingerprint, make_samples, weights_hash
 from vhslab.data.spec import DTYPES, N_ITEMS, SPEC_VERSION, content_key
 from vhslab.data.store import (
     StoreError,
@@ -36,8 +35,11 @@ from vhslab.data.store import (
     written_mask,
 )
 from vhslab.data.verify import verify_store
-from vhslab.shapes.phrasing import caption_detections
-from vhslab.shapes.prompts import PromptSpec, check_prompts
+from vhslab.errors import InputError
+from vhslab.pipeline import GenConfig, Sample, config_hash, generator_fingerprint, make_samples, weights_hash
+from vhslab.shapes.evaluate import ShapesEvaluator
+from vhslab.shapes.phrasing import caption_detections, check_prompts
+from vhslab.shapes.prompts import PromptSpec
 from vhslab.trace.capture import LATE_SITES, Capture, VisionFn, find_transformer, parse_sites
 
 
@@ -82,11 +84,11 @@ def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int]:
         try:
             i, n = (int(x) for x in shard.split("/"))
         except ValueError:
-            raise ValueError(f"--shard must look like i/n (e.g. 0/2), got {shard!r}") from None
+            raise InputError(f"--shard must look like i/n (e.g. 0/2), got {shard!r}") from None
     else:
         i, n = shard
     if not 0 <= i < n:
-        raise ValueError(f"shard {i}/{n}: need 0 <= i < n")
+        raise InputError(f"shard {i}/{n}: need 0 <= i < n")
     return i, n
 
 
@@ -203,14 +205,12 @@ def extract(
     t0 = time.perf_counter()
     out = Path(out)
     if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        raise InputError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        raise InputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     site_list = parse_sites(sites, pipe, vision)  # fails before any compute
     rank, world = parse_shard(shard)
     if evaluator is None:
-        from vhslab.shapes.evaluate import ShapesEvaluator
-
         evaluator = ShapesEvaluator()
     if hasattr(evaluator, "check_prompt"):  # every prompt, all errors at once, before any compute
         for message in check_prompts(list(prompts), evaluator.check_prompt):

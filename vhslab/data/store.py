@@ -21,7 +21,7 @@ import zarr
 
 from vhslab.data.spec import SpecError, validate
 from vhslab.data.verify import CHECKSUM, checked_vars, row_checksums
-from vhslab.errors import InputError
+from vhslab.errors import InputError, MissingError
 
 BIG = ("hidden", "ae_latent", "image", "vision")  # lazily preallocated, chunked per layer/step
 
@@ -100,7 +100,7 @@ def open_store(path: str | Path, only_written: bool = False) -> xr.Dataset:
     """Open a store lazily (dask) and validate it; raise `StoreError` naming what is wrong."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no store at {path}")
+        raise MissingError(f"no store at {path}")
     if not (path / "zarr.json").is_file():
         raise StoreError(f"{path} is not a zarr store: zarr.json is missing (partial or foreign directory)")
     try:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from vhslab.data.generate import GenConfig, sample_seed
+from vhslab.pipeline import GenConfig, sample_seed
 from vhslab.search.generation import Prompted, SearchError, ae_tokens, decode, initial_noise
 from vhslab.trace.capture import find_transformer
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vhslab.data.generate import GenConfig
 from vhslab.errors import InputError
+from vhslab.pipeline import GenConfig
 from vhslab.trace.capture import Capture, find_transformer, to_uint8
 
 

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import torch
 
-from vhslab.data.generate import GenConfig, sample_seed
+from vhslab.pipeline import GenConfig, sample_seed
 from vhslab.search.best_of_n import SearchResult, _score, _Timer, check_search
 from vhslab.search.costs import round_sizes
 from vhslab.search.generation import Prompted, SearchError, initial_noise

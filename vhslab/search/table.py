@@ -78,7 +78,7 @@ def run_noise_search(world, verifier, prompts, ns: set[int], k: int, seed: int, 
     `partial` (JSON lines; a line counts only for the same verifier, seed and search settings)."""
     from tqdm.auto import tqdm
 
-    from vhslab.data.generate import candidate_offsets
+    from vhslab.pipeline import candidate_offsets
     from vhslab.search.noise_search import noise_search
     from vhslab.shapes.evaluate import ShapesEvaluator
 

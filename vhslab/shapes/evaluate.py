@@ -14,6 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
+from vhslab.errors import InputError
 from vhslab.shapes.detect import components, name_color, shape_features, split_by_colour
 from vhslab.shapes.geneval import Detection, Verdict, judge
 from vhslab.shapes.prompts import PromptSpec
@@ -31,14 +32,14 @@ class Evaluator(Protocol):
 
 
 def check_image(image) -> np.ndarray:
-    """Return the image as an HxWx3 uint8 array or raise ValueError saying what is wrong."""
+    """Return the image as an HxWx3 uint8 array or raise InputError saying what is wrong."""
     arr = np.asarray(image)
     if arr.dtype != np.uint8:
-        raise ValueError(f"image: expected dtype uint8, got {arr.dtype}")
+        raise InputError(f"image: expected dtype uint8, got {arr.dtype}")
     if arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"image: expected shape HxWx3, got {arr.shape}")
+        raise InputError(f"image: expected shape HxWx3, got {arr.shape}")
     if arr.shape[0] < 8 or arr.shape[1] < 8:
-        raise ValueError(f"image: {arr.shape[0]}x{arr.shape[1]} is too small to judge")
+        raise InputError(f"image: {arr.shape[0]}x{arr.shape[1]} is too small to judge")
     return arr
 
 
@@ -110,7 +111,7 @@ class ShapesEvaluator:
 def summarize(tags: list[str], correct: list[bool]) -> dict:
     """GenEval's summary: mean correctness per tag, overall = mean of the tag means."""
     if len(tags) != len(correct):
-        raise ValueError(f"tags ({len(tags)}) and correct ({len(correct)}) differ in length")
+        raise InputError(f"tags ({len(tags)}) and correct ({len(correct)}) differ in length")
     per_tag: dict[str, list[bool]] = {}
     for tag, ok in zip(tags, correct):  # noqa: B905 (lengths checked above, with a clearer message)
         per_tag.setdefault(tag, []).append(bool(ok))

@@ -13,13 +13,18 @@ Protocol: docs/evaluator.md.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import BaseModel
 
+from vhslab.errors import InputError
+from vhslab.schemas import Int0, Tag, check, expect, from_dataclass, read_text, to_dataclass
 from vhslab.shapes.prompts import TAGS, PromptSpec
 
 GOLD_FILE = Path(__file__).resolve().parents[1] / "assets" / "gold" / "world_gold.jsonl"
@@ -37,6 +42,17 @@ class GoldRecord:
     ambiguous: bool = False
     note: str = ""
     image_sha1: str = ""  # of the image as first generated, to tell whether a regeneration matches
+
+
+class GoldError(InputError):
+    """A gold file or its images are not what the records say."""
+
+
+@functools.cache
+def gold_schema() -> type[BaseModel]:
+    """The schema of one gold record (a JSONL line of a gold file)."""
+    return from_dataclass(GoldRecord, {"index": Int0, "seed": Int0, "tag": Tag,
+                                       "split": expect(Literal["dev", "holdout"], "'dev' or 'holdout'")})
 
 
 def image_sha1(image: np.ndarray) -> str:
@@ -57,17 +73,6 @@ def draw_gold_samples(suite: list[PromptSpec], per_tag: int, holdout_per_tag: in
             split = "dev" if k < per_tag else "holdout"
             records.append(GoldRecord(i, split, tag, prompts[int(p)], GOLD_SEED_BASE + i))
     return records
-
-
-def generate_gold_images(pipe, gen, records: list[GoldRecord], batch_size: int = 32) -> np.ndarray:
-    """The records' images (N, H, W, 3) uint8, in record order."""
-    from vhslab.world.score import generate
-
-    out = []
-    for i in range(0, len(records), batch_size):
-        batch = records[i:i + batch_size]
-        out.append(generate(pipe, [r.prompt for r in batch], [r.seed for r in batch], gen))
-    return np.concatenate(out)
 
 
 def images_file(gold_path: str | Path) -> Path:
@@ -100,7 +105,7 @@ def read_gold_images(records: list[GoldRecord], path: str | Path = GOLD_IMAGES) 
     strip = np.asarray(Image.open(path).convert("RGB"))
     side = strip.shape[1]
     if strip.shape[0] != side * len(records):
-        raise ValueError(f"{path}: {strip.shape[0] // side} images of {side}x{side} for {len(records)} gold records")
+        raise GoldError(f"{path}: {strip.shape[0] // side} images of {side}x{side} for {len(records)} gold records")
     images = strip.reshape(len(records), side, side, 3)
     _check_hashes(images, records, str(path))
     return images
@@ -109,16 +114,14 @@ def read_gold_images(records: list[GoldRecord], path: str | Path = GOLD_IMAGES) 
 def _check_hashes(images: np.ndarray, records: list[GoldRecord], what: str) -> None:
     for r, im in zip(records, images, strict=True):
         if r.image_sha1 and image_sha1(im) != r.image_sha1:
-            raise ValueError(f"{what}: the image of gold record {r.index} does not have the record's hash {r.image_sha1}")
+            raise GoldError(f"{what}: the image of gold record {r.index} does not have the record's hash {r.image_sha1}")
 
 
 def read_gold(path: str | Path = GOLD_FILE) -> list[GoldRecord]:
-    """The records of a gold file, each checked by its schema (`vhslab.schemas.gold_schema`)."""
-    from vhslab.schemas import check, gold_schema, read_text, to_dataclass
-
+    """The records of a gold file, each checked by its schema (`gold_schema`)."""
     path = Path(path)
-    return [to_dataclass(GoldRecord, check(gold_schema(), line, f"{path}:{n}: not a gold record", ValueError))
-            for n, line in enumerate(read_text(path, ValueError).splitlines(), start=1) if line.strip()]
+    return [to_dataclass(GoldRecord, check(gold_schema(), line, f"{path}:{n}: not a gold record", GoldError))
+            for n, line in enumerate(read_text(path, GoldError).splitlines(), start=1) if line.strip()]
 
 
 def write_gold(records: list[GoldRecord], path: str | Path = GOLD_FILE) -> None:
@@ -141,60 +144,6 @@ def contact_sheet(images: np.ndarray, labels: list[str], cols: int = 4, upscale:
         draw.text((x + 2, y + 2), label, fill=(0, 0, 0))
         sheet.paste(Image.fromarray(img).resize((w, h), Image.Resampling.NEAREST), (x, y + pad))
     return sheet
-
-
-def gold_report(pipe, gen, evaluator, records: list[GoldRecord], batch_size: int = 32,
-                judged: np.ndarray | None = None) -> tuple[dict, list, np.ndarray]:
-    """The evaluator's verdict agreement with the gold judgements, per split and tag, counting only
-    images not flagged ambiguous; plus the disagreements (record, verdict) and the images scored.
-
-    `judged`: the images the people saw (`read_gold_images`); the evaluator scores those, and the
-    world's regeneration is compared with them (largest pixel difference, and whether the evaluator's
-    verdict on a regenerated image that differs is the same). Without them the regeneration is scored."""
-    from vhslab.shapes.phrasing import parse_prompt
-
-    regenerated = generate_gold_images(pipe, gen, records, batch_size)
-    images = regenerated if judged is None else judged
-    verdicts: dict[int, object] = {}  # the scored image k's verdict, judged once
-
-    def verdict_of(k: int):
-        if k not in verdicts:
-            verdicts[k] = evaluator.evaluate(images[k], parse_prompt(records[k].prompt))
-        return verdicts[k]
-
-    report: dict = {"evaluator": evaluator.describe() if hasattr(evaluator, "describe") else type(evaluator).__name__,
-                    "n_images": len(records), "scored": "regenerated" if judged is None else "judged images",
-                    "regenerated_identical": float(np.mean([image_sha1(im) == r.image_sha1
-                                                            for r, im in zip(records, regenerated, strict=True)]))}
-    if judged is not None:
-        diff = np.abs(regenerated.astype(np.int16) - judged.astype(np.int16)).reshape(len(records), -1).max(1)
-        changed = np.flatnonzero(diff)
-        same = [evaluator.evaluate(regenerated[i], parse_prompt(records[i].prompt)).correct == verdict_of(i).correct
-                for i in changed]
-        report.update(regenerated_max_abs_diff=int(diff.max()), regenerated_changed=len(changed),
-                      regenerated_same_verdict=float(np.mean(same)) if same else 1.0)
-    disagreements = []
-    for split in sorted({r.split for r in records}):
-        agree: dict[str, list[bool]] = {tag: [] for tag in TAGS}
-        ambiguous = 0
-        chosen = [k for k, r in enumerate(records) if r.split == split]
-        for k in chosen:
-            r = records[k]
-            if r.ambiguous or r.correct is None:
-                ambiguous += 1
-                continue
-            verdict = verdict_of(k)
-            agree[r.tag].append(verdict.correct == r.correct)
-            if verdict.correct != r.correct:
-                disagreements.append((r, verdict))
-        counted = [a for v in agree.values() for a in v]
-        report[split] = {
-            "n": len(chosen), "ambiguous_share": ambiguous / max(len(chosen), 1), "n_counted": len(counted),
-            "agreement": float(np.mean(counted)) if counted else float("nan"),
-            "per_tag": {tag: float(np.mean(v)) if v else float("nan") for tag, v in agree.items()},
-            "n_per_tag": {tag: len(v) for tag, v in agree.items()},
-        }
-    return report, disagreements, images
 
 
 def disagreement_sheet(disagreements: list, records: list[GoldRecord], images: np.ndarray):

@@ -110,3 +110,28 @@ def caption_detections(detections) -> str:
     """Re-caption an image from what the evaluator really found in it."""
     kept = [d for d in detections if d.accepted and d.cls is not None]
     return describe([(d.cls, d.color, d.box) for d in sorted(kept, key=lambda d: (d.box[0], d.box[1]))])
+
+
+def check_prompts(specs: list[PromptSpec], check) -> list[str]:
+    """Run `check(spec)` (raising PromptError, e.g. an evaluator's `check_prompt`) on every prompt;
+    raise one PromptError naming every failure (`file:line` or position, and reason). Returns
+    warnings for prompts whose text, read in GenEval's phrasing, means something else than their
+    `include` says."""
+    errors, warnings = [], []
+    for i, spec in enumerate(specs):
+        where = spec.source or f"prompt {i}"
+        try:
+            check(spec)
+        except PromptError as err:
+            errors.append(f"{where}: {err} in {spec.prompt!r}")
+            continue
+        try:
+            said = parse_prompt(spec.prompt)
+        except PromptError:
+            continue  # free wording: nothing to compare
+        if said.meaning != spec.meaning:
+            warnings.append(f"{where}: the text {spec.prompt!r} reads as {said.meaning!r}, its include says {spec.meaning!r}")
+    if errors:
+        head = f"{len(errors)} of {len(specs)} prompts cannot be used: " if len(errors) > 1 else ""
+        raise PromptError(head + "; ".join(errors))
+    return warnings

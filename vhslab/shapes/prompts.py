@@ -166,33 +166,6 @@ def _all_errors(path: Path, errors: list[str]) -> str:
     return head + "; ".join(errors)
 
 
-def check_prompts(specs: list[PromptSpec], check) -> list[str]:
-    """Run `check(spec)` (raising PromptError, e.g. an evaluator's `check_prompt`) on every prompt;
-    raise one PromptError naming every failure (`file:line` or position, and reason). Returns
-    warnings for prompts whose text, read in GenEval's phrasing, means something else than their
-    `include` says."""
-    from vhslab.shapes.phrasing import parse_prompt
-
-    errors, warnings = [], []
-    for i, spec in enumerate(specs):
-        where = spec.source or f"prompt {i}"
-        try:
-            check(spec)
-        except PromptError as err:
-            errors.append(f"{where}: {err} in {spec.prompt!r}")
-            continue
-        try:
-            said = parse_prompt(spec.prompt)
-        except PromptError:
-            continue  # free wording: nothing to compare
-        if said.meaning != spec.meaning:
-            warnings.append(f"{where}: the text {spec.prompt!r} reads as {said.meaning!r}, its include says {spec.meaning!r}")
-    if errors:
-        head = f"{len(errors)} of {len(specs)} prompts cannot be used: " if len(errors) > 1 else ""
-        raise PromptError(head + "; ".join(errors))
-    return warnings
-
-
 def write_prompts(specs: list[PromptSpec], path: str | Path) -> None:
     """Write GenEval metadata; `.json` writes an array, anything else one object per line."""
     path = Path(path)
@@ -201,14 +174,3 @@ def write_prompts(specs: list[PromptSpec], path: str | Path) -> None:
         path.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     else:
         path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-
-
-def load_suite(name: str) -> list[PromptSpec]:
-    """A named prompt suite of the shapes world (`geneval-shapes`, `train`) or a metadata file."""
-    from vhslab.shapes import suites
-
-    if name in suites.SUITES:
-        return suites.build_suite(name)
-    if Path(name).exists():
-        return read_prompts(name)
-    raise PromptError(f"unknown prompt suite {name!r}: use one of {sorted(suites.SUITES)} or a path to a .jsonl/.json file")

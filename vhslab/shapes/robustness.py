@@ -19,6 +19,7 @@ from scipy import ndimage
 from vhslab.shapes.evaluate import ShapesEvaluator
 from vhslab.shapes.prompts import TAGS, PromptSpec
 from vhslab.shapes.scenes import BACKGROUND, Scene, SceneObject, render, sample_scene
+from vhslab.shapes.suites import load_suite
 from vhslab.shapes.worldcheck import perturbations
 
 DISTORTIONS = ("rotate", "anisotropic_scale", "elastic", "off_palette", "blur")
@@ -70,8 +71,6 @@ def distort(scene: Scene, kind: str, rng: np.random.Generator, resolution: int =
 def robustness_suite(n: int = 100, seed: int = 0, suite: list[PromptSpec] | None = None,
                      evaluator=None, progress=None) -> dict:
     """Agreement and rejection per distortion and tag, over n scenes per tag and distortion."""
-    from vhslab.shapes.prompts import load_suite
-
     suite = suite or load_suite("geneval-shapes")
     evaluator = evaluator or ShapesEvaluator()
     rng = np.random.default_rng(seed)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image, ImageDraw
 
+from vhslab.shapes.geneval import Detection, judge
 from vhslab.shapes.prompts import PromptError, PromptSpec
 
 SHAPES = ("circle", "square", "triangle", "star")
@@ -151,8 +152,6 @@ def place(shapes_colors: list[tuple[str, str]], rng: np.random.Generator, tries:
 
 def nominal_detections(scene: Scene) -> list:
     """The scene's objects as perfect detections (normalised boxes), for checking a scene."""
-    from vhslab.shapes.geneval import Detection
-
     return [Detection(o.shape, o.color, o.box, 1.0) for o in scene.objects]
 
 
@@ -162,8 +161,6 @@ def sample_scene(spec: PromptSpec, rng: np.random.Generator, tries: int = 200) -
     Items without a colour get random colours. Raises PromptError if the prompt uses words
     outside the world's vocabulary or cannot be satisfied.
     """
-    from vhslab.shapes.geneval import judge
-
     check_vocabulary(spec)
     for i, ex in enumerate(spec.exclude):
         wanted = sum(it.count for it in spec.include if it.cls == ex.cls)

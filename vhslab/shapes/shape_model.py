@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from vhslab.errors import InputError
 from vhslab.shapes.detect import FEATURES, components, shape_features
 from vhslab.shapes.scenes import BACKGROUND, COLORS, SHAPES, Scene, SceneObject, _fit_unit_box, _star, render
 
@@ -135,7 +136,7 @@ class ShapeModel:
 
     def __init__(self, params: dict) -> None:
         if tuple(params["features"]) != FEATURES or tuple(params["classes"]) != CLASSES:
-            raise ValueError("shape model: features or classes differ from this version's; rebuild it")
+            raise InputError("shape model: features or classes differ from this version's; rebuild it")
         self.powers = np.array(params["powers"])
         self.mean, self.scale = np.array(params["mean"]), np.array(params["scale"])
         self.coef, self.intercept = np.array(params["coef"]), np.array(params["intercept"])

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import itertools
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 
+from vhslab.errors import InputError
 from vhslab.shapes.phrasing import prompt_text
-from vhslab.shapes.prompts import RELATIONS, TAGS, Item, PromptSpec
+from vhslab.shapes.prompts import RELATIONS, TAGS, Item, PromptError, PromptSpec, read_prompts
 from vhslab.shapes.scenes import COLORS, SHAPES
 
 SUITE_VERSION = 2
@@ -48,7 +50,7 @@ def prompt_space(tag: str) -> list[PromptSpec]:
     if tag == "color_attr":
         colour_pairs = list(itertools.permutations(COLORS, 2))
         return [_spec(tag, [Item(a, 1, ca), Item(b, 1, cb)]) for a, b in pairs for ca, cb in colour_pairs]
-    raise ValueError(f"unknown tag {tag!r}; known: {TAGS}")
+    raise InputError(f"unknown tag {tag!r}; known: {TAGS}")
 
 
 def _split(tag: str) -> tuple[list[PromptSpec], list[PromptSpec]]:
@@ -87,5 +89,14 @@ def _build(name: str) -> tuple[PromptSpec, ...]:
 
 def build_suite(name: str) -> list[PromptSpec]:
     if name not in SUITES:
-        raise ValueError(f"unknown suite {name!r}; known: {SUITES}")
+        raise InputError(f"unknown suite {name!r}; known: {SUITES}")
     return list(_build(name))
+
+
+def load_suite(name: str) -> list[PromptSpec]:
+    """A named prompt suite of the shapes world (`geneval-shapes`, `train`) or a metadata file."""
+    if name in SUITES:
+        return build_suite(name)
+    if Path(name).exists():
+        return read_prompts(name)
+    raise PromptError(f"unknown prompt suite {name!r}: use one of {sorted(SUITES)} or a path to a .jsonl/.json file")

@@ -10,6 +10,7 @@ import numpy as np
 from vhslab.shapes.evaluate import ShapesEvaluator
 from vhslab.shapes.prompts import TAGS, PromptSpec
 from vhslab.shapes.scenes import COLORS, SHAPES, Scene, SceneObject, _separated, render, sample_scene, with_object
+from vhslab.shapes.suites import load_suite
 
 
 def _other(options, *exclude):
@@ -60,8 +61,6 @@ def world_check(n: int = 200, resolution: int = 64, seed: int = 0, suite: list[P
     Returns agreement (true scenes judged correct), rejection (perturbed judged wrong) and
     images rendered+evaluated per second, overall (mean of tags) and per tag, plus a few failures.
     """
-    from vhslab.shapes.prompts import load_suite
-
     suite = suite or load_suite("geneval-shapes")
     evaluator = ShapesEvaluator()
     evaluator.detect(render(Scene(())), None)  # build the shape prototypes outside the timing

@@ -13,6 +13,7 @@ import xarray as xr
 
 import vhslab
 from vhslab.data.spec import SPEC_VERSION
+from vhslab.errors import InputError
 from vhslab.shapes.prompts import PromptSpec
 
 TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
@@ -66,7 +67,7 @@ def planted_store(
     """
     side = round(n_tokens**0.5)
     if side * side != n_tokens:
-        raise ValueError(f"n_tokens={n_tokens} is not a square grid")
+        raise InputError(f"n_tokens={n_tokens} is not a square grid")
     color_layer = signal_layer if color_layer is None else color_layer
     rng = np.random.default_rng(seed)
     n_prompts = -(-n_samples // per_prompt)

@@ -9,6 +9,14 @@ from collections.abc import Iterable
 
 import torch
 
+from vhslab.trace.vision import VisionEncoder
+from vhslab.world.generator import (
+    GeneratorConfig,
+    assemble_pipeline,
+    build_autoencoder,
+    build_text_encoder,
+    build_transformer,
+)
 from vhslab.world.text import build_word_tokenizer
 
 
@@ -35,14 +43,6 @@ def tiny_sana_sprint_pipeline(
     """A real `SanaSprintPipeline` with random weights, built like the world's generator
     (`vhslab.world.generator`). Hidden width = num_heads * head_dim; image size =
     sample_size * 2 ** (len(vae_channels) - 1)."""
-    from vhslab.world.generator import (
-        GeneratorConfig,
-        assemble_pipeline,
-        build_autoencoder,
-        build_text_encoder,
-        build_transformer,
-    )
-
     cfg = GeneratorConfig(
         resolution=sample_size * 2 ** (len(vae_channels) - 1), latent_channels=latent_channels,
         ae_channels=tuple(vae_channels), num_layers=num_layers, num_heads=num_heads, head_dim=head_dim,
@@ -124,8 +124,6 @@ def tiny_pixart_pipeline(
 def tiny_vision_encoder(seed: int = 0, image_size: int = 32, patch_size: int = 8, width: int = 16):
     """A `VisionEncoder` over a random tiny `CLIPVisionModel` (penultimate layer, patch tokens)."""
     from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModel
-
-    from vhslab.trace.vision import VisionEncoder
 
     torch.manual_seed(seed)
     model = CLIPVisionModel(

@@ -280,7 +280,7 @@ class LatentVerifier(torch.nn.Module):
         path = Path(path)
         check_complete(path, "verifier")
         parts = (() if llm is not None else ("llm/config.json",)) + (() if tokenizer is not None else ("tokenizer",))
-        config = read_verifier_config(path, kind, VerifierError, parts)  # files there, verifier.json fits its schema
+        config = read_verifier_config(path, VerifierConfig, kind, VerifierError, parts)  # files there, verifier.json fits its schema
         try:
             llm = llm or AutoModelForCausalLM.from_pretrained(path / "llm", local_files_only=True, use_safetensors=True)
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(path / "tokenizer", local_files_only=True)

@@ -7,6 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from vhslab.errors import MissingError
+from vhslab.pipeline import GenConfig
+from vhslab.schemas import WorldInfo, load
+from vhslab.trace.vision import VisionEncoder
+from vhslab.world.llm_train import load_llm
+from vhslab.world.vision_train import load_vision
 
 WORLD_DIR = Path(__file__).resolve().parents[1] / "assets" / "world"
 
@@ -22,7 +27,7 @@ class World:
     clip: Any  # transformers.CLIPModel
     llm: Any  # transformers.Qwen2ForCausalLM
     tokenizer: Any  # the world's word-level tokenizer (shared by every component)
-    gen_config: Any  # vhslab.data.generate.GenConfig with the world's defaults
+    gen_config: Any  # vhslab.pipeline.GenConfig with the world's defaults
     info: dict
 
 
@@ -30,8 +35,6 @@ def load_world(path: str | Path | None = None, device: str = "cpu") -> World:
     """Load the shipped world (or a `vhslab world train` output's `assemble` folder)."""
     from diffusers import SanaSprintPipeline
 
-    from vhslab.data.generate import GenConfig
-    from vhslab.schemas import WorldInfo, load
 
     root = Path(path) if path else WORLD_DIR
     if (root / "assemble").is_dir():
@@ -46,15 +49,10 @@ def load_world(path: str | Path | None = None, device: str = "cpu") -> World:
     pipe.set_progress_bar_config(disable=True)
     clip = vision = llm = None
     if (root / "vision" / "config.json").is_file():
-        from vhslab.trace.vision import VisionEncoder
-        from vhslab.world.vision_train import load_vision
-
         clip, processor, _ = load_vision(root / "vision")
         clip = clip.to(device)
         vision = VisionEncoder(clip.vision_model, processor)
     if (root / "llm" / "config.json").is_file():
-        from vhslab.world.llm_train import load_llm
-
         llm = load_llm(root / "llm")[0].to(device)
     gen = GenConfig(guidance_scale=info["default_guidance"], max_sequence_length=info["max_sequence_length"])
     return World(pipe, vision, clip, llm, pipe.tokenizer, gen, info)

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from vhslab.errors import InputError
+
 SCM_MAX_T = 1.57080  # SanaSprintPipeline's default max_timesteps
 GUIDANCE_EMBEDS_SCALE = 100.0  # guidance 1..5 -> 100..500, the range of its sinusoidal embedding
 
@@ -93,7 +95,7 @@ def build_autoencoder(cfg: GeneratorConfig):
 
     n = len(cfg.ae_channels)
     if cfg.ae_channels[-1] % cfg.latent_channels:
-        raise ValueError("the last decoder block width must be a multiple of latent_channels")
+        raise InputError("the last decoder block width must be a multiple of latent_channels")
     return AutoencoderDC(
         in_channels=3,
         latent_channels=cfg.latent_channels,

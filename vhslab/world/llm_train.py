@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import vhslab.world.stage as stage
 from vhslab.shapes.geneval import judge
 from vhslab.shapes.phrasing import caption_scene
 from vhslab.shapes.prompts import TAGS, PromptError
 from vhslab.shapes.scenes import COLORS, SHAPES, Scene, nominal_detections, place, sample_free_scene, sample_scene
 from vhslab.shapes.suites import prompt_space
-from vhslab.world import stage
 from vhslab.world.text import build_word_tokenizer, verifier_messages
 
 EOS = " <eos>"

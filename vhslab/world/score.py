@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from vhslab.data.generate import GenConfig, make_samples
+from vhslab.pipeline import GenConfig, make_samples
 from vhslab.shapes.evaluate import ShapesEvaluator, interval, meaning_draws, overall_score, summarize
 from vhslab.shapes.prompts import PromptSpec
 

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import torch
 
-from vhslab import statefile
+import vhslab.statefile as statefile
+from vhslab.errors import InputError
 from vhslab.outputs import write_json_atomic
+from vhslab.schemas import read_json, read_run_record
 
 CHECKPOINT = "checkpoint.safetensors"
 OLD_CHECKPOINT = "checkpoint.pt"  # the pickle format of earlier versions: refused, never loaded
@@ -34,8 +36,6 @@ def finished_metrics(out_dir: Path) -> dict | None:
     """The saved metrics of a finished stage, or None."""
     path = Path(out_dir) / METRICS
     if path.exists():
-        from vhslab.schemas import read_json
-
         return read_json(path)  # invalid JSON names the file
     return None
 
@@ -48,11 +48,9 @@ def check_config(out_dir: Path, config, seed: int, name: str = CONFIG, key: str 
     record = json.loads(json.dumps({"seed": seed, key: dataclasses.asdict(config)}))
     path = out_dir / name
     if path.exists():
-        from vhslab.schemas import read_run_record
-
         old = read_run_record(path, type(config), key)  # checked by the config's schema; added fields take their defaults
         if old != record:
-            raise ValueError(f"{out_dir} holds a run with another seed or config ({path}); use a fresh folder or delete it")
+            raise InputError(f"{out_dir} holds a run with another seed or config ({path}); use a fresh folder or delete it")
         return
     path.write_text(json.dumps(record, indent=1) + "\n")
 

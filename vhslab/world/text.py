@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from vhslab.shapes.prompts import TAGS
+from vhslab.shapes.scenes import COLORS, PLURALS, SHAPES
+from vhslab.shapes.suites import prompt_space
+
 SPECIAL_TOKENS = ("<pad>", "<eos>", "<bos>", "<unk>", "<|im_start|>", "<|im_end|>", "<image>")
 SYSTEM_PROMPT = "you are an image analysis assistant ."
 QUESTION = "does this image match the prompt : {prompt} ? answer yes or no ."
@@ -22,10 +26,6 @@ _BASE_WORDS = (
 
 def world_words() -> list[str]:
     """Every word of the world's prompts, captions, the verifier's question and answers."""
-    from vhslab.shapes.prompts import TAGS
-    from vhslab.shapes.scenes import COLORS, PLURALS, SHAPES
-    from vhslab.shapes.suites import prompt_space
-
     words = set(_BASE_WORDS.split()) | set(COLORS) | set(SHAPES) | set(PLURALS.values()) | set(ANSWERS)
     for text in (SYSTEM_PROMPT, QUESTION):
         words.update(re.findall(r"\w+|[^\w\s]", text))

@@ -27,8 +27,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vhslab import statefile
-from vhslab.world import stage
+import vhslab.statefile as statefile
+import vhslab.world.stage as stage
+from vhslab.errors import InputError, MissingError
+from vhslab.shapes.evaluate import ShapesEvaluator, summarize
+from vhslab.shapes.prompts import TAGS
+from vhslab.shapes.scenes import render, sample_scene
+from vhslab.shapes.suites import load_suite
+from vhslab.shapes.worldcheck import perturbations
 from vhslab.world.generator import (
     GeneratorConfig,
     assemble_pipeline,
@@ -44,8 +50,10 @@ from vhslab.world.generator import (
     teacher_sample,
     tokenize,
 )
+from vhslab.world.llm_train import LLMTrainConfig, train_llm
 from vhslab.world.scenes import training_pool
 from vhslab.world.text import build_word_tokenizer
+from vhslab.world.vision_train import VisionTrainConfig, train_vision
 
 STAGES = ("autoencoder", "decoder", "teacher", "refine", "distill", "vision", "llm", "assemble")
 SIDE_STAGES = ("vision", "llm")  # need nothing of the others: on a GPU they train beside them, on the CPU
@@ -60,7 +68,7 @@ def _cached_images(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as err:
-        raise ValueError(f"damaged cache {path} ({err}): remove it to start over") from err
+        raise InputError(f"damaged cache {path} ({err}): remove it to start over") from err
 
 
 def _to_unit(images: np.ndarray, device) -> torch.Tensor:
@@ -166,7 +174,7 @@ class WorldTrainer:
     def run(self, stages=STAGES) -> dict:
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
-            raise ValueError(f"unknown stage(s) {unknown}; stages: {STAGES}")
+            raise InputError(f"unknown stage(s) {unknown}; stages: {STAGES}")
         metrics = {}
         side = self._start_side(stages)
         beside = []  # stages trained in a side process: their metrics are logged once it has finished
@@ -258,7 +266,7 @@ class WorldTrainer:
         for st in stages:
             if (self.out / st / name).exists():
                 return self.out / st / name
-        raise FileNotFoundError(f"no stage of {stages} has saved {name!r} in {self.out}; run those stages first")
+        raise MissingError(f"no stage of {stages} has saved {name!r} in {self.out}; run those stages first")
 
     def load_autoencoder(self, stage_name: str | None = None):
         """The autoencoder of `stage_name`, or the latest one (fine-tuned decoder if present; when
@@ -297,11 +305,6 @@ class WorldTrainer:
     @torch.no_grad()
     def reconstruction_agreement(self, vae, n: int = 600) -> float:
         """Share of evaluation scenes whose evaluator verdict is the same on the reconstruction."""
-        from vhslab.shapes.evaluate import ShapesEvaluator
-        from vhslab.shapes.prompts import load_suite
-        from vhslab.shapes.scenes import render, sample_scene
-        from vhslab.shapes.worldcheck import perturbations
-
         rng = np.random.default_rng(self.seed + 1)
         suite = load_suite("geneval-shapes")
         ev = ShapesEvaluator()
@@ -489,9 +492,6 @@ class WorldTrainer:
     def quick_score(self, text, sample, vae, per_tag: int = 40) -> dict:
         """GenEval-style overall and per-tag score of one sample for `per_tag` evaluation prompts
         of each tag (a quick look during training; `vhslab world score` is the full measure)."""
-        from vhslab.shapes.evaluate import ShapesEvaluator, summarize
-        from vhslab.shapes.prompts import TAGS, load_suite
-
         cfg = self.cfg
         suite = load_suite("geneval-shapes")
         specs = [s for tag in TAGS for s in [x for x in suite if x.tag == tag][:per_tag]]
@@ -510,14 +510,10 @@ class WorldTrainer:
 
     # -- vision encoder and LLM (vhslab.world.vision_train / llm_train) ----------------
     def stage_vision(self, d: Path) -> dict:
-        from vhslab.world.vision_train import VisionTrainConfig, train_vision
-
         return train_vision(d / "model", self.vision_cfg or VisionTrainConfig(), seed=self.seed,
                             device=str(self.device), progress=self.progress)
 
     def stage_llm(self, d: Path) -> dict:
-        from vhslab.world.llm_train import LLMTrainConfig, train_llm
-
         return train_llm(d / "model", self.llm_cfg or LLMTrainConfig(), seed=self.seed,
                          device=str(self.device), progress=self.progress)
 
@@ -567,15 +563,12 @@ def _train_side(out, seed, cfg, stages, threads, vision_cfg, llm_cfg) -> None:
 def profile_configs(name: str) -> dict:
     """Generator, vision and LLM configs of a training profile: `default` (2 CPU cores), `gpu`
     (one H100/H200) or `tiny` (seconds, for smoke tests)."""
-    from vhslab.world.llm_train import LLMTrainConfig
-    from vhslab.world.vision_train import VisionTrainConfig
-
     if name == "tiny":
         return {"cfg": GeneratorConfig.tiny(), "vision_cfg": VisionTrainConfig.tiny(), "llm_cfg": LLMTrainConfig.tiny()}
     if name in ("default", "gpu"):
         cfg = GeneratorConfig.gpu() if name == "gpu" else GeneratorConfig()
         return {"cfg": cfg, "vision_cfg": VisionTrainConfig(), "llm_cfg": LLMTrainConfig()}
-    raise ValueError(f"unknown profile {name!r}; profiles: default, gpu, tiny")
+    raise InputError(f"unknown profile {name!r}; profiles: default, gpu, tiny")
 
 
 def train_world(out, seed: int = 0, cfg: GeneratorConfig | None = None, stages=STAGES, device=None,

@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import vhslab.world.stage as stage
 from vhslab.shapes.phrasing import PREFIX, caption_scene, noun_phrase
 from vhslab.shapes.scenes import COLORS, SHAPES, Scene, place, render, sample_free_scene, with_object
-from vhslab.world import stage
+from vhslab.trace.vision import VisionEncoder
+from vhslab.world.llm_train import load_tokenizer
 from vhslab.world.text import build_word_tokenizer
 
 EOS = " <eos>"
@@ -231,8 +233,6 @@ def load_vision(folder):
     """(CLIPModel, image processor, tokenizer) saved by `train_vision`."""
     from transformers import AutoImageProcessor, CLIPModel
 
-    from vhslab.world.llm_train import load_tokenizer
-
     return (CLIPModel.from_pretrained(folder, local_files_only=True).eval(),
             AutoImageProcessor.from_pretrained(folder, local_files_only=True), load_tokenizer(folder))
 
@@ -241,8 +241,6 @@ def vision_encoder(folder, layer: int = -2, drop_cls: bool = True):
     """The "MLLM with CLIP" baseline's encoder: the trained vision tower as a `VisionEncoder`."""
     from transformers import AutoImageProcessor, CLIPVisionModel
     from transformers.utils import logging
-
-    from vhslab.trace.vision import VisionEncoder
 
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # the text tower's weights are "unexpected" for the vision model alone

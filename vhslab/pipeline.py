@@ -1,4 +1,5 @@
-"""Deterministic sample lists and the pipeline-call arguments used for extraction."""
+"""The generation helpers every caller shares: deterministic sample lists and seeds, the pipeline-call
+arguments (GenConfig) and the fingerprints of a generator; used by the world (scoring) and by extraction."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vhslab.errors import InputError
 from vhslab.shapes.prompts import PromptSpec
 
 
@@ -29,7 +31,7 @@ def sample_seed(seed: int, prompt: str, k: int) -> int:
     (seed, prompt, k) from numpy's `SeedSequence` (63 bits), so `--seed 1` shares no noise with
     `--seed 0`, and two suites never share a seed even when run with the same root seed."""
     if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
     words = np.frombuffer(hashlib.sha256(prompt.encode()).digest()[:16], np.uint32)
     state = np.random.SeedSequence([int(seed), int(k), *map(int, words)]).generate_state(1, np.uint64)[0]
     return int(state >> np.uint64(1))
@@ -51,7 +53,7 @@ def make_samples(prompts: list[PromptSpec], n_per_prompt: int, seed: int = 0) ->
     `sample_seed(seed, prompt, j)`, j counting the candidates of that prompt text so far, so a prompt
     listed twice (GenEval repeats prompts) gets fresh noise for every row."""
     if n_per_prompt < 1 or not prompts:
-        raise ValueError("need at least one prompt and n_per_prompt >= 1")
+        raise InputError("need at least one prompt and n_per_prompt >= 1")
     out = []
     for p, (spec, first) in enumerate(zip(prompts, candidate_offsets(prompts, n_per_prompt), strict=True)):
         out += [Sample(p * n_per_prompt + k, p, sample_seed(seed, spec.prompt, first + k), spec) for k in range(n_per_prompt)]
@@ -76,7 +78,7 @@ def check_steps(pipe: Any, steps: int) -> None:
     for one step (PixArt's one-step branch reads a second output that only one-step schedulers such
     as LCM give) is tried on a copy of its scheduler with a dummy latent."""
     if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+        raise InputError(f"steps must be an integer >= 1, got {steps!r}")
     if steps != 1 or is_one_step(pipe):
         return
     scheduler = copy.deepcopy(pipe.scheduler)
@@ -84,7 +86,7 @@ def check_steps(pipe: Any, steps: int) -> None:
     x = torch.zeros(1, 1, 2, 2)
     out = scheduler.step(torch.zeros_like(x), scheduler.timesteps[0], x, return_dict=False)
     if len(out) < 2:
-        raise ValueError(
+        raise InputError(
             f"{type(pipe).__name__} with {type(pipe.scheduler).__name__} cannot generate in one step; "
             f"use --steps {default_steps(pipe)} (its default) or a one-step scheduler (e.g. LCMScheduler)"
         )
@@ -105,11 +107,11 @@ class GenConfig:
         """Defaults filled in from the pipeline; a step count it cannot run is refused here."""
         size = pipe.transformer.config.sample_size * pipe.vae_scale_factor
         if self.guidance_scale is not None and not math.isfinite(self.guidance_scale):
-            raise ValueError(f"guidance_scale must be a finite number, got {self.guidance_scale}")
+            raise InputError(f"guidance_scale must be a finite number, got {self.guidance_scale}")
         for name in ("height", "width", "max_sequence_length"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
         steps = default_steps(pipe) if self.steps is None else self.steps
         check_steps(pipe, steps)
         return GenConfig(self.height or size, self.width or size, steps, self.guidance_scale, self.max_sequence_length)
