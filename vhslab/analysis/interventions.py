@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from vhslab.pixels import to_uint8
 from vhslab.search.generation import initial_noise
 from vhslab.trace.capture import Capture, find_transformer
 from vhslab.trace.edit import Edit, PatchError, add_direction, region_mask, replace_tokens
@@ -48,7 +49,7 @@ def _generate(world, prompts, seeds, edit=None, site=None):
     with edit_ctx, Capture(pipe, [site], dtype=torch.float32, stop=False) if site else contextlib.nullcontext() as cap:
         images = pipe(prompt=list(prompts), latents=noise, output_type="np", **kwargs).images
     hidden = cap.last(site) if site else None
-    return (np.asarray(images) * 255).round().astype(np.uint8), hidden
+    return to_uint8(images), hidden
 
 
 def patch_sweep(world, verifier, pairs, blocks=None, regions=REGIONS, evaluator=None, control: bool = True) -> xr.Dataset:

@@ -19,7 +19,8 @@ import torch
 
 from vhslab.errors import InputError
 from vhslab.pipeline import GenConfig
-from vhslab.trace.capture import Capture, find_transformer, to_uint8
+from vhslab.pixels import decoded_to_uint8, to_uint8
+from vhslab.trace.capture import Capture, find_transformer
 
 
 class SearchError(InputError):
@@ -77,7 +78,7 @@ def decode(pipe, latents: torch.Tensor) -> np.ndarray:
 
 def decode_ae(pipe, z: torch.Tensor) -> np.ndarray:
     """The decoder's own input (B, C, h, w), i.e. the `ae_latent` site, -> uint8 images (B, H, W, 3)."""
-    return to_uint8(pipe.vae.decode(z.to(pipe.vae.dtype), return_dict=False)[0])
+    return decoded_to_uint8(pipe.vae.decode(z.to(pipe.vae.dtype), return_dict=False)[0])
 
 
 def ae_tokens(pipe, latents: torch.Tensor) -> torch.Tensor:
@@ -126,4 +127,4 @@ class Prompted:
         """One candidate (noise (1, ...), its cached block state) through the later blocks and the decoder."""
         with finish_from_cache(self.pipe, block, cached):
             out = self._run(noise, "np").images
-        return (np.asarray(out[0]) * 255).round().astype(np.uint8)  # as Capture's `image` site rounds
+        return to_uint8(out[0])  # as Capture's `image` site rounds

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers.image_processor import VaeImageProcessor
+
+from vhslab.pixels import decoded_to_uint8
 
 LATE_SITES = ("ae_latent", "image", "vision")
 VisionFn = Callable[[np.ndarray], torch.Tensor]  # uint8 (B, H, W, 3) -> (B, tokens, width)
@@ -68,10 +69,7 @@ def parse_sites(spec: str | Sequence[str], model: Any, vision: VisionFn | None =
     return sorted(out, key=valid.index)
 
 
-def to_uint8(decoded: torch.Tensor) -> np.ndarray:
-    """VAE output in [-1, 1], (B, 3, H, W) -> uint8 (B, H, W, 3), rounded as diffusers does for PIL."""
-    arr = VaeImageProcessor.pt_to_numpy(VaeImageProcessor.denormalize(decoded.float().cpu()))
-    return (arr * 255).round().astype(np.uint8)
+to_uint8 = decoded_to_uint8  # VAE output in [-1, 1] -> uint8 images: the one conversion, vhslab.pixels
 
 
 class Capture:

@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from vhslab.pipeline import GenConfig, make_samples
+from vhslab.pixels import to_uint8
 from vhslab.shapes.evaluate import ShapesEvaluator, interval, meaning_draws, overall_score, summarize
 from vhslab.shapes.prompts import PromptSpec
 
@@ -18,7 +19,7 @@ def generate(pipe, prompts: list[str], seeds: list[int], gen: GenConfig) -> np.n
     generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
     with torch.no_grad():
         out = pipe(prompt=prompts, generator=generators, output_type="np", **gen.call_kwargs(pipe))
-    return (np.clip(out.images, 0, 1) * 255).round().astype(np.uint8)
+    return to_uint8(out.images)
 
 
 def tag_score_ci(tags, meanings, correct, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> list[float]:

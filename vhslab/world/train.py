@@ -30,6 +30,7 @@ import torch.nn.functional as F
 import vhslab.statefile as statefile
 import vhslab.world.stage as stage
 from vhslab.errors import InputError, MissingError
+from vhslab.pixels import decoded_to_uint8
 from vhslab.shapes.evaluate import ShapesEvaluator, summarize
 from vhslab.shapes.prompts import TAGS
 from vhslab.shapes.scenes import render, sample_scene
@@ -78,10 +79,6 @@ def _to_unit(images: np.ndarray, device) -> torch.Tensor:
 def _loss_summary(losses: list[float]) -> dict:
     """What every generator stage records of its loss curve: the first 20 and last 50 steps' means."""
     return {"loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-50:]))}
-
-
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 class WorldTrainer:
@@ -319,7 +316,7 @@ class WorldTrainer:
         x = _to_unit(np.stack(imgs), self.device)
         recon = torch.cat([vae.decode(vae.encode(b).latent).sample for b in x.split(128)])
         same = [ev.evaluate(a, s).correct == ev.evaluate(b, s).correct
-                for a, b, s in zip(imgs, _to_uint8(recon), specs, strict=True)]
+                for a, b, s in zip(imgs, decoded_to_uint8(recon), specs, strict=True)]
         return float(np.mean(same))
 
     @torch.no_grad()
@@ -503,7 +500,7 @@ class WorldTrainer:
                                        self.device)
             noise = torch.randn((len(batch), *self.latent_shape), generator=gen).to(self.device)
             x0 = sample(noise, embeds, mask)
-            images = _to_uint8(vae.decode(x0 / vae.config.scaling_factor).sample)
+            images = decoded_to_uint8(vae.decode(x0 / vae.config.scaling_factor).sample)
             correct += [ev.evaluate(img, s).correct for img, s in zip(images, batch, strict=True)]
         summary = summarize([s.tag for s in specs], correct)
         return {"overall": summary["overall"], **summary["per_tag"]}
