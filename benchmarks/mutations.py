@@ -49,7 +49,7 @@ M = [
      'out["found_class"] = [drawn[j].cls if j < len(drawn) else "" for j in range(N_ITEMS)]',
      'out["found_class"] = [spec.include[j].cls if j < len(spec.include) else "" for j in range(N_ITEMS)]',
      "tests/test_extract.py::test_store_follows_spec_and_matches_capture"),
-    ("world score CI by rows", "vhslab/shapes/evaluate.py",
+    ("world score CI by rows", "vhslab/stats.py",
      "uniq, inv = np.unique(meanings[rows], return_inverse=True)", "uniq, inv = np.unique(np.arange(len(rows)), return_inverse=True)",
      "tests/test_world_shipped.py::test_world_score_interval_resamples_meanings_not_rows"),
 ]

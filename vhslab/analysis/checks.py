@@ -29,7 +29,7 @@ import torch
 from vhslab.analysis.attribution import margin
 from vhslab.analysis.road import road_impute
 from vhslab.analysis.sanity import by_fraction, object_cells, pointing, rank_correlation
-from vhslab.shapes.evaluate import interval
+from vhslab.stats import cluster_draws, interval, paired_interval, row_weights
 
 MODEL_FREE = ("token_norm", "random")
 # check: (sign: +1 higher is better / -1 lower, the level its interval must clear, what it measures)
@@ -123,8 +123,7 @@ def perturbation_values(curves: dict, suffix: str = "") -> dict[str, dict[str, t
 
 
 def _replicates(num: np.ndarray, den: np.ndarray, draws) -> np.ndarray:
-    mult, g = draws
-    w = mult[:, g].astype(float)
+    w = row_weights(draws)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (w @ num) / (w @ den)
 
@@ -135,8 +134,6 @@ def check_table(values: dict, clusters, trained=("ig", "ablation"), controls=MOD
     prompts, resampled; the same draws for every map), and for each trained map the paired difference to
     every other map and its label (see the module's docstring). `values`: {check: {map: (num, den)}},
     a check's value being sum(num) / sum(den) over the samples."""
-    from vhslab.probes.metrics import cluster_draws
-
     rules = rules or RULES
     draws = cluster_draws(np.asarray(clusters), n_boot, seed)
     table = {}
@@ -152,7 +149,7 @@ def check_table(values: dict, clusters, trained=("ig", "ablation"), controls=MOD
             if m in trained:
                 separated = [c for c in controls if c in per_map]
                 for other in [c for c in per_map if c not in trained]:
-                    d_lo, d_hi = interval(reps[m] - reps[other])
+                    d_lo, d_hi = paired_interval(reps[m], reps[other])
                     row[f"vs_{other}"] = {"diff": point[m] - point[other], "ci": [d_lo, d_hi]}
                     if other in separated and not (d_lo > 0 if sign > 0 else d_hi < 0):
                         separated.remove(other)

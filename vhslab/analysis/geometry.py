@@ -15,6 +15,7 @@ import numpy as np
 import xarray as xr
 
 from vhslab.errors import InputError
+from vhslab.stats import cluster_draws
 
 LABELS = ("verdict", "tag", "prompt_color", "found_color", "found_class")
 
@@ -57,8 +58,6 @@ def cka_matrix(feats: list[np.ndarray], weights: np.ndarray | None = None) -> np
 
 def cka_bootstrap(feats: list[np.ndarray], clusters, n_boot: int = 200, seed: int = 0) -> np.ndarray:
     """(n_boot, site, site) CKA on cluster-bootstrap draws of the rows (whole `clusters` resampled)."""
-    from vhslab.probes.metrics import cluster_draws
-
     mult, g = cluster_draws(np.asarray(clusters), n_boot, seed)
     return np.stack([cka_matrix(feats, m[g]) for m in mult])
 

@@ -13,6 +13,7 @@ import xarray as xr
 
 from vhslab.pixels import to_uint8
 from vhslab.search.generation import initial_noise
+from vhslab.stats import mean_ci
 from vhslab.trace.capture import Capture, find_transformer
 from vhslab.trace.edit import Edit, PatchError, add_direction, region_mask, replace_tokens
 
@@ -113,8 +114,6 @@ def patch_effect(ds: xr.Dataset, n_boot: int = 1000, seed: int = 0) -> dict:
     over pairs, and the depth from which patching stops mattering (the first block from which every
     interval holds 0)."""
     quads = [r for r in ds.region.values if r != "all"]
-    from vhslab.analysis.sanity import mean_ci
-
     diff = (ds["flipped"].sel(region=quads).astype(float) - ds["flipped_control"].sel(region=quads).astype(float)).mean("region").values
     out, above = {}, []
     for i, b in enumerate(ds.block.values):

@@ -17,19 +17,11 @@ import copy
 import numpy as np
 import torch
 
-from vhslab.shapes.evaluate import interval
-
-
-def mean_ci(x: np.ndarray, n_boot: int = 1000, seed: int = 0) -> list[float]:
-    """95% bootstrap interval of the mean of `x` (rows resampled)."""
-    x = np.asarray(x, float)
-    reps = x[np.random.default_rng(seed).integers(0, len(x), (n_boot, len(x)))].mean(1)
-    return interval(reps)
+from vhslab.stats import interval, row_draws
 
 
 def _ratio_ci(top: np.ndarray, rnd: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(top), (n_boot, len(top)))
+    idx = row_draws(len(top), n_boot, seed)
     reps = top[idx].mean(1) / np.maximum(rnd[idx].mean(1), 1e-12)
     return float(top.mean() / max(rnd.mean(), 1e-12)), *interval(reps)
 

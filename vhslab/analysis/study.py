@@ -13,7 +13,8 @@ import xarray as xr
 
 from vhslab.analysis.attribution import AttributionError, attribute, patch_ablation, visual_ig
 from vhslab.analysis.checks import random_map, run_checks, token_norm_map
-from vhslab.analysis.sanity import by_fraction, mean_ci, object_cells, pointing, randomised_copy, rank_correlation
+from vhslab.analysis.sanity import by_fraction, object_cells, pointing, randomised_copy, rank_correlation
+from vhslab.stats import mean_ci
 
 MAPS = {"ig": "integrated gradients of the trained verifier", "ablation": "patch ablation of the trained verifier",
         "token_norm": "model-free: each token's norm after the verifier's normalisation",

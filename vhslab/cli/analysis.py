@@ -86,9 +86,9 @@ def patch_cmd(
 
     import vhslab
     from vhslab.analysis.interventions import pairs_from_store, patch_effect, patch_sweep, steer_sweep
-    from vhslab.analysis.sanity import mean_ci
     from vhslab.figures.interventions import plot_patching
     from vhslab.shapes.suites import load_suite
+    from vhslab.stats import mean_ci
 
     t0 = time.perf_counter()
     outs = claim_outputs("patch", overwrite, inputs={"--data": data, "--train": train, "--verifier": verifier}, out=out,

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
+from vhslab.stats import cluster_draws, interval, row_weights
+
 CLASSIFICATION_METRICS = ("auroc", "bal_acc", "ece")
 METRICS = ("auroc", "auroc_within", "bal_acc", "ece", "r2")
 
@@ -124,20 +126,12 @@ def _weighted_scores(kind: str, y: np.ndarray, pred: np.ndarray, W: np.ndarray) 
         return {"auroc": auc, "bal_acc": bal, "ece": gap / W.sum(1)}
 
 
-def cluster_draws(clusters: np.ndarray, n_boot: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(n_boot x clusters) multiplicities of a bootstrap over whole clusters, and each row's cluster."""
-    rng = np.random.default_rng(seed)
-    uniq, g = np.unique(clusters, return_inverse=True)
-    mult = np.stack([np.bincount(rng.integers(0, len(uniq), len(uniq)), minlength=len(uniq)) for _ in range(n_boot)])
-    return mult, g
-
-
 def replicates(kind: str, y, pred, clusters, within: bool, draws, pair_groups=None) -> dict[str, np.ndarray]:
     """Every metric of `score_all` on every bootstrap replicate of `draws` (from `cluster_draws`).
     Within-prompt AUROC pairs candidates of one `pair_groups` value (default: the clusters); each
     pair group must lie inside one cluster."""
     mult, g = draws
-    vals = _weighted_scores(kind, y, pred, mult[:, g].astype(float))
+    vals = _weighted_scores(kind, y, pred, row_weights(draws))
     if within and kind != "regression" and pred.shape[1] == 2:
         pair_groups = clusters if pair_groups is None else pair_groups
         u, pairs = within_stats(y, pred[:, 1], pair_groups)
@@ -151,8 +145,6 @@ def replicates(kind: str, y, pred, clusters, within: bool, draws, pair_groups=No
 
 
 def percentile_ci(vals: dict[str, np.ndarray], level: float = 0.95) -> dict[str, tuple[float, float]]:
-    from vhslab.shapes.evaluate import interval
-
     return {m: tuple(interval(v, level)) for m, v in vals.items()}
 
 

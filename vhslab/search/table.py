@@ -21,7 +21,8 @@ import numpy as np
 import xarray as xr
 
 from vhslab.outputs import append_line, read_jsonl
-from vhslab.shapes.evaluate import interval, meaning_draws, overall_score
+from vhslab.shapes.evaluate import overall_score
+from vhslab.stats import interval, meaning_draws, paired_interval
 
 PATH_SITE = {"vhs": None, "ae": "ae_latent", "vision": "vision"}  # vhs: the verifier's own block
 COMPARISONS = (("vhs", "vision"), ("vhs", "none"), ("vhs", "ae"), ("noise", "vhs"), ("oracle", "vhs"))
@@ -130,7 +131,7 @@ def assemble(values: dict, plan_n: dict, cost_models, budgets, methods, tags, me
             for c_i, (a, ref) in enumerate(comps):
                 if a in reps and ref in reps:
                     diff[i, j, c_i] = value[i, j, methods.index(a)] - value[i, j, methods.index(ref)]
-                    diff_lo[i, j, c_i], diff_hi[i, j, c_i] = interval(reps[a] - reps[ref])
+                    diff_lo[i, j, c_i], diff_hi[i, j, c_i] = paired_interval(reps[a], reps[ref])
     plain = np.array([[b * cm.plain_ms() for b in budgets] for cm in cost_models])
     dims, tdims, cdims = ("cost_model", "budget", "verifier"), ("cost_model", "budget", "verifier", "tag"), ("cost_model", "budget", "comparison")
     data = {"value": (dims, value), "lo": (dims, lo), "hi": (dims, hi), "n": (dims, nn),

@@ -120,20 +120,6 @@ def summarize(tags: list[str], correct: list[bool]) -> dict:
     return {"overall": overall, "per_tag": means, "n": len(correct)}
 
 
-def meaning_draws(tags, meanings, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
-    """(n_boot, rows) bootstrap weights that resample distinct prompt meanings within each tag (each
-    tag keeps its number of meanings; a row weighs its meaning's multiplicity): rows of one meaning
-    share their fate, so intervals count meanings, not rows."""
-    tags, meanings = np.asarray(tags), np.asarray(meanings)
-    rng = np.random.default_rng(seed)
-    weights = np.zeros((n_boot, len(tags)))
-    for tag in np.unique(tags):
-        rows = np.flatnonzero(tags == tag)
-        uniq, inv = np.unique(meanings[rows], return_inverse=True)
-        weights[:, rows] = rng.multinomial(len(uniq), np.full(len(uniq), 1 / len(uniq)), size=n_boot)[:, inv]
-    return weights
-
-
 def overall_score(tags, values, weights: np.ndarray | None = None):
     """GenEval's overall score (mean of tag means); with bootstrap `weights`, one value per replicate."""
     tags, values = np.asarray(tags), np.asarray(values, float)
@@ -141,13 +127,3 @@ def overall_score(tags, values, weights: np.ndarray | None = None):
     if weights is None:
         return float(np.mean([values[tags == t].mean() for t in uniq]))
     return np.mean([(weights[:, tags == t] @ values[tags == t]) / weights[:, tags == t].sum(1) for t in uniq], axis=0)
-
-
-def interval(reps, level: float = 0.95) -> list[float]:
-    """The percentile interval of bootstrap replicates (non-finite ones dropped; NaNs when none is left):
-    the one spelling every interval of the package uses."""
-    reps = np.asarray(reps, float)
-    reps = reps[np.isfinite(reps)]
-    if not reps.size:
-        return [float("nan"), float("nan")]
-    return [float(np.percentile(reps, (1 - level) / 2 * 100)), float(np.percentile(reps, (1 + level) / 2 * 100))]

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from vhslab.probes.metrics import auroc_binary, auroc_within, balanced_accuracy, ece
-from vhslab.shapes.evaluate import interval, meaning_draws, overall_score
+from vhslab.shapes.evaluate import overall_score
+from vhslab.stats import interval, meaning_draws
 
 # ranking metric -> its key in vhslab.probes.metrics' bootstrap replicates
 CI_NAMES = {"auroc": "auroc", "within_prompt_auroc": "auroc_within", "balanced_accuracy": "bal_acc", "ece": "ece"}

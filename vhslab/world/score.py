@@ -10,8 +10,9 @@ from tqdm.auto import tqdm
 
 from vhslab.pipeline import GenConfig, make_samples
 from vhslab.pixels import to_uint8
-from vhslab.shapes.evaluate import ShapesEvaluator, interval, meaning_draws, overall_score, summarize
+from vhslab.shapes.evaluate import ShapesEvaluator, overall_score, summarize
 from vhslab.shapes.prompts import PromptSpec
+from vhslab.stats import interval, meaning_draws
 
 
 def generate(pipe, prompts: list[str], seeds: list[int], gen: GenConfig) -> np.ndarray:
