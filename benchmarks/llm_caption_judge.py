@@ -20,7 +20,8 @@ def main() -> None:
     from vhslab.probes.data import open_store
     from vhslab.probes.metrics import auroc_binary, auroc_within
     from vhslab.world import WORLD_DIR
-    from vhslab.world.llm_train import dialogue_prefix, load_llm
+    from vhslab.world.llm_corpus import dialogue_prefix
+    from vhslab.world.llm_train import load_llm
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("llms", nargs="*", default=[str(WORLD_DIR / "llm")])

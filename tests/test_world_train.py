@@ -100,11 +100,12 @@ def test_same_seed_same_weights(tmp_path):
 @pytest.mark.parametrize("stage", ["autoencoder", "teacher", "teacher, noise apart"])
 def test_interrupted_stage_resumes_to_the_same_result(tmp_path, monkeypatch, stage):
     import vhslab.world.train as train_mod
+    import vhslab.world.train_flow as train_flow
 
     apart = stage.endswith("noise apart")
     if apart:
         stage = "teacher"
-        monkeypatch.setattr(train_mod, "_noise_generator", lambda device, seed: torch.Generator().manual_seed(seed))
+        monkeypatch.setattr(train_flow, "noise_generator", lambda device, seed: torch.Generator().manual_seed(seed))
     monkeypatch.setattr(train_mod, "CHECKPOINT_EVERY", 10)
     cfg = replace(GeneratorConfig.tiny(), pool_size=64, ae_steps=30, teacher_steps=30)
     quiet = dict(progress=False, log=lambda *a: None, threads=1)

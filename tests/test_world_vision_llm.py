@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from vhslab.shapes.scenes import COLORS, SHAPES
+from vhslab.world import llm_corpus as C
 from vhslab.world import llm_train as L
 from vhslab.world import stage
 from vhslab.world import vision_train as V
@@ -137,7 +138,7 @@ def test_llm_tiny_trains_saves_and_reloads(llm_run):
     assert isinstance(model, Qwen2ForCausalLM) and model.config.tie_word_embeddings
     assert len(tok) == model.config.vocab_size
     fresh = build_word_tokenizer()
-    text = L.dialogue_prefix(fresh, "a photo of two stars", "a photo of a red star , a blue star") + "yes <|im_end|>"
+    text = C.dialogue_prefix(fresh, "a photo of two stars", "a photo of a red star , a blue star") + "yes <|im_end|>"
     assert tok(text)["input_ids"] == fresh(text)["input_ids"]
     assert tok.apply_chat_template(L.verifier_messages("x"), tokenize=False) == fresh.apply_chat_template(
         L.verifier_messages("x"), tokenize=False
@@ -203,7 +204,7 @@ def test_unigram_perplexity_known_cases():
 def test_dialogues_are_balanced_and_judged_by_the_world():
     tok = build_word_tokenizer()
     rng = np.random.default_rng(0)
-    examples = [L.verifier_example(tok, rng) for _ in range(200)]
+    examples = [C.verifier_example(tok, rng) for _ in range(200)]
     share = np.mean([a == "yes" for _, a, _ in examples])
     assert 0.4 <= share <= 0.6
     assert {t for _, _, t in examples} == set(L.TAGS)
@@ -233,9 +234,9 @@ def test_yes_no_accuracy_reads_the_answer_logits():
     yes, no = tok.convert_tokens_to_ids(["yes", "no"])
     model = _SaysYesAtTheLastToken(len(tok), yes, no)
     prefixes = [
-        L.dialogue_prefix(tok, "a photo of a red circle", "a photo of a red circle"),
-        L.dialogue_prefix(tok, "a photo of two stars", "a photo of a blue circle, a red star and a green square"),
-        L.dialogue_prefix(tok, "a photo of a star", "a photo of nothing"),
+        C.dialogue_prefix(tok, "a photo of a red circle", "a photo of a red circle"),
+        C.dialogue_prefix(tok, "a photo of two stars", "a photo of a blue circle, a red star and a green square"),
+        C.dialogue_prefix(tok, "a photo of a star", "a photo of nothing"),
     ]  # different lengths: padding must not move the read position
     right = L.yes_no_accuracy(model, tok, prefixes, ["yes", "no", "yes"], batch_size=3)
     assert right.tolist() == [1.0, 0.0, 1.0]
@@ -244,7 +245,7 @@ def test_yes_no_accuracy_reads_the_answer_logits():
 def test_lm_loss_is_the_model_loss_plus_the_weighted_answer_nll():
     tok = build_word_tokenizer()
     model = L.build_model(L.LLMTrainConfig.tiny(), tok, seed=1).eval()
-    prefix = L.dialogue_prefix(tok, "a photo of a red circle", "a photo of a blue circle")
+    prefix = C.dialogue_prefix(tok, "a photo of a red circle", "a photo of a blue circle")
     ids, mask = L.encode(tok, [prefix + "no <|im_end|>", "a photo of two stars <eos>"], 96)
     after = L.answer_marker(tok)
     with torch.no_grad():

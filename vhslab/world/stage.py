@@ -13,6 +13,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import vhslab.statefile as statefile
@@ -201,3 +202,8 @@ def run_summary(out_dir: Path, model, step: int, seed: int, seconds: float, devi
         "first_loss": float(np.mean(losses[:k])), "final_loss": float(np.mean(losses[-k:])),
         "weights_mb": round(folder_megabytes(out_dir), 3), "parameters": sum(p.numel() for p in model.parameters()),
     }
+
+
+def loss_summary(losses: list[float]) -> dict:
+    """What every generator stage records of its loss curve: the first 20 and last 50 steps' means."""
+    return {"loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-50:]))}

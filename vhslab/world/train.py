@@ -17,7 +17,6 @@ the decoder in a third one (from the autoencoder stage's end until the distillat
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import time
@@ -25,35 +24,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-import vhslab.statefile as statefile
 import vhslab.world.stage as stage
-from vhslab.errors import InputError, MissingError
-from vhslab.pixels import decoded_to_uint8
-from vhslab.shapes.evaluate import ShapesEvaluator, summarize
-from vhslab.shapes.prompts import TAGS
-from vhslab.shapes.scenes import render, sample_scene
-from vhslab.shapes.suites import load_suite
-from vhslab.shapes.worldcheck import perturbations
+from vhslab.errors import InputError
 from vhslab.world.generator import (
     GeneratorConfig,
     assemble_pipeline,
-    build_autoencoder,
-    build_text_encoder,
-    build_transformer,
-    compile_blocks,
-    encode_text,
-    encode_tokens,
-    flow_loss,
-    logit_normal,
-    one_step,
-    teacher_sample,
     tokenize,
 )
 from vhslab.world.llm_train import LLMTrainConfig, train_llm
 from vhslab.world.scenes import training_pool
 from vhslab.world.text import build_word_tokenizer
+from vhslab.world.train_autoencoder import AutoencoderStages
+from vhslab.world.train_flow import FlowStages
 from vhslab.world.vision_train import VisionTrainConfig, train_vision
 
 STAGES = ("autoencoder", "decoder", "teacher", "refine", "distill", "vision", "llm", "assemble")
@@ -72,16 +55,9 @@ def _cached_images(path: Path) -> np.ndarray:
         raise InputError(f"damaged cache {path} ({err}): remove it to start over") from err
 
 
-def _to_unit(images: np.ndarray, device) -> torch.Tensor:
-    return torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
+class WorldTrainer(AutoencoderStages, FlowStages):
+    """The stages of `vhslab world train` on one output folder: seeded, resumable, some trained beside the others."""
 
-
-def _loss_summary(losses: list[float]) -> dict:
-    """What every generator stage records of its loss curve: the first 20 and last 50 steps' means."""
-    return {"loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-50:]))}
-
-
-class WorldTrainer:
     def __init__(self, out: str | Path, cfg: GeneratorConfig | None = None, seed: int = 0,
                  device: str | None = None, progress: bool = True, log=print, vision_cfg=None, llm_cfg=None,
                  side: bool | None = None):
@@ -257,254 +233,6 @@ class WorldTrainer:
             raise RuntimeError(f"the process training {', '.join(stages)} beside the others failed (exit code "
                                f"{proc.exitcode}; its traceback is above); run the same command again to resume")
 
-    # -- autoencoder -------------------------------------------------------------------
-    def _latest(self, stages: tuple[str, ...], name: str) -> Path:
-        """The first of `stages` whose folder holds the saved `name` (later stages first)."""
-        for st in stages:
-            if (self.out / st / name).exists():
-                return self.out / st / name
-        raise MissingError(f"no stage of {stages} has saved {name!r} in {self.out}; run those stages first")
-
-    def load_autoencoder(self, stage_name: str | None = None):
-        """The autoencoder of `stage_name`, or the latest one (fine-tuned decoder if present; when
-        the decoder trains beside, after waiting for it)."""
-        from diffusers import AutoencoderDC
-
-        if stage_name is None:
-            self._join_decoder()
-        path = self._latest((stage_name,) if stage_name else ("decoder", "autoencoder"), "model")
-        return AutoencoderDC.from_pretrained(path, local_files_only=True).to(self.device).eval()
-
-    def stage_autoencoder(self, d: Path) -> dict:
-        cfg = self.cfg
-        images, _ = self.pool()
-        vae = build_autoencoder(cfg).to(self.device)
-        opt = torch.optim.AdamW(vae.parameters(), lr=cfg.ae_lr, weight_decay=0.0)
-        gen = torch.Generator().manual_seed(self.seed)
-
-        def loss_fn():
-            idx = torch.randint(len(images), (cfg.ae_batch,), generator=gen).numpy()
-            x = _to_unit(images[idx], self.device)
-            recon = vae.decode(vae.encode(x).latent).sample
-            return F.l1_loss(recon, x) + F.mse_loss(recon, x)
-
-        losses = self._fit(d, "autoencoder", cfg.ae_steps, cfg.ae_lr, 50, vae, opt, loss_fn, gen, clip=None)
-        vae.eval()
-        with torch.no_grad():
-            sample = _to_unit(images[: min(2048, len(images))], self.device)
-            lat = torch.cat([vae.encode(b).latent for b in sample.split(256)])
-        scale = float(1.0 / lat.std())
-        vae.register_to_config(scaling_factor=scale)
-        vae.save_pretrained(d / "model")
-        agreement = self.reconstruction_agreement(vae)
-        return {**_loss_summary(losses), "scaling_factor": scale, "verdict_agreement": agreement}
-
-    @torch.no_grad()
-    def reconstruction_agreement(self, vae, n: int = 600) -> float:
-        """Share of evaluation scenes whose evaluator verdict is the same on the reconstruction."""
-        rng = np.random.default_rng(self.seed + 1)
-        suite = load_suite("geneval-shapes")
-        ev = ShapesEvaluator()
-        specs, imgs = [], []
-        for i in range(n):
-            spec = suite[int(rng.integers(len(suite)))]
-            scene = sample_scene(spec, rng)
-            if i % 2:  # half of them wrong scenes, so that agreement is not all "correct"
-                scene = next(iter(perturbations(spec, scene, rng).values()))
-            specs.append(spec)
-            imgs.append(render(scene, self.cfg.resolution))
-        x = _to_unit(np.stack(imgs), self.device)
-        recon = torch.cat([vae.decode(vae.encode(b).latent).sample for b in x.split(128)])
-        same = [ev.evaluate(a, s).correct == ev.evaluate(b, s).correct
-                for a, b, s in zip(imgs, decoded_to_uint8(recon), specs, strict=True)]
-        return float(np.mean(same))
-
-    @torch.no_grad()
-    def latents(self) -> torch.Tensor:
-        """The pool's latents in the DiT's units (scaled), cached on disk."""
-        path = self.out / "autoencoder" / "pool_latents.safetensors"
-        if path.exists():
-            return statefile.load(path, "cache")
-        vae = self.load_autoencoder("autoencoder")
-        images, _ = self.pool()
-        chunks = []
-        with self._bar(len(images), "encode pool") as bar:
-            for i in range(0, len(images), 256):
-                chunks.append(vae.encode(_to_unit(images[i:i + 256], self.device)).latent.cpu())
-                bar.update(len(chunks[-1]))
-        lat = torch.cat(chunks) * vae.config.scaling_factor
-        statefile.save(path, lat)
-        return lat
-
-    def stage_decoder(self, d: Path) -> dict:
-        """Fine-tune the decoder on the frozen encoder's latents, adding noise of a random std in
-        [0, decoder_noise] to them, so that slightly-off generated latents still decode to clean
-        shapes; the latent space (and so the DiT's task) is unchanged."""
-        cfg = self.cfg
-        images, _ = self.pool()
-        lat = self.latents()
-        vae = self.load_autoencoder("autoencoder")
-        vae.requires_grad_(False)
-        vae.decoder.requires_grad_(True)
-        scale = vae.config.scaling_factor
-        opt = torch.optim.AdamW(vae.decoder.parameters(), lr=cfg.decoder_lr, weight_decay=0.0)
-        gen = torch.Generator().manual_seed(self.seed + 6)
-
-        def loss_fn():
-            idx = torch.randint(len(images), (cfg.decoder_batch,), generator=gen)
-            x = _to_unit(images[idx.numpy()], self.device)
-            z = lat[idx]
-            sigma = cfg.decoder_noise * torch.rand((len(z), 1, 1, 1), generator=gen)
-            z = (z + sigma * torch.randn(z.shape, generator=gen)).to(self.device)
-            recon = vae.decode(z / scale).sample
-            return F.l1_loss(recon, x) + F.mse_loss(recon, x)
-
-        losses = self._fit(d, "decoder", cfg.decoder_steps, cfg.decoder_lr, 50, vae.decoder, opt, loss_fn, gen,
-                           clip=None)
-        vae.eval()
-        vae.save_pretrained(d / "model")
-        return {**_loss_summary(losses), "verdict_agreement": self.reconstruction_agreement(vae)}
-
-    # -- teacher -----------------------------------------------------------------------
-    def stage_teacher(self, d: Path) -> dict:
-        cfg = self.cfg
-        text = build_text_encoder(cfg, self.tokenizer).to(self.device)
-        dit = build_transformer(cfg).to(self.device)
-        return self._train_flow(d, "teacher", text, dit, cfg.teacher_steps, cfg.teacher_lr, self.seed + 2)
-
-    def stage_refine(self, d: Path) -> dict:
-        text, dit = self.load_teacher("teacher")
-        return self._train_flow(d, "refine", text, dit, self.cfg.refine_steps, self.cfg.refine_lr, self.seed + 7)
-
-    def _train_flow(self, d: Path, desc: str, text, dit, steps: int, lr: float, seed: int) -> dict:
-        """Train text encoder + DiT jointly as a rectified flow (EMA weights saved to `d`)."""
-        cfg = self.cfg
-        lat = self.latents().to(self.device)
-        ids, masks = self.caption_tokens()
-        null_ids, null_mask = (t.to(self.device) for t in tokenize(self.tokenizer, [""], cfg.max_sequence_length))
-        model = torch.nn.ModuleDict({"text": text.requires_grad_(True), "dit": dit.requires_grad_(True)})
-        ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.998))
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-        if cfg.compile_blocks:
-            compile_blocks(dit)  # after the EMA's copy: that one only averages
-        gen = torch.Generator().manual_seed(seed)
-        noise_gen = _noise_generator(self.device, seed + 100)
-        guidance = torch.full((cfg.teacher_batch,), 100.0, device=self.device)  # teacher: guidance 1
-
-        def loss_fn():
-            idx = torch.randint(len(lat), (cfg.teacher_batch,), generator=gen)
-            drop = torch.rand(cfg.teacher_batch, generator=gen) < cfg.cfg_dropout
-            idx, keep = idx.to(self.device), (~drop).to(self.device).view(-1, 1)
-            x0 = lat[idx]
-            noise = torch.randn(x0.shape, generator=gen if noise_gen is None else noise_gen, device=self.device)
-            tau = logit_normal(len(x0), gen, self.device)
-            return flow_loss(text, dit, x0, noise, tau, torch.where(keep, ids[idx], null_ids),
-                             torch.where(keep, masks[idx], null_mask), guidance)
-
-        losses = self._fit(d, desc, steps, lr, 100, model, opt, loss_fn, gen, ema, noise_gen=noise_gen)
-        ema.module.text.save_pretrained(d / "text_encoder")
-        ema.module.dit.save_pretrained(d / "transformer")
-        text, dit = self.load_teacher(d.name)
-        null = encode_text(self.tokenizer, text, [""], cfg.max_sequence_length, self.device)
-
-        def sample(noise, embeds, mask):
-            return teacher_sample(dit, noise, embeds, mask, *null, cfg.default_guidance, cfg.sample_steps)
-
-        # decoded by the autoencoder stage's model: the fine-tuned decoder may still be training beside
-        score = self.quick_score(text, sample, self.load_autoencoder("autoencoder"))
-        return {**_loss_summary(losses), f"quick_score_{cfg.sample_steps}_steps": score}
-
-    def load_teacher(self, stage_name: str | None = None):
-        """Text encoder and DiT of `stage_name`, or of the latest teacher stage (refine, teacher)."""
-        from diffusers import SanaTransformer2DModel
-        from transformers import Gemma2Model
-
-        d = self._latest((stage_name,) if stage_name else ("refine", "teacher"), "transformer").parent
-        text = Gemma2Model.from_pretrained(d / "text_encoder", local_files_only=True).to(self.device).eval()
-        dit = SanaTransformer2DModel.from_pretrained(d / "transformer", local_files_only=True).to(self.device).eval()
-        return text, dit
-
-    # -- distillation ------------------------------------------------------------------
-    @torch.no_grad()
-    def teacher_pairs(self, d: Path) -> dict:
-        """(noise, caption index, guidance, teacher sample) pairs, generated once and cached."""
-        path = d / "pairs.safetensors"
-        if path.exists():
-            return statefile.load(path, "cache")
-        cfg = self.cfg
-        text, dit = self.load_teacher()
-        ids, masks = self.caption_tokens()
-        gen = torch.Generator().manual_seed(self.seed + 3)
-        n = cfg.distill_pairs
-        noise = torch.randn((n, *self.latent_shape), generator=gen)
-        idx = torch.randint(len(ids), (n,), generator=gen)
-        lo, hi = cfg.guidance_range
-        w = lo + (hi - lo) * torch.rand(n, generator=gen)
-        null_e, null_m = encode_text(self.tokenizer, text, [""], cfg.max_sequence_length, self.device)
-        x0 = torch.empty_like(noise)
-        with self._bar(n, "teacher pairs") as bar:
-            for i in range(0, n, cfg.pairs_batch):
-                sl = slice(i, i + cfg.pairs_batch)
-                rows = idx[sl].to(self.device)
-                e, m = encode_tokens(text, ids[rows], masks[rows])
-                x0[sl] = teacher_sample(dit, noise[sl].to(self.device), e, m, null_e, null_m,
-                                        w[sl].to(self.device), cfg.sample_steps).cpu()
-                bar.update(len(x0[sl]))
-        pairs = {"noise": noise, "idx": idx, "w": w, "x0": x0}
-        statefile.save(path, pairs)
-        return pairs
-
-    def stage_distill(self, d: Path) -> dict:
-        cfg = self.cfg
-        pairs = {k: v.to(self.device) for k, v in self.teacher_pairs(d).items()}
-        ids, masks = self.caption_tokens()
-        text, teacher = self.load_teacher()
-        text.requires_grad_(False)
-        student = copy.deepcopy(teacher).train().requires_grad_(True)
-        ema = torch.optim.swa_utils.AveragedModel(student, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.995))
-        opt = torch.optim.AdamW(student.parameters(), lr=cfg.distill_lr, weight_decay=0.0)
-        if cfg.compile_blocks:
-            compile_blocks(student)
-        gen = torch.Generator().manual_seed(self.seed + 4)
-
-        def loss_fn():
-            sel = torch.randint(len(pairs["x0"]), (cfg.distill_batch,), generator=gen).to(self.device)
-            with torch.no_grad():
-                rows = pairs["idx"][sel]
-                e, m = encode_tokens(text, ids[rows], masks[rows])
-            x0 = one_step(student, pairs["noise"][sel], e, m, pairs["w"][sel])
-            return F.mse_loss(x0, pairs["x0"][sel])
-
-        losses = self._fit(d, "distill", cfg.distill_steps, cfg.distill_lr, 50, student, opt, loss_fn, gen, ema)
-        ema.module.save_pretrained(d / "transformer")
-        student = ema.module.eval()
-
-        def sample(noise, embeds, mask):
-            return one_step(student, noise, embeds, mask, cfg.default_guidance)
-
-        score = self.quick_score(text, sample, self.load_autoencoder())
-        return {**_loss_summary(losses), "pairs": len(pairs["x0"]), "quick_score_one_step": score}
-
-    @torch.no_grad()
-    def quick_score(self, text, sample, vae, per_tag: int = 40) -> dict:
-        """GenEval-style overall and per-tag score of one sample for `per_tag` evaluation prompts
-        of each tag (a quick look during training; `vhslab world score` is the full measure)."""
-        cfg = self.cfg
-        suite = load_suite("geneval-shapes")
-        specs = [s for tag in TAGS for s in [x for x in suite if x.tag == tag][:per_tag]]
-        gen = torch.Generator().manual_seed(self.seed + 5)
-        ev, correct = ShapesEvaluator(), []
-        for i in range(0, len(specs), 64):
-            batch = specs[i:i + 64]
-            embeds, mask = encode_text(self.tokenizer, text, [s.prompt for s in batch], cfg.max_sequence_length,
-                                       self.device)
-            noise = torch.randn((len(batch), *self.latent_shape), generator=gen).to(self.device)
-            x0 = sample(noise, embeds, mask)
-            images = decoded_to_uint8(vae.decode(x0 / vae.config.scaling_factor).sample)
-            correct += [ev.evaluate(img, s).correct for img, s in zip(images, batch, strict=True)]
-        summary = summarize([s.tag for s in specs], correct)
-        return {"overall": summary["overall"], **summary["per_tag"]}
-
     # -- vision encoder and LLM (vhslab.world.vision_train / llm_train) ----------------
     def stage_vision(self, d: Path) -> dict:
         return train_vision(d / "model", self.vision_cfg or VisionTrainConfig(), seed=self.seed,
@@ -534,13 +262,6 @@ class WorldTrainer:
         }, indent=1))
         size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
         return {"megabytes": round(size / 2**20, 2)}
-
-
-def _noise_generator(device: torch.device, seed: int) -> torch.Generator | None:
-    """The flow stages' noise generator on a GPU: drawing a batch's noise on the CPU (2M normals at
-    batch 2,048, ~15 ms) would add a fifth to a compiled GPU step. None on the CPU, where the batch
-    generator draws it."""
-    return torch.Generator(device).manual_seed(seed) if device.type == "cuda" else None
 
 
 def _side_threads() -> tuple[int, int]:
