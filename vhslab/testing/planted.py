@@ -45,6 +45,80 @@ def _prompts(n_prompts: int, rng: np.random.Generator) -> list[dict]:
     return out
 
 
+def _labels(prompts: list[dict], pidx: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """What each sample's prompt asks (prompt_*) and what a detector "found" (found_*: noisy copies), per item."""
+    n_samples = len(pidx)
+    p_class = np.full((n_samples, 2), "", dtype="<U16")
+    p_color, p_rel, f_color, f_rel, f_class = (p_class.copy() for _ in range(5))
+    p_count = np.full((n_samples, 2), -1, np.int16)
+    f_count = p_count.copy()
+    for s in range(n_samples):
+        for i, it in enumerate(prompts[pidx[s]]["include"]):
+            p_class[s, i], p_count[s, i] = it["class"], it["count"]
+            p_color[s, i] = it.get("color", "")
+            p_rel[s, i] = it.get("position", [""])[0]
+            f_count[s, i] = max(0, it["count"] + int(rng.integers(-1, 2)))
+            f_class[s, i] = it["class"] if rng.random() < 0.7 else rng.choice(CLASSES)
+            if f_count[s, i] > 0:
+                f_color[s, i] = it["color"] if "color" in it and rng.random() < 0.5 else rng.choice(COLORS)
+                if p_rel[s, i]:
+                    f_rel[s, i] = rng.choice(RELATIONS)
+    return {"prompt_class": p_class, "prompt_color": p_color, "prompt_relation": p_rel, "prompt_count": p_count,
+            "found_class": f_class, "found_count": f_count, "found_color": f_color, "found_relation": f_rel}
+
+
+def _activations(rng: np.random.Generator, shape: tuple[int, int, int, int], verdict: np.ndarray, found_color: np.ndarray,
+                 signal_layer: int, color_layer: int, strength: float, ae_channels: int, chunk_samples: int, seed: int):
+    """(hidden (sample, layer, token, channel), ae_latent (sample, token, ae_channel)), lazy: Gaussian noise,
+    the verdict's direction added in `signal_layer` and the found colour's mean in `color_layer`."""
+    n_samples, n_layers, n_tokens, n_channels = shape
+    # Directions of the planted signals, in channel space.
+    w_verdict = rng.standard_normal(n_channels)
+    w_verdict /= np.linalg.norm(w_verdict)
+    color_ids = np.array([COLORS.index(c) if c else -1 for c in found_color])
+    color_means = rng.standard_normal((len(COLORS), n_channels)) * strength
+    color_shift = np.where(color_ids[:, None] >= 0, color_means[color_ids], 0.0)
+    ae_map = rng.standard_normal((n_channels, ae_channels)) / n_channels**0.5
+
+    chunks = (chunk_samples, 1, n_tokens, n_channels)
+    layers = []
+    for layer in range(n_layers):
+        noise = da.random.default_rng(seed * 1000 + layer).standard_normal(
+            (n_samples, 1, n_tokens, n_channels), chunks=chunks, dtype=np.float32
+        )
+        shift = np.zeros((n_samples, 1, 1, n_channels), np.float32)
+        if layer == signal_layer:
+            shift[:, 0, 0] += strength * (2.0 * verdict - 1)[:, None] * w_verdict
+        if layer == color_layer:
+            shift[:, 0, 0] += color_shift
+        layers.append(noise + da.from_array(shift, chunks=(chunk_samples, 1, 1, n_channels)))
+    hidden = da.concatenate(layers, axis=1)
+    ae = da.einsum("stc,ce->ste", hidden[:, -1], ae_map.astype(np.float32))
+    ae = ae + 0.3 * da.random.default_rng(seed + 7).standard_normal(ae.shape, chunks=ae.chunksize, dtype=np.float32)
+    return hidden, ae
+
+
+def _coords(prompts: list[dict], meanings: list[str], pidx: np.ndarray, per_prompt: int, n_layers: int,
+            n_tokens: int) -> dict:
+    """The store's coordinates: per sample (prompt, meaning, tag, seed...), per layer and per token (grid row, column)."""
+    n_samples = len(pidx)
+    side = round(n_tokens**0.5)
+    rows, cols = np.divmod(np.arange(n_tokens), side)
+    return {
+        "sample_id": ("sample", np.arange(n_samples, dtype=np.int64)),
+        "prompt": ("sample", np.array([prompts[p]["prompt"] for p in pidx])),
+        "meaning": ("sample", np.array([meanings[p] for p in pidx])),
+        "tag": ("sample", np.array([prompts[p]["tag"] for p in pidx])),
+        "seed": ("sample", np.arange(n_samples, dtype=np.int64) % per_prompt),
+        "prompt_index": ("sample", pidx.astype(np.int64)),
+        "layer": ("layer", np.arange(n_layers, dtype=np.int64)),
+        "depth": ("layer", np.arange(n_layers) / n_layers),
+        "site": ("layer", np.array([f"block.{i}" for i in range(n_layers)])),
+        "token_row": ("token", rows.astype(np.int64)),
+        "token_col": ("token", cols.astype(np.int64)),
+    }
+
+
 def planted_store(
     n_samples: int = 400,
     n_layers: int = 6,
@@ -76,58 +150,18 @@ def planted_store(
     pidx = np.arange(n_samples) // per_prompt
     verdict = (rng.random(n_samples) < 0.6).astype(np.int8)
 
-    p_class = np.full((n_samples, 2), "", dtype="<U16")
-    p_color, p_rel, f_color, f_rel, f_class = (p_class.copy() for _ in range(5))
-    p_count = np.full((n_samples, 2), -1, np.int16)
-    f_count = p_count.copy()
-    for s in range(n_samples):
-        for i, it in enumerate(prompts[pidx[s]]["include"]):
-            p_class[s, i], p_count[s, i] = it["class"], it["count"]
-            p_color[s, i] = it.get("color", "")
-            p_rel[s, i] = it.get("position", [""])[0]
-            f_count[s, i] = max(0, it["count"] + int(rng.integers(-1, 2)))
-            f_class[s, i] = it["class"] if rng.random() < 0.7 else rng.choice(CLASSES)
-            if f_count[s, i] > 0:
-                f_color[s, i] = it["color"] if "color" in it and rng.random() < 0.5 else rng.choice(COLORS)
-                if p_rel[s, i]:
-                    f_rel[s, i] = rng.choice(RELATIONS)
-
-    # Directions of the planted signals, in channel space.
-    w_verdict = rng.standard_normal(n_channels)
-    w_verdict /= np.linalg.norm(w_verdict)
-    color_ids = np.array([COLORS.index(c) if c else -1 for c in f_color[:, 0]])
-    color_means = rng.standard_normal((len(COLORS), n_channels)) * strength
-    color_shift = np.where(color_ids[:, None] >= 0, color_means[color_ids], 0.0)
-    ae_map = rng.standard_normal((n_channels, ae_channels)) / n_channels**0.5
-
-    chunks = (chunk_samples, 1, n_tokens, n_channels)
-    layers = []
-    for layer in range(n_layers):
-        noise = da.random.default_rng(seed * 1000 + layer).standard_normal(
-            (n_samples, 1, n_tokens, n_channels), chunks=chunks, dtype=np.float32
-        )
-        shift = np.zeros((n_samples, 1, 1, n_channels), np.float32)
-        if layer == signal_layer:
-            shift[:, 0, 0] += strength * (2.0 * verdict - 1)[:, None] * w_verdict
-        if layer == color_layer:
-            shift[:, 0, 0] += color_shift
-        layers.append(noise + da.from_array(shift, chunks=(chunk_samples, 1, 1, n_channels)))
-    hidden = da.concatenate(layers, axis=1)
-    ae = da.einsum("stc,ce->ste", hidden[:, -1], ae_map.astype(np.float32))
-    ae = ae + 0.3 * da.random.default_rng(seed + 7).standard_normal(ae.shape, chunks=ae.chunksize, dtype=np.float32)
-
+    labels = _labels(prompts, pidx, rng)
+    f_class, f_color = labels["found_class"], labels["found_color"]
+    shape = (n_samples, n_layers, n_tokens, n_channels)
+    hidden, ae = _activations(rng, shape, verdict, f_color[:, 0], signal_layer, color_layer, strength, ae_channels,
+                              chunk_samples, seed)
     data = {
         "hidden": (("sample", "layer", "token", "channel"), hidden.astype(dtype)),
         "ae_latent": (("sample", "ae_token", "ae_channel"), ae.astype(dtype)),
         "verdict": ("sample", verdict),
-        "prompt_class": (("sample", "item"), p_class),
-        "prompt_color": (("sample", "item"), p_color),
-        "prompt_relation": (("sample", "item"), p_rel),
-        "prompt_count": (("sample", "item"), p_count),
-        "found_class": (("sample", "item"), f_class),
-        "found_count": (("sample", "item"), f_count),
-        "found_color": (("sample", "item"), f_color),
-        "found_relation": (("sample", "item"), f_rel),
+        **{name: (("sample", "item"), labels[name]) for name in (
+            "prompt_class", "prompt_color", "prompt_relation", "prompt_count",
+            "found_class", "found_count", "found_color", "found_relation")},
         "written": ("sample", np.ones(n_samples, bool)),
         "caption": ("sample", np.array([" ".join(f"a photo of a {f_color[s, 0]} {f_class[s, 0]}".split())
                                         for s in range(n_samples)])),  # what a detector "saw"
@@ -140,20 +174,7 @@ def planted_store(
         img = (128 + 40 * da.clip(img, -3, 3)).astype(np.uint8).rechunk((chunk_samples, -1, -1, -1))
         data["image"] = (("sample", "pix_y", "pix_x", "rgb"), img)
         sites.append("image")
-    rows, cols = np.divmod(np.arange(n_tokens), side)
-    coords = {
-        "sample_id": ("sample", np.arange(n_samples, dtype=np.int64)),
-        "prompt": ("sample", np.array([prompts[p]["prompt"] for p in pidx])),
-        "meaning": ("sample", np.array([meanings[p] for p in pidx])),
-        "tag": ("sample", np.array([prompts[p]["tag"] for p in pidx])),
-        "seed": ("sample", np.arange(n_samples, dtype=np.int64) % per_prompt),
-        "prompt_index": ("sample", pidx.astype(np.int64)),
-        "layer": ("layer", np.arange(n_layers, dtype=np.int64)),
-        "depth": ("layer", np.arange(n_layers) / n_layers),
-        "site": ("layer", np.array([f"block.{i}" for i in range(n_layers)])),
-        "token_row": ("token", rows.astype(np.int64)),
-        "token_col": ("token", cols.astype(np.int64)),
-    }
+    coords = _coords(prompts, meanings, pidx, per_prompt, n_layers, n_tokens)
     attrs = {
         "spec_version": SPEC_VERSION,
         "evaluator": "planted",
