@@ -1,26 +1,23 @@
-"""What a command writes: ownership manifests, atomic saves, one writer at a time, and the checks of
-output paths against each other and against the inputs, all before any compute.
+"""What a command writes: ownership manifests, atomic saves, one writer at a time, and the checks of output paths
+against each other and against the inputs, all before any compute.
 
-- **Ownership.** Every output carries a small manifest: for a file `X`, the hidden sibling
-  `.X.vhslab.json`; for a folder, `vhslab-output.json` inside it. It records the kind of output (the
-  command and option that write it), what wrote it, the file's sha256 and whether it is complete. A
-  command writes only into a path that does not exist or that holds its own kind of output, and
-  replaces a complete one only with `--overwrite`. A file whose bytes no longer match its manifest
-  (edited or replaced by hand) is no longer ours.
-- **Atomic saves.** A file is written to a temporary sibling, flushed to disk and renamed over the
-  target; its manifest says "incomplete" until the rename is done, so a killed or disk-full save leaves
-  the previous file readable and is reported as "incomplete: rerun to finish or remove it", never as
-  earlier results. A folder output (a verifier, a world run) is marked incomplete before its first
-  file and complete after its last.
-- **One writer.** `claim` takes an exclusive lock (the `filelock` library: an OS lock, released when
-  the process dies, so a killed run never leaves a stale lock) for the command's lifetime, in
-  `$TMPDIR/vhslab-locks/` keyed by the output's absolute path (so it guards writers on one machine);
-  a second writer gets a clear error.
+- **Ownership.** Every output carries a small manifest: for a file `X`, the hidden sibling `.X.vhslab.json`; for a
+  folder, `vhslab-output.json` inside it. It records the kind of output (the command and option that write it),
+  what wrote it, the file's sha256 and whether it is complete. A command writes only into a path that does not
+  exist or that holds its own kind of output, and replaces a complete one only with `--overwrite`. A file whose
+  bytes no longer match its manifest (edited or replaced by hand) is no longer ours.
+- **Atomic saves.** A file is written to a temporary sibling, flushed to disk and renamed over the target; its
+  manifest says "incomplete" until the rename is done, so a killed or disk-full save leaves the previous file
+  readable and is reported as "incomplete: rerun to finish or remove it", never as earlier results. A folder
+  output (a verifier, a world run) is marked incomplete before its first file and complete after its last.
+- **One writer.** `claim` takes an exclusive lock (the `filelock` library: an OS lock, released when the process
+  dies, so a killed run never leaves a stale lock) for the command's lifetime, in `$TMPDIR/vhslab-locks/` keyed by
+  the output's absolute path (so it guards writers on one machine); a second writer gets a clear error.
 
-Fault injection for tests: `VHSLAB_FAULT=kill:N` (SIGKILL, as `kill -9`) or `enospc:N` (a disk-full
-OSError) strikes at the N-th save point of the process (a save point: just before an atomic rename, each
-line appended to a resumable log, each training checkpoint); `VHSLAB_FAULT=count` prints at exit how many
-save points the run passed. Unset, it costs nothing.
+Fault injection for tests: `VHSLAB_FAULT=kill:N` (SIGKILL, as `kill -9`) or `enospc:N` (a disk-full OSError)
+strikes at the N-th save point of the process (a save point: just before an atomic rename, each line appended to a
+resumable log, each training checkpoint); `VHSLAB_FAULT=count` prints at exit how many save points the run passed
+(unset, it costs nothing).
 """
 
 from __future__ import annotations
@@ -71,6 +68,7 @@ class Output:
 
 # --- manifests --------------------------------------------------------------------------------------------
 def manifest_path(path: str | Path, folder: bool | None = None) -> Path:
+    """Where the manifest of output `path` lies: inside a folder, beside a file (`.<name>.vhslab.json`)."""
     path = Path(path)
     folder = path.is_dir() if folder is None else folder
     return path / MANIFEST if folder else path.parent / f".{path.name}.vhslab.json"
@@ -87,6 +85,7 @@ def read_manifest(path: str | Path) -> dict | None:
 
 
 def sha256(path: Path) -> str:
+    """The SHA-256 hex digest of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -95,6 +94,7 @@ def sha256(path: Path) -> str:
 
 
 def write_manifest(out: Output, complete: bool) -> None:
+    """Record who wrote `out` (kind, command line, version) and whether it is complete (with its file's hash)."""
     version = sys.modules["vhslab"].__version__  # the package is loaded before any of its modules
     record = {"kind": out.kind, "complete": complete, "writer": f"vhslab {version}", "argv": sys.argv[1:],
               "folder": out.folder, **out.info}
@@ -293,9 +293,8 @@ def write_json_atomic(target: str | Path, record, **dumps) -> None:
 
 @contextlib.contextmanager
 def saving(out: Output):
-    """Write one output: marked incomplete first, complete last. For a file, yields the temporary path
-    to write (renamed over the target at the end); for a folder, yields the folder itself (each file in
-    it written by the caller, ideally with `atomic_path`)."""
+    """Write one output: marked incomplete first, complete last. For a file, yields the temporary path to write
+    (renamed over the target at the end); for a folder, the folder itself (its files written by the caller)."""
     if out.folder:
         out.path.mkdir(parents=True, exist_ok=True)
     write_manifest(out, complete=False)
@@ -330,11 +329,13 @@ def atomic_folder(out: Output):
 
 
 def save_bytes(out: Output, data: bytes) -> None:
+    """Write `data` to the output atomically, with its manifest."""
     with saving(out) as tmp:
         tmp.write_bytes(data)
 
 
 def save_json(out: Output, record) -> None:
+    """Write `record` as indented JSON to the output atomically, with its manifest."""
     save_bytes(out, (json.dumps(record, indent=1) + "\n").encode())
 
 
@@ -349,6 +350,7 @@ def save_figure(out: Output, fig, dpi: int = 120, **kwargs) -> None:
 
 
 def save_netcdf(out: Output, ds) -> None:
+    """Write the dataset `ds` as netCDF to the output atomically, with its manifest."""
     with saving(out) as tmp:
         ds.to_netcdf(tmp)
 

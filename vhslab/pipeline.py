@@ -20,6 +20,8 @@ from vhslab.shapes.prompts import PromptSpec
 
 @dataclass(frozen=True)
 class Sample:
+    """One candidate of a sample list: its id, its prompt's row, its generator seed and the prompt."""
+
     sample_id: int
     prompt_index: int
     seed: int
@@ -135,6 +137,7 @@ class GenConfig:
         return {k: v for k, v in want.items() if k in accepted}
 
     def to_dict(self) -> dict:
+        """The config as plain JSON data."""
         return asdict(self)
 
 

@@ -180,6 +180,8 @@ Ms = expect(float, "a finite number of milliseconds > 0", gt=0, allow_inf_nan=Fa
 
 
 class StageCosts(BaseModel):
+    """Measured milliseconds of each pipeline stage in a cost model file."""
+
     model_config = STRICT
     dit_block: Ms
     decode: Ms

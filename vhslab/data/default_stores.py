@@ -28,6 +28,7 @@ SITES = "all,ae_latent,vision"
 
 
 def cache_dir() -> Path:
+    """The cache folder of the default stores: `$VHSLAB_CACHE`, else `~/.cache/vhslab`."""
     return Path(os.environ.get("VHSLAB_CACHE") or Path.home() / ".cache" / "vhslab")
 
 

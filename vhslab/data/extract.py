@@ -44,7 +44,10 @@ from vhslab.trace.capture import LATE_SITES, Capture, VisionFn, find_transformer
 
 
 class Evaluator(Protocol):
-    def evaluate(self, image: np.ndarray, spec: PromptSpec) -> Any: ...
+    """What `extract` needs of an evaluator: a verdict (with `.correct`) of an image for a prompt."""
+
+    def evaluate(self, image: np.ndarray, spec: PromptSpec) -> Any:
+        """The verdict of `image` (uint8, H x W x 3) for `spec`."""
 
 
 def check_output(out: Path) -> None:

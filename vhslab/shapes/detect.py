@@ -38,6 +38,7 @@ FEATURES = ("circularity", "solidity", "rect_fill", "circle_fill", "triangle_fil
 
 @cache
 def palette_lab() -> np.ndarray:
+    """The world's colour palette (`scenes.COLORS`) in CIELAB, one row per colour."""
     rgb = np.array(list(COLORS.values()), np.float64)[None] / 255.0
     return skcolor.rgb2lab(rgb)[0]
 

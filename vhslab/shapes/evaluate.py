@@ -28,7 +28,8 @@ class Evaluator(Protocol):
     """Anything that judges an image against a GenEval prompt (a detector-based one for real
     images plugs in here)."""
 
-    def evaluate(self, image: np.ndarray, spec: PromptSpec) -> Verdict: ...
+    def evaluate(self, image: np.ndarray, spec: PromptSpec) -> Verdict:
+        """The verdict of `image` (uint8, H x W x 3) for `spec`."""
 
 
 def check_image(image) -> np.ndarray:
@@ -103,6 +104,7 @@ class ShapesEvaluator:
         check_vocabulary(spec)
 
     def evaluate(self, image, spec: PromptSpec) -> Verdict:
+        """GenEval's verdict on `image` for `spec` (the counting threshold for counting prompts); PromptError for words outside the world."""
         check_vocabulary(spec)
         threshold = self.counting_threshold if spec.tag == "counting" else self.threshold
         return judge(spec, self.detect(image, threshold))

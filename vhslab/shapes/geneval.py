@@ -30,6 +30,7 @@ class Detection:
 
     @property
     def center(self) -> tuple[float, float]:
+        """The centre (x, y) of the box, normalised."""
         x0, y0, x1, y1 = self.box
         return ((x0 + x1) / 2, (y0 + y1) / 2)
 
@@ -46,6 +47,8 @@ class ItemFinding:
 
 @dataclass
 class Verdict:
+    """GenEval's judgement of one image: correct or not, why not, the detections and what each item found."""
+
     correct: bool
     reasons: list[str] = field(default_factory=list)
     detections: list[Detection] = field(default_factory=list)

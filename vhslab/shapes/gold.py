@@ -33,6 +33,8 @@ GOLD_SEED_BASE = 7_000_000  # far from every seed that scoring, extraction or tr
 
 @dataclass(frozen=True)
 class GoldRecord:
+    """One gold image: its prompt and seed, the person's verdict by GenEval's rules, a note and an ambiguity flag."""
+
     index: int
     split: str
     tag: str
@@ -56,6 +58,7 @@ def gold_schema() -> type[BaseModel]:
 
 
 def image_sha1(image: np.ndarray) -> str:
+    """The first 12 hex digits of the SHA-1 of an image's bytes."""
     return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()[:12]
 
 
@@ -125,6 +128,7 @@ def read_gold(path: str | Path = GOLD_FILE) -> list[GoldRecord]:
 
 
 def write_gold(records: list[GoldRecord], path: str | Path = GOLD_FILE) -> None:
+    """Write gold records, one JSON object per line."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(asdict(r)) + "\n" for r in records), encoding="utf-8")

@@ -17,6 +17,7 @@ _REL = re.compile(r"^(.+?) (" + "|".join(RELATIONS) + r") (.+)$")
 
 
 def noun_phrase(cls: str, count: int = 1, color: str | None = None) -> str:
+    """GenEval's noun phrase for `count` objects of `cls` ("a red circle", "two stars")."""
     words = ([color] if color else []) + [cls if count == 1 else PLURALS.get(cls, cls + "s")]
     head = COUNT_WORDS.get(count, str(count))
     if count == 1 and words[0][0] in "aeiou":
@@ -45,6 +46,7 @@ def _parse_np(text: str, index: int) -> Item:
 
 
 def infer_tag(include: list[Item]) -> str:
+    """The GenEval tag that `include` items belong to ("custom" when none fits)."""
     if len(include) == 1:
         item = include[0]
         if item.count > 1:
@@ -103,6 +105,7 @@ def describe(objects: list[tuple[str, str, tuple]]) -> str:
 
 
 def caption_scene(scene: Scene) -> str:
+    """The caption of a scene's objects (`describe`)."""
     return describe([(o.shape, o.color, o.box) for o in scene.objects])
 
 

@@ -36,6 +36,7 @@ class Item:
     position: tuple[str, int] | None = None
 
     def to_json(self) -> dict:
+        """The item as GenEval's JSON object."""
         out: dict = {"class": self.cls, "count": self.count}
         if self.color is not None:
             out["color"] = self.color
@@ -50,6 +51,7 @@ class Item:
 
     @classmethod
     def from_row(cls, row) -> Item:
+        """An item from a checked schema row (`vhslab.schemas.ItemRow`)."""
         return cls(row.cls, row.count, row.color, row.position)
 
 
@@ -108,6 +110,7 @@ class PromptSpec:
         return " ; ".join(parts)
 
     def to_json(self) -> dict:
+        """The spec as GenEval's JSON object (key order of GenEval's file)."""
         out: dict = {"tag": self.tag, "include": [it.to_json() for it in self.include]}
         if self.exclude:
             out["exclude"] = [it.to_json() for it in self.exclude]

@@ -57,6 +57,8 @@ POLYGONS = {  # unit polygons, bounding box centred at 0 with larger side 1
 
 @dataclass(frozen=True)
 class SceneObject:
+    """One object of a scene: shape, colour, centre and size (normalised to the frame)."""
+
     shape: str
     color: str
     cx: float
@@ -78,6 +80,8 @@ class SceneObject:
 
 @dataclass(frozen=True)
 class Scene:
+    """The objects of one procedural image, checked for known shapes and colours."""
+
     objects: tuple[SceneObject, ...]
 
     def __post_init__(self) -> None:

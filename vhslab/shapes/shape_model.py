@@ -151,6 +151,7 @@ class ShapeModel:
 
 @cache
 def shipped_model() -> ShapeModel:
+    """The shape classifier shipped with the package (`assets/shape_model.json`)."""
     return ShapeModel(json.loads(MODEL_FILE.read_text()))
 
 

@@ -88,6 +88,7 @@ def _build(name: str) -> tuple[PromptSpec, ...]:
 
 
 def build_suite(name: str) -> list[PromptSpec]:
+    """The named suite (`SUITES`) as a list of prompts."""
     if name not in SUITES:
         raise InputError(f"unknown suite {name!r}; known: {SUITES}")
     return list(_build(name))

@@ -1,4 +1,5 @@
-"""The embedded world: the trained tiny SANA-Sprint pipeline, vision encoder and LLM."""
+"""The embedded world: the trained tiny SANA-Sprint pipeline, vision encoder and LLM (`load_world`);
+its training is `vhslab.world.train`, its scoring `vhslab.world.score`."""
 
 from __future__ import annotations
 
@@ -17,11 +18,15 @@ WORLD_DIR = Path(__file__).resolve().parents[1] / "assets" / "world"
 
 
 class WorldMissingError(MissingError):
+    """There is no world at the given folder (or the shipped one is missing)."""
+
     pass
 
 
 @dataclass
 class World:
+    """The loaded world: its pipeline, vision encoder, CLIP model, LLM, tokenizer, generation defaults and info."""
+
     pipeline: Any  # diffusers.SanaSprintPipeline
     vision: Any  # vhslab.trace.vision.VisionEncoder over the CLIP vision tower (None if not shipped)
     clip: Any  # transformers.CLIPModel
@@ -56,3 +61,6 @@ def load_world(path: str | Path | None = None, device: str = "cpu") -> World:
         llm = load_llm(root / "llm")[0].to(device)
     gen = GenConfig(guidance_scale=info["default_guidance"], max_sequence_length=info["max_sequence_length"])
     return World(pipe, vision, clip, llm, pipe.tokenizer, gen, info)
+
+
+__all__ = ["WORLD_DIR", "World", "WorldMissingError", "load_world"]

@@ -21,6 +21,8 @@ GUIDANCE_EMBEDS_SCALE = 100.0  # guidance 1..5 -> 100..500, the range of its sin
 
 @dataclass
 class GeneratorConfig:
+    """Architecture, training and sampling settings of the world's generator (autoencoder, teacher, student)."""
+
     resolution: int = 64
     latent_channels: int = 16
     ae_channels: tuple[int, ...] = (16, 32, 64, 64)
@@ -87,10 +89,12 @@ class GeneratorConfig:
         return self.resolution // 2 ** (len(self.ae_channels) - 1)
 
     def to_dict(self) -> dict:
+        """The config as plain JSON data."""
         return asdict(self)
 
 
 def build_autoencoder(cfg: GeneratorConfig):
+    """A fresh DC-AE autoencoder of the config's widths and latent channels."""
     from diffusers import AutoencoderDC
 
     n = len(cfg.ae_channels)
@@ -115,6 +119,7 @@ def build_autoencoder(cfg: GeneratorConfig):
 
 
 def build_text_encoder(cfg: GeneratorConfig, tokenizer):
+    """A fresh Gemma2 text encoder over the world's tokenizer."""
     from transformers import Gemma2Config, Gemma2Model
 
     return Gemma2Model(
@@ -135,6 +140,7 @@ def build_text_encoder(cfg: GeneratorConfig, tokenizer):
 
 
 def build_transformer(cfg: GeneratorConfig):
+    """A fresh Sana DiT of the config's depth and width."""
     from diffusers import SanaTransformer2DModel
 
     width = cfg.num_heads * cfg.head_dim
@@ -159,6 +165,7 @@ def build_transformer(cfg: GeneratorConfig):
 
 
 def assemble_pipeline(tokenizer, text_encoder, vae, transformer):
+    """A SanaSprintPipeline of the trained parts, with the SCM scheduler."""
     from diffusers import SanaSprintPipeline, SCMScheduler
 
     pipe = SanaSprintPipeline(

@@ -112,5 +112,6 @@ def sample_text(tokenizer, rng: np.random.Generator, mix=(0.2, 0.15, 0.65)) -> t
 
 
 def texts(tokenizer, n: int, seed, mix=(0.2, 0.15, 0.65)) -> list[tuple[str, str]]:
+    """`n` (kind, text) pairs of the corpus, seeded by `seed`."""
     rng = np.random.default_rng(seed)
     return [sample_text(tokenizer, rng, mix) for _ in range(n)]

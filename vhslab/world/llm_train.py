@@ -36,6 +36,8 @@ from vhslab.world.text import build_word_tokenizer
 
 @dataclass(frozen=True)
 class LLMTrainConfig:
+    """Architecture, corpus mix and training settings of the world LLM."""
+
     hidden_size: int = 128
     layers: int = 3
     heads: int = 4
@@ -56,6 +58,7 @@ class LLMTrainConfig:
 
     @classmethod
     def tiny(cls) -> LLMTrainConfig:
+        """A config that trains in seconds (smoke tests)."""
         return cls(
             hidden_size=32, layers=1, heads=2, kv_heads=1, intermediate_size=64, steps=8, batch_size=16,
             warmup=2, checkpoint_every=4, eval_texts=20, eval_dialogues=20, unigram_texts=100, lr=3e-3,
@@ -66,6 +69,7 @@ class LLMTrainConfig:
 
 
 def encode(tokenizer, strings: list[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention masks of `strings`, padded and cut at `max_len`."""
     tok = tokenizer(strings, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
     return tok["input_ids"], tok["attention_mask"]
 
@@ -134,6 +138,7 @@ def yes_no_accuracy(model, tokenizer, prefixes: list[str], answers: list[str], b
 
 
 def build_model(config: LLMTrainConfig, tokenizer, seed: int = 0):
+    """A fresh, seeded Qwen2 causal LM of the config over the world's tokenizer."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(seed)
@@ -217,6 +222,7 @@ class BatchPrefetch:
         return next(self.it)
 
     def close(self) -> None:
+        """Stop the worker processes."""
         if self.pool is not None:
             self.pool.terminate()
             self.pool = None
@@ -233,6 +239,7 @@ def tag_prior_accuracy(tags: list[str], answers: list[str]) -> float:
 
 
 def evaluate(model, tokenizer, config: LLMTrainConfig, seed: int = 54321) -> dict:
+    """Held-out perplexity overall and per kind (and a unigram model's), and yes/no accuracy of dialogues overall and per tag."""
     held = texts(tokenizer, config.eval_texts, [seed, 1], config.mix)
     fit = texts(tokenizer, config.unigram_texts, [seed, 2], config.mix)  # same distribution as training
     strings = [t for _, t in held]

@@ -28,6 +28,7 @@ CONFIG = "train_config.json"
 
 
 def pick_device(device: str | torch.device | None) -> torch.device:
+    """`device`, or CUDA when available, else the CPU."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -57,6 +58,7 @@ def check_config(out_dir: Path, config, seed: int, name: str = CONFIG, key: str 
 
 
 def save_checkpoint(out_dir: Path, model, optimizer, step: int, extra: dict | None = None) -> None:
+    """Save model, optimizer, step and RNG states (and `extra`) to `out_dir` as a state file (`vhslab.statefile`)."""
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -108,6 +110,7 @@ def lr_at(step: int, total: int, warmup: int, base: float, final_frac: float = 0
 
 
 def progress_bar(total: int, initial: int, desc: str, enabled: bool):
+    """A tqdm bar (disabled when not `enabled`)."""
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True, leave=False)

@@ -140,11 +140,13 @@ class WorldTrainer(AutoencoderStages, FlowStages):
         return (self.cfg.latent_channels, self.cfg.latent_grid, self.cfg.latent_grid)
 
     def stage_dir(self, name: str) -> Path:
+        """The folder of stage `name`, made if needed."""
         path = self.out / name
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     def run(self, stages=STAGES) -> dict:
+        """Run `stages` in STAGES order (finished ones skipped, side stages beside); their metrics by stage."""
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise InputError(f"unknown stage(s) {unknown}; stages: {STAGES}")
@@ -235,15 +237,18 @@ class WorldTrainer(AutoencoderStages, FlowStages):
 
     # -- vision encoder and LLM (vhslab.world.vision_train / llm_train) ----------------
     def stage_vision(self, d: Path) -> dict:
+        """Train the world's tiny CLIP (`vision_train.train_vision`)."""
         return train_vision(d / "model", self.vision_cfg or VisionTrainConfig(), seed=self.seed,
                             device=str(self.device), progress=self.progress)
 
     def stage_llm(self, d: Path) -> dict:
+        """Train the world's tiny LLM (`llm_train.train_llm`)."""
         return train_llm(d / "model", self.llm_cfg or LLMTrainConfig(), seed=self.seed,
                          device=str(self.device), progress=self.progress)
 
     # -- assembly ----------------------------------------------------------------------
     def stage_assemble(self, d: Path) -> dict:
+        """Save the SanaSprintPipeline, vision model, LLM and world.json into `d`; its size."""
         import shutil
 
         from diffusers import SanaTransformer2DModel

@@ -41,6 +41,7 @@ class AutoencoderStages:
         return AutoencoderDC.from_pretrained(path, local_files_only=True).to(self.device).eval()
 
     def stage_autoencoder(self, d: Path) -> dict:
+        """Train the autoencoder on the pool, set its latent scale and measure the verdict agreement of reconstructions."""
         cfg = self.cfg
         images, _ = self.pool()
         vae = build_autoencoder(cfg).to(self.device)

@@ -40,12 +40,14 @@ class FlowStages:
     """The `teacher`, `refine` and `distill` stages of WorldTrainer, and the quick score they report."""
 
     def stage_teacher(self, d: Path) -> dict:
+        """Train a fresh text encoder + DiT as a rectified flow."""
         cfg = self.cfg
         text = build_text_encoder(cfg, self.tokenizer).to(self.device)
         dit = build_transformer(cfg).to(self.device)
         return self._train_flow(d, "teacher", text, dit, cfg.teacher_steps, cfg.teacher_lr, self.seed + 2)
 
     def stage_refine(self, d: Path) -> dict:
+        """A second cosine cycle of the teacher from its EMA weights (warm restart)."""
         text, dit = self.load_teacher("teacher")
         return self._train_flow(d, "refine", text, dit, self.cfg.refine_steps, self.cfg.refine_lr, self.seed + 7)
 
@@ -128,6 +130,7 @@ class FlowStages:
         return pairs
 
     def stage_distill(self, d: Path) -> dict:
+        """Distil the one-step student from the teacher's CFG samples; its quick score."""
         cfg = self.cfg
         pairs = {k: v.to(self.device) for k, v in self.teacher_pairs(d).items()}
         ids, masks = self.caption_tokens()

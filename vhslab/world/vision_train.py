@@ -30,6 +30,8 @@ EOS = " <eos>"
 
 @dataclass(frozen=True)
 class VisionTrainConfig:
+    """Architecture and training settings of the world's tiny CLIP."""
+
     image_size: int = 64
     patch_size: int = 8
     vision_width: int = 64
@@ -52,6 +54,7 @@ class VisionTrainConfig:
 
     @classmethod
     def tiny(cls) -> VisionTrainConfig:
+        """A config that trains in seconds (smoke tests)."""
         return cls(
             vision_width=16, vision_layers=1, vision_heads=2, text_width=16, text_layers=1, text_heads=2,
             projection_dim=16, image_size=32, steps=8, batch_size=16, warmup=2, checkpoint_every=4,
@@ -60,6 +63,7 @@ class VisionTrainConfig:
 
 
 def build_model(config: VisionTrainConfig, tokenizer, seed: int = 0):
+    """A fresh, seeded CLIP model of the config over the world's tokenizer."""
     from transformers import CLIPConfig, CLIPModel
 
     ids = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
@@ -95,6 +99,7 @@ def pixels(images: np.ndarray, processor) -> torch.Tensor:
 
 
 def single_object_scene(shape: str, color: str, rng: np.random.Generator) -> Scene:
+    """A scene of one object of `shape` and `color`, placed at random."""
     return Scene(tuple(place([(shape, color)], rng)))
 
 
