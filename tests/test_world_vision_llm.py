@@ -13,7 +13,7 @@ from vhslab.world import llm_corpus as C
 from vhslab.world import llm_train as L
 from vhslab.world import stage
 from vhslab.world import vision_train as V
-from vhslab.world.text import build_word_tokenizer
+from vhslab.world.text import build_word_tokenizer, verifier_messages
 
 torch.set_num_threads(1)
 
@@ -140,8 +140,8 @@ def test_llm_tiny_trains_saves_and_reloads(llm_run):
     fresh = build_word_tokenizer()
     text = C.dialogue_prefix(fresh, "a photo of two stars", "a photo of a red star , a blue star") + "yes <|im_end|>"
     assert tok(text)["input_ids"] == fresh(text)["input_ids"]
-    assert tok.apply_chat_template(L.verifier_messages("x"), tokenize=False) == fresh.apply_chat_template(
-        L.verifier_messages("x"), tokenize=False
+    assert tok.apply_chat_template(verifier_messages("x"), tokenize=False) == fresh.apply_chat_template(
+        verifier_messages("x"), tokenize=False
     )
     again = L.evaluate(model, tok, L.LLMTrainConfig.tiny())
     assert all(again[k] == metrics[k] for k in again)  # reloaded model reproduces the saved metrics
