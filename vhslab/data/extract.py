@@ -178,6 +178,89 @@ def _store_coords(samples: list[Sample], sites: list[str], num_blocks: int, grid
     return coords
 
 
+def _store_attrs(pipe, prompts: Sequence[PromptSpec], gen: GenConfig, evaluator, site_list: list[str],
+                 num_blocks: int, *, n_per_prompt: int, seed: int, dtype: str, batch_size: int,
+                 model_id: str | None) -> tuple[str, dict]:
+    """(content key, store attributes) of an extraction: what the store holds and what made it."""
+    cfg = config_hash(pipe)
+    judge = describe_evaluator(evaluator)
+    generator = generator_fingerprint(pipe, weights_hash(pipe))
+    key = content_key(  # the generator's fingerprint, not config_hash: that holds the folder it was loaded from
+        evaluator=judge,
+        generator=generator,
+        prompts=[s.to_json() for s in prompts],
+        n_per_prompt=n_per_prompt,
+        seed=seed,
+        sites=site_list,
+        dtype=dtype,
+        gen=gen.to_dict(),
+    )
+    attrs = {
+        "spec_version": SPEC_VERSION,
+        "model_id": str(model_id or getattr(pipe, "name_or_path", None) or type(pipe).__name__),
+        "pipeline": type(pipe).__name__,
+        "config_hash": cfg,
+        "generator": generator,  # verifiers refuse a store of another generator
+        "num_blocks": num_blocks,
+        "sites": ",".join(site_list),
+        "dtype": dtype,
+        "vhslab_version": vhslab.__version__,
+        "content_key": key,
+        "evaluator": json.dumps(judge, sort_keys=True),
+        "sample_chunk": batch_size,
+        "generation": str(gen.to_dict()),
+    }
+    return key, attrs
+
+
+def _resume(out: Path, key: str, verify: bool, n_samples: int, batch_size: int):
+    """(store or None, samples already written, sample chunk, damaged chunks found) of the output: a store of
+    other data is refused; with `verify`, lost or damaged chunks count as not written."""
+    done = np.zeros(n_samples, bool)
+    chunk = batch_size
+    repaired: list[str] = []
+    ds = None
+    if out.exists():
+        ds = open_store(out)
+        if ds.attrs["content_key"] != key:
+            raise StoreInputError(
+                f"{out} holds different data (content key {ds.attrs['content_key']} != {key}: model, prompts, "
+                "seeds, sites, dtype, generation settings or evaluator differ). Use another --out; nothing was changed."
+            )
+        done = written_mask(ds, out)
+        chunk = int(ds.attrs["sample_chunk"])  # batches stay aligned with the store's chunks
+        if verify:  # lost or damaged chunks: their batches are generated and written again
+            for damage in verify_store(out, ds, chunk, done):
+                done[damage.samples[0] : damage.samples[1]] = False
+                repaired.append(str(damage))
+    return ds, done, chunk, repaired
+
+
+def _summary(out: Path, shard: str, n_samples: int, n_mine: int, n_todo: int, site_list: list[str], done: np.ndarray,
+             bytes_written: int, t0: float, key: str, repaired: list[str]) -> dict[str, Any]:
+    """What `extract` returns: counts, the evaluator's accuracy on the written samples, speed and memory."""
+    elapsed = time.perf_counter() - t0
+    final = open_store(out) if out.exists() else None
+    written = written_mask(final, out) if final is not None else done
+    verdicts = final["verdict"].values[written] if final is not None and written.any() else np.array([])
+    return {
+        "out": str(out),
+        "shard": shard,
+        "samples_total": n_samples,
+        "samples_written": int(written.sum()),
+        "samples_this_run": n_todo,
+        "skipped": n_mine - n_todo,
+        "sites": site_list,
+        "accuracy": float(verdicts.mean()) if verdicts.size else None,
+        "elapsed_s": round(elapsed, 3),
+        "samples_per_s": round(n_todo / elapsed, 2),
+        "mb_per_s": round(bytes_written / 1e6 / elapsed, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "content_key": key,
+        "repaired": repaired,
+    }
+
+
 def extract(
     pipe: Any,
     prompts: Sequence[PromptSpec],
@@ -213,8 +296,7 @@ def extract(
         raise InputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     site_list = parse_sites(sites, pipe, vision)  # fails before any compute
     rank, world = parse_shard(shard)
-    if evaluator is None:
-        evaluator = ShapesEvaluator()
+    evaluator = ShapesEvaluator() if evaluator is None else evaluator
     if hasattr(evaluator, "check_prompt"):  # every prompt, all errors at once, before any compute
         for message in check_prompts(list(prompts), evaluator.check_prompt):
             warnings.warn(message, stacklevel=2)
@@ -225,51 +307,9 @@ def extract(
     num_blocks = len(dit.transformer_blocks)
     patch = getattr(dit.config, "patch_size", 1) or 1
     grid = (gen.height // (pipe.vae_scale_factor * patch), gen.width // (pipe.vae_scale_factor * patch))
-    cfg = config_hash(pipe)
-    judge = describe_evaluator(evaluator)
-    generator = generator_fingerprint(pipe, weights_hash(pipe))
-    key = content_key(  # the generator's fingerprint, not config_hash: that holds the folder it was loaded from
-        evaluator=judge,
-        generator=generator,
-        prompts=[s.to_json() for s in prompts],
-        n_per_prompt=n_per_prompt,
-        seed=seed,
-        sites=site_list,
-        dtype=dtype,
-        gen=gen.to_dict(),
-    )
-    attrs = {
-        "spec_version": SPEC_VERSION,
-        "model_id": str(model_id or getattr(pipe, "name_or_path", None) or type(pipe).__name__),
-        "pipeline": type(pipe).__name__,
-        "config_hash": cfg,
-        "generator": generator,  # verifiers refuse a store of another generator
-        "num_blocks": num_blocks,
-        "sites": ",".join(site_list),
-        "dtype": dtype,
-        "vhslab_version": vhslab.__version__,
-        "content_key": key,
-        "evaluator": json.dumps(judge, sort_keys=True),
-        "sample_chunk": batch_size,
-        "generation": str(gen.to_dict()),
-    }
-    done = np.zeros(len(samples), bool)
-    chunk = batch_size
-    repaired: list[str] = []
-    ds = None
-    if out.exists():
-        ds = open_store(out)
-        if ds.attrs["content_key"] != key:
-            raise StoreInputError(
-                f"{out} holds different data (content key {ds.attrs['content_key']} != {key}: model, prompts, "
-                "seeds, sites, dtype, generation settings or evaluator differ). Use another --out; nothing was changed."
-            )
-        done = written_mask(ds, out)
-        chunk = int(ds.attrs["sample_chunk"])  # batches stay aligned with the store's chunks
-        if verify:  # lost or damaged chunks: their batches are generated and written again
-            for damage in verify_store(out, ds, chunk, done):
-                done[damage.samples[0] : damage.samples[1]] = False
-                repaired.append(str(damage))
+    key, attrs = _store_attrs(pipe, prompts, gen, evaluator, site_list, num_blocks, n_per_prompt=n_per_prompt,
+                              seed=seed, dtype=dtype, batch_size=batch_size, model_id=model_id)
+    ds, done, chunk, repaired = _resume(out, key, verify, len(samples), batch_size)
     n_chunks = math.ceil(len(samples) / chunk)
     mine = [c for c in range(n_chunks) if c % world == rank]
     todo = [c for c in mine if not done[c * chunk : (c + 1) * chunk].all()]
@@ -299,23 +339,5 @@ def extract(
     bar.close()
     if todo and out.exists():
         consolidate(out)
-    elapsed = time.perf_counter() - t0
-    final = open_store(out) if out.exists() else None
-    written = written_mask(final, out) if final is not None else done
-    verdicts = final["verdict"].values[written] if final is not None and written.any() else np.array([])
-    return {
-        "out": str(out),
-        "shard": f"{rank}/{world}",
-        "samples_total": len(samples),
-        "samples_written": int(written.sum()),
-        "samples_this_run": n_todo,
-        "skipped": n_mine - n_todo,
-        "sites": site_list,
-        "accuracy": float(verdicts.mean()) if verdicts.size else None,
-        "elapsed_s": round(elapsed, 3),
-        "samples_per_s": round(n_todo / elapsed, 2),
-        "mb_per_s": round(bytes_written / 1e6 / elapsed, 3),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "content_key": key,
-        "repaired": repaired,
-    }
+    return _summary(out, f"{rank}/{world}", len(samples), n_mine, n_todo, site_list, done, bytes_written, t0, key,
+                    repaired)
