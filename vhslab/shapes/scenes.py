@@ -36,13 +36,14 @@ EDGE_MARGIN = 0.03
 GAP = 0.05  # minimal gap between two objects' boxes, so that objects never touch
 
 
-def _star(points: int = 5, inner: float = 0.45) -> np.ndarray:
+def star_polygon(points: int = 5, inner: float = 0.45) -> np.ndarray:
+    """A star of `points` tips (radius 1, inner radius `inner`), tip up, as (2 * points, 2) vertices."""
     angles = -math.pi / 2 + np.arange(2 * points) * math.pi / points
     radii = np.where(np.arange(2 * points) % 2 == 0, 1.0, inner)
     return np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)
 
 
-def _fit_unit_box(poly: np.ndarray) -> np.ndarray:
+def fit_unit_box(poly: np.ndarray) -> np.ndarray:
     """Scale and centre a polygon so that its bounding box is centred and its larger side is 1."""
     lo, hi = poly.min(axis=0), poly.max(axis=0)
     return (poly - (lo + hi) / 2) / (hi - lo).max()
@@ -51,7 +52,7 @@ def _fit_unit_box(poly: np.ndarray) -> np.ndarray:
 POLYGONS = {  # unit polygons, bounding box centred at 0 with larger side 1
     "square": np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]]),
     "triangle": np.array([[0.0, -0.5], [0.5, 0.5], [-0.5, 0.5]]),
-    "star": _fit_unit_box(_star()),
+    "star": fit_unit_box(star_polygon()),
 }
 
 
@@ -126,7 +127,8 @@ def check_vocabulary(spec: PromptSpec) -> None:
         raise PromptError(f"include: {total} objects in all, the world renders at most {MAX_COUNT}")
 
 
-def _separated(a: SceneObject, b: SceneObject) -> bool:
+def separated(a: SceneObject, b: SceneObject) -> bool:
+    """Whether the boxes of two objects lie at least GAP apart on one axis (the objects never touch)."""
     ax0, ay0, ax1, ay1 = a.box
     bx0, by0, bx1, by1 = b.box
     return ax1 + GAP <= bx0 or bx1 + GAP <= ax0 or ay1 + GAP <= by0 or by1 + GAP <= ay0
@@ -144,7 +146,7 @@ def place(shapes_colors: list[tuple[str, str]], rng: np.random.Generator, tries:
             lo_c, hi_c = EDGE_MARGIN + size / 2, 1 - EDGE_MARGIN - size / 2
             for _ in range(50):
                 obj = SceneObject(shape, color, float(rng.uniform(lo_c, hi_c)), float(rng.uniform(lo_c, hi_c)), size)
-                if all(_separated(obj, o) for o in objects):
+                if all(separated(obj, o) for o in objects):
                     objects.append(obj)
                     break
             else:

@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 
 from vhslab.errors import InputError
 from vhslab.shapes.detect import FEATURES, components, shape_features
-from vhslab.shapes.scenes import BACKGROUND, COLORS, SHAPES, Scene, SceneObject, _fit_unit_box, _star, render
+from vhslab.shapes.scenes import BACKGROUND, COLORS, SHAPES, Scene, SceneObject, fit_unit_box, render, star_polygon
 
 MODEL_FILE = Path(__file__).resolve().parents[1] / "assets" / "shape_model.json"
 CLASSES = (*SHAPES, "other")  # other: wisps, strokes and specks
@@ -97,7 +97,7 @@ def training_set(n_per_class: int = 600, seed: int = 0, resolution: int = 64) ->
             if cls == OTHER:
                 image = _fragment(rng, resolution)
             elif SHAPES[cls] == "star" and rng.random() < 0.5:  # the generator's stars are often thinner
-                image = aug(image=_draw_polygon(_fit_unit_box(_star(inner=float(rng.uniform(0.28, 0.45)))),
+                image = aug(image=_draw_polygon(fit_unit_box(star_polygon(inner=float(rng.uniform(0.28, 0.45)))),
                                                 rng, resolution))["image"]
             else:
                 obj = SceneObject(SHAPES[cls], names[rng.integers(len(names))], 0.5, 0.5, float(rng.uniform(0.1, 0.34)))

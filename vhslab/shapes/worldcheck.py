@@ -9,7 +9,7 @@ import numpy as np
 
 from vhslab.shapes.evaluate import ShapesEvaluator
 from vhslab.shapes.prompts import TAGS, PromptSpec
-from vhslab.shapes.scenes import COLORS, SHAPES, Scene, SceneObject, _separated, render, sample_scene, with_object
+from vhslab.shapes.scenes import COLORS, SHAPES, Scene, SceneObject, render, sample_scene, separated, with_object
 from vhslab.shapes.suites import load_suite
 
 
@@ -25,7 +25,7 @@ def _add_object(scene: Scene, shape: str, rng: np.random.Generator) -> Scene | N
     for _ in range(500):
         cx, cy = rng.uniform(size / 2 + 0.03, 1 - size / 2 - 0.03, 2)
         new = SceneObject(shape, str(rng.choice(list(COLORS))), float(cx), float(cy), size)
-        if all(_separated(new, o) for o in scene.objects):
+        if all(separated(new, o) for o in scene.objects):
             return Scene((*scene.objects, new))
     return None
 
