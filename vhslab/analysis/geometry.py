@@ -75,8 +75,9 @@ def spread_interval(reps: np.ndarray, point: np.ndarray, level: float = 0.95) ->
 def check_control(world, store: xr.Dataset, sites: list[str]) -> list[str]:
     """The block sites the random-DiT control covers, or a clear error (before any compute) if it cannot run."""
     from vhslab.data.generate import weights_hash
+    from vhslab.trace.site import Site
 
-    blocks = [s for s in sites if s.startswith("block.")]
+    blocks = [s for s in sites if Site.parse(s).is_block]
     if len(blocks) < 2:
         raise GeometryError(f"the random-DiT control needs at least two block sites, got {sites}")
     here, stored = weights_hash(world.pipeline), str(store.attrs.get("generator", "")).rpartition("-")[2]
@@ -123,7 +124,7 @@ def random_dit_pooled(world, store: xr.Dataset, rows: np.ndarray, sites: list[st
 def pooled(store: xr.Dataset, sites: list[str], rows: np.ndarray) -> dict[str, np.ndarray]:
     """{site: (row, channel)} token means of each site."""
     from vhslab.probes.data import site_array
-    from vhslab.verifier.train import find_site
+    from vhslab.trace.site import find_site
 
     out = {}
     for name in sites:
@@ -171,9 +172,9 @@ def geometry(store: xr.Dataset, sites: list[str] | None = None, n: int = 1000, *
     (seed `seed`), with its interval and the paired difference trained - random on the same rows."""
     from sklearn.decomposition import PCA
 
-    from vhslab.verifier.sweep import store_sites
+    from vhslab.trace.site import store_sites
 
-    known = [s for s in store_sites(store) if s != "text"]
+    known = [str(s) for s in store_sites(store)]
     sites = known if not sites else list(sites)
     bad = [s for s in sites if s not in known]
     if bad:
@@ -221,8 +222,10 @@ def geometry(store: xr.Dataset, sites: list[str] | None = None, n: int = 1000, *
 
 def _control(world, store, rows, sites, feats, control_n, n_boot, seed) -> dict:
     """The random-DiT CKA (NaN for non-block sites), its interval, and trained - random on the same rows."""
+    from vhslab.trace.site import Site
+
     pick = np.sort(np.random.default_rng([seed, 7]).choice(len(rows), control_n, replace=False))
-    blocks = [s for s in sites if s.startswith("block.")]
+    blocks = [s for s in sites if Site.parse(s).is_block]
     rnd = random_dit_pooled(world, store, rows[pick], blocks, seed)
     idx = [sites.index(b) for b in blocks]
     clusters = _clusters(store, rows[pick])

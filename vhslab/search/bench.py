@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from vhslab.trace.capture import find_transformer
+from vhslab.trace.site import find_transformer
 
 STAGE_NAMES = ("dit", "decode", "vision_encode", "connector", "llm_prefill")
 PROMPT = "a photo of a red circle left of a blue square"  # the prompt every timed call uses

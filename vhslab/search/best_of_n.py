@@ -25,7 +25,7 @@ import torch
 
 from vhslab.data.generate import GenConfig, sample_seed
 from vhslab.search.generation import Prompted, SearchError, ae_tokens, decode, initial_noise
-from vhslab.trace.capture import find_transformer
+from vhslab.trace.site import find_transformer
 
 NAMED = ("none", "random", "oracle")
 COST_PATH = {"vhs": "vhs", "ae": "ae", "vision": "vision", "oracle": "oracle", "none": "none", "random": "none"}

@@ -149,7 +149,7 @@ def check_table(verifiers: dict, methods, budgets, world) -> int | None:
     """Every input error before compute; returns the VHS verifier's block (None without one)."""
     from vhslab.search.best_of_n import search_path
     from vhslab.search.generation import SearchError
-    from vhslab.trace.capture import find_transformer
+    from vhslab.trace.site import find_transformer
 
     known = ("vhs", "vision", "ae", "none", "oracle")
     bad = [m for m in methods if m not in known]
@@ -175,7 +175,7 @@ def budget_plan(world, verifiers: dict, budgets, cost_models, methods, noise: bo
     """`plan` of the table's cells after `check_table`, refused before compute when a budget buys no
     candidate on any path or more than MAX_N on one (the error names `option`)."""
     from vhslab.search.generation import SearchError
-    from vhslab.trace.capture import find_transformer
+    from vhslab.trace.site import find_transformer
 
     block = check_table(verifiers, list(methods), budgets, world)
     num_blocks = len(find_transformer(world.pipeline).transformer_blocks)
