@@ -215,7 +215,10 @@ def geometry(store: xr.Dataset, sites: list[str] | None = None, n: int = 1000, *
         data.update(_control(world, store, rows, sites, feats, min(control_n, len(rows)), n_boot, seed))
         attrs.update({"control": "randomly initialised DiT of the same shape, same prompts and noise", "control_seed": seed,
                       "control_n": min(control_n, len(rows))})
-    ds = xr.Dataset(data, coords={"site": sites, "site_b": sites, "component": [1, 2]})
+    from vhslab.trace.site import Site
+
+    index = [Site.parse(s).index if Site.parse(s).is_block else -1 for s in sites]  # figures get ints, not names
+    ds = xr.Dataset(data, coords={"site": sites, "site_b": sites, "component": [1, 2], "site_block": ("site", index)})
     ds.attrs.update(attrs)
     return ds
 

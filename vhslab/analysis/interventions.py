@@ -44,6 +44,9 @@ def _generate(world, prompts, seeds, edit=None, site=None):
     pipe, gen = world.pipeline, world.gen_config.resolve(world.pipeline)
     noise = initial_noise(pipe, seeds, gen)
     kwargs = gen.call_kwargs(pipe)
+    if not (edit or site):  # nothing to read or write: a plain call (it may run inside the caller's trace)
+        images = pipe(prompt=list(prompts), latents=noise, output_type="np", **kwargs).images
+        return (np.asarray(images) * 255).round().astype(np.uint8), None
     try:
         t = trace(pipe, [site] if site else [], writes=dict([edit]) if edit else None, dtype=torch.float32, stop=False)
     except SiteError as err:

@@ -149,7 +149,7 @@ def check_table(verifiers: dict, methods, budgets, world) -> int | None:
     """Every input error before compute; returns the VHS verifier's block (None without one)."""
     from vhslab.search.best_of_n import search_path
     from vhslab.search.generation import SearchError
-    from vhslab.trace.site import find_transformer
+    from vhslab.trace.site import Site, find_transformer
 
     known = ("vhs", "vision", "ae", "none", "oracle")
     bad = [m for m in methods if m not in known]
@@ -166,8 +166,8 @@ def check_table(verifiers: dict, methods, budgets, world) -> int | None:
                 raise SearchError(f"the verifier given for {m!r} reads {verifiers[m].config.site!r} (the {path} path)")
             num = len(find_transformer(world.pipeline).transformer_blocks)
             if block is not None and block >= num:
-                raise SearchError(f"the verifier reads block.{block}, but the generator has blocks 0-{num - 1}")
-    return int(verifiers["vhs"].config.site.split(".")[1]) if "vhs" in methods else None
+                raise SearchError(f"the verifier reads {Site.block(block)}, but the generator has blocks 0-{num - 1}")
+    return search_path(verifiers["vhs"])[1] if "vhs" in methods else None
 
 
 def budget_plan(world, verifiers: dict, budgets, cost_models, methods, noise: bool = True, noise_budgets=None,
