@@ -27,8 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from pydantic_core import PydanticCustomError
 
 from vhslab.errors import InputError
+from vhslab.trace.site import VERIFIER_SITE_PATTERN, VERIFIER_SITES, SiteError
 from vhslab.trace.site import Site as SiteName
-from vhslab.trace.site import SiteError
 
 TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")  # GenEval's (data.prompts.TAGS)
 RELATIONS = ("left of", "right of", "above", "below")
@@ -277,7 +277,7 @@ def gold_schema() -> type[BaseModel]:
 
 
 # --- verifiers (vhslab.verifier.model) ----------------------------------------------------------------
-Site = expect(str, "'block.<k>', 'ae_latent', 'vision' or 'text'", pattern=r"^(block\.\d+|ae_latent|vision|text)$")
+Site = expect(str, VERIFIER_SITES, pattern=VERIFIER_SITE_PATTERN)
 
 
 @functools.cache

@@ -24,6 +24,8 @@ from vhslab.errors import InputError
 KINDS = ("block", "ae_latent", "image", "vision", "text")
 LATE_KINDS = ("ae_latent", "image", "vision")  # fire once per pipeline call, in the decoder
 STORE_VARS = ("ae_latent", "vision")  # whole-model variables a store may hold besides `hidden`
+VERIFIER_SITES = "'block.<k>', 'ae_latent', 'vision' or 'text'"  # what a verifier may read, in words
+VERIFIER_SITE_PATTERN = r"^(block\.\d+|ae_latent|vision|text)$"  # and as a pattern (schemas)
 _PATTERN = re.compile(r"^(?:block\.(\d+)|(ae_latent|image|vision|text))(?:@step(\d+))?$")
 
 
@@ -178,5 +180,5 @@ def parse_sites(spec: str | Site | Sequence[str | Site], model: Any, vision: Any
     return sorted(out)
 
 
-__all__ = ["KINDS", "LATE_KINDS", "STORE_VARS", "Site", "SiteError", "check_site", "find_site", "find_transformer",
+__all__ = ["KINDS", "LATE_KINDS", "STORE_VARS", "VERIFIER_SITES", "VERIFIER_SITE_PATTERN", "Site", "SiteError", "check_site", "find_site", "find_transformer",
            "parse_sites", "pipeline_sites", "store_sites"]

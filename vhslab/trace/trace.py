@@ -106,11 +106,11 @@ class Trace:
         block, cached = replay
         n = len(self.dit.transformer_blocks)
         if not 0 <= int(block) < n:
-            raise SiteError(f"replay from block.{block}: the model has blocks 0-{n - 1}")
+            raise SiteError(f"replay from {Site.block(block)}: the model has blocks 0-{n - 1}")
         early = [str(s) for s in self.sites if s.is_block and s.index <= block] + [
             str(Site.block(i)) for i in self.writes if i <= block]
         if early:
-            raise SiteError(f"{', '.join(early)} do not run when replaying from block.{block}")
+            raise SiteError(f"{', '.join(early)} do not run when replaying from {Site.block(block)}")
         return int(block), cached
 
     # -- hooks -------------------------------------------------------------
