@@ -95,7 +95,8 @@ def random_dit_pooled(world, store: xr.Dataset, rows: np.ndarray, sites: list[st
     import torch
 
     from vhslab.search.generation import initial_noise
-    from vhslab.trace.capture import Capture, find_transformer
+    from vhslab.trace.site import find_transformer
+    from vhslab.trace.trace import trace
     from vhslab.verifier.sweep import _strs
 
     pipe = world.pipeline
@@ -114,7 +115,7 @@ def random_dit_pooled(world, store: xr.Dataset, rows: np.ndarray, sites: list[st
     for lo in range(0, len(rows), batch_size):
         part = slice(lo, lo + batch_size)
         noise = initial_noise(pipe, [int(x) for x in seeds[part]], gen)
-        with torch.no_grad(), Capture(rpipe, blocks, calls=gen.steps, dtype=torch.float32) as cap:
+        with torch.no_grad(), trace(rpipe, blocks, calls=gen.steps, dtype=torch.float32) as cap:
             rpipe(prompt=list(prompts[part]), latents=noise, output_type="latent", **gen.call_kwargs(pipe))
         for s in blocks:
             out[s].append(cap.last(s).mean(1).numpy())
