@@ -118,7 +118,7 @@ def test_replay_equals_the_full_run(sana):
     with trace(sana, "image", replay=(2, cached)) as again:
         sana(PROMPTS, generator=gens(), **SANA)
     np.testing.assert_array_equal(again.last("image"), full.last("image"))
-    assert all(type(b).__name__ not in ("Skip", "Replay") for b in sana.transformer.transformer_blocks)  # restored
+    assert all(type(b).__name__ not in ("_Skip", "_Replay") for b in sana.transformer.transformer_blocks)  # restored
     with pytest.raises(SiteError, match="do not run when replaying"):
         trace(sana, "block.1", replay=(2, cached))
     assert no_hooks_left(sana)

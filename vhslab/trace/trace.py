@@ -37,7 +37,7 @@ def to_uint8(decoded: torch.Tensor) -> np.ndarray:
     return (arr * 255).round().astype(np.uint8)
 
 
-class StopForward(Exception):
+class _StopForward(Exception):
     """Raised by a hook after the last needed site; swallowed by the trace that raised it."""
 
     def __init__(self, owner: Trace):
@@ -45,14 +45,14 @@ class StopForward(Exception):
         self.owner = owner
 
 
-class Skip(torch.nn.Module):
+class _Skip(torch.nn.Module):
     """Stands in for a block before the replayed one: passes its input through untouched."""
 
     def forward(self, hidden_states, *args, **kwargs):
         return hidden_states
 
 
-class Replay(torch.nn.Module):
+class _Replay(torch.nn.Module):
     """Stands in for the replayed block: returns its recorded output."""
 
     def __init__(self, cached: torch.Tensor):
@@ -131,7 +131,7 @@ class Trace:
                 if site.step is None or site.step == call - 1:
                     self.states[site].append(self._keep(kept))
             if index == self.stop_block and call >= self.calls:
-                raise StopForward(self)
+                raise _StopForward(self)
             if fns:
                 return (out, *output[1:]) if isinstance(output, tuple) else out
             return None
@@ -163,7 +163,7 @@ class Trace:
             blocks = self.dit.transformer_blocks
             for i in range(block + 1):
                 self._swapped.append((i, blocks[i]))
-                blocks[i] = Replay(cached) if i == block else Skip()
+                blocks[i] = _Replay(cached) if i == block else _Skip()
 
     # -- context -----------------------------------------------------------
     def __enter__(self) -> Trace:
@@ -193,7 +193,7 @@ class Trace:
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         self._remove()
-        if exc is not None and not (isinstance(exc, StopForward) and exc.owner is self):
+        if exc is not None and not (isinstance(exc, _StopForward) and exc.owner is self):
             return False
         self._check_counts()
         return exc is not None
@@ -202,7 +202,7 @@ class Trace:
         bad = [f"{s} fired {len(got)} times, expected {1 if s.is_late or s.step is not None else self.calls}"
                for s, got in self.states.items() if len(got) != (1 if s.is_late or s.step is not None else self.calls)]
         bad += [f"{Site.block(i)} fired {self.fired.get(i, 0)} times, expected {self.calls}"
-                for i in self.writes if self.fired.get(i, 0) != self.calls]
+                for i in self._blocks if self.fired.get(i, 0) != self.calls]
         if bad:
             raise RuntimeError(
                 "trace incomplete: " + "; ".join(dict.fromkeys(bad)) + ". A skipped block usually means a caching "
@@ -234,4 +234,4 @@ def trace(model: Any, reads: SiteLike | Sequence[SiteLike] = (), **options: Any)
     return Trace(model, reads, **options)
 
 
-__all__ = ["EditFn", "Replay", "Skip", "StopForward", "Trace", "VisionFn", "to_uint8", "trace"]
+__all__ = ["EditFn", "Trace", "VisionFn", "to_uint8", "trace"]
