@@ -62,7 +62,7 @@ class _Replay(torch.nn.Module):
     def forward(self, hidden_states, *args, **kwargs):
         if hidden_states.shape != self.cached.shape:
             raise SiteError(f"cached hidden state {tuple(self.cached.shape)} does not fit {tuple(hidden_states.shape)}")
-        return self.cached.to(hidden_states.dtype)
+        return self.cached.to(hidden_states.device, hidden_states.dtype)
 
 
 class Trace:
