@@ -15,6 +15,7 @@ from vhslab.analysis.attribution import AttributionError, attribute, patch_ablat
 from vhslab.analysis.checks import random_map, run_checks, token_norm_map
 from vhslab.analysis.sanity import by_fraction, object_cells, pointing, randomised_copy, rank_correlation
 from vhslab.stats import mean_ci
+from vhslab.trace.site import find_site
 
 MAPS = {"ig": "integrated gradients of the trained verifier", "ablation": "patch ablation of the trained verifier",
         "token_norm": "model-free: each token's norm after the verifier's normalisation",
@@ -69,7 +70,6 @@ def attribution_study(verifier, store: xr.Dataset, n: int = 64, *, seed: int = 0
     from vhslab.shapes.phrasing import parse_prompt
     from vhslab.verifier.data import ChunkReader
     from vhslab.verifier.sweep import _strs
-    from vhslab.verifier.train import find_site
 
     site = find_site(store, verifier.config.site) if verifier.config.site != "text" else None
     if site is None:

@@ -6,7 +6,7 @@
     res.choose_layer("auroc", "verdict"); res.plot(); res.save("probes.nc")
 """
 
-from vhslab.probes.data import ProbeError, Site, check_store, list_sites, open_store, site_features
+from vhslab.probes.data import ProbeError, check_store, open_store, site_features
 from vhslab.probes.metrics import (
     METRICS,
     auroc,
@@ -30,7 +30,6 @@ __all__ = [
     "PROBES",
     "ProbeError",
     "ProbeResults",
-    "Site",
     "Target",
     "auroc",
     "auroc_within",
@@ -39,7 +38,6 @@ __all__ = [
     "build_targets",
     "check_store",
     "ece",
-    "list_sites",
     "make_probe",
     "make_prompt_baseline",
     "meaning_folds",

@@ -25,7 +25,7 @@ import torch
 
 from vhslab.pipeline import GenConfig, sample_seed
 from vhslab.search.generation import Prompted, SearchError, ae_tokens, decode, initial_noise
-from vhslab.trace.capture import find_transformer
+from vhslab.trace.site import Site, find_transformer
 
 NAMED = ("none", "random", "oracle")
 COST_PATH = {"vhs": "vhs", "ae": "ae", "vision": "vision", "oracle": "oracle", "none": "none", "random": "none"}
@@ -61,12 +61,12 @@ def search_path(verifier) -> tuple[str, int | None]:
         if name not in NAMED:
             raise SearchError(f"unknown verifier {name!r}: a LatentVerifier or one of {', '.join(NAMED)}")
         return name, None
-    site = verifier.config.site
-    if site.startswith("block."):
-        return "vhs", int(site.split(".")[1])
-    if site in ("ae_latent", "vision"):
-        return {"ae_latent": "ae", "vision": "vision"}[site], None
-    raise SearchError(f"a verifier reading {site!r} cannot pick among images (it sees no candidate)")
+    site = Site.parse(verifier.config.site)
+    if site.is_block:
+        return "vhs", site.index
+    if site.kind in ("ae_latent", "vision"):
+        return {"ae_latent": "ae", "vision": "vision"}[site.kind], None
+    raise SearchError(f"a verifier reading {str(site)!r} cannot pick among images (it sees no candidate)")
 
 
 def check_search(pipe, verifier, n: int | None, gen: GenConfig, budget_ms: float | None = None, cost_model=None,
@@ -84,7 +84,7 @@ def check_search(pipe, verifier, n: int | None, gen: GenConfig, budget_ms: float
         raise SearchError(f"searching one-step candidates needs a one-step pipeline; this one runs {gen.steps} steps")
     num = len(find_transformer(pipe).transformer_blocks)
     if block is not None and block >= num:
-        raise SearchError(f"the verifier reads block.{block}, but the generator has blocks 0-{num - 1}")
+        raise SearchError(f"the verifier reads {Site.block(block)}, but the generator has blocks 0-{num - 1}")
     if path == "vision" and vision is None:
         raise SearchError("a vision verifier needs the vision encoder (pass vision=, e.g. world.vision)")
     if path == "oracle":

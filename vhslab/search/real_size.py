@@ -15,6 +15,7 @@ import copy
 import torch
 
 from vhslab.search.bench import Stages, card_name
+from vhslab.trace.site import Site
 
 SANA_SPRINT_1_6B = {
     "dit": {"qk_norm": "rms_norm_across_heads", "guidance_embeds": True},
@@ -77,7 +78,7 @@ def real_size_stages(arch: str = "sana-sprint-1.6b", device: str = "cuda", dtype
     dc = dit.config
     width = dc.num_attention_heads * dc.attention_head_dim
     block = cfg["block"]
-    verifier = LatentVerifier.create(llm, tokenizer, f"block.{block}", width, token_grid=0).to(device)
+    verifier = LatentVerifier.create(llm, tokenizer, str(Site.block(block)), width, token_grid=0).to(device)
     verifier.connector.to(dtype)
     side = dc.sample_size
 

@@ -150,7 +150,7 @@ def check_table(verifiers: dict, methods, budgets, world) -> int | None:
     """Every input error before compute; returns the VHS verifier's block (None without one)."""
     from vhslab.search.best_of_n import search_path
     from vhslab.search.generation import SearchError
-    from vhslab.trace.capture import find_transformer
+    from vhslab.trace.site import Site, find_transformer
 
     known = ("vhs", "vision", "ae", "none", "oracle")
     bad = [m for m in methods if m not in known]
@@ -167,8 +167,8 @@ def check_table(verifiers: dict, methods, budgets, world) -> int | None:
                 raise SearchError(f"the verifier given for {m!r} reads {verifiers[m].config.site!r} (the {path} path)")
             num = len(find_transformer(world.pipeline).transformer_blocks)
             if block is not None and block >= num:
-                raise SearchError(f"the verifier reads block.{block}, but the generator has blocks 0-{num - 1}")
-    return int(verifiers["vhs"].config.site.split(".")[1]) if "vhs" in methods else None
+                raise SearchError(f"the verifier reads {Site.block(block)}, but the generator has blocks 0-{num - 1}")
+    return search_path(verifiers["vhs"])[1] if "vhs" in methods else None
 
 
 def budget_plan(world, verifiers: dict, budgets, cost_models, methods, noise: bool = True, noise_budgets=None,
@@ -176,7 +176,7 @@ def budget_plan(world, verifiers: dict, budgets, cost_models, methods, noise: bo
     """`plan` of the table's cells after `check_table`, refused before compute when a budget buys no
     candidate on any path or more than MAX_N on one (the error names `option`)."""
     from vhslab.search.generation import SearchError
-    from vhslab.trace.capture import find_transformer
+    from vhslab.trace.site import find_transformer
 
     block = check_table(verifiers, list(methods), budgets, world)
     num_blocks = len(find_transformer(world.pipeline).transformer_blocks)
