@@ -29,6 +29,8 @@ import torch
 from vhslab.analysis.attribution import margin
 from vhslab.analysis.road import road_impute
 from vhslab.analysis.sanity import by_fraction, object_cells, pointing, rank_correlation
+from vhslab.errors import InputError
+from vhslab.probes.metrics import cluster_draws
 from vhslab.shapes.evaluate import interval
 
 MODEL_FREE = ("token_norm", "random")
@@ -71,7 +73,7 @@ def removed(verifier, hidden: torch.Tensor, drop: np.ndarray, fill: str, rng: np
         return out
     if fill == "road":
         return road_impute(hidden, drop, torch.sqrt(verifier.var.float() + verifier.config.eps), noise, rng)
-    raise ValueError(f"fill must be 'mean' or 'road', got {fill!r}")
+    raise InputError(f"fill must be 'mean' or 'road', got {fill!r}")
 
 
 def perturbation(verifier, hidden: torch.Tensor, prompts: list[str], maps: dict[str, np.ndarray],
@@ -135,8 +137,6 @@ def check_table(values: dict, clusters, trained=("ig", "ablation"), controls=MOD
     prompts, resampled; the same draws for every map), and for each trained map the paired difference to
     every other map and its label (see the module's docstring). `values`: {check: {map: (num, den)}},
     a check's value being sum(num) / sum(den) over the samples."""
-    from vhslab.probes.metrics import cluster_draws
-
     rules = rules or RULES
     draws = cluster_draws(np.asarray(clusters), n_boot, seed)
     table = {}

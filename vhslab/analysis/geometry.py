@@ -14,7 +14,14 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from vhslab.data.generate import weights_hash
 from vhslab.errors import InputError
+from vhslab.probes.data import as_strings, site_array
+from vhslab.probes.metrics import cluster_draws
+from vhslab.search.generation import initial_noise
+from vhslab.trace.capture import Capture, find_transformer
+from vhslab.verifier.sweep import store_sites
+from vhslab.verifier.train import find_site
 
 LABELS = ("verdict", "tag", "prompt_color", "found_color", "found_class")
 
@@ -57,8 +64,6 @@ def cka_matrix(feats: list[np.ndarray], weights: np.ndarray | None = None) -> np
 
 def cka_bootstrap(feats: list[np.ndarray], clusters, n_boot: int = 200, seed: int = 0) -> np.ndarray:
     """(n_boot, site, site) CKA on cluster-bootstrap draws of the rows (whole `clusters` resampled)."""
-    from vhslab.probes.metrics import cluster_draws
-
     mult, g = cluster_draws(np.asarray(clusters), n_boot, seed)
     return np.stack([cka_matrix(feats, m[g]) for m in mult])
 
@@ -74,8 +79,6 @@ def spread_interval(reps: np.ndarray, point: np.ndarray, level: float = 0.95) ->
 
 def check_control(world, store: xr.Dataset, sites: list[str]) -> list[str]:
     """The block sites the random-DiT control covers, or a clear error (before any compute) if it cannot run."""
-    from vhslab.data.generate import weights_hash
-
     blocks = [s for s in sites if s.startswith("block.")]
     if len(blocks) < 2:
         raise GeometryError(f"the random-DiT control needs at least two block sites, got {sites}")
@@ -93,10 +96,6 @@ def random_dit_pooled(world, store: xr.Dataset, rows: np.ndarray, sites: list[st
     come from the world's generator (its rows are regenerated)."""
     import torch
 
-    from vhslab.search.generation import initial_noise
-    from vhslab.trace.capture import Capture, find_transformer
-    from vhslab.verifier.sweep import _strs
-
     pipe = world.pipeline
     blocks = check_control(world, store, sites)
     dit = find_transformer(pipe)
@@ -108,7 +107,7 @@ def random_dit_pooled(world, store: xr.Dataset, rows: np.ndarray, sites: list[st
     rpipe = type(pipe)(**{**pipe.components, "transformer": rnd})
     rpipe.set_progress_bar_config(disable=True)
     gen = world.gen_config.resolve(pipe)
-    prompts, seeds = _strs(store["prompt"].values[rows]), store["seed"].values[rows]
+    prompts, seeds = as_strings(store["prompt"].values[rows]), store["seed"].values[rows]
     out = {s: [] for s in blocks}
     for lo in range(0, len(rows), batch_size):
         part = slice(lo, lo + batch_size)
@@ -122,9 +121,6 @@ def random_dit_pooled(world, store: xr.Dataset, rows: np.ndarray, sites: list[st
 
 def pooled(store: xr.Dataset, sites: list[str], rows: np.ndarray) -> dict[str, np.ndarray]:
     """{site: (row, channel)} token means of each site."""
-    from vhslab.probes.data import site_array
-    from vhslab.verifier.train import find_site
-
     out = {}
     for name in sites:
         arr = site_array(store, find_site(store, name)).isel(sample=rows)
@@ -170,8 +166,6 @@ def geometry(store: xr.Dataset, sites: list[str] | None = None, n: int = 1000, *
     (block sites only) on `control_n` of the rows for a randomly initialised DiT of the same shape
     (seed `seed`), with its interval and the paired difference trained - random on the same rows."""
     from sklearn.decomposition import PCA
-
-    from vhslab.verifier.sweep import store_sites
 
     known = [s for s in store_sites(store) if s != "text"]
     sites = known if not sites else list(sites)

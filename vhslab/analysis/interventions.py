@@ -11,9 +11,14 @@ import numpy as np
 import torch
 import xarray as xr
 
+from vhslab.analysis.sanity import mean_ci
+from vhslab.probes.data import as_strings, site_array
 from vhslab.search.generation import initial_noise
+from vhslab.shapes.evaluate import ShapesEvaluator
+from vhslab.shapes.phrasing import parse_prompt
 from vhslab.trace.capture import Capture, find_transformer
 from vhslab.trace.edit import Edit, PatchError, add_direction, region_mask, replace_tokens
+from vhslab.verifier.train import find_site
 
 REGIONS = ("all", "q00", "q01", "q10", "q11")
 
@@ -21,10 +26,8 @@ REGIONS = ("all", "q00", "q01", "q10", "q11")
 def pairs_from_store(store: xr.Dataset, n_pairs: int) -> list[tuple[str, int, int]]:
     """(prompt, seed of a correct candidate, seed of a wrong one) for the first prompt rows that have
     both, in store order."""
-    from vhslab.verifier.sweep import _strs
-
     verdict, group = store["verdict"].values, store["prompt_index"].values
-    seeds, prompts = store["seed"].values, _strs(store["prompt"].values)
+    seeds, prompts = store["seed"].values, as_strings(store["prompt"].values)
     out = []
     for g in np.unique(group):
         rows = np.flatnonzero(group == g)
@@ -58,9 +61,6 @@ def patch_sweep(world, verifier, pairs, blocks=None, regions=REGIONS, evaluator=
     (pyvene's normaliser: 0 no effect, 1 fully restored). With `control`, the same region is patched
     from the correct candidate of *another* pair's prompt (`flipped_control`): what any edit of that
     size does, the baseline a restoring patch must beat."""
-    from vhslab.shapes.evaluate import ShapesEvaluator
-    from vhslab.shapes.phrasing import parse_prompt
-
     evaluator = evaluator or ShapesEvaluator()
     n_blocks = len(find_transformer(world.pipeline).transformer_blocks)
     blocks = list(range(n_blocks)) if blocks is None else list(blocks)
@@ -112,8 +112,6 @@ def patch_effect(ds: xr.Dataset, n_boot: int = 1000, seed: int = 0) -> dict:
     over pairs, and the depth from which patching stops mattering (the first block from which every
     interval holds 0)."""
     quads = [r for r in ds.region.values if r != "all"]
-    from vhslab.analysis.sanity import mean_ci
-
     diff = (ds["flipped"].sel(region=quads).astype(float) - ds["flipped_control"].sel(region=quads).astype(float)).mean("region").values
     out, above = {}, []
     for i, b in enumerate(ds.block.values):
@@ -128,9 +126,6 @@ def colour_directions(store: xr.Dataset, block: int, seed: int = 0) -> tuple[np.
     """Unit directions (colour, width) of a multinomial logistic probe of the first object's drawn colour
     on block `block`'s token-mean states, its classes, and the mean token norm at that block."""
     from sklearn.linear_model import LogisticRegression
-
-    from vhslab.probes.data import site_array
-    from vhslab.verifier.train import find_site
 
     colours = np.array([str(c) for c in store["found_color"].values[:, 0]])
     rows = np.flatnonzero(colours != "")
@@ -147,8 +142,6 @@ def steer_sweep(world, store: xr.Dataset, prompts, blocks, coefficient: float = 
     classes) by adding coefficient x (mean token norm) x the probe direction to every token; `success`
     (block, image) = the detected object colour became the target; `control` = the same with a random
     direction of the same norm."""
-    from vhslab.shapes.evaluate import ShapesEvaluator
-
     evaluator = evaluator or ShapesEvaluator()
     unique = {s.prompt: s for s in prompts if s.tag == "colors" and len(s.include) == 1}
     if not unique:

@@ -17,7 +17,7 @@ import copy
 import numpy as np
 import torch
 
-from vhslab.shapes.evaluate import interval
+from vhslab.shapes.evaluate import ShapesEvaluator, interval
 
 
 def mean_ci(x: np.ndarray, n_boot: int = 1000, seed: int = 0) -> list[float]:
@@ -79,8 +79,6 @@ def box_cells(boxes, side: int, image_px: int) -> np.ndarray:
 def object_cells(images: np.ndarray, specs, side: int, evaluator=None) -> list[np.ndarray | None]:
     """Per sample: the (side, side) cells under the evaluator's boxes of objects the prompt names, or None
     where no such object was found."""
-    from vhslab.shapes.evaluate import ShapesEvaluator
-
     evaluator = evaluator or ShapesEvaluator()
     out = []
     for image, spec in zip(images, specs, strict=True):

@@ -2,7 +2,7 @@
 
     from vhslab.data.extract import extract
     extract(pipe, load_suite("train"), "train.zarr", n_per_prompt=4, sites="all")
-    ds = open_store("train.zarr", only_written=True)   # lazy (dask)
+    ds = open_zarr("train.zarr", only_written=True)   # lazy (dask)
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from vhslab.data.store import (
     StoreInputError,
     consolidate,
     create_store,
-    open_store,
+    open_zarr,
     write_batch,
     written_mask,
 )
@@ -255,7 +255,7 @@ def extract(
     repaired: list[str] = []
     ds = None
     if out.exists():
-        ds = open_store(out)
+        ds = open_zarr(out)
         if ds.attrs["content_key"] != key:
             raise StoreInputError(
                 f"{out} holds different data (content key {ds.attrs['content_key']} != {key}: model, prompts, "
@@ -288,7 +288,7 @@ def extract(
             ds_batch = ds_batch.drop_vars("caption")
         if not out.exists():
             create_store(out, ds_batch, len(samples), chunk, _store_coords(samples, site_list, num_blocks, grid, gen.steps), attrs)
-            if open_store(out).attrs["content_key"] != key:  # another process created it first
+            if open_zarr(out).attrs["content_key"] != key:  # another process created it first
                 raise StoreError(f"{out} was created concurrently with different data")
         write_batch(out, ds_batch, c * chunk)
         bytes_written += sum(v.nbytes for v in ds_batch.data_vars.values())
@@ -297,7 +297,7 @@ def extract(
     if todo and out.exists():
         consolidate(out)
     elapsed = time.perf_counter() - t0
-    final = open_store(out) if out.exists() else None
+    final = open_zarr(out) if out.exists() else None
     written = written_mask(final, out) if final is not None else done
     verdicts = final["verdict"].values[written] if final is not None and written.any() else np.array([])
     return {

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from vhslab.data.extract import extract
 from vhslab.data.generate import candidate_offsets
-from vhslab.data.store import open_store
+from vhslab.data.store import open_zarr
 from vhslab.outputs import append_line, read_jsonl
 from vhslab.search.generation import SearchError
 from vhslab.search.noise_search import noise_search
@@ -61,7 +61,7 @@ def pool_store(world, prompts, k: int, seed: int, sites: list[str], out: Path, p
     extract(world.pipeline, prompts, out, n_per_prompt=k, sites=",".join(sites), seed=seed, dtype="float32",
             gen=world.gen_config, vision=world.vision if "vision" in sites else None, model_id="world",
             progress=progress, verify=False)
-    return open_store(out)
+    return open_zarr(out)
 
 
 def _pick(verdict: np.ndarray, scores: np.ndarray | None, n: int, method: str) -> np.ndarray:
