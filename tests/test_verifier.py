@@ -97,8 +97,7 @@ def test_release_layout_loads_into_the_same_verifier(tmp_path):
 
 
 def test_site_statistics_stream_over_chunks():
-    from vhslab.probes import list_sites
-    from vhslab.probes.data import site_statistics
+    from vhslab.probes.data import list_sites, site_statistics
     from vhslab.testing import planted_store
 
     ds = planted_store(n_samples=300, n_layers=2, n_tokens=4, n_channels=8, chunk_samples=64, seed=2)

@@ -29,15 +29,20 @@ MAPS = {"ig": "integrated gradients of the trained verifier", "ablation": "patch
 
 @dataclass
 class AttributionResult:
+    """An attribution study's dataset (maps, checks and their table in `attrs["summary"]`)."""
+
     ds: xr.Dataset
 
     def summary(self) -> dict:
+        """The checks' table and headline numbers (JSON-decoded)."""
         return json.loads(self.ds.attrs["summary"])
 
     def plot(self, k: int = 6):
+        """The attribution figure of the first k samples."""
         return plot_attribution(self.ds, k)
 
     def save(self, path: str | Path) -> Path:
+        """Write the dataset to netCDF; returns the path."""
         path = Path(path)
         self.ds.to_netcdf(path)
         return path

@@ -63,6 +63,7 @@ class ProbeResults:
 
     @classmethod
     def load(cls, path: str | Path) -> ProbeResults:
+        """Read results written by `save` (netCDF or zarr), refusing a half-written one."""
         path = Path(path)
         check_complete(path, "probe results")
         ds = xr.load_dataset(path, engine=_nc_engine()) if path.suffix == ".nc" else xr.open_zarr(path).load()

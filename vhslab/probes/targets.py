@@ -56,6 +56,7 @@ class Target:
 
     @property
     def is_classification(self) -> bool:
+        """Whether the target is a class label (not a regression value)."""
         return self.kind != "regression"
 
 
@@ -110,6 +111,7 @@ def _recon(ds: xr.Dataset, which: str, grid: int) -> Target:
 
 
 def canonical(name: str) -> str:
+    """A target name with its alias resolved (color.0 -> found_color.0)."""
     base, _, item = name.strip().partition(".")
     base = ALIASES.get(base, base)
     return f"{base}.{item}" if item else base
