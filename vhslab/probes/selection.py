@@ -32,7 +32,7 @@ def within(rows: Rows, score: np.ndarray) -> float:
     return auroc_within(np.asarray(rows["verdict"]).astype(int), np.asarray(score, float), np.asarray(rows["group"]))
 
 
-def meaning_folds(tags, meanings, k: int = 2, seed: int = SELECTION_SEED) -> dict[str, int]:
+def deal_meanings(tags, meanings, k: int = 2, seed: int = SELECTION_SEED) -> dict[str, int]:
     """Meaning -> fold: each tag's distinct meanings shuffled (seeded) and dealt round-robin, so every fold
     holds about 1/k of every tag."""
     if k < 2:
@@ -72,7 +72,7 @@ def crossfit(candidates: dict[str, tuple[np.ndarray, np.ndarray]], dev: Rows, te
     and the one chosen)."""
     if not candidates:
         raise ProbeError("nothing to choose from")
-    folds = meaning_folds(test["tag"], test["meaning"], k, seed)
+    folds = deal_meanings(test["tag"], test["meaning"], k, seed)
     missing = set(np.asarray(dev["meaning"]).astype(str)) - set(folds)
     if missing:
         raise ProbeError(f"{len(missing)} dev meanings are not among the test's (e.g. {sorted(missing)[0]!r}): "
