@@ -21,9 +21,10 @@ def main() -> None:
     import vhslab
     from vhslab.data.default_stores import default_store
     from vhslab.probes.data import open_store, site_statistics
+    from vhslab.trace import find_site
     from vhslab.verifier.data import ChunkReader, validation_split
     from vhslab.verifier.model import LatentVerifier
-    from vhslab.verifier.train import VerifierTrainConfig, _accelerator, _align, find_site
+    from vhslab.verifier.train import VerifierTrainConfig, _accelerator, _align
     from vhslab.world.llm_train import load_llm
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -11,8 +11,7 @@ from vhslab.data.generate import sample_seed
 from vhslab.probes import open_store
 from vhslab.search import initial_noise
 from vhslab.shapes.prompts import load_suite
-from vhslab.trace.capture import Capture
-from vhslab.trace.edit import Edit, PatchError, ablate_tokens, add_direction, region_mask, replace_tokens
+from vhslab.trace import Capture, Edit, PatchError, ablate_tokens, add_direction, region_mask, replace_tokens, trace
 from vhslab.verifier.model import LatentVerifier
 
 PROMPT = "a photo of a red circle left of a blue square"
@@ -82,8 +81,8 @@ def test_a_steering_edit_adds_exactly_its_direction(world):
     plain = _own_states(world, seeds, 4)
     for coefficient in (0.0, 2.5):
         tokens = region_mask(8, "q11")
-        with Edit(world.pipeline, "block.4", add_direction(direction, coefficient, tokens)), \
-                Capture(world.pipeline, ["block.4"], dtype=torch.float32, stop=True) as cap:
+        with trace(world.pipeline, ["block.4"], writes={"block.4": add_direction(direction, coefficient, tokens)},
+                   dtype=torch.float32, stop=True) as cap:
             world.pipeline(prompt=[PROMPT] * 2, latents=initial_noise(world.pipeline, seeds, gen), output_type="latent",
                            **gen.call_kwargs(world.pipeline))
         want = plain.clone()

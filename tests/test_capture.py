@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from vhslab.testing.tiny import tiny_pixart_pipeline, tiny_sana_sprint_pipeline, tiny_vision_encoder
-from vhslab.trace.capture import Capture, parse_sites
+from vhslab.trace import Capture, parse_sites
 
 torch.set_num_threads(1)
 PROMPTS = ["a photo of a red circle", "a photo of two blue squares"]

@@ -21,7 +21,7 @@ from vhslab.data.store import StoreError, open_zarr
 from vhslab.shapes.evaluate import ShapesEvaluator
 from vhslab.shapes.prompts import load_suite
 from vhslab.testing.tiny import tiny_pixart_pipeline, tiny_sana_sprint_pipeline, tiny_vision_encoder
-from vhslab.trace.capture import Capture
+from vhslab.trace import Capture
 
 torch.set_num_threads(1)
 GEN = GenConfig(max_sequence_length=16)

@@ -6,7 +6,7 @@ import torch
 
 from vhslab.data.generate import sample_seed
 from vhslab.search import SearchError, best_of_n, finish_from_cache, initial_noise
-from vhslab.trace.capture import Capture
+from vhslab.trace import Capture
 from vhslab.verifier.model import LatentVerifier
 
 PROMPT = "a photo of a red circle left of a blue square"

@@ -11,7 +11,7 @@ from vhslab.search import SearchError, best_of_n, initial_noise, load_cost_model
 from vhslab.search.noise_search import round_sizes
 from vhslab.shapes.evaluate import ShapesEvaluator
 from vhslab.shapes.phrasing import parse_prompt
-from vhslab.trace.capture import Capture
+from vhslab.trace import Capture
 from vhslab.verifier.model import LatentVerifier
 
 PROMPT = "a photo of a red circle left of a blue square"

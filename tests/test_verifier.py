@@ -97,11 +97,12 @@ def test_release_layout_loads_into_the_same_verifier(tmp_path):
 
 
 def test_site_statistics_stream_over_chunks():
-    from vhslab.probes.data import list_sites, site_statistics
+    from vhslab.probes.data import site_statistics
     from vhslab.testing import planted_store
+    from vhslab.trace import store_sites
 
     ds = planted_store(n_samples=300, n_layers=2, n_tokens=4, n_channels=8, chunk_samples=64, seed=2)
-    site = list_sites(ds)[1]
+    site = store_sites(ds)[1]
     rows = np.arange(0, 300, 3)
     mean, var = site_statistics(ds, site, rows)
     x = ds["hidden"].sel(layer=1).values[rows].astype(np.float64).reshape(-1, 8)

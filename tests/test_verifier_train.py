@@ -109,7 +109,7 @@ def test_stage2_caption_weight_keeps_the_caption_loss_down():
 
 def test_refit_trains_again_on_every_row_for_the_chosen_steps():
     from vhslab.probes.data import site_statistics
-    from vhslab.verifier.train import find_site
+    from vhslab.trace import find_site
 
     ds, tok = planted(), build_word_tokenizer()
     cfg = VerifierTrainConfig(steps=12, batch_size=16, eval_every=4, patience=10, align_steps=2)
@@ -391,12 +391,12 @@ def test_distill_loss_pulls_margin_differences_inside_a_prompt_row_toward_the_te
 
 
 def test_the_teacher_is_fit_on_the_training_rows_and_steers_the_verifier(monkeypatch):
-    from vhslab.probes.data import list_sites
+    from vhslab.trace import store_sites
     from vhslab.verifier.teacher import fit_teacher
 
     train, test = planted_pair(256, 128)
     y, rows = np.asarray(train["verdict"].values).astype(int), vt.prompt_rows(train)
-    site = next(s for s in list_sites(train) if s.name == "block.1")
+    site = next(s for s in store_sites(train) if s.name == "block.1")
     half = np.arange(128)
     t = fit_teacher(train, site, half, y, rows, 0.1)
     assert auroc_within(y[128:], t[128:], rows[128:]) > 0.75  # the planted direction, on rows it was not fit on

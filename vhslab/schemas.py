@@ -27,6 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from pydantic_core import PydanticCustomError
 
 from vhslab.errors import InputError
+from vhslab.trace.site import VERIFIER_SITE_PATTERN, VERIFIER_SITES, SiteError
+from vhslab.trace.site import Site as SiteName
 
 TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")  # GenEval's (data.prompts.TAGS)
 RELATIONS = ("left of", "right of", "above", "below")
@@ -275,7 +277,7 @@ def gold_schema() -> type[BaseModel]:
 
 
 # --- verifiers (vhslab.verifier.model) ----------------------------------------------------------------
-Site = expect(str, "'block.<k>', 'ae_latent', 'vision' or 'text'", pattern=r"^(block\.\d+|ae_latent|vision|text)$")
+Site = expect(str, VERIFIER_SITES, pattern=VERIFIER_SITE_PATTERN)
 
 
 @functools.cache
@@ -290,7 +292,12 @@ def verifier_config_schema() -> type[BaseModel]:
 
 def kind_of(site: str) -> str:
     """The verifier kind (`load_verifier`'s `kind`) of a site."""
-    return "vhs" if site.startswith("block.") else {v: k for k, v in KIND_SITES.items()}.get(site, site)
+    try:
+        if SiteName.parse(site).is_block:
+            return "vhs"
+    except SiteError:
+        pass
+    return {v: k for k, v in KIND_SITES.items()}.get(site, site)
 
 
 def read_verifier_config(path: str | Path, kind: str | None = None, error: type[ValueError] = SchemaError,
@@ -346,10 +353,10 @@ def check_release(path: str | Path, site: str | None, error: type[ValueError] = 
         raise FileNotFoundError(f"{path}: no tokenizer (tokenizer.json or tokenizer_config.json)")
     if site is None:
         stats = sorted(path.glob("block_*_mean_bf16.pt"))
-        site = f"block.{stats[0].name.split('_')[1]}" if stats else "vision"
+        site = str(SiteName.block(int(stats[0].name.split('_')[1]))) if stats else "vision"
     check(Site, json.dumps(site), f"{path}: site", error)
-    if site.startswith("block."):
-        k = site.split(".")[1]
+    if SiteName.parse(site).is_block:
+        k = SiteName.parse(site).index
         missing = [f"block_{k}_{n}_bf16.pt" for n in ("mean", "variance") if not (path / f"block_{k}_{n}_bf16.pt").is_file()]
         if missing:
             raise FileNotFoundError(f"{path}: the statistics of site {site} are missing ({', '.join(missing)})")

@@ -19,9 +19,8 @@ from vhslab.errors import InputError
 from vhslab.probes.data import as_strings, site_array
 from vhslab.probes.metrics import cluster_draws
 from vhslab.search.generation import initial_noise
-from vhslab.trace.capture import Capture, find_transformer
-from vhslab.verifier.sweep import store_sites
-from vhslab.verifier.train import find_site
+from vhslab.trace.site import Site, find_site, find_transformer, store_sites
+from vhslab.trace.trace import trace
 
 LABELS = ("verdict", "tag", "prompt_color", "found_color", "found_class")
 
@@ -79,7 +78,7 @@ def spread_interval(reps: np.ndarray, point: np.ndarray, level: float = 0.95) ->
 
 def check_control(world, store: xr.Dataset, sites: list[str]) -> list[str]:
     """The block sites the random-DiT control covers, or a clear error (before any compute) if it cannot run."""
-    blocks = [s for s in sites if s.startswith("block.")]
+    blocks = [s for s in sites if Site.parse(s).is_block]
     if len(blocks) < 2:
         raise GeometryError(f"the random-DiT control needs at least two block sites, got {sites}")
     here, stored = weights_hash(world.pipeline), str(store.attrs.get("generator", "")).rpartition("-")[2]
@@ -112,7 +111,7 @@ def random_dit_pooled(world, store: xr.Dataset, rows: np.ndarray, sites: list[st
     for lo in range(0, len(rows), batch_size):
         part = slice(lo, lo + batch_size)
         noise = initial_noise(pipe, [int(x) for x in seeds[part]], gen)
-        with torch.no_grad(), Capture(rpipe, blocks, calls=gen.steps, dtype=torch.float32) as cap:
+        with torch.no_grad(), trace(rpipe, blocks, calls=gen.steps, dtype=torch.float32) as cap:
             rpipe(prompt=list(prompts[part]), latents=noise, output_type="latent", **gen.call_kwargs(pipe))
         for s in blocks:
             out[s].append(cap.last(s).mean(1).numpy())
@@ -167,7 +166,7 @@ def geometry(store: xr.Dataset, sites: list[str] | None = None, n: int = 1000, *
     (seed `seed`), with its interval and the paired difference trained - random on the same rows."""
     from sklearn.decomposition import PCA
 
-    known = [s for s in store_sites(store) if s != "text"]
+    known = [str(s) for s in store_sites(store)]
     sites = known if not sites else list(sites)
     bad = [s for s in sites if s not in known]
     if bad:
@@ -208,7 +207,8 @@ def geometry(store: xr.Dataset, sites: list[str] | None = None, n: int = 1000, *
         data.update(_control(world, store, rows, sites, feats, min(control_n, len(rows)), n_boot, seed))
         attrs.update({"control": "randomly initialised DiT of the same shape, same prompts and noise", "control_seed": seed,
                       "control_n": min(control_n, len(rows))})
-    ds = xr.Dataset(data, coords={"site": sites, "site_b": sites, "component": [1, 2]})
+    index = [Site.parse(s).index if Site.parse(s).is_block else -1 for s in sites]  # figures get ints, not names
+    ds = xr.Dataset(data, coords={"site": sites, "site_b": sites, "component": [1, 2], "site_block": ("site", index)})
     ds.attrs.update(attrs)
     return ds
 
@@ -216,7 +216,7 @@ def geometry(store: xr.Dataset, sites: list[str] | None = None, n: int = 1000, *
 def _control(world, store, rows, sites, feats, control_n, n_boot, seed) -> dict:
     """The random-DiT CKA (NaN for non-block sites), its interval, and trained - random on the same rows."""
     pick = np.sort(np.random.default_rng([seed, 7]).choice(len(rows), control_n, replace=False))
-    blocks = [s for s in sites if s.startswith("block.")]
+    blocks = [s for s in sites if Site.parse(s).is_block]
     rnd = random_dit_pooled(world, store, rows[pick], blocks, seed)
     idx = [sites.index(b) for b in blocks]
     clusters = _clusters(store, rows[pick])

@@ -1,11 +1,9 @@
-"""Causal experiments on the generator with `Edit`: activation patching between a correct and a wrong
+"""Causal experiments on the generator with `trace` writes: activation patching between a correct and a wrong
 candidate of one prompt (block x region), and steering along a probe's colour direction with a
 random-direction control of the same norm.
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import numpy as np
 import torch
@@ -16,9 +14,9 @@ from vhslab.probes.data import as_strings, site_array
 from vhslab.search.generation import initial_noise
 from vhslab.shapes.evaluate import ShapesEvaluator
 from vhslab.shapes.phrasing import parse_prompt
-from vhslab.trace.capture import Capture, find_transformer
-from vhslab.trace.edit import Edit, PatchError, add_direction, region_mask, replace_tokens
-from vhslab.verifier.train import find_site
+from vhslab.trace.edit import PatchError, add_direction, region_mask, replace_tokens
+from vhslab.trace.site import Site, SiteError, find_site, find_transformer
+from vhslab.trace.trace import trace
 
 REGIONS = ("all", "q00", "q01", "q10", "q11")
 
@@ -43,14 +41,21 @@ def pairs_from_store(store: xr.Dataset, n_pairs: int) -> list[tuple[str, int, in
 
 @torch.no_grad()
 def _generate(world, prompts, seeds, edit=None, site=None):
-    """uint8 images (and the hidden states of `site`, if given) of one batch, under an optional Edit."""
+    """uint8 images (and the hidden states of `site`, if given) of one batch, under an optional edit
+    (block Site, edit fn): one trace that writes the block and reads the (edited) site."""
     pipe, gen = world.pipeline, world.gen_config.resolve(world.pipeline)
     noise = initial_noise(pipe, seeds, gen)
     kwargs = gen.call_kwargs(pipe)
-    edit_ctx = Edit(pipe, *edit) if edit else contextlib.nullcontext()
-    with edit_ctx, Capture(pipe, [site], dtype=torch.float32, stop=False) if site else contextlib.nullcontext() as cap:
+    if not (edit or site):  # nothing to read or write: a plain call (it may run inside the caller's trace)
         images = pipe(prompt=list(prompts), latents=noise, output_type="np", **kwargs).images
-    hidden = cap.last(site) if site else None
+        return (np.asarray(images) * 255).round().astype(np.uint8), None
+    try:
+        t = trace(pipe, [site] if site else [], writes=dict([edit]) if edit else None, dtype=torch.float32, stop=False)
+    except SiteError as err:
+        raise PatchError(str(err)) from None
+    with t:
+        images = pipe(prompt=list(prompts), latents=noise, output_type="np", **kwargs).images
+    hidden = t.last(site) if site else None
     return (np.asarray(images) * 255).round().astype(np.uint8), hidden
 
 
@@ -66,15 +71,15 @@ def patch_sweep(world, verifier, pairs, blocks=None, regions=REGIONS, evaluator=
     blocks = list(range(n_blocks)) if blocks is None else list(blocks)
     if control and len(pairs) < 2:
         raise PatchError("the control patches from another pair: give at least 2 pairs (or control=False)")
-    site = verifier.config.site
+    site = Site.parse(verifier.config.site)
     prompts = [p for p, _, _ in pairs]
     specs = [parse_prompt(p) for p in prompts]
     good, bad = [a for _, a, _ in pairs], [b for _, _, b in pairs]
     pipe, gen = world.pipeline, world.gen_config.resolve(world.pipeline)
-    names = [f"block.{b}" for b in blocks]
-    with Capture(pipe, names + ([site] if site not in names else []), dtype=torch.float32, stop=False) as cap:
+    names = [Site.block(b) for b in blocks]
+    with trace(pipe, names + ([site] if site not in names else []), dtype=torch.float32, stop=False) as cap:
         pipe(prompt=prompts, latents=initial_noise(pipe, good, gen), output_type="latent", **gen.call_kwargs(pipe))
-    donors = {b: cap.last(f"block.{b}") for b in blocks}
+    donors = {b: cap.last(Site.block(b)) for b in blocks}
     score_a = verifier.score(cap.last(site), prompts)
     images_b, h_b = _generate(world, prompts, bad, site=site)
     score_b = verifier.score(h_b, prompts)
@@ -84,7 +89,7 @@ def patch_sweep(world, verifier, pairs, blocks=None, regions=REGIONS, evaluator=
     flipped, change, flipped_control = np.zeros(shape, bool), np.zeros(shape), np.zeros(shape, bool)
 
     def run(donor, b, r):
-        images, h = _generate(world, prompts, bad, (f"block.{b}", replace_tokens(donor, region_mask(side, r))), site)
+        images, h = _generate(world, prompts, bad, (Site.block(b), replace_tokens(donor, region_mask(side, r))), site)
         ok = np.array([evaluator.evaluate(im, s).correct for im, s in zip(images, specs, strict=True)])
         return ok & ~base_b, verifier.score(h, prompts) - score_b
 
@@ -102,7 +107,7 @@ def patch_sweep(world, verifier, pairs, blocks=None, regions=REGIONS, evaluator=
         data["flipped_control"] = (dims, flipped_control)
         data["flip_control"] = (("block", "region"), flipped_control.mean(2))
     ds = xr.Dataset(data, coords={"block": blocks, "region": list(regions)})
-    ds.attrs.update({"n_pairs": len(pairs), "verifier_site": site, "b_correct_before": float(base_b.mean()),
+    ds.attrs.update({"n_pairs": len(pairs), "verifier_site": str(site), "b_correct_before": float(base_b.mean()),
                      "score_gap_a_minus_b": gap})
     return ds
 
@@ -129,7 +134,7 @@ def colour_directions(store: xr.Dataset, block: int, seed: int = 0) -> tuple[np.
 
     colours = np.array([str(c) for c in store["found_color"].values[:, 0]])
     rows = np.flatnonzero(colours != "")
-    arr = site_array(store, find_site(store, f"block.{block}")).isel(sample=rows)
+    arr = site_array(store, find_site(store, Site.block(block))).isel(sample=rows)
     x = np.asarray(arr.values, np.float32)  # (rows, tokens, width)
     probe = LogisticRegression(max_iter=2000, random_state=seed).fit(x.mean(1), colours[rows])
     coef = probe.coef_ - probe.coef_.mean(0)
@@ -161,7 +166,7 @@ def steer_sweep(world, store: xr.Dataset, prompts, blocks, coefficient: float = 
                 if use_random:
                     d = rng.standard_normal(d.shape)
                     d /= np.linalg.norm(d)
-                edit = (f"block.{b}", add_direction(torch.as_tensor(d, dtype=torch.float32), coefficient * norm))
+                edit = (Site.block(b), add_direction(torch.as_tensor(d, dtype=torch.float32), coefficient * norm))
                 image, _ = _generate(world, [spec.prompt], [s], edit)
                 found = [det.color for det in evaluator.detect(image[0]) if det.cls == spec.include[0].cls]
                 hits.append(bool(found) and found[0] == target)

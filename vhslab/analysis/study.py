@@ -18,8 +18,8 @@ from vhslab.figures.attribution import plot_attribution
 from vhslab.probes.data import as_strings
 from vhslab.search.generation import decode_ae
 from vhslab.shapes.phrasing import parse_prompt
+from vhslab.trace.site import find_site
 from vhslab.verifier.data import ChunkReader
-from vhslab.verifier.train import find_site
 
 MAPS = {"ig": "integrated gradients of the trained verifier", "ablation": "patch ablation of the trained verifier",
         "token_norm": "model-free: each token's norm after the verifier's normalisation",
@@ -29,20 +29,15 @@ MAPS = {"ig": "integrated gradients of the trained verifier", "ablation": "patch
 
 @dataclass
 class AttributionResult:
-    """An attribution study's dataset (maps, checks and their table in `attrs["summary"]`)."""
-
     ds: xr.Dataset
 
     def summary(self) -> dict:
-        """The checks' table and headline numbers (JSON-decoded)."""
         return json.loads(self.ds.attrs["summary"])
 
     def plot(self, k: int = 6):
-        """The attribution figure of the first k samples."""
         return plot_attribution(self.ds, k)
 
     def save(self, path: str | Path) -> Path:
-        """Write the dataset to netCDF; returns the path."""
         path = Path(path)
         self.ds.to_netcdf(path)
         return path

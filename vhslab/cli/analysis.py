@@ -148,6 +148,7 @@ def geometry_cmd(
     import vhslab
     from vhslab.analysis.geometry import geometry
     from vhslab.figures.geometry import plot_geometry
+    from vhslab.trace.site import Site
 
     t0 = time.perf_counter()
     outs = claim_outputs("geometry", overwrite, inputs={"--data": data}, out=out, plot=plot)
@@ -159,11 +160,12 @@ def geometry_cmd(
     result = {"n": ds.attrs["n"], "sites": names, "interval": ds.attrs["interval"], **_pairs(ds, names, "cka"),
               "pca_variance_ratio": {s: [round(float(x), 3) for x in ds["pca_variance_ratio"].sel(site=s).values] for s in names}}
     if control:
-        blocks = [s for s in names if s.startswith("block.")]
+        blocks = [s for s in names if Site.parse(s).is_block]
         result["random_dit"] = {"n": ds.attrs["control_n"], "seed": ds.attrs["control_seed"], "what": ds.attrs["control"],
                                 **_pairs(ds.sel(site=blocks, site_b=blocks), blocks, "cka_random_dit"),
                                 **_pairs(ds.sel(site=blocks, site_b=blocks), blocks, "cka_minus_random")}
-    shown = [s for s in names if s in ("block.0", f"block.{len(names) // 2}", "ae_latent", "vision")] or names[:3]
+    wanted = (str(Site.block(0)), str(Site.block(len(names) // 2)), "ae_latent", "vision")
+    shown = [s for s in names if s in wanted] or names[:3]
     save_outputs(result, ds, lambda: plot_geometry(ds, label, "umap" if umap else "pca", shown), outs)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     emit(result, as_json, title="geometry")

@@ -42,7 +42,7 @@ def _store(path: Path | None, name: str, progress: bool, option: str = "--data",
 
 def _check_site(ds, site: str, where: str) -> None:
     """The store holds rows at `site` ('text' needs none), or an error naming the store."""
-    from vhslab.verifier.train import find_site
+    from vhslab.trace.site import find_site
 
     if site != "text":
         try:

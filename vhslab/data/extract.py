@@ -38,7 +38,8 @@ from vhslab.data.store import (
 from vhslab.data.verify import verify_store
 from vhslab.shapes.phrasing import caption_detections
 from vhslab.shapes.prompts import PromptSpec, check_prompts
-from vhslab.trace.capture import LATE_SITES, Capture, VisionFn, find_transformer, parse_sites
+from vhslab.trace.site import Site, find_transformer, parse_sites
+from vhslab.trace.trace import Trace, VisionFn, trace
 
 
 class Evaluator(Protocol):
@@ -120,13 +121,13 @@ def _as_numpy(t: torch.Tensor) -> np.ndarray:
     return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
 
 
-def _batch_dataset(batch: list[Sample], cap: Capture, sites: list[str], evaluator: Evaluator) -> xr.Dataset:
+def _batch_dataset(batch: list[Sample], cap: Trace, sites: list[Site], evaluator: Evaluator) -> xr.Dataset:
     """One batch as a Dataset with the store's variables (sample dim first)."""
     b = len(batch)
     images = cap.last("image")
     verdicts = [evaluator.evaluate(img, s.spec) for img, s in zip(images, batch, strict=True)]
     data: dict[str, Any] = {}
-    blocks = [s for s in sites if s.startswith("block.")]
+    blocks = [s for s in sites if s.is_block]
     if blocks:
         # (calls, rows, T, C) per block; with classifier-free guidance rows = 2B and the
         # conditional half comes last (diffusers concatenates [uncond, cond]).
@@ -136,11 +137,11 @@ def _batch_dataset(batch: list[Sample], cap: Capture, sites: list[str], evaluato
             data["hidden"] = (("sample", "layer", "token", "channel"), hidden[:, 0])
         else:
             data["hidden"] = (("sample", "step", "layer", "token", "channel"), hidden)
-    if "ae_latent" in sites:
+    if Site("ae_latent") in sites:
         data["ae_latent"] = (("sample", "ae_token", "ae_channel"), _as_numpy(cap.last("ae_latent")[-b:]))
-    if "image" in sites:
+    if Site("image") in sites:
         data["image"] = (("sample", "pix_y", "pix_x", "rgb"), images)
-    if "vision" in sites:
+    if Site("vision") in sites:
         data["vision"] = (("sample", "vision_token", "vision_channel"), _as_numpy(cap.last("vision")))
     labels = [{**_prompt_labels(s.spec), **_found_labels(s.spec, v)} for s, v in zip(batch, verdicts, strict=True)]
     for name in labels[0]:
@@ -151,8 +152,8 @@ def _batch_dataset(batch: list[Sample], cap: Capture, sites: list[str], evaluato
     return xr.Dataset(data)
 
 
-def _store_coords(samples: list[Sample], sites: list[str], num_blocks: int, grid: tuple[int, int], steps: int) -> dict:
-    blocks = [int(s.split(".")[1]) for s in sites if s.startswith("block.")]
+def _store_coords(samples: list[Sample], sites: list[Site], num_blocks: int, grid: tuple[int, int], steps: int) -> dict:
+    blocks = [s.index for s in sites if s.is_block]
     coords: dict[str, Any] = {
         "sample_id": ("sample", np.array([s.sample_id for s in samples], np.int64)),
         "prompt": ("sample", np.array([s.spec.prompt for s in samples], dtype=object)),
@@ -165,12 +166,100 @@ def _store_coords(samples: list[Sample], sites: list[str], num_blocks: int, grid
         rows, cols = grid
         coords["layer"] = ("layer", np.array(blocks, np.int64))
         coords["depth"] = ("layer", np.array(blocks, np.float64) / num_blocks)
-        coords["site"] = ("layer", np.array([f"block.{i}" for i in blocks], dtype=object))
+        coords["site"] = ("layer", np.array([str(Site.block(i)) for i in blocks], dtype=object))
         coords["token_row"] = ("token", np.repeat(np.arange(rows, dtype=np.int64), cols))
         coords["token_col"] = ("token", np.tile(np.arange(cols, dtype=np.int64), rows))
         if steps > 1:
             coords["step"] = ("step", np.arange(steps, dtype=np.int64))
     return coords
+
+
+def _check_call(pipe, prompts, sites, dtype, batch_size, vision, shard, evaluator) -> tuple[list[Site], tuple[int, int], Evaluator]:
+    """Options, sites, shard and evaluator, checked before any compute; each prompt against the
+    evaluator's `check_prompt` (warnings)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    site_list = parse_sites(sites, pipe, vision)  # fails before any compute
+    shard_of = parse_shard(shard)
+    if evaluator is None:
+        from vhslab.shapes.evaluate import ShapesEvaluator
+
+        evaluator = ShapesEvaluator()
+    if hasattr(evaluator, "check_prompt"):  # every prompt, all errors at once, before any compute
+        for message in check_prompts(list(prompts), evaluator.check_prompt):
+            warnings.warn(message, stacklevel=3)
+    return site_list, shard_of, evaluator
+
+
+def _identity(pipe, prompts, n_per_prompt, seed, site_list, dtype, gen, evaluator, model_id, batch_size) -> tuple[str, dict]:
+    """The store's content key and attributes."""
+    judge = describe_evaluator(evaluator)
+    generator = generator_fingerprint(pipe, weights_hash(pipe))
+    names = [str(s) for s in site_list]
+    key = content_key(  # the generator's fingerprint, not config_hash: that holds the folder it was loaded from
+        evaluator=judge, generator=generator, prompts=[s.to_json() for s in prompts], n_per_prompt=n_per_prompt,
+        seed=seed, sites=names, dtype=dtype, gen=gen.to_dict(),
+    )
+    attrs = {
+        "spec_version": SPEC_VERSION,
+        "model_id": str(model_id or getattr(pipe, "name_or_path", None) or type(pipe).__name__),
+        "pipeline": type(pipe).__name__,
+        "config_hash": config_hash(pipe),
+        "generator": generator,  # verifiers refuse a store of another generator
+        "num_blocks": len(find_transformer(pipe).transformer_blocks),
+        "sites": ",".join(names),
+        "dtype": dtype,
+        "vhslab_version": vhslab.__version__,
+        "content_key": key,
+        "evaluator": json.dumps(judge, sort_keys=True),
+        "sample_chunk": batch_size,
+        "generation": str(gen.to_dict()),
+    }
+    return key, attrs
+
+
+def _resume(out: Path, key: str, n_samples: int, batch_size: int, verify: bool):
+    """(the existing store or None, written mask, chunk size, repaired chunks): an existing store must
+    hold this call's data; with `verify`, its lost or damaged chunks are marked to be written again."""
+    done, chunk, repaired, ds = np.zeros(n_samples, bool), batch_size, [], None
+    if out.exists():
+        ds = open_zarr(out)
+        if ds.attrs["content_key"] != key:
+            raise StoreInputError(
+                f"{out} holds different data (content key {ds.attrs['content_key']} != {key}: model, prompts, "
+                "seeds, sites, dtype, generation settings or evaluator differ). Use another --out; nothing was changed."
+            )
+        done = written_mask(ds, out)
+        chunk = int(ds.attrs["sample_chunk"])  # batches stay aligned with the store's chunks
+        if verify:  # lost or damaged chunks: their batches are generated and written again
+            for damage in verify_store(out, ds, chunk, done):
+                done[damage.samples[0] : damage.samples[1]] = False
+                repaired.append(str(damage))
+    return ds, done, chunk, repaired
+
+
+def _write_chunk(pipe, out, samples, c, chunk, ds, site_list, gen, dtype, vision, evaluator, key, attrs) -> int:
+    """Generate chunk `c`, capture and label it, write it (creating the store on first write); its bytes."""
+    batch = samples[c * chunk : (c + 1) * chunk]
+    generators = [torch.Generator(device="cpu").manual_seed(s.seed) for s in batch]
+    reads = sorted(set(site_list) | {Site("image")})
+    with trace(pipe, reads, calls=gen.steps, dtype=getattr(torch, dtype), stop=False, vision=vision) as cap:
+        pipe(prompt=[s.spec.prompt for s in batch], generator=generators, output_type="pt", **gen.call_kwargs(pipe))
+    ds_batch = _batch_dataset(batch, cap, site_list, evaluator)
+    if ds is not None and "caption" not in ds:  # resuming a store from before captions: keep its layout
+        ds_batch = ds_batch.drop_vars("caption")
+    if not out.exists():
+        dit = find_transformer(pipe)
+        patch = getattr(dit.config, "patch_size", 1) or 1
+        grid = (gen.height // (pipe.vae_scale_factor * patch), gen.width // (pipe.vae_scale_factor * patch))
+        coords = _store_coords(samples, site_list, len(dit.transformer_blocks), grid, gen.steps)
+        create_store(out, ds_batch, len(samples), chunk, coords, attrs)
+        if open_zarr(out).attrs["content_key"] != key:  # another process created it first
+            raise StoreError(f"{out} was created concurrently with different data")
+    write_batch(out, ds_batch, c * chunk)
+    return sum(v.nbytes for v in ds_batch.data_vars.values())
 
 
 def extract(
@@ -179,7 +268,7 @@ def extract(
     out: str | Path,
     *,
     n_per_prompt: int = 1,
-    sites: str | Sequence[str] = "all",
+    sites: str | Site | Sequence[str | Site] = "all",
     seed: int = 0,
     batch_size: int = 8,
     dtype: str = "float16",
@@ -202,97 +291,23 @@ def extract(
     """
     t0 = time.perf_counter()
     out = Path(out)
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    site_list = parse_sites(sites, pipe, vision)  # fails before any compute
-    rank, world = parse_shard(shard)
-    if evaluator is None:
-        from vhslab.shapes.evaluate import ShapesEvaluator
-
-        evaluator = ShapesEvaluator()
-    if hasattr(evaluator, "check_prompt"):  # every prompt, all errors at once, before any compute
-        for message in check_prompts(list(prompts), evaluator.check_prompt):
-            warnings.warn(message, stacklevel=2)
+    site_list, (rank, world), evaluator = _check_call(pipe, prompts, sites, dtype, batch_size, vision, shard, evaluator)
     gen = (gen or GenConfig()).resolve(pipe)
     check_output(out)
     samples = make_samples(list(prompts), n_per_prompt, seed)
-    dit = find_transformer(pipe)
-    num_blocks = len(dit.transformer_blocks)
-    patch = getattr(dit.config, "patch_size", 1) or 1
-    grid = (gen.height // (pipe.vae_scale_factor * patch), gen.width // (pipe.vae_scale_factor * patch))
-    cfg = config_hash(pipe)
-    judge = describe_evaluator(evaluator)
-    generator = generator_fingerprint(pipe, weights_hash(pipe))
-    key = content_key(  # the generator's fingerprint, not config_hash: that holds the folder it was loaded from
-        evaluator=judge,
-        generator=generator,
-        prompts=[s.to_json() for s in prompts],
-        n_per_prompt=n_per_prompt,
-        seed=seed,
-        sites=site_list,
-        dtype=dtype,
-        gen=gen.to_dict(),
-    )
-    attrs = {
-        "spec_version": SPEC_VERSION,
-        "model_id": str(model_id or getattr(pipe, "name_or_path", None) or type(pipe).__name__),
-        "pipeline": type(pipe).__name__,
-        "config_hash": cfg,
-        "generator": generator,  # verifiers refuse a store of another generator
-        "num_blocks": num_blocks,
-        "sites": ",".join(site_list),
-        "dtype": dtype,
-        "vhslab_version": vhslab.__version__,
-        "content_key": key,
-        "evaluator": json.dumps(judge, sort_keys=True),
-        "sample_chunk": batch_size,
-        "generation": str(gen.to_dict()),
-    }
-    done = np.zeros(len(samples), bool)
-    chunk = batch_size
-    repaired: list[str] = []
-    ds = None
-    if out.exists():
-        ds = open_zarr(out)
-        if ds.attrs["content_key"] != key:
-            raise StoreInputError(
-                f"{out} holds different data (content key {ds.attrs['content_key']} != {key}: model, prompts, "
-                "seeds, sites, dtype, generation settings or evaluator differ). Use another --out; nothing was changed."
-            )
-        done = written_mask(ds, out)
-        chunk = int(ds.attrs["sample_chunk"])  # batches stay aligned with the store's chunks
-        if verify:  # lost or damaged chunks: their batches are generated and written again
-            for damage in verify_store(out, ds, chunk, done):
-                done[damage.samples[0] : damage.samples[1]] = False
-                repaired.append(str(damage))
+    key, attrs = _identity(pipe, prompts, n_per_prompt, seed, site_list, dtype, gen, evaluator, model_id, batch_size)
+    ds, done, chunk, repaired = _resume(out, key, len(samples), batch_size, verify)
     n_chunks = math.ceil(len(samples) / chunk)
     mine = [c for c in range(n_chunks) if c % world == rank]
     todo = [c for c in mine if not done[c * chunk : (c + 1) * chunk].all()]
     size = lambda c: min(chunk, len(samples) - c * chunk)  # noqa: E731
     n_mine, n_todo = sum(map(size, mine)), sum(map(size, todo))
-    torch_dtype = getattr(torch, dtype)
-    capture_sites = sorted(set(site_list) | {"image"}, key=lambda s: (s in LATE_SITES, s))
-    call_kwargs = gen.call_kwargs(pipe)
     bytes_written = 0
     bar = tqdm(total=n_mine, initial=n_mine - n_todo, unit="sample", desc=f"extract {out.name}",
                disable=not progress, file=sys.stderr)
     for c in todo:
-        batch = samples[c * chunk : (c + 1) * chunk]
-        generators = [torch.Generator(device="cpu").manual_seed(s.seed) for s in batch]
-        with Capture(pipe, capture_sites, calls=gen.steps, dtype=torch_dtype, stop=False, vision=vision) as cap:
-            pipe(prompt=[s.spec.prompt for s in batch], generator=generators, output_type="pt", **call_kwargs)
-        ds_batch = _batch_dataset(batch, cap, site_list, evaluator)
-        if ds is not None and "caption" not in ds:  # resuming a store from before captions: keep its layout
-            ds_batch = ds_batch.drop_vars("caption")
-        if not out.exists():
-            create_store(out, ds_batch, len(samples), chunk, _store_coords(samples, site_list, num_blocks, grid, gen.steps), attrs)
-            if open_zarr(out).attrs["content_key"] != key:  # another process created it first
-                raise StoreError(f"{out} was created concurrently with different data")
-        write_batch(out, ds_batch, c * chunk)
-        bytes_written += sum(v.nbytes for v in ds_batch.data_vars.values())
-        bar.update(len(batch))
+        bytes_written += _write_chunk(pipe, out, samples, c, chunk, ds, site_list, gen, dtype, vision, evaluator, key, attrs)
+        bar.update(size(c))
     bar.close()
     if todo and out.exists():
         consolidate(out)
@@ -307,7 +322,7 @@ def extract(
         "samples_written": int(written.sum()),
         "samples_this_run": n_todo,
         "skipped": n_mine - n_todo,
-        "sites": site_list,
+        "sites": [str(s) for s in site_list],
         "accuracy": float(verdicts.mean()) if verdicts.size else None,
         "elapsed_s": round(elapsed, 3),
         "samples_per_s": round(n_todo / elapsed, 2),

@@ -10,6 +10,7 @@ import numpy as np
 import xarray as xr
 
 from vhslab.errors import InputError
+from vhslab.trace.site import Site
 
 SPEC_VERSION = 2
 N_ITEMS = 2  # GenEval prompts have at most two include items
@@ -84,7 +85,7 @@ def validate(ds: xr.Dataset) -> None:
     sites = [s for s in str(ds.attrs["sites"]).split(",") if s]
     step = ("step",) if "step" in ds.dims else ()
     stored = DTYPES.get(ds.attrs["dtype"], "float32")
-    blocks = [int(s.split(".")[1]) for s in sites if s.startswith("block.")]
+    blocks = [site.index for site in map(Site.parse, sites) if site.is_block]
     if blocks:
         want = ("sample", *step, "layer", "token", "channel")
         if "hidden" not in ds or ds["hidden"].dims != want:
@@ -97,8 +98,8 @@ def validate(ds: xr.Dataset) -> None:
             num = int(ds.attrs["num_blocks"])
             if "depth" not in ds.coords or not np.allclose(ds["depth"].values, np.array(blocks) / num):
                 problems.append("coord 'depth' != layer / num_blocks")
-            if "site" not in ds.coords or list(ds["site"].values) != [f"block.{i}" for i in blocks]:
-                problems.append("coord 'site' != block.{layer}")
+            if "site" not in ds.coords or list(ds["site"].values) != [str(Site.block(i)) for i in blocks]:
+                problems.append("coord 'site' does not name each layer's block site")
         for name in ("token_row", "token_col"):
             if name not in ds.coords or ds[name].dims != ("token",):
                 problems.append(f"coord {name!r} missing or not (token,)")

@@ -22,7 +22,8 @@ def plot_geometry(ds: xr.Dataset, label: str = "verdict", kind: str = "pca", sit
     if f"label_{label}" not in ds:
         raise ValueError(f"the geometry dataset has no label {label!r}")
     sites = list(ds.site.values if sites is None else sites)
-    blocks = [str(s) for s in ds.site.values if str(s).startswith("block.")]
+    index = ds["site_block"].values if "site_block" in ds else [-1] * ds.sizes["site"]  # block index, -1: not a block
+    blocks = [(str(s), int(k)) for s, k in zip(ds.site.values, index, strict=True) if k >= 0]
     curve = len(blocks) >= 2 and "cka_lower" in ds
     first = 1 + curve
     fig, axes = plt.subplots(1, len(sites) + first, figsize=(height * (len(sites) + first + 0.4), height), squeeze=False)
@@ -45,17 +46,17 @@ def plot_geometry(ds: xr.Dataset, label: str = "verdict", kind: str = "pca", sit
     return fig
 
 
-def _next_block_curve(ax, ds: xr.Dataset, blocks: list[str]) -> None:
+def _next_block_curve(ax, ds: xr.Dataset, blocks: list[tuple[str, int]]) -> None:
     """CKA(block k, block k+1) with its interval, for the trained DiT and (if present) the random one."""
     import numpy as np
 
     x = np.arange(len(blocks) - 1)
     runs = [("cka", "trained", "tab:blue")] + ([("cka_random_dit", "random DiT", "tab:grey")] if "cka_random_dit" in ds else [])
     for var, name, colour in runs:
-        value, lo, hi = (np.array([float(ds[v].sel(site=a, site_b=b)) for a, b in itertools.pairwise(blocks)])
+        value, lo, hi = (np.array([float(ds[v].sel(site=a, site_b=b)) for (a, _), (b, _) in itertools.pairwise(blocks)])
                          for v in (var, f"{var}_lower", f"{var}_upper"))
         ax.errorbar(x, value, yerr=[np.maximum(value - lo, 0), np.maximum(hi - value, 0)], color=colour, label=name, marker="o", ms=2, lw=1, capsize=1.5)
-    ax.set_xticks(x, [f"{a.split('.')[1]}-{b.split('.')[1]}" for a, b in itertools.pairwise(blocks)], fontsize=5, rotation=60)
+    ax.set_xticks(x, [f"{a}-{b}" for (_, a), (_, b) in itertools.pairwise(blocks)], fontsize=5, rotation=60)
     ax.set_title("CKA, block k vs k+1", fontsize=8)
     ax.tick_params(labelsize=6)
     ax.legend(fontsize=6)

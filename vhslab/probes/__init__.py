@@ -5,7 +5,7 @@
     res.summary()   # per target: the site chosen by inner CV, its selection-free score, its gap to the baseline
     res.choose_layer("auroc", "verdict"); res.plot(); res.save("probes.nc")
 
-Reading a store's sites (`Site`, `list_sites`, `site_features`, ...) lives in `vhslab.probes.data`.
+Reading one site of a store (`site_features`, `site_array`, ...) lives in `vhslab.probes.data`; sites in `vhslab.trace`.
 """
 
 from vhslab.probes.data import ProbeError, StoreDamaged, open_store

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import dask
@@ -13,6 +12,7 @@ import xarray as xr
 from vhslab.data.spec import SpecError, validate
 from vhslab.data.store import StoreError, open_zarr, written_mask
 from vhslab.errors import InputError
+from vhslab.trace.site import Site
 
 
 class ProbeError(InputError):
@@ -75,33 +75,6 @@ class StoreDamaged(RuntimeError):
     """The store's data cannot be read as written (a fault, not bad input)."""
 
 
-@dataclass(frozen=True)
-class Site:
-    """One probing site: a DiT block (`block.{l}`) or a whole-model variable (`ae_latent`, `vision`)."""
-
-    name: str
-    layer: int  # block index; -1 for non-block sites
-    depth: float  # layer / num_blocks as in the spec; 1.0 for the output latent, NaN for others
-
-
-def list_sites(ds: xr.Dataset, layers: list[int] | None = None, extra: tuple[str, ...] = ()) -> list[Site]:
-    """The block sites of `ds` (all, or `layers`), then the requested extra variables."""
-    if "hidden" not in ds:
-        raise ProbeError(f"the store lacks the variable 'hidden'; its variables: {sorted(ds.data_vars)}")
-    have = [int(v) for v in ds["layer"].values]
-    nb = int(ds.attrs.get("num_blocks", max(have) + 1))
-    wanted = have if layers is None else list(layers)
-    missing = [layer for layer in wanted if layer not in have]
-    if missing:
-        raise ProbeError(f"layer(s) {missing} not in the store; it has layers {have}")
-    sites = [Site(f"block.{layer}", layer, layer / nb) for layer in wanted]  # depth as the spec's coord
-    for name in extra:
-        if name not in ds:
-            raise ProbeError(f"site {name!r} not in the store; its variables: {sorted(ds.data_vars)}")
-        sites.append(Site(name, -1, 1.0 if name == "ae_latent" else float("nan")))
-    return sites
-
-
 def token_dims(da: xr.DataArray) -> tuple[str, str]:
     """The names of a site array's token and channel dims (`token`/`channel`, or ones ending so)."""
     tok = "token" if "token" in da.dims else next(d for d in da.dims if d.endswith("token"))
@@ -133,9 +106,9 @@ def grid_pool(x, grid: int):
 
 def site_array(ds: xr.DataArray | xr.Dataset, site: Site) -> xr.DataArray:
     """The lazy (sample, token, channel) array of one site."""
-    if site.layer >= 0:
-        return ds["hidden"].sel(layer=site.layer)
-    return ds[site.name]
+    if site.is_block:
+        return ds["hidden"].sel(layer=site.index)
+    return ds[str(site)]
 
 
 def site_features(ds: xr.Dataset, site: Site, grids: tuple[int, ...] = ()) -> dict:
@@ -149,13 +122,13 @@ def site_features(ds: xr.Dataset, site: Site, grids: tuple[int, ...] = ()) -> di
     try:
         computed = dask.compute(*lazy)
     except Exception as err:  # a codec error: a damaged chunk file
-        raise StoreDamaged(f"site {site.name} cannot be read ({type(err).__name__}); {REPAIR}") from None
+        raise StoreDamaged(f"site {site} cannot be read ({type(err).__name__}); {REPAIR}") from None
     feats = {k: np.asarray(v, np.float32) for k, v in zip(keys, computed, strict=True)}
     bad = ~np.isfinite(feats["mean"]).all(axis=1)
     if bad.any():
         ids = np.asarray(ds["sample_id"].values)[bad][:5] if "sample_id" in ds.coords else np.flatnonzero(bad)[:5]
         raise StoreDamaged(
-            f"{int(bad.sum())} sample(s) have NaN/inf features at site {site.name} "
+            f"{int(bad.sum())} sample(s) have NaN/inf features at site {site} "
             f"(sample_id e.g. {[int(i) for i in ids]}: a lost chunk reads as NaN); {REPAIR}"
         )
     return feats

@@ -17,12 +17,13 @@ import xarray as xr
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from vhslab.probes.data import ProbeError, Site, check_store, list_sites, site_features
+from vhslab.probes.data import ProbeError, check_store, site_features
 from vhslab.probes.metrics import METRICS, cluster_draws, percentile_ci, replicates, score_all
 from vhslab.probes.models import PROBES, make_probe, make_prompt_baseline, prompt_structure
 from vhslab.probes.results import RESULTS_MARK, ProbeResults, headline_metric
 from vhslab.probes.splits import fold_of, meaning_folds
 from vhslab.probes.targets import SELF_SITES, Target, build_targets, source_of
+from vhslab.trace.site import Site, SiteError, store_sites
 
 
 def _oof(make, X, t: Target, folds) -> np.ndarray:
@@ -152,7 +153,10 @@ def _run(ds, targets, probes, layers, extra_sites, k, inner_k, select, grid, att
          progress):
     ds = check_store(ds)
     _check_args(ds, targets, probes, k, inner_k, n_boot)
-    sites: list[Site] = list_sites(ds, layers, tuple(extra_sites))
+    try:
+        sites: list[Site] = store_sites(ds, layers, tuple(extra_sites))
+    except SiteError as err:
+        raise ProbeError(str(err)) from None
     tgts = build_targets(ds, targets, grid=grid, min_per_class=k)
     prompts = np.array([str(p) for p in ds["prompt"].values])
     meanings = np.array([str(p) for p in ds["meaning"].values])
@@ -249,7 +253,7 @@ def _results(ds, sites, probes, tgts, folds, out, selected_site, prompts, meanin
     for ti, t in enumerate(tgts):
         fold_rows[ti, t.rows] = fold_of(len(t.rows), folds[t.name])
     nb = int(ds.attrs.get("num_blocks", max(int(v) for v in ds["layer"].values) + 1))
-    cost = [(st.layer + 1) / nb if st.layer >= 0 else (1.0 if st.name == "ae_latent" else np.nan) for st in sites]
+    cost = [(st.index + 1) / nb if st.is_block else st.depth(nb) for st in sites]
     dims = ("site", "probe", "target", "metric")
     sel = ("probe", "target", "metric")
     gap = out["pooled"] - out["baseline_pooled"][None]
@@ -281,8 +285,8 @@ def _results(ds, sites, probes, tgts, folds, out, selected_site, prompts, meanin
         },
         coords={
             "site": [st.name for st in sites],
-            "layer": ("site", np.array([st.layer for st in sites], np.int64)),
-            "depth": ("site", np.array([st.depth for st in sites], float)),
+            "layer": ("site", np.array([st.index if st.is_block else -1 for st in sites], np.int64)),
+            "depth": ("site", np.array([st.depth(nb) for st in sites], float)),
             "cost": ("site", np.array(cost, float)),
             "probe": list(probes),
             "target": [t.name for t in tgts],

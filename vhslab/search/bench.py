@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from vhslab.trace.capture import find_transformer
+from vhslab.trace.site import Site, find_transformer
 
 STAGE_NAMES = ("dit", "decode", "vision_encode", "connector", "llm_prefill")
 PROMPT = "a photo of a red circle left of a blue square"  # the prompt every timed call uses
@@ -199,7 +199,7 @@ def world_stages(world, verifier) -> Stages:
         return lambda: verifier.score(h, [PROMPT] * b, batch_size=b)
 
     prompted, noise = Prompted.encode(pipe, PROMPT, gen), initial_noise(pipe, [0], gen)
-    block = int(verifier.config.site.split(".")[1])
+    block = Site.parse(verifier.config.site).index
     return Stages("world", card_name("cpu"), "float32", len(dit.transformer_blocks), block,
                   {"dit": dit_run, "decode": decode_run, "vision_encode": vision_run, "connector": connector_run,
                    "llm_prefill": prefill_run},

@@ -26,7 +26,7 @@ import torch
 from vhslab.data.generate import GenConfig, sample_seed
 from vhslab.search.generation import Prompted, SearchError, decode, initial_noise
 from vhslab.search.paths import SearchPath, SearchRun, path_of
-from vhslab.trace.capture import find_transformer
+from vhslab.trace.site import Site, find_transformer
 
 
 @dataclass
@@ -79,7 +79,7 @@ def check_search(pipe, verifier, n: int | None, gen: GenConfig, budget_ms: float
         raise SearchError(f"searching one-step candidates needs a one-step pipeline; this one runs {gen.steps} steps")
     num = len(find_transformer(pipe).transformer_blocks)
     if block is not None and block >= num:
-        raise SearchError(f"the verifier reads block.{block}, but the generator has blocks 0-{num - 1}")
+        raise SearchError(f"the verifier reads {Site.block(block)}, but the generator has blocks 0-{num - 1}")
     path.check(vision, prompt)
     if budget_ms is not None:
         if cost_model is None:

@@ -3,8 +3,8 @@ starting noise of a seed, candidates run only to a block, to the final latent, o
 winner finished from its cached block state.
 
 One-step pipelines (SANA-Sprint): the DiT runs once per candidate, so the hidden state of block l
-is all the winner needs to be finished. `finish_from_cache` swaps blocks 0..l for a replay of that
-state for one call; everything else (patch embedding, timestep and caption paths, the later
+is all the winner needs to be finished. `finish_from_cache` (a replaying `trace`) swaps blocks 0..l
+for a replay of that state for one call; everything else (patch embedding, timestep and caption paths, the later
 blocks, the decoder) runs as in a plain call, so the winner equals the same candidate made in one
 full call.
 """
@@ -19,46 +19,23 @@ import torch
 
 from vhslab.data.generate import GenConfig
 from vhslab.errors import InputError
-from vhslab.trace.capture import Capture, find_transformer, to_uint8
+from vhslab.trace.site import Site, SiteError, find_transformer
+from vhslab.trace.trace import to_uint8, trace
 
 
 class SearchError(InputError):
     """Bad input to a search (N < 1, a site the generator lacks, a budget too small, ...)."""
 
 
-class _Skip(torch.nn.Module):
-    """Stands in for a block before the cached one: passes its input through untouched."""
-
-    def forward(self, hidden_states, *args, **kwargs):
-        return hidden_states
-
-
-class _Replay(torch.nn.Module):
-    """Stands in for the cached block: returns its recorded output."""
-
-    def __init__(self, cached: torch.Tensor):
-        super().__init__()
-        self.cached = cached
-
-    def forward(self, hidden_states, *args, **kwargs):
-        if hidden_states.shape != self.cached.shape:
-            raise SearchError(f"cached hidden state {tuple(self.cached.shape)} does not fit {tuple(hidden_states.shape)}")
-        return self.cached.to(hidden_states.dtype)
-
-
 @contextlib.contextmanager
 def finish_from_cache(pipe, block: int, cached: torch.Tensor):
-    """Within the context, a call of `pipe` skips blocks 0..block and starts from `cached`."""
-    blocks = find_transformer(pipe).transformer_blocks
-    saved = [blocks[i] for i in range(block + 1)]
+    """Within the context, a call of `pipe` skips blocks 0..block and starts from `cached`: a replaying
+    `trace`."""
     try:
-        for i in range(block):
-            blocks[i] = _Skip()
-        blocks[block] = _Replay(cached)
-        yield
-    finally:
-        for i, b in enumerate(saved):
-            blocks[i] = b
+        with trace(pipe, replay=(block, cached)):
+            yield
+    except SiteError as err:
+        raise SearchError(str(err)) from None
 
 
 def initial_noise(pipe, seeds: list[int], gen: GenConfig) -> torch.Tensor:
@@ -113,9 +90,9 @@ class Prompted:
     @torch.no_grad()
     def to_block(self, noise: torch.Tensor, block: int) -> torch.Tensor:
         """Hidden states of `block` (B, tokens, channels); the blocks after it do not run."""
-        with Capture(self.pipe, [f"block.{block}"], dtype=torch.float32, stop=True) as cap:
+        with trace(self.pipe, [Site.block(block)], dtype=torch.float32, stop=True) as t:
             self._run(noise, "latent")
-        return cap[f"block.{block}"][0]
+        return t[Site.block(block)][0]
 
     @torch.no_grad()
     def to_latent(self, noise: torch.Tensor) -> torch.Tensor:
@@ -127,4 +104,4 @@ class Prompted:
         """One candidate (noise (1, ...), its cached block state) through the later blocks and the decoder."""
         with finish_from_cache(self.pipe, block, cached):
             out = self._run(noise, "np").images
-        return (np.asarray(out[0]) * 255).round().astype(np.uint8)  # as Capture's `image` site rounds
+        return (np.asarray(out[0]) * 255).round().astype(np.uint8)  # as the trace's `image` site rounds

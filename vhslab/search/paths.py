@@ -27,6 +27,7 @@ import torch
 from vhslab.search.generation import Prompted, SearchError, ae_tokens, decode
 from vhslab.shapes.evaluate import ShapesEvaluator
 from vhslab.shapes.phrasing import parse_prompt
+from vhslab.trace.site import Site
 
 PATHS: dict[str, SearchPath] = {}
 
@@ -56,7 +57,7 @@ class SearchPath:
     """One way of picking among candidates; subclass it and `register` the subclass to add a path."""
 
     name: str = ""
-    site: str | None = None  # the verifier site it reads ("block" for any block.k); None: no verifier
+    site: str | None = None  # the kind of site its verifier reads (`Site.kind`: "block" for any block.k); None: none
     named: bool = False  # chosen by name (no verifier object)
     in_table: bool = True  # a row of the budget table
     to_block: bool = False  # candidates stop at the verifier's block
@@ -65,9 +66,9 @@ class SearchPath:
     plain: bool = False  # one plain generation, no candidate scored
     cost_as: str = ""  # charged as this other path ("" = itself)
 
-    def reads(self, site: str) -> int | bool | None:
+    def reads(self, site: Site) -> int | bool | None:
         """For a verifier reading `site`: its block (or None) when this path runs it, False otherwise."""
-        return None if self.site is not None and site == self.site else False
+        return None if self.site is not None and site.kind == self.site else False
 
     def check(self, vision, prompt: str | None) -> None:
         """Errors of this path's own inputs, raised before any compute."""
@@ -109,9 +110,9 @@ class VHS(SearchPath):
 
     name, site, to_block, stages, winner = "vhs", "block", True, ("llm_prefill",), "finish"
 
-    def reads(self, site: str) -> int | bool | None:
+    def reads(self, site: Site) -> int | bool | None:
         """The block k of a `block.k` site, else False."""
-        return int(site.split(".")[1]) if site.startswith("block.") else False
+        return site.index if site.is_block else False
 
     def run(self, run, batch, t):
         """Hidden states of the verifier's block, kept for the winner."""
@@ -236,12 +237,12 @@ def path_of(verifier) -> tuple[SearchPath, int | None]:
         if name not in PATHS or not PATHS[name].named:
             raise SearchError(f"unknown verifier {name!r}: a LatentVerifier or one of {', '.join(named_paths())}")
         return PATHS[name], None
-    site = verifier.config.site
+    site = Site.parse(verifier.config.site)
     for path in PATHS.values():
         block = path.reads(site)
         if block is not False:
             return path, block
-    raise SearchError(f"a verifier reading {site!r} cannot pick among images (it sees no candidate)")
+    raise SearchError(f"a verifier reading {str(site)!r} cannot pick among images (it sees no candidate)")
 
 
 def charged(name: str) -> SearchPath:

@@ -16,6 +16,7 @@ import torch
 
 from vhslab.search.bench import Stages, card_name
 from vhslab.search.generation import SearchError
+from vhslab.trace.site import Site
 from vhslab.verifier.model import LatentVerifier
 from vhslab.world import load_world
 
@@ -76,7 +77,7 @@ def real_size_stages(arch: str = "sana-sprint-1.6b", device: str = "cuda", dtype
     dc = dit.config
     width = dc.num_attention_heads * dc.attention_head_dim
     block = cfg["block"]
-    verifier = LatentVerifier.create(llm, tokenizer, f"block.{block}", width, token_grid=0).to(device)
+    verifier = LatentVerifier.create(llm, tokenizer, str(Site.block(block)), width, token_grid=0).to(device)
     verifier.connector.to(dtype)
     side = dc.sample_size
 

@@ -29,7 +29,7 @@ from vhslab.search.generation import SearchError
 from vhslab.search.noise_search import noise_search
 from vhslab.search.paths import PATHS, path_of
 from vhslab.shapes.evaluate import ShapesEvaluator, interval, meaning_draws, overall_score
-from vhslab.trace.capture import find_transformer
+from vhslab.trace.site import Site, find_transformer
 from vhslab.verifier.sweep import candidate_rows, score_store
 
 NOISE = "noise"  # the noise search's row: charged as the VHS path in sequential rounds
@@ -156,7 +156,7 @@ def check_table(verifiers: dict, methods, budgets, world) -> int | None:
                 raise SearchError(f"the verifier given for {m!r} reads {verifiers[m].config.site!r} (the {path.name} path)")
             num = len(find_transformer(world.pipeline).transformer_blocks)
             if blocks[m] is not None and blocks[m] >= num:
-                raise SearchError(f"the verifier reads block.{blocks[m]}, but the generator has blocks 0-{num - 1}")
+                raise SearchError(f"the verifier reads {Site.block(blocks[m])}, but the generator has blocks 0-{num - 1}")
     return blocks["vhs"] if "vhs" in methods else None
 
 

@@ -14,6 +14,7 @@ import xarray as xr
 import vhslab
 from vhslab.data.spec import SPEC_VERSION
 from vhslab.shapes.prompts import PromptSpec
+from vhslab.trace.site import Site
 
 TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 COLORS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")
@@ -131,7 +132,7 @@ def planted_store(
         "caption": ("sample", np.array([" ".join(f"a photo of a {f_color[s, 0]} {f_class[s, 0]}".split())
                                         for s in range(n_samples)])),  # what a detector "saw"
     }
-    sites = [f"block.{i}" for i in range(n_layers)] + ["ae_latent"]
+    sites = [str(Site.block(i)) for i in range(n_layers)] + ["ae_latent"]
     if image_px:
         rep = image_px // side
         img = ae[:, :, :3].reshape(n_samples, side, side, 3)
@@ -149,7 +150,7 @@ def planted_store(
         "prompt_index": ("sample", pidx.astype(np.int64)),
         "layer": ("layer", np.arange(n_layers, dtype=np.int64)),
         "depth": ("layer", np.arange(n_layers) / n_layers),
-        "site": ("layer", np.array([f"block.{i}" for i in range(n_layers)])),
+        "site": ("layer", np.array([str(Site.block(i)) for i in range(n_layers)])),
         "token_row": ("token", rows.astype(np.int64)),
         "token_col": ("token", cols.astype(np.int64)),
     }

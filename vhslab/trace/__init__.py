@@ -1,1 +1,22 @@
-"""Instrumenting a pipeline: sites, reading (capture), writing (edit) and the vision encoder."""
+"""Instrumenting a pipeline: sites, one `trace` (read, write, stop, replay), capture/edit on top of it,
+and the vision encoder."""
+
+from vhslab.trace.capture import Capture
+from vhslab.trace.edit import Edit, PatchError, ablate_tokens, add_direction, region_mask, replace_tokens
+from vhslab.trace.site import (
+    KINDS,
+    Site,
+    SiteError,
+    check_site,
+    find_site,
+    find_transformer,
+    parse_sites,
+    pipeline_sites,
+    store_sites,
+)
+from vhslab.trace.trace import EditFn, Trace, VisionFn, to_uint8, trace
+from vhslab.trace.vision import VisionEncoder
+
+__all__ = ["KINDS", "Capture", "Edit", "EditFn", "PatchError", "Site", "SiteError", "Trace", "VisionEncoder", "VisionFn",
+           "ablate_tokens", "add_direction", "check_site", "find_site", "find_transformer", "parse_sites",
+           "pipeline_sites", "region_mask", "replace_tokens", "store_sites", "to_uint8", "trace"]

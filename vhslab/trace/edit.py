@@ -1,4 +1,4 @@
-"""Edit a DiT block's output tokens during generation: the capture hook's sibling.
+"""Edit a DiT block's output tokens during generation: the edit functions `trace` writes with.
 
     with Edit(pipe, "block.5", replace_tokens(donor, region)) as edit:
         pipe(...)                      # block 5's output has `region` taken from `donor`
@@ -7,20 +7,17 @@ Edits: `replace_tokens` (another candidate's tokens in a region), `ablate_tokens
 `add_direction` (steering: + coefficient * direction on chosen tokens). Guarantees as `Capture`'s:
 the hook is always removed, edits do not nest, and the block must fire exactly `calls` times (a
 caching hook that skips the block is an error, not a silent no-op). To read the edited run, enter
-the `Edit` first and a `Capture` inside it: hooks on one block run in the order they were added.
+one `trace` with both reads and writes: a block's reads see its edited output.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from vhslab.errors import InputError
-from vhslab.trace.capture import find_transformer
-
-EditFn = Callable[[torch.Tensor], torch.Tensor]  # (B, tokens, width) -> same shape
+from vhslab.trace.site import Site, SiteError
+from vhslab.trace.trace import EditFn, Trace
 
 
 class PatchError(InputError):
@@ -81,35 +78,15 @@ def add_direction(direction: torch.Tensor, coefficient: float, tokens: np.ndarra
     return edit
 
 
-class Edit:
-    """Context manager: `fn` applied to the output of `site` (block.k) on every call of the block."""
+class Edit(Trace):
+    """Context manager: `fn` applied to the output of `site` (block.k) on every call of the block: `trace`
+    with one write."""
 
-    def __init__(self, model, site: str, fn: EditFn, calls: int = 1):
-        self.dit = find_transformer(model)
-        if not site.startswith("block.") or not site[6:].isdigit():
-            raise PatchError(f"edits act on a block site (block.k), got {site!r}")
-        self.index = int(site[6:])
-        if self.index >= len(self.dit.transformer_blocks):
-            raise PatchError(f"{site}: the model has blocks 0-{len(self.dit.transformer_blocks) - 1}")
-        self.fn, self.calls, self.fired, self._handle = fn, calls, 0, None
+    def __init__(self, model, site: str | Site, fn: EditFn, calls: int = 1):
+        try:
+            super().__init__(model, writes={site: fn}, calls=calls, stop=False)
+        except SiteError as err:
+            raise PatchError(f"edits act on a block site of the model: {err}") from None
 
-    def _hook(self, _module, _args, output):
-        self.fired += 1
-        if isinstance(output, tuple):
-            return (self.fn(output[0]), *output[1:])
-        return self.fn(output)
 
-    def __enter__(self) -> Edit:
-        if getattr(self.dit, "_vhslab_edit", None) is not None:
-            raise RuntimeError("an Edit is already active on this model; edits do not nest: compose them in one function")
-        self.dit._vhslab_edit = self
-        self._handle = self.dit.transformer_blocks[self.index].register_forward_hook(self._hook)
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        self._handle.remove()
-        self.dit._vhslab_edit = None
-        if exc is None and self.fired != self.calls:
-            raise RuntimeError(f"block.{self.index} fired {self.fired} times under the edit, expected {self.calls}; "
-                               "a caching hook (e.g. FirstBlockCache) may skip it")
-        return False
+__all__ = ["Edit", "PatchError", "ablate_tokens", "add_direction", "region_mask", "replace_tokens"]

@@ -10,7 +10,8 @@ import numpy as np
 import xarray as xr
 from sklearn.model_selection import GroupShuffleSplit
 
-from vhslab.probes.data import Site, site_array, token_dims
+from vhslab.probes.data import site_array, token_dims
+from vhslab.trace.site import Site
 
 
 def validation_split(ds: xr.Dataset, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

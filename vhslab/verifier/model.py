@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from vhslab.errors import InputError
 from vhslab.outputs import Output, atomic_path, check_complete, saving
+from vhslab.trace.site import Site
 
 SYSTEM = "you are an image analysis assistant ."
 QUESTION = "<image> does this image match the prompt : {prompt} ? answer yes or no ."
@@ -340,8 +341,8 @@ def from_release(path: str | Path, site: str | None = None, **config) -> LatentV
     config = {"system": RELEASE_SYSTEM, "question": RELEASE_QUESTION, **config}
     v = LatentVerifier(llm, AutoTokenizer.from_pretrained(path, local_files_only=True), VerifierConfig(site, int(raw["mm_hidden_size"]), **config))
     v.connector.load_state_dict(connector)
-    if site.startswith("block."):
-        k = site.split(".")[1]
+    if Site.parse(site).is_block:
+        k = Site.parse(site).index
         mean, var = (torch.load(path / f"block_{k}_{n}_bf16.pt", weights_only=True).float() for n in ("mean", "variance"))
         v.set_statistics(mean, var)
     return v.to(llm.dtype).eval()

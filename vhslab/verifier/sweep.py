@@ -22,15 +22,16 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from vhslab.outputs import read_resumable_json, write_json_atomic
-from vhslab.probes.data import check_store, list_sites, site_features
+from vhslab.probes.data import check_store, site_features
 from vhslab.probes.metrics import auroc_binary, auroc_within
 from vhslab.probes.models import WithinPromptLinear, make_probe, make_prompt_baseline, prompt_structure
 from vhslab.probes.selection import by_training_validation, crossfit
+from vhslab.trace.site import Site, find_site, store_sites
 from vhslab.verifier.data import ChunkReader, prompt_rows, validation_split
 from vhslab.verifier.evaluate import evaluate_scores
 from vhslab.verifier.model import LatentVerifier, check_generator
 from vhslab.verifier.teacher import teacher_model
-from vhslab.verifier.train import VerifierTrainConfig, find_site, score_rows, train_verifier
+from vhslab.verifier.train import VerifierTrainConfig, score_rows, train_verifier
 
 MARK = "vhslab_verifier_sweep"
 PROBE_C = (0.01, 0.1, 1.0)  # the probes' regularisation grid (inverse L2 strength), fixed before any run
@@ -45,11 +46,6 @@ def candidate_rows(ds: xr.Dataset) -> tuple[np.ndarray, dict]:
     rows = {"group": ds["prompt_index"].values, "tag": _strs(ds["tag"].values), "meaning": _strs(ds["meaning"].values),
             "prompts": _strs(ds["prompt"].values)}
     return ds["verdict"].values.astype(int), rows
-
-
-def store_sites(ds: xr.Dataset) -> list[str]:
-    """Every verifier site a store offers: its blocks, ae_latent and vision if stored, and text."""
-    return [s.name for s in list_sites(ds, None, tuple(v for v in ("ae_latent", "vision") if v in ds))] + ["text"]
 
 
 def score_store(verifier: LatentVerifier, ds: xr.Dataset, prompts: np.ndarray | None = None) -> np.ndarray:
@@ -125,7 +121,7 @@ def run_verifier_sweep(train: xr.Dataset, test: xr.Dataset, llm, tokenizer, site
     cfg = cfg or VerifierTrainConfig()
     train, test = check_store(train), check_store(test)
     dev = check_store(dev) if dev is not None else None
-    sites = sites or store_sites(train)
+    sites = sites or [str(s) for s in store_sites(train, text=True)]
     for site in sites:  # every site must exist in every store: errors before any training
         if site != "text":
             for store in (train, test, dev):
@@ -191,7 +187,7 @@ def _as_dataset(sites, results, extra, train, test, cfg, token_grid, n) -> xr.Da
                      for m in models])  # (model, site, metric, 3)
     diff = np.array([[[r["difference"][k]["value"], *r["difference"][k]["ci"]] for k in metrics] for r in results])
     num = int(train.attrs.get("num_blocks", 1))
-    depth = [int(s.split(".")[1]) / num if s.startswith("block.") else np.nan for s in sites]
+    depth = [Site.parse(s).index / num if Site.parse(s).is_block else np.nan for s in sites]
     ds = xr.Dataset(
         {"value": (("model", "site", "metric"), cube[..., 0]), "lo": (("model", "site", "metric"), cube[..., 1]),
          "hi": (("model", "site", "metric"), cube[..., 2]),
@@ -235,4 +231,4 @@ def verifier_table(sweep: xr.Dataset, metrics=("auroc", "within_prompt_auroc", "
     return "\n".join(lines)
 
 
-__all__ = ["best_probe_scores", "candidate_rows", "run_verifier_sweep", "score_store", "store_sites", "verifier_table"]
+__all__ = ["best_probe_scores", "candidate_rows", "run_verifier_sweep", "score_store", "verifier_table"]

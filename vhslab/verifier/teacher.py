@@ -16,8 +16,9 @@ import numpy as np
 import torch
 import xarray as xr
 
-from vhslab.probes.data import Site, site_features
+from vhslab.probes.data import site_features
 from vhslab.probes.models import WithinPromptLinear
+from vhslab.trace.site import Site
 
 
 def teacher_model(feats: np.ndarray, rows: np.ndarray, y: np.ndarray, prompt_row: np.ndarray, c: float) -> WithinPromptLinear:

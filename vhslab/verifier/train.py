@@ -26,8 +26,9 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from vhslab import statefile
-from vhslab.probes.data import Site, check_store, list_sites, site_statistics
+from vhslab.probes.data import check_store, site_statistics
 from vhslab.probes.metrics import auroc_binary, auroc_within
+from vhslab.trace.site import find_site
 from vhslab.verifier.data import (
     ChunkReader,
     first_candidates,
@@ -79,18 +80,6 @@ class VerifierTrainConfig:
         if bad:
             raise VerifierError(f"VerifierTrainConfig: {', '.join(bad)} (numbers are finite, lr and align_lr > 0, "
                              "llm_lr and the loss weights >= 0)")
-
-
-def find_site(ds: xr.Dataset, name: str) -> Site:
-    """The store's site called `name` ("block.k", "ae_latent", "vision"), or a clear error."""
-    from vhslab.probes.data import ProbeError
-
-    known = list_sites(ds, None, tuple(v for v in ("ae_latent", "vision") if v in ds))
-    hit = [s for s in known if s.name == name]
-    if not hit:
-        known = [s.name for s in known]
-        raise ProbeError(f"site {name!r} is not in the store; it has {', '.join(known)} (and 'text' needs none)")
-    return hit[0]
 
 
 def score_rows(verifier: LatentVerifier, read: ChunkReader | None, rows: np.ndarray, prompts: np.ndarray,
