@@ -39,12 +39,12 @@ def test_cost_model_charges_each_path_its_stages():
 def test_a_new_path_is_one_class():
     @register
     class Blind(SearchPath):
-        """Reads a site no other path reads; charged the decode like `none`."""
+        """Reads the decoded image (a site no other path reads); charged every block and the decode."""
 
-        name, site, stages = "blind", "blind_site", ("decode",)
+        name, site, stages = "blind", "image", ("decode",)
 
     try:
-        path, block = path_of(_verifier("blind_site"))
+        path, block = path_of(_verifier("image"))
         assert path.name == "blind" and block is None
         cost = load_cost_model("world")
         assert cost.batch_ms("blind", 1) == cost.batch_ms("oracle", 1)  # every block + decode, like the oracle
