@@ -16,7 +16,7 @@ import xarray as xr
 
 from vhslab.data.extract import extract
 from vhslab.data.spec import SpecError, validate
-from vhslab.data.store import StoreError, open_store
+from vhslab.data.store import StoreError, open_zarr
 from vhslab.pipeline import GenConfig, make_samples, sample_seed
 from vhslab.shapes.evaluate import ShapesEvaluator
 from vhslab.shapes.suites import load_suite
@@ -47,7 +47,7 @@ def test_store_follows_spec_and_matches_capture(sana, prompts, tmp_path):
     res = extract(sana, prompts, out, n_per_prompt=2, sites="block.1,block.3,ae_latent,image", batch_size=4,
                   gen=GEN, progress=False)
     assert res["samples_written"] == res["samples_this_run"] == 10
-    ds = open_store(out)
+    ds = open_zarr(out)
     validate(ds)
     assert isinstance(ds["hidden"].data, type(ds["verdict"].data))  # dask-backed, lazy
     assert ds.sizes == {"sample": 10, "layer": 2, "token": 64, "channel": 16, "item": 2, "checked": 13,
@@ -138,16 +138,16 @@ def test_corrupt_or_partial_store_errors_and_keeps_data(sana, prompts, tmp_path)
     out = tmp_path / "c.zarr"
     kw = dict(n_per_prompt=1, sites="block.0", batch_size=2, gen=GEN, progress=False)
     extract(sana, prompts, out, **kw)
-    clean = open_store(out).load()
+    clean = open_zarr(out).load()
     # a damaged `written` chunk: its rows count as unwritten and are generated again
     (out / "written" / "c" / "1").write_bytes(b"garbage")
     again = extract(sana, prompts, out, **kw)
     assert again["samples_this_run"] == 2
-    xr.testing.assert_identical(open_store(out).load(), clean)
+    xr.testing.assert_identical(open_zarr(out).load(), clean)
     # a variable's metadata gone
     (out / "hidden" / "zarr.json").unlink()
     with pytest.raises(StoreError, match="hidden"):
-        open_store(out)
+        open_zarr(out)
     # a foreign / partial directory
     (tmp_path / "d.zarr").mkdir()
     (tmp_path / "d.zarr" / "notes.txt").write_text("x")
@@ -159,7 +159,7 @@ def test_corrupt_or_partial_store_errors_and_keeps_data(sana, prompts, tmp_path)
 def test_validate_names_problems(sana, prompts, tmp_path):
     out = tmp_path / "e.zarr"
     extract(sana, prompts[:2], out, n_per_prompt=1, sites="block.0,block.2", batch_size=2, gen=GEN, progress=False)
-    ds = open_store(out)
+    ds = open_zarr(out)
     with pytest.raises(SpecError, match="'written'"):
         validate(ds.drop_vars("written"))
     with pytest.raises(SpecError, match="layer"):
@@ -174,7 +174,7 @@ def test_pixart_steps_and_vision(prompts, tmp_path):
     gen = GenConfig(steps=2, guidance_scale=4.5, max_sequence_length=16)
     extract(pipe, prompts[:2], out, n_per_prompt=2, sites="all,vision", batch_size=2, gen=gen,
             vision=tiny_vision_encoder(), progress=False)
-    ds = open_store(out)
+    ds = open_zarr(out)
     assert ds.hidden.dims == ("sample", "step", "layer", "token", "channel")
     assert ds.hidden.shape == (4, 2, 3, 64, 16) and list(ds.step.values) == [0, 1]
     assert ds.vision.shape == (4, 16, 16)
@@ -210,7 +210,7 @@ def reference(saved, out):
 
     pipe = DiffusionPipeline.from_pretrained(saved)
     extract(pipe, load_suite("train")[:40], out, n_per_prompt=2, sites="all", batch_size=2, gen=GEN, progress=False)
-    return open_store(out)
+    return open_zarr(out)
 
 
 def n_written(out):
@@ -236,7 +236,7 @@ def test_kill_9_then_resume_equals_uninterrupted(saved, tmp_path):
     assert done.returncode == 0, stderr
     result = json.loads(stdout.strip().splitlines()[-1])
     assert result["samples_written"] == 80 and result["skipped"] >= partial
-    ds, ref = open_store(out), reference(saved, tmp_path / "ref.zarr")
+    ds, ref = open_zarr(out), reference(saved, tmp_path / "ref.zarr")
     assert ds.written.values.all() and ds.sizes == ref.sizes
     np.testing.assert_array_equal(ds.hidden.values, ref.hidden.values)
     np.testing.assert_array_equal(ds.verdict.values, ref.verdict.values)
@@ -254,7 +254,7 @@ def test_two_shards_write_one_store(saved, tmp_path):
         results.append(json.loads(stdout.strip().splitlines()[-1]))
     assert sorted(r["shard"] for r in results) == ["0/2", "1/2"]
     assert sum(r["samples_this_run"] for r in results) == 80
-    ds, ref = open_store(out), reference(saved, tmp_path / "ref.zarr")
+    ds, ref = open_zarr(out), reference(saved, tmp_path / "ref.zarr")
     assert ds.written.values.all()
     np.testing.assert_array_equal(ds.hidden.values, ref.hidden.values)
     inspect = cli("inspect", str(out), "--json")
@@ -273,6 +273,6 @@ def test_accelerate_launch_two_cpu_ranks_write_one_store(saved, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     shards = sorted(json.loads(line)["shard"] for line in proc.stdout.splitlines() if line.startswith("{"))
     assert shards == ["0/2", "1/2"]
-    ds, ref = open_store(out), reference(saved, tmp_path / "ref.zarr")
+    ds, ref = open_zarr(out), reference(saved, tmp_path / "ref.zarr")
     assert ds.written.values.all()
     np.testing.assert_array_equal(ds.hidden.values, ref.hidden.values)

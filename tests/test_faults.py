@@ -16,7 +16,7 @@ import xarray as xr
 from typer.testing import CliRunner
 
 from vhslab.cli.main import app
-from vhslab.data.store import open_store
+from vhslab.data.store import open_zarr
 
 torch.set_num_threads(1)
 EXTRACT = ["extract", "--model", "world", "--prompts", "train", "--limit", "24", "--n-per-prompt", "2",
@@ -145,7 +145,7 @@ def test_nan_in_a_batch_is_refused_before_it_is_written(tmp_path):
 
     path = tmp_path / "s.zarr"
     assert cli(*EXTRACT, "--out", path)[0] == 0
-    ds = open_store(path)
+    ds = open_zarr(path)
     batch = ds.isel(sample=slice(0, 2)).load().drop_vars(["written", "checksum"])
     batch["hidden"] = batch["hidden"].where(False)  # all NaN
     before = tree(path)
@@ -172,7 +172,7 @@ def test_damaged_chunk_is_named_refused_and_repaired(store, copy, damage):
     assert code == 1 and report["damaged"][0].startswith(name)
     code, result = last_json(*EXTRACT, "--out", path, "--json")
     assert code == 0 and result["repaired"][0].startswith(name)
-    xr.testing.assert_identical(open_store(path).load(), open_store(store).load())
+    xr.testing.assert_identical(open_zarr(path).load(), open_zarr(store).load())
     assert cli("inspect", path, "--verify")[0] == 0
 
 

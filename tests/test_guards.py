@@ -131,12 +131,12 @@ def test_image_sides_are_bounded_before_compute(vhslab, tmp_path):
 
 # --- batch sizes --------------------------------------------------------------------------------
 def test_batch_size_is_clipped_to_the_rows_there_are(vhslab, tmp_path):
-    from vhslab.data.store import open_store
+    from vhslab.data.store import open_zarr
 
     code, output = vhslab(*EXTRACT, "--limit", "2", "--batch-size", "100000", "--out", "s.zarr")
     assert code == 0, output
     assert "note: --batch-size 100000 clipped to the 4 rows there are" in output
-    assert int(open_store(tmp_path / "s.zarr").attrs["sample_chunk"]) == 4
+    assert int(open_zarr(tmp_path / "s.zarr").attrs["sample_chunk"]) == 4
     code, output = vhslab("generate", PROMPT, "-o", "g.png", "--n", "3", "--batch-size", "100000", "--json")
     assert code == 0 and "note: --batch-size 100000 clipped to the 3 rows there are" in output
 
@@ -201,14 +201,14 @@ def stores(tmp_path_factory):
     """A store with 1 prompt row of 2 candidates at block.10, one without block.10, one with no rows."""
     from typer.testing import CliRunner
 
-    from vhslab.data.store import open_store
+    from vhslab.data.store import open_zarr
 
     root = tmp_path_factory.mktemp("guards")
     for name, sites in (("one", "block.10"), ("other", "block.2")):
         argv = [*EXTRACT[:-3], "--sites", sites, "--no-progress", "--limit", "1", "--batch-size", "2", "--out", root / f"{name}.zarr"]
         result = CliRunner().invoke(app, [str(a) for a in argv])
         assert result.exit_code == 0, result.output
-    zero = open_store(root / "one.zarr").isel(sample=slice(0, 0)).load()
+    zero = open_zarr(root / "one.zarr").isel(sample=slice(0, 0)).load()
     for v in zero.variables.values():
         v.encoding = {}
     with warnings.catch_warnings():  # zarr 3 on consolidated metadata

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vhslab.probes.selection import by_training_validation, crossfit, meaning_folds, naive_choice, within
+from vhslab.probes.selection import by_training_validation, crossfit, deal_meanings, naive_choice, within
 
 
 def planted_runs(n_runs=30, n_meanings=80, n_cand=4, seed=0):
@@ -53,7 +53,7 @@ def test_crossfit_keeps_a_real_difference():
 
 def test_folds_split_each_tag_by_meaning_and_refuse_foreign_dev_meanings():
     runs, dev, test = planted_runs(n_runs=2, n_meanings=40)
-    folds = meaning_folds(test["tag"], test["meaning"])
+    folds = deal_meanings(test["tag"], test["meaning"])
     for tag in ("colors", "position"):
         mine = {m for m, t in zip(test["meaning"], test["tag"], strict=True) if t == tag}
         assert {folds[m] for m in mine} == {0, 1} and abs(sum(folds[m] for m in mine) - len(mine) / 2) <= 1

@@ -1,1 +1,29 @@
+"""Analysis of what the generator's hidden states hold and what the verifier reads: attribution with
+its sanity checks, patching and steering, and the geometry of the sites.
 
+    study = attribution_study(verifier, open_store("test.zarr"), n=64)     # maps + checks
+    ds = patch_sweep(world, verifier, pairs_from_store(store, 8))          # activation patching
+    ds = steer_sweep(world, store, prompts, blocks=[4, 8])                 # steering along colour probes
+    ds = geometry(store, n=1000)                                           # CKA across sites, PCA / UMAP
+"""
+
+from vhslab.analysis.attribution import AttributionError, attribute, margin, patch_ablation, prompt_ig, visual_ig
+from vhslab.analysis.checks import check_table, deletion, perturbation, run_checks
+from vhslab.analysis.geometry import GeometryError, cka_matrix, geometry, linear_cka
+from vhslab.analysis.interventions import (
+    REGIONS,
+    colour_directions,
+    pairs_from_store,
+    patch_effect,
+    patch_sweep,
+    steer_sweep,
+)
+from vhslab.analysis.road import road_impute
+from vhslab.analysis.sanity import mean_ci, pointing, randomised_copy, rank_correlation
+from vhslab.analysis.study import AttributionResult, attribution_study
+
+__all__ = ["REGIONS", "AttributionError", "AttributionResult", "GeometryError", "attribute", "attribution_study",
+           "check_table", "cka_matrix", "colour_directions", "deletion", "geometry", "linear_cka", "margin",
+           "mean_ci", "pairs_from_store", "patch_ablation", "patch_effect", "patch_sweep", "perturbation",
+           "pointing", "prompt_ig", "randomised_copy", "rank_correlation", "road_impute", "run_checks",
+           "steer_sweep", "visual_ig"]

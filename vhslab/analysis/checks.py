@@ -29,6 +29,7 @@ import torch
 from vhslab.analysis.attribution import margin
 from vhslab.analysis.road import road_impute
 from vhslab.analysis.sanity import by_fraction, object_cells, pointing, rank_correlation
+from vhslab.errors import InputError
 from vhslab.stats import cluster_draws, interval, paired_interval, row_weights
 
 MODEL_FREE = ("token_norm", "random")
@@ -71,7 +72,7 @@ def removed(verifier, hidden: torch.Tensor, drop: np.ndarray, fill: str, rng: np
         return out
     if fill == "road":
         return road_impute(hidden, drop, torch.sqrt(verifier.var.float() + verifier.config.eps), noise, rng)
-    raise ValueError(f"fill must be 'mean' or 'road', got {fill!r}")
+    raise InputError(f"fill must be 'mean' or 'road', got {fill!r}")
 
 
 def perturbation(verifier, hidden: torch.Tensor, prompts: list[str], maps: dict[str, np.ndarray],

@@ -15,7 +15,12 @@ import numpy as np
 import xarray as xr
 
 from vhslab.errors import InputError
+from vhslab.pipeline import weights_hash
+from vhslab.probes.data import as_strings, site_array
+from vhslab.search.generation import initial_noise
 from vhslab.stats import cluster_draws
+from vhslab.trace.site import Site, find_site, find_transformer, store_sites
+from vhslab.trace.trace import trace
 
 LABELS = ("verdict", "tag", "prompt_color", "found_color", "found_class")
 
@@ -73,9 +78,6 @@ def spread_interval(reps: np.ndarray, point: np.ndarray, level: float = 0.95) ->
 
 def check_control(world, store: xr.Dataset, sites: list[str]) -> list[str]:
     """The block sites the random-DiT control covers, or a clear error (before any compute) if it cannot run."""
-    from vhslab.pipeline import weights_hash
-    from vhslab.trace.site import Site
-
     blocks = [s for s in sites if Site.parse(s).is_block]
     if len(blocks) < 2:
         raise GeometryError(f"the random-DiT control needs at least two block sites, got {sites}")
@@ -93,11 +95,6 @@ def random_dit_pooled(world, store: xr.Dataset, rows: np.ndarray, sites: list[st
     come from the world's generator (its rows are regenerated)."""
     import torch
 
-    from vhslab.search.generation import initial_noise
-    from vhslab.trace.site import find_transformer
-    from vhslab.trace.trace import trace
-    from vhslab.verifier.sweep import _strs
-
     pipe = world.pipeline
     blocks = check_control(world, store, sites)
     dit = find_transformer(pipe)
@@ -109,7 +106,7 @@ def random_dit_pooled(world, store: xr.Dataset, rows: np.ndarray, sites: list[st
     rpipe = type(pipe)(**{**pipe.components, "transformer": rnd})
     rpipe.set_progress_bar_config(disable=True)
     gen = world.gen_config.resolve(pipe)
-    prompts, seeds = _strs(store["prompt"].values[rows]), store["seed"].values[rows]
+    prompts, seeds = as_strings(store["prompt"].values[rows]), store["seed"].values[rows]
     out = {s: [] for s in blocks}
     for lo in range(0, len(rows), batch_size):
         part = slice(lo, lo + batch_size)
@@ -123,9 +120,6 @@ def random_dit_pooled(world, store: xr.Dataset, rows: np.ndarray, sites: list[st
 
 def pooled(store: xr.Dataset, sites: list[str], rows: np.ndarray) -> dict[str, np.ndarray]:
     """{site: (row, channel)} token means of each site."""
-    from vhslab.probes.data import site_array
-    from vhslab.trace.site import find_site
-
     out = {}
     for name in sites:
         arr = site_array(store, find_site(store, name)).isel(sample=rows)
@@ -172,8 +166,6 @@ def geometry(store: xr.Dataset, sites: list[str] | None = None, n: int = 1000, *
     (seed `seed`), with its interval and the paired difference trained - random on the same rows."""
     from sklearn.decomposition import PCA
 
-    from vhslab.trace.site import store_sites
-
     known = [str(s) for s in store_sites(store)]
     sites = known if not sites else list(sites)
     bad = [s for s in sites if s not in known]
@@ -215,8 +207,6 @@ def geometry(store: xr.Dataset, sites: list[str] | None = None, n: int = 1000, *
         data.update(_control(world, store, rows, sites, feats, min(control_n, len(rows)), n_boot, seed))
         attrs.update({"control": "randomly initialised DiT of the same shape, same prompts and noise", "control_seed": seed,
                       "control_n": min(control_n, len(rows))})
-    from vhslab.trace.site import Site
-
     index = [Site.parse(s).index if Site.parse(s).is_block else -1 for s in sites]  # figures get ints, not names
     ds = xr.Dataset(data, coords={"site": sites, "site_b": sites, "component": [1, 2], "site_block": ("site", index)})
     ds.attrs.update(attrs)
@@ -225,8 +215,6 @@ def geometry(store: xr.Dataset, sites: list[str] | None = None, n: int = 1000, *
 
 def _control(world, store, rows, sites, feats, control_n, n_boot, seed) -> dict:
     """The random-DiT CKA (NaN for non-block sites), its interval, and trained - random on the same rows."""
-    from vhslab.trace.site import Site
-
     pick = np.sort(np.random.default_rng([seed, 7]).choice(len(rows), control_n, replace=False))
     blocks = [s for s in sites if Site.parse(s).is_block]
     rnd = random_dit_pooled(world, store, rows[pick], blocks, seed)

@@ -10,7 +10,10 @@ import torch
 import xarray as xr
 
 from vhslab.pixels import to_uint8
+from vhslab.probes.data import as_strings, site_array
 from vhslab.search.generation import initial_noise
+from vhslab.shapes.evaluate import ShapesEvaluator
+from vhslab.shapes.phrasing import parse_prompt
 from vhslab.stats import mean_ci
 from vhslab.trace.edit import PatchError, add_direction, region_mask, replace_tokens
 from vhslab.trace.site import Site, SiteError, find_site, find_transformer
@@ -22,10 +25,8 @@ REGIONS = ("all", "q00", "q01", "q10", "q11")
 def pairs_from_store(store: xr.Dataset, n_pairs: int) -> list[tuple[str, int, int]]:
     """(prompt, seed of a correct candidate, seed of a wrong one) for the first prompt rows that have
     both, in store order."""
-    from vhslab.verifier.sweep import _strs
-
     verdict, group = store["verdict"].values, store["prompt_index"].values
-    seeds, prompts = store["seed"].values, _strs(store["prompt"].values)
+    seeds, prompts = store["seed"].values, as_strings(store["prompt"].values)
     out = []
     for g in np.unique(group):
         rows = np.flatnonzero(group == g)
@@ -66,9 +67,6 @@ def patch_sweep(world, verifier, pairs, blocks=None, regions=REGIONS, evaluator=
     (pyvene's normaliser: 0 no effect, 1 fully restored). With `control`, the same region is patched
     from the correct candidate of *another* pair's prompt (`flipped_control`): what any edit of that
     size does, the baseline a restoring patch must beat."""
-    from vhslab.shapes.evaluate import ShapesEvaluator
-    from vhslab.shapes.phrasing import parse_prompt
-
     evaluator = evaluator or ShapesEvaluator()
     n_blocks = len(find_transformer(world.pipeline).transformer_blocks)
     blocks = list(range(n_blocks)) if blocks is None else list(blocks)
@@ -135,7 +133,6 @@ def colour_directions(store: xr.Dataset, block: int, seed: int = 0) -> tuple[np.
     on block `block`'s token-mean states, its classes, and the mean token norm at that block."""
     from sklearn.linear_model import LogisticRegression
 
-    from vhslab.probes.data import site_array
     colours = np.array([str(c) for c in store["found_color"].values[:, 0]])
     rows = np.flatnonzero(colours != "")
     arr = site_array(store, find_site(store, Site.block(block))).isel(sample=rows)
@@ -151,8 +148,6 @@ def steer_sweep(world, store: xr.Dataset, prompts, blocks, coefficient: float = 
     classes) by adding coefficient x (mean token norm) x the probe direction to every token; `success`
     (block, image) = the detected object colour became the target; `control` = the same with a random
     direction of the same norm."""
-    from vhslab.shapes.evaluate import ShapesEvaluator
-
     evaluator = evaluator or ShapesEvaluator()
     unique = {s.prompt: s for s in prompts if s.tag == "colors" and len(s.include) == 1}
     if not unique:

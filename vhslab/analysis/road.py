@@ -20,6 +20,8 @@ from functools import cache
 import numpy as np
 import torch
 
+from vhslab.errors import InputError
+
 NEIGHBOURS = (((0, 1), 1 / 6), ((1, 0), 1 / 6), ((0, -1), 1 / 6), ((-1, 0), 1 / 6),
               ((1, 1), 1 / 12), ((1, -1), 1 / 12), ((-1, 1), 1 / 12), ((-1, -1), 1 / 12))
 
@@ -44,10 +46,10 @@ def road_impute(hidden: torch.Tensor, drop: np.ndarray, scale: torch.Tensor, noi
     _, t, c = hidden.shape
     side = round(t**0.5)
     if side * side != t:
-        raise ValueError(f"{t} tokens are no square grid to impute on")
+        raise InputError(f"{t} tokens are no square grid to impute on")
     drop = np.asarray(drop, bool)
     if drop.all(1).any():
-        raise ValueError("ROAD imputation needs at least one kept token per sample")
+        raise InputError("ROAD imputation needs at least one kept token per sample")
     w = neighbour_weights(side)
     rng = rng or np.random.default_rng(0)
     x = hidden.detach().cpu().double().numpy()

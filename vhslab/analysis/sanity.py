@@ -17,6 +17,7 @@ import copy
 import numpy as np
 import torch
 
+from vhslab.shapes.evaluate import ShapesEvaluator
 from vhslab.stats import interval, row_draws
 
 
@@ -71,8 +72,6 @@ def box_cells(boxes, side: int, image_px: int) -> np.ndarray:
 def object_cells(images: np.ndarray, specs, side: int, evaluator=None) -> list[np.ndarray | None]:
     """Per sample: the (side, side) cells under the evaluator's boxes of objects the prompt names, or None
     where no such object was found."""
-    from vhslab.shapes.evaluate import ShapesEvaluator
-
     evaluator = evaluator or ShapesEvaluator()
     out = []
     for image, spec in zip(images, specs, strict=True):

@@ -14,8 +14,13 @@ import xarray as xr
 from vhslab.analysis.attribution import AttributionError, attribute, patch_ablation, visual_ig
 from vhslab.analysis.checks import random_map, run_checks, token_norm_map
 from vhslab.analysis.sanity import by_fraction, object_cells, pointing, randomised_copy, rank_correlation
+from vhslab.figures.attribution import plot_attribution
+from vhslab.probes.data import as_strings
+from vhslab.search.generation import decode_ae
+from vhslab.shapes.phrasing import parse_prompt
 from vhslab.stats import mean_ci
 from vhslab.trace.site import find_site
+from vhslab.verifier.data import ChunkReader
 
 MAPS = {"ig": "integrated gradients of the trained verifier", "ablation": "patch ablation of the trained verifier",
         "token_norm": "model-free: each token's norm after the verifier's normalisation",
@@ -31,8 +36,6 @@ class AttributionResult:
         return json.loads(self.ds.attrs["summary"])
 
     def plot(self, k: int = 6):
-        from vhslab.figures.attribution import plot_attribution
-
         return plot_attribution(self.ds, k)
 
     def save(self, path: str | Path) -> Path:
@@ -51,8 +54,6 @@ def choose_rows(ds: xr.Dataset, n: int, seed: int = 0) -> np.ndarray:
 
 def store_images(pipe, ds: xr.Dataset, rows: np.ndarray) -> np.ndarray | None:
     """The decoded images of store rows, from their stored `ae_latent` (the decoder's exact input)."""
-    from vhslab.search.generation import decode_ae
-
     if "ae_latent" not in ds:
         return None
     z = torch.as_tensor(np.asarray(ds["ae_latent"].isel(sample=rows).values, np.float32))  # (n, h*w, C)
@@ -67,16 +68,12 @@ def attribution_study(verifier, store: xr.Dataset, n: int = 64, *, seed: int = 0
     """Attribute `verifier` on n held-out rows of `store` and run the sanity checks; `pipe` (the
     generator whose decoder made the store) lets the maps be drawn over the images and enables the
     pointing score."""
-    from vhslab.shapes.phrasing import parse_prompt
-    from vhslab.verifier.data import ChunkReader
-    from vhslab.verifier.sweep import _strs
-
     site = find_site(store, verifier.config.site) if verifier.config.site != "text" else None
     if site is None:
         raise AttributionError("a text-only verifier has no visual tokens to attribute")
     rows = choose_rows(store, n, seed)
     hidden = torch.as_tensor(ChunkReader(store, site, int(store.attrs.get("sample_chunk", 64)))(rows))
-    prompts = list(_strs(store["prompt"].values[rows]))
+    prompts = list(as_strings(store["prompt"].values[rows]))
     images = store_images(pipe, store, rows) if pipe is not None else None
     res = attribute(verifier, hidden, prompts, images=images, n_steps=n_steps, patch=patch,
                     internal_batch_size=internal_batch_size, text=text)
@@ -86,7 +83,7 @@ def attribution_study(verifier, store: xr.Dataset, n: int = 64, *, seed: int = 0
     table, values, curves = run_checks(verifier, hidden, prompts, maps, randomised, images=images, cells=cells,
                                        fractions=fractions, n_boot=n_boot, seed=seed)
     rho = rank_correlation(maps["ig"], randomised["ig"])
-    tags = np.array(_strs(store["tag"].values[rows]), dtype=object)
+    tags = np.array(as_strings(store["tag"].values[rows]), dtype=object)
     side = res.sizes["grid_row"]
     grid = ("sample", "grid_row", "grid_col")
     res = res.assign(rank_corr_randomised=("sample", rho), tag=("sample", tags), row=("sample", rows),

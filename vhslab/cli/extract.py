@@ -132,10 +132,10 @@ def summarize_store(path: Path, verify: bool = False) -> dict[str, Any]:
     and lists lost or damaged chunks)."""
     import numpy as np
 
-    from vhslab.data.store import open_store, written_mask
+    from vhslab.data.store import open_zarr, written_mask
     from vhslab.data.verify import verify_store
 
-    ds = open_store(path)
+    ds = open_zarr(path)
     written = written_mask(ds, path)
     verdict = ds["verdict"].values[written]
     labelled = verdict >= 0  # -1: a lost verdict chunk

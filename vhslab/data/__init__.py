@@ -10,7 +10,7 @@ from vhslab.data.store import (
     StoreInputError,
     consolidate,
     create_store,
-    open_store,
+    open_zarr,
     write_batch,
     written_mask,
 )
@@ -18,5 +18,5 @@ from vhslab.data.verify import Damage, verify_store
 
 __all__ = [
     "SPEC_VERSION", "Damage", "SpecError", "StoreError", "StoreInputError", "consolidate", "content_key",
-    "create_store", "open_store", "validate", "verify_store", "write_batch", "written_mask",
+    "create_store", "open_zarr", "validate", "verify_store", "write_batch", "written_mask",
 ]

@@ -2,7 +2,7 @@
 
     from vhslab.data.extract import extract
     extract(pipe, load_suite("train"), "train.zarr", n_per_prompt=4, sites="all")
-    ds = open_store("train.zarr", only_written=True)   # lazy (dask)
+    ds = open_zarr("train.zarr", only_written=True)   # lazy (dask)
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from vhslab.data.store import (
     StoreInputError,
     consolidate,
     create_store,
-    open_store,
+    open_zarr,
     write_batch,
     written_mask,
 )
@@ -227,7 +227,7 @@ def _resume(out: Path, key: str, n_samples: int, batch_size: int, verify: bool):
     hold this call's data; with `verify`, its lost or damaged chunks are marked to be written again."""
     done, chunk, repaired, ds = np.zeros(n_samples, bool), batch_size, [], None
     if out.exists():
-        ds = open_store(out)
+        ds = open_zarr(out)
         if ds.attrs["content_key"] != key:
             raise StoreInputError(
                 f"{out} holds different data (content key {ds.attrs['content_key']} != {key}: model, prompts, "
@@ -258,7 +258,7 @@ def _write_chunk(pipe, out, samples, c, chunk, ds, site_list, gen, dtype, vision
         grid = (gen.height // (pipe.vae_scale_factor * patch), gen.width // (pipe.vae_scale_factor * patch))
         coords = _store_coords(samples, site_list, len(dit.transformer_blocks), grid, gen.steps)
         create_store(out, ds_batch, len(samples), chunk, coords, attrs)
-        if open_store(out).attrs["content_key"] != key:  # another process created it first
+        if open_zarr(out).attrs["content_key"] != key:  # another process created it first
             raise StoreError(f"{out} was created concurrently with different data")
     write_batch(out, ds_batch, c * chunk)
     return sum(v.nbytes for v in ds_batch.data_vars.values())
@@ -314,7 +314,7 @@ def extract(
     if todo and out.exists():
         consolidate(out)
     elapsed = time.perf_counter() - t0
-    final = open_store(out) if out.exists() else None
+    final = open_zarr(out) if out.exists() else None
     written = written_mask(final, out) if final is not None else done
     verdicts = final["verdict"].values[written] if final is not None and written.any() else np.array([])
     return {

@@ -96,8 +96,9 @@ def remove_stale_temporaries(path: Path) -> None:
             continue
 
 
-def open_store(path: str | Path, only_written: bool = False) -> xr.Dataset:
-    """Open a store lazily (dask) and validate it; raise `StoreError` naming what is wrong."""
+def open_zarr(path: str | Path, only_written: bool = False) -> xr.Dataset:
+    """Open a store's zarr folder lazily (dask) and validate it against the spec; raise `StoreError` naming
+    what is wrong. The checked store for probing and verifiers is `vhslab.probes.open_store`."""
     path = Path(path)
     if not path.exists():
         raise MissingError(f"no store at {path}")

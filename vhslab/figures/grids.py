@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
 
 def image_grid(rows: dict[str, list[np.ndarray]], captions: dict[str, list[str]] | None = None,
                marks: dict[str, list[bool]] | None = None, cell: float = 1.4):
     """A figure with one row of images per key; optional captions and a green/red frame per image."""
+    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps"):  # as every figure here: drawn off screen
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     n_rows = len(rows)
     n_cols = max(len(v) for v in rows.values())
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell * n_cols, cell * n_rows * 1.15), squeeze=False)

@@ -4,9 +4,11 @@
     res = run_sweep(open_store("ds.zarr"), targets=["verdict", "found_color", "recon"], probes=["linear", "mlp"])
     res.summary()   # per target: the site chosen by inner CV, its selection-free score, its gap to the baseline
     res.choose_layer("auroc", "verdict"); res.plot(); res.save("probes.nc")
+
+Reading one site of a store (`site_features`, `site_array`, ...) lives in `vhslab.probes.data`; sites in `vhslab.trace`.
 """
 
-from vhslab.probes.data import ProbeError, check_store, open_store, site_features
+from vhslab.probes.data import ProbeError, StoreDamaged, open_store
 from vhslab.probes.metrics import (
     METRICS,
     auroc,
@@ -17,9 +19,9 @@ from vhslab.probes.metrics import (
     paired_bootstrap_ci,
     r2,
 )
-from vhslab.probes.models import PROBES, make_probe, make_prompt_baseline, prompt_structure
+from vhslab.probes.models import PROBES, WithinPromptLinear, make_probe, make_prompt_baseline, prompt_structure
 from vhslab.probes.results import ProbeResults
-from vhslab.probes.splits import meaning_folds
+from vhslab.probes.splits import fold_of, meaning_folds
 from vhslab.probes.sweep import run_sweep
 from vhslab.probes.targets import KNOWN as KNOWN_TARGETS
 from vhslab.probes.targets import Target, build_targets
@@ -30,14 +32,16 @@ __all__ = [
     "PROBES",
     "ProbeError",
     "ProbeResults",
+    "StoreDamaged",
     "Target",
+    "WithinPromptLinear",
     "auroc",
     "auroc_within",
     "balanced_accuracy",
     "bootstrap_ci",
     "build_targets",
-    "check_store",
     "ece",
+    "fold_of",
     "make_probe",
     "make_prompt_baseline",
     "meaning_folds",
@@ -46,5 +50,4 @@ __all__ = [
     "prompt_structure",
     "r2",
     "run_sweep",
-    "site_features",
 ]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import dask
 import numpy as np
 import xarray as xr
 
+from vhslab.data.spec import SpecError, validate
+from vhslab.data.store import StoreError, open_zarr, written_mask
 from vhslab.errors import InputError
 from vhslab.trace.site import Site
 
@@ -20,13 +23,8 @@ def open_store(path: str | Path, allow_incomplete: bool = False) -> xr.Dataset:
     """Open a store lazily (dask) via `vhslab.data.store` and check it. A store whose extraction did not
     finish is refused unless `allow_incomplete` (then only its `written` rows are kept, with a warning, and
     every result rests on those: their count is `ds.sizes["sample"]`)."""
-    import warnings
-
-    from vhslab.data.store import StoreError, written_mask
-    from vhslab.data.store import open_store as _open
-
     try:
-        ds = _open(path)
+        ds = open_zarr(path)
     except (StoreError, FileNotFoundError) as exc:
         raise ProbeError(str(exc)) from exc
     if "written" in ds:
@@ -42,8 +40,6 @@ def open_store(path: str | Path, allow_incomplete: bool = False) -> xr.Dataset:
 
 def check_store(ds: xr.Dataset, validated: bool = False) -> xr.Dataset:
     """Validate against the dataset spec (`vhslab.data.spec.validate`), then what probing needs."""
-    from vhslab.data.spec import SpecError, validate
-
     if not validated:
         try:
             validate(ds)
@@ -57,8 +53,6 @@ def check_store(ds: xr.Dataset, validated: bool = False) -> xr.Dataset:
     if "step" in ds.dims:  # multi-step stores: probe the last step
         ds = ds.isel(step=-1)
     if "written" in ds:
-        from vhslab.data.store import written_mask
-
         keep = written_mask(ds)
         if not keep.any():
             raise ProbeError("no sample of the store is written")
@@ -81,10 +75,17 @@ class StoreDamaged(RuntimeError):
     """The store's data cannot be read as written (a fault, not bad input)."""
 
 
-def _token_dims(da: xr.DataArray) -> tuple[str, str]:
+def token_dims(da: xr.DataArray) -> tuple[str, str]:
+    """The names of a site array's token and channel dims (`token`/`channel`, or ones ending so)."""
     tok = "token" if "token" in da.dims else next(d for d in da.dims if d.endswith("token"))
     ch = "channel" if "channel" in da.dims else next(d for d in da.dims if d.endswith("channel"))
     return tok, ch
+
+
+def as_strings(values) -> np.ndarray:
+    """Any array of labels (a DataArray or values, any str or object dtype) as a numpy str array of its shape."""
+    arr = np.asarray(getattr(values, "values", values))
+    return np.array([str(v) for v in arr.ravel()]).reshape(arr.shape)
 
 
 def grid_pool(x, grid: int):
@@ -114,7 +115,7 @@ def site_features(ds: xr.Dataset, site: Site, grids: tuple[int, ...] = ()) -> di
     """Read one site once: {"mean": (sample, channel)} plus, per g in `grids`, {g: (sample, g*g, channel)}
     token features mean-pooled to a g x g grid. Raises ProbeError on non-finite values."""
     arr = site_array(ds, site)
-    tok, ch = _token_dims(arr)
+    tok, ch = token_dims(arr)
     data = arr.transpose("sample", tok, ch).data.astype(np.float32)  # dask: one site, chunk by chunk
     keys = ["mean", *dict.fromkeys(g for g in grids if g)]
     lazy = [data.mean(axis=1)] + [grid_pool(data, g) for g in keys[1:]]
@@ -139,7 +140,7 @@ def site_statistics(ds: xr.Dataset, site: Site, rows: np.ndarray | None = None) 
     arr = site_array(ds, site)
     if rows is not None:
         arr = arr.isel(sample=np.asarray(rows))
-    tok, ch = _token_dims(arr)
+    tok, ch = token_dims(arr)
     data = arr.transpose("sample", tok, ch).data.astype(np.float64)
     mean, sq = dask.compute(data.mean(axis=(0, 1)), (data**2).mean(axis=(0, 1)))
     mean, sq = np.asarray(mean), np.asarray(sq)

@@ -59,6 +59,7 @@ def auroc_within(y: np.ndarray, score: np.ndarray, groups: np.ndarray) -> float:
 
 
 def balanced_accuracy(y: np.ndarray, proba: np.ndarray) -> float:
+    """Mean per-class recall of the argmax prediction."""
     pred = proba.argmax(axis=1)
     recalls = [np.mean(pred[y == k] == k) for k in np.unique(y)]
     return float(np.mean(recalls))

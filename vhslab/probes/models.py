@@ -28,6 +28,7 @@ class TorchMLP(BaseEstimator):
         self.lr, self.weight_decay, self.dropout, self.seed = lr, weight_decay, dropout, seed
 
     def fit(self, X, y):
+        """Train on features X and labels (or values) y with AdamW; returns self."""
         gen = torch.Generator().manual_seed(self.seed)
         torch.manual_seed(self.seed)
         X = torch.as_tensor(np.asarray(X, np.float32))
@@ -60,20 +61,26 @@ class TorchMLP(BaseEstimator):
             return self.net_(torch.as_tensor(np.asarray(X, np.float32)))
 
     def predict_proba(self, X):
+        """Class probabilities (n, classes)."""
         return torch.softmax(self._forward(X), dim=1).numpy()
 
     def predict(self, X):
+        """Predicted classes, or values in the units of y for regression."""
         if self.task == "classification":
             return self.classes_[self.predict_proba(X).argmax(1)]
         return self._forward(X).numpy() * self.y_std_ + self.y_mean_
 
 
 class MLPClassifierProbe(ClassifierMixin, TorchMLP):
+    """The MLP probe for classification targets (sklearn estimator)."""
+
     def __init__(self, hidden=128, steps=200, batch=256, lr=2e-3, weight_decay=1e-2, dropout=0.0, seed=0):
         super().__init__("classification", hidden, steps, batch, lr, weight_decay, dropout, seed)
 
 
 class MLPRegressorProbe(RegressorMixin, TorchMLP):
+    """The MLP probe for regression targets (sklearn estimator)."""
+
     def __init__(self, hidden=128, steps=200, batch=256, lr=2e-3, weight_decay=1e-2, dropout=0.0, seed=0):
         super().__init__("regression", hidden, steps, batch, lr, weight_decay, dropout, seed)
 
@@ -95,6 +102,7 @@ class AttnPoolProbe(ClassifierMixin, BaseEstimator):
         return self.net_["head"]((a.unsqueeze(-1) * X).sum(1))
 
     def fit(self, X, y):
+        """Train on token features X (n, tokens, channels) and labels y; returns self."""
         X = np.asarray(X, np.float32)
         self.mu_, self.sd_ = X.mean((0, 1)), X.std((0, 1)) + 1e-6
         X = torch.as_tensor((X - self.mu_) / self.sd_)
@@ -112,11 +120,13 @@ class AttnPoolProbe(ClassifierMixin, BaseEstimator):
         return self
 
     def predict_proba(self, X):
+        """Class probabilities (n, classes)."""
         X = torch.as_tensor((np.asarray(X, np.float32) - self.mu_) / self.sd_)
         with torch.no_grad():
             return torch.softmax(self._logits(X), dim=1).numpy()
 
     def predict(self, X):
+        """Predicted classes."""
         return self.classes_[self.predict_proba(X).argmax(1)]
 
 
@@ -130,6 +140,7 @@ class WithinPromptLinear(ClassifierMixin, BaseEstimator):
         self.C = C
 
     def fit(self, X, y, groups):
+        """Standardise, centre within `groups`, fit the logistic head; returns self."""
         self.scaler_ = StandardScaler().fit(X)
         Z = self.scaler_.transform(X)
         _, inv = np.unique(np.asarray(groups), return_inverse=True)
@@ -141,9 +152,11 @@ class WithinPromptLinear(ClassifierMixin, BaseEstimator):
         return self
 
     def decision_function(self, X):
+        """The linear score (orders the candidates of one prompt)."""
         return self.head_.decision_function(self.scaler_.transform(X))
 
     def predict_proba(self, X):
+        """(1 - p, p) of the linear score (meaningful only within a prompt)."""
         p = 1 / (1 + np.exp(-self.decision_function(X)))
         return np.stack([1 - p, p], axis=1)
 

@@ -8,8 +8,11 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from vhslab.data.store import quiet_consolidation
+from vhslab.figures.probes import plot_probe_sweep
 from vhslab.outputs import Output, atomic_folder, check_complete, owned, saving
 from vhslab.probes.data import ProbeError
+from vhslab.probes.targets import canonical
 
 LOWER_IS_BETTER = {"ece"}
 RESULTS_MARK = "vhslab_probe_results"  # attr that tells our results from anything else at a path
@@ -54,14 +57,13 @@ class ProbeResults:
         for name, var in ds.variables.items():
             if var.dtype.kind == "U":
                 ds[name] = var.astype(object)
-        from vhslab.data.store import quiet_consolidation
-
         with atomic_folder(out) as tmp, quiet_consolidation():
             ds.to_zarr(tmp, mode="w", consolidated=True)
         return out.path
 
     @classmethod
     def load(cls, path: str | Path) -> ProbeResults:
+        """Read results written by `save` (netCDF or zarr), refusing a half-written one."""
         path = Path(path)
         check_complete(path, "probe results")
         ds = xr.load_dataset(path, engine=_nc_engine()) if path.suffix == ".nc" else xr.open_zarr(path).load()
@@ -72,8 +74,6 @@ class ProbeResults:
         if metric not in self.ds.metric.values:
             raise ProbeError(f"unknown metric {metric!r}; metrics: {list(self.ds.metric.values)}")
         targets, probes = list(self.ds.target.values), list(self.ds.probe.values)
-        from vhslab.probes.targets import canonical
-
         target = canonical(target) if target else targets[0]  # aliases: color.0 -> found_color.0
         probe = probe or probes[0]
         if target not in targets:
@@ -204,8 +204,6 @@ class ProbeResults:
 
     def plot(self, metrics=None, targets=None, probes=None, **kwargs):
         """Metric against depth, one line per probe and target (seaborn FacetGrid, a panel per metric)."""
-        from vhslab.figures.probes import plot_probe_sweep
-
         return plot_probe_sweep(self.ds, metrics=metrics, targets=targets, probes=probes, **kwargs)
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from vhslab.probes.data import ProbeError
 from vhslab.probes.metrics import auroc_within
 
 SELECTION_SEED = 20261  # fixed before any run: the fold deal of evaluation meanings
@@ -31,11 +32,11 @@ def within(rows: Rows, score: np.ndarray) -> float:
     return auroc_within(np.asarray(rows["verdict"]).astype(int), np.asarray(score, float), np.asarray(rows["group"]))
 
 
-def meaning_folds(tags, meanings, k: int = 2, seed: int = SELECTION_SEED) -> dict[str, int]:
+def deal_meanings(tags, meanings, k: int = 2, seed: int = SELECTION_SEED) -> dict[str, int]:
     """Meaning -> fold: each tag's distinct meanings shuffled (seeded) and dealt round-robin, so every fold
     holds about 1/k of every tag."""
     if k < 2:
-        raise ValueError(f"cross-fitting needs k >= 2 folds, got {k}")
+        raise ProbeError(f"cross-fitting needs k >= 2 folds, got {k}")
     tags, meanings = np.asarray(tags).astype(str), np.asarray(meanings).astype(str)
     folds: dict[str, int] = {}
     rng = np.random.default_rng(seed)
@@ -55,7 +56,7 @@ def _subset(rows: Rows, keep: np.ndarray) -> Rows:
 def by_training_validation(candidates: dict[str, float], what: str = "training-validation within-prompt AUROC") -> tuple[str, dict]:
     """The candidate with the best training-validation metric (ties: the first), and its record."""
     if not candidates:
-        raise ValueError("nothing to choose from")
+        raise ProbeError("nothing to choose from")
     chosen = max(candidates, key=lambda name: (candidates[name], -list(candidates).index(name)))
     return chosen, {"rule": "by_training_validation", "metric": what,
                     "meanings": "the train suite's validation split (no evaluation meaning)",
@@ -70,11 +71,11 @@ def crossfit(candidates: dict[str, tuple[np.ndarray, np.ndarray]], dev: Rows, te
     the combined test scores and the `selected_by` record (per fold: the dev metric of every candidate
     and the one chosen)."""
     if not candidates:
-        raise ValueError("nothing to choose from")
-    folds = meaning_folds(test["tag"], test["meaning"], k, seed)
+        raise ProbeError("nothing to choose from")
+    folds = deal_meanings(test["tag"], test["meaning"], k, seed)
     missing = set(np.asarray(dev["meaning"]).astype(str)) - set(folds)
     if missing:
-        raise ValueError(f"{len(missing)} dev meanings are not among the test's (e.g. {sorted(missing)[0]!r}): "
+        raise ProbeError(f"{len(missing)} dev meanings are not among the test's (e.g. {sorted(missing)[0]!r}): "
                          "cross-fitting deals the test's meanings; give a dev store of the test's prompts")
     dev_fold = np.array([folds[m] for m in np.asarray(dev["meaning"]).astype(str)])
     test_fold = np.array([folds[m] for m in np.asarray(test["meaning"]).astype(str)])

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
-from vhslab.probes.data import ProbeError, grid_pool
+from vhslab.probes.data import ProbeError, as_strings, grid_pool
 
 ITEM_TARGETS = ("prompt_class", "found_class", "present", "found_color", "found_count", "found_relation")
 ALIASES = {"class": "prompt_class", "shape": "found_class", "color": "found_color", "colour": "found_color",
@@ -56,6 +56,7 @@ class Target:
 
     @property
     def is_classification(self) -> bool:
+        """Whether the target is a class label (not a regression value)."""
         return self.kind != "regression"
 
 
@@ -66,10 +67,6 @@ def _need(ds: xr.Dataset, target: str, base: str) -> None:
             f"target {target!r} needs variable(s) {missing}, which the store lacks; "
             f"its variables: {sorted(map(str, ds.data_vars))}"
         )
-
-
-def _strs(da: xr.DataArray) -> np.ndarray:
-    return np.array([str(v) for v in np.asarray(da.values).ravel()]).reshape(da.shape)  # any str dtype
 
 
 def _classification(name: str, labels: np.ndarray, rows: np.ndarray, min_per_class: int) -> Target | None:
@@ -87,14 +84,14 @@ def _classification(name: str, labels: np.ndarray, rows: np.ndarray, min_per_cla
 def _item_target(ds: xr.Dataset, base: str, item: int, min_per_class: int, count_max: int) -> Target | None:
     name = f"{base}.{item}"
     if base == "present":
-        cls = _strs(ds["prompt_class"].isel(item=item))
+        cls = as_strings(ds["prompt_class"].isel(item=item))
         found = np.asarray(ds["found_count"].isel(item=item).values)
         return _classification(name, np.where(found >= 1, "yes", "no"), np.flatnonzero(cls != ""), min_per_class)
     if base == "found_count":
         found = np.asarray(ds["found_count"].isel(item=item).values).astype(int)
         labels = np.char.zfill(np.minimum(found, count_max).astype(str), 2)  # sortable "00".."05"
         return _classification(name, labels, np.flatnonzero(found >= 0), min_per_class)
-    labels = _strs(ds[base].isel(item=item))
+    labels = as_strings(ds[base].isel(item=item))
     return _classification(name, labels, np.flatnonzero(labels != ""), min_per_class)
 
 
@@ -114,6 +111,7 @@ def _recon(ds: xr.Dataset, which: str, grid: int) -> Target:
 
 
 def canonical(name: str) -> str:
+    """A target name with its alias resolved (color.0 -> found_color.0)."""
     base, _, item = name.strip().partition(".")
     base = ALIASES.get(base, base)
     return f"{base}.{item}" if item else base

@@ -24,15 +24,16 @@ import numpy as np
 import torch
 
 from vhslab.pipeline import GenConfig, sample_seed
-from vhslab.search.generation import Prompted, SearchError, ae_tokens, decode, initial_noise
+from vhslab.search.generation import Prompted, SearchError, decode, initial_noise
+from vhslab.search.paths import SearchPath, SearchRun, path_of
 from vhslab.trace.site import Site, find_transformer
-
-NAMED = ("none", "random", "oracle")
-COST_PATH = {"vhs": "vhs", "ae": "ae", "vision": "vision", "oracle": "oracle", "none": "none", "random": "none"}
 
 
 @dataclass
 class SearchResult:
+    """What a search returns: the chosen image, every candidate's score, the chosen index, the seeds,
+    seconds per stage, the path's name and what the search adds (`extra`)."""
+
     image: np.ndarray  # (H, W, 3) uint8: the chosen candidate
     scores: np.ndarray  # (n,) the verifier's score of every candidate (NaN where none was computed)
     chosen: int
@@ -43,10 +44,13 @@ class SearchResult:
 
     @property
     def n(self) -> int:
+        """The number of candidates."""
         return len(self.scores)
 
 
-class _Timer(dict):
+class Timer(dict):
+    """Seconds per stage: `with t("decode"): ...` adds the block's wall time to `t["decode"]`."""
+
     @contextlib.contextmanager
     def __call__(self, stage: str):
         t0 = time.perf_counter()
@@ -55,25 +59,16 @@ class _Timer(dict):
 
 
 def search_path(verifier) -> tuple[str, int | None]:
-    """(path, block) of a verifier object or name."""
-    if isinstance(verifier, str) or verifier is None:
-        name = verifier or "none"
-        if name not in NAMED:
-            raise SearchError(f"unknown verifier {name!r}: a LatentVerifier or one of {', '.join(NAMED)}")
-        return name, None
-    site = Site.parse(verifier.config.site)
-    if site.is_block:
-        return "vhs", site.index
-    if site.kind in ("ae_latent", "vision"):
-        return {"ae_latent": "ae", "vision": "vision"}[site.kind], None
-    raise SearchError(f"a verifier reading {str(site)!r} cannot pick among images (it sees no candidate)")
+    """(path name, block) of a verifier object or name (see `vhslab.search.paths.path_of`)."""
+    path, block = path_of(verifier)
+    return path.name, block
 
 
 def check_search(pipe, verifier, n: int | None, gen: GenConfig, budget_ms: float | None = None, cost_model=None,
-                 vision=None, prompt: str | None = None, batch_size: int = 8, rounds: int = 1) -> tuple[str, int | None, int]:
+                 vision=None, prompt: str | None = None, batch_size: int = 8, rounds: int = 1) -> tuple[SearchPath, int | None, int]:
     """Every input error before any compute; returns (path, block, N) (a budget buys N for calls of
     `batch_size` candidates in `rounds` sequential rounds)."""
-    path, block = search_path(verifier)
+    path, block = path_of(verifier)
     if prompt is not None and not str(prompt).strip():
         raise SearchError("the prompt is empty: a verifier has nothing to check the candidates against")
     if (n is None) == (budget_ms is None):
@@ -85,44 +80,13 @@ def check_search(pipe, verifier, n: int | None, gen: GenConfig, budget_ms: float
     num = len(find_transformer(pipe).transformer_blocks)
     if block is not None and block >= num:
         raise SearchError(f"the verifier reads {Site.block(block)}, but the generator has blocks 0-{num - 1}")
-    if path == "vision" and vision is None:
-        raise SearchError("a vision verifier needs the vision encoder (pass vision=, e.g. world.vision)")
-    if path == "oracle":
-        from vhslab.shapes.phrasing import parse_prompt
-
-        try:
-            parse_prompt(prompt)
-        except ValueError as e:
-            raise SearchError(f"the oracle judges prompts of the shapes world only: {e}") from None
+    path.check(vision, prompt)
     if budget_ms is not None:
         if cost_model is None:
             raise SearchError("a budget needs a cost model (load_cost_model('world') or 'sana-sprint-1.6b')")
         mapped = None if block is None else cost_model.block_at(block, num)
-        n = cost_model.n_for_budget(budget_ms, COST_PATH[path], mapped, batch_size, rounds)
+        n = cost_model.n_for_budget(budget_ms, path.name, mapped, batch_size, rounds)
     return path, block, n
-
-
-def _score(path, verifier, prompt, batch, prompted, block, vision, evaluator, spec, t):
-    """(scores, what the winner needs later) for one batch of starting noise."""
-    pipe = prompted.pipe
-    if path == "vhs":
-        with t("generate_to_site"):
-            kept = hidden = prompted.to_block(batch, block)
-    else:
-        with t("generate"):
-            latents = prompted.to_latent(batch)
-        if path == "ae":
-            kept, hidden = latents, ae_tokens(pipe, latents)
-        else:
-            with t("decode"):
-                kept = decode(pipe, latents)
-            if path == "vision":
-                with t("vision_encode"):
-                    hidden = vision(kept)
-    with t("score"):
-        if path == "oracle":
-            return np.array([float(evaluator.evaluate(im, spec).correct) for im in kept]), kept
-        return verifier.score(hidden, [prompt] * len(batch), batch_size=len(batch)), kept
 
 
 @torch.no_grad()
@@ -134,38 +98,29 @@ def best_of_n(pipe, verifier, prompt: str, n: int | None = None, *, budget_ms: f
     Candidate j's noise comes from `sample_seed(seed, prompt, first + j)`, as a store's rows do."""
     gen = (gen or GenConfig()).resolve(pipe)
     path, block, n = check_search(pipe, verifier, n, gen, budget_ms, cost_model, vision, prompt, batch_size)
-    spec = None
-    if path == "oracle":
-        from vhslab.shapes.evaluate import ShapesEvaluator
-        from vhslab.shapes.phrasing import parse_prompt
-
-        spec, evaluator = parse_prompt(prompt), evaluator or ShapesEvaluator()
-    t = _Timer()
+    t = Timer()
     with t("encode_prompt"):
         prompted = Prompted.encode(pipe, prompt, gen)
+    run = SearchRun(prompted, verifier, prompt, block, vision, evaluator)
+    path.prepare(run)
     seeds = [sample_seed(seed, prompt, first + j) for j in range(n)]
-    if path in ("none", "random"):
-        pick = 0 if path == "none" else int(np.random.default_rng(seeds[0]).integers(n))
+    if path.plain:
+        pick = path.pick(seeds)
         with t("generate"):
             latents = prompted.to_latent(initial_noise(pipe, [seeds[pick]], gen))
         with t("decode"):
             image = decode(pipe, latents)[0]
         t["total"] = sum(t.values())
-        return SearchResult(image, np.full(n, np.nan), pick, seeds, dict(t), path)
+        return SearchResult(image, np.full(n, np.nan), pick, seeds, dict(t), path.name)
     noise = initial_noise(pipe, seeds, gen)
     scores, kept = [], []
     for lo in range(0, n, batch_size):
-        s, k = _score(path, verifier, prompt, noise[lo:lo + batch_size], prompted, block, vision, evaluator, spec, t)
+        s, k = path.score(run, noise[lo:lo + batch_size], t)
         scores.append(np.asarray(s, float))
         kept.append(k)
     scores = np.concatenate(scores)
     chosen = int(np.argmax(scores))
     with t("finish_winner"):
-        if path == "vhs":
-            image = prompted.finish(noise[chosen:chosen + 1], block, torch.cat(kept)[chosen:chosen + 1])
-        elif path == "ae":
-            image = decode(pipe, torch.cat(kept)[chosen:chosen + 1])[0]
-        else:
-            image = np.concatenate(kept)[chosen]
+        image = path.finish(run, noise, kept, chosen)
     t["total"] = sum(t.values())
-    return SearchResult(image, scores, chosen, seeds, dict(t), path)
+    return SearchResult(image, scores, chosen, seeds, dict(t), path.name)

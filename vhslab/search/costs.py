@@ -31,12 +31,15 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vhslab.errors import MissingError
+from vhslab.outputs import check_complete
+from vhslab.schemas import CostModelFile, load
 from vhslab.search.generation import SearchError
+from vhslab.search.paths import SearchPath, charged
 
 COSTS = Path(__file__).resolve().parents[1] / "assets" / "costs"
 STAGES = ("dit_block", "decode", "vision_encode", "llm_prefill")
 PER_CALL = ("prompt_encode", "call_overhead")
-PATHS = ("vhs", "ae", "vision", "oracle", "none")
 BATCH = 8  # candidates per call, as best_of_n and noise_search batch them by default
 NO_PER_CALL = "no per_call stages in the file (an older cost model): prompt encoding and per-call overhead count as 0"
 
@@ -50,6 +53,8 @@ def round_sizes(n: int, rounds: int) -> list[int]:
 
 @dataclass(frozen=True)
 class CostModel:
+    """Per-stage milliseconds of a generator + verifier on one card, and what a search call costs on each path."""
+
     name: str
     card: str
     num_blocks: int
@@ -64,37 +69,35 @@ class CostModel:
         line = one + (min(b, 4) - 1) * (4 * rate - one) / 3 + max(0, b - 4) * rate
         return max(one, line)
 
-    def _blocks(self, path: str, block: int | None) -> int:
-        if path == "vhs":
+    def _blocks(self, path: SearchPath, block: int | None) -> int:
+        if path.to_block:
             if block is None or not 0 <= block < self.num_blocks:
                 raise SearchError(f"the VHS path needs a block in 0-{self.num_blocks - 1} for cost model {self.name}, got {block}")
             return block + 1
-        if path not in PATHS:
-            raise SearchError(f"unknown path {path!r}; paths: {', '.join(PATHS)}")
         return self.num_blocks
 
     def batch_ms(self, path: str, b: int, block: int | None = None) -> float:
-        """One pipeline call scoring b candidates on `path` (its overhead included)."""
-        blocks, ms = self._blocks(path, block), self.stage_ms
+        """One pipeline call scoring b candidates on `path` (its overhead included): its DiT blocks and
+        the stages the path is charged per candidate (`SearchPath.stages`)."""
+        p = charged(path)
+        blocks, ms = self._blocks(p, block), self.stage_ms
         cost = self.per_call["call_overhead"] + blocks * ms("dit_block", b)
-        if path in ("vision", "oracle", "none"):
-            cost += ms("decode", b)
-        if path == "vision":
-            cost += ms("vision_encode", b)
-        if path in ("vhs", "ae", "vision"):
-            cost += ms("llm_prefill", b)
+        for stage in p.stages:
+            cost += ms(stage, b)
         return cost
 
     def winner_ms(self, path: str, block: int | None = None) -> float:
-        """What the winner costs after scoring: the VHS path finishes it in one more call, `ae` decodes it."""
-        used = self._blocks(path, block)
-        if path == "vhs":
+        """What the winner costs after scoring (`SearchPath.winner`): the VHS path finishes it in one more
+        call, `ae` decodes it."""
+        p = charged(path)
+        used = self._blocks(p, block)
+        if p.winner == "finish":
             return self.per_call["call_overhead"] + (self.num_blocks - used) * self.batch_1["dit_block"] + self.batch_1["decode"]
-        return self.batch_1["decode"] if path == "ae" else 0.0
+        return self.batch_1["decode"] if p.winner == "decode" else 0.0
 
     def call_ms(self, path: str, n: int, block: int | None = None, batch_size: int = BATCH, rounds: int = 1) -> float:
         """Predicted ms of a whole search call: `best_of_n` with N = n (or `noise_search` with `rounds`)."""
-        if path == "none":
+        if charged(path).plain:
             return self.plain_ms()
         if not (isinstance(n, int) and n >= 1 and batch_size >= 1):
             raise SearchError(f"N and the batch size are integers >= 1, got {n!r} and {batch_size!r}")
@@ -116,7 +119,7 @@ class CostModel:
         """(fixed ms, ms per candidate) of a Best-of-N call on `path` in full batches of 4: the fixed part
         is the prompt's encoding and the winner, the per-candidate part a quarter of a batch of 4
         (its call overhead included); `none` is (0, one plain generation)."""
-        if path == "none":
+        if charged(path).plain:
             return 0.0, self.plain_ms()
         return self.per_call["prompt_encode"] + self.winner_ms(path, block), self.batch_ms(path, 4, block) / 4
 
@@ -127,7 +130,7 @@ class CostModel:
         if not math.isfinite(budget_ms) or budget_ms < one:
             raise SearchError(f"a budget of {budget_ms:g} ms is too small for one candidate on the {path} path of "
                               f"{self.name} ({one:.1f} ms)")
-        if path == "none":
+        if charged(path).plain:
             return 1
         lo, hi = 1, 2  # call_ms grows with n: double, then bisect
         while self.call_ms(path, hi, block, batch_size, rounds) <= budget_ms:
@@ -146,10 +149,7 @@ def load_cost_model(name_or_path: str, card: str | None = None) -> CostModel:
         path = COSTS / f"{name_or_path}.json"
         if not path.is_file():
             known = sorted(p.stem for p in COSTS.glob("*.json"))
-            raise FileNotFoundError(f"no cost model {name_or_path!r}: not a file, and the shipped ones are {known}")
-    from vhslab.outputs import check_complete
-    from vhslab.schemas import CostModelFile, load
-
+            raise MissingError(f"no cost model {name_or_path!r}: not a file, and the shipped ones are {known}")
     check_complete(path, "--cost-model")  # one a stopped `bench --save-cost-model` left half-written
     raw = load(path, CostModelFile, SearchError, "not a cost model")  # stage costs finite and > 0, blocks >= 1
     if card is not None and card.lower() not in raw.card.lower():

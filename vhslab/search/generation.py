@@ -76,6 +76,7 @@ class Prompted:
     @classmethod
     @torch.no_grad()
     def encode(cls, pipe, prompt: str, gen: GenConfig) -> Prompted:
+        """Encode `prompt` once with the pipeline's text encoder; the call arguments of `gen` kept for every candidate."""
         kwargs = gen.call_kwargs(pipe)
         embeds, mask = pipe.encode_prompt(prompt, device=pipe.device, max_sequence_length=kwargs.get("max_sequence_length", 300),
                                           complex_human_instruction=None, clean_caption=False)

@@ -15,9 +15,10 @@ import numpy as np
 import torch
 
 from vhslab.pipeline import GenConfig, sample_seed
-from vhslab.search.best_of_n import SearchResult, _score, _Timer, check_search
+from vhslab.search.best_of_n import SearchResult, Timer, check_search
 from vhslab.search.costs import round_sizes
 from vhslab.search.generation import Prompted, SearchError, initial_noise
+from vhslab.search.paths import SearchRun
 
 PERTURB = 1_000_000  # perturbation noise uses candidate indices from here: never a Best-of-N seed index in practice
 
@@ -36,11 +37,12 @@ def noise_search(pipe, verifier, prompt: str, n: int | None = None, *, budget_ms
     gen = (gen or GenConfig()).resolve(pipe)
     path, block, n = check_search(pipe, verifier, n, gen, budget_ms, cost_model, prompt=prompt, batch_size=batch_size,
                                   rounds=rounds)
-    if path != "vhs":
-        raise SearchError(f"noise search runs on a block-site (VHS) verifier; this one is on the {path} path")
-    t = _Timer()
+    if not path.to_block:
+        raise SearchError(f"noise search runs on a block-site (VHS) verifier; this one is on the {path.name} path")
+    t = Timer()
     with t("encode_prompt"):
         prompted = Prompted.encode(pipe, prompt, gen)
+    run = SearchRun(prompted, verifier, prompt, block)
     sizes = round_sizes(n, rounds)
     seeds = [sample_seed(seed, prompt, first + j) for j in range(sizes[0])]
     noises, states, scores, round_of = [], [], [], []
@@ -54,7 +56,7 @@ def noise_search(pipe, verifier, prompt: str, n: int | None = None, *, budget_ms
             batch = math.sqrt(1 - radius ** 2) * best + radius * eps
         for lo in range(0, size, batch_size):
             x = batch[lo:lo + batch_size]
-            s, h = _score("vhs", verifier, prompt, x, prompted, block, None, None, None, t)
+            s, h = path.score(run, x, t)
             noises.extend(x.split(1))
             states.extend(h.split(1))
             scores.extend(float(v) for v in s)

@@ -15,7 +15,10 @@ import copy
 import torch
 
 from vhslab.search.bench import Stages, card_name
+from vhslab.search.generation import SearchError
 from vhslab.trace.site import Site
+from vhslab.verifier.model import LatentVerifier
+from vhslab.world import load_world
 
 SANA_SPRINT_1_6B = {
     "dit": {"qk_norm": "rms_norm_across_heads", "guidance_embeds": True},
@@ -61,10 +64,8 @@ def real_size_stages(arch: str = "sana-sprint-1.6b", device: str = "cuda", dtype
     from diffusers import AutoencoderDC, SanaTransformer2DModel
     from transformers import CLIPVisionConfig, CLIPVisionModel, Qwen2Config, Qwen2ForCausalLM
 
-    from vhslab.verifier.model import LatentVerifier
-
     if arch not in ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
+        raise SearchError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
     cfg = copy.deepcopy(ARCHS[arch])
     torch.manual_seed(0)
     dit = SanaTransformer2DModel(**cfg["dit"]).to(device, dtype).eval()
@@ -72,8 +73,6 @@ def real_size_stages(arch: str = "sana-sprint-1.6b", device: str = "cuda", dtype
     clip = CLIPVisionModel(CLIPVisionConfig(**cfg["clip"])).to(device, dtype).eval()
     llm = Qwen2ForCausalLM(Qwen2Config(**cfg["qwen"])).to(device, dtype).eval()
     if tokenizer is None:
-        from vhslab.world import load_world
-
         tokenizer = load_world().tokenizer
     dc = dit.config
     width = dc.num_attention_heads * dc.attention_head_dim

@@ -19,12 +19,21 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+from tqdm.auto import tqdm
 
+from vhslab.data.extract import extract
+from vhslab.data.store import open_zarr
 from vhslab.outputs import append_line, read_jsonl
-from vhslab.shapes.evaluate import overall_score
+from vhslab.pipeline import candidate_offsets
+from vhslab.search.generation import SearchError
+from vhslab.search.noise_search import noise_search
+from vhslab.search.paths import PATHS, path_of
+from vhslab.shapes.evaluate import ShapesEvaluator, overall_score
 from vhslab.stats import interval, meaning_draws, paired_interval
+from vhslab.trace.site import Site, find_transformer
+from vhslab.verifier.sweep import candidate_rows, score_store
 
-PATH_SITE = {"vhs": None, "ae": "ae_latent", "vision": "vision"}  # vhs: the verifier's own block
+NOISE = "noise"  # the noise search's row: charged as the VHS path in sequential rounds
 COMPARISONS = (("vhs", "vision"), ("vhs", "none"), ("vhs", "ae"), ("noise", "vhs"), ("oracle", "vhs"))
 MAX_N = 256  # the most candidates per prompt row a budget may buy (the pool holds that many)
 
@@ -32,19 +41,16 @@ MAX_N = 256  # the most candidates per prompt row a budget may buy (the pool hol
 def plan(cost_models, budgets, methods, blocks: dict, num_blocks: int, rounds: int = 3) -> dict:
     """{(cost model name, budget, method): N} (0 where not even one candidate fits); `noise` runs
     `rounds` sequential rounds."""
-    from vhslab.search.best_of_n import COST_PATH
-    from vhslab.search.generation import SearchError
-
     out = {}
     for cm in cost_models:
         for b in budgets:
             for m in methods:
-                path = "vhs" if m == "noise" else m
+                path = "vhs" if m == NOISE else m
                 block = blocks.get(path)
                 try:
-                    out[cm.name, b, m] = cm.n_for_budget(b * cm.plain_ms(), COST_PATH[path],
+                    out[cm.name, b, m] = cm.n_for_budget(b * cm.plain_ms(), path,
                                                          None if block is None else cm.block_at(block, num_blocks),
-                                                         rounds=rounds if m == "noise" else 1)
+                                                         rounds=rounds if m == NOISE else 1)
                 except SearchError:
                     out[cm.name, b, m] = 0
     return out
@@ -53,36 +59,23 @@ def plan(cost_models, budgets, methods, blocks: dict, num_blocks: int, rounds: i
 def pool_store(world, prompts, k: int, seed: int, sites: list[str], out: Path, progress: bool = True) -> xr.Dataset:
     """The candidate pool: `k` candidates per prompt row, every site in `sites`, float32 (scores equal
     `best_of_n`'s), labelled by the evaluator. Resumes if interrupted."""
-    from vhslab.data.extract import extract
-    from vhslab.data.store import open_store
-
     extract(world.pipeline, prompts, out, n_per_prompt=k, sites=",".join(sites), seed=seed, dtype="float32",
             gen=world.gen_config, vision=world.vision if "vision" in sites else None, model_id="world",
             progress=progress, verify=False)
-    return open_store(out)
+    return open_zarr(out)
 
 
 def _pick(verdict: np.ndarray, scores: np.ndarray | None, n: int, method: str) -> np.ndarray:
-    """Per prompt row, the verdict of the candidate `method` picks among the first n."""
+    """Per prompt row, the verdict of the candidate `method` picks among the first n (`SearchPath.pool_pick`)."""
     if n == 0:
         return np.full(len(verdict), np.nan)
-    if method == "none":
-        return verdict[:, 0].astype(float)
-    if method == "oracle":
-        return verdict[:, :n].max(1).astype(float)
-    return verdict[np.arange(len(verdict)), np.argmax(scores[:, :n], 1)].astype(float)
+    return PATHS[method].pool_pick(verdict, scores, n)
 
 
 def run_noise_search(world, verifier, prompts, ns: set[int], k: int, seed: int, rounds: int, radius: float,
                      partial: Path | None, progress: bool = True) -> dict:
     """{(row, N): verdict of the noise search's winner} for every prompt row and N, resumable through
     `partial` (JSON lines; a line counts only for the same verifier, seed and search settings)."""
-    from tqdm.auto import tqdm
-
-    from vhslab.pipeline import candidate_offsets
-    from vhslab.search.noise_search import noise_search
-    from vhslab.shapes.evaluate import ShapesEvaluator
-
     done, key = {}, verifier.fingerprint()
     for r in read_jsonl(partial) if partial is not None else []:  # torn lines: warned, dropped, computed again
         if (r.get("seed"), r.get("rounds"), r.get("radius"), r.get("k"), r.get("verifier")) == (seed, rounds, radius, k, key):
@@ -148,42 +141,36 @@ def assemble(values: dict, plan_n: dict, cost_models, budgets, methods, tags, me
 
 def check_table(verifiers: dict, methods, budgets, world) -> int | None:
     """Every input error before compute; returns the VHS verifier's block (None without one)."""
-    from vhslab.search.best_of_n import search_path
-    from vhslab.search.generation import SearchError
-    from vhslab.trace.site import Site, find_transformer
-
-    known = ("vhs", "vision", "ae", "none", "oracle")
+    known = [name for name, p in PATHS.items() if p.in_table]
     bad = [m for m in methods if m not in known]
     if bad or not methods:
         raise SearchError(f"unknown verifiers {bad or methods}: choose from {', '.join(known)}")
     if not budgets or any(not np.isfinite(b) or b <= 0 for b in budgets):
         raise SearchError(f"budgets are positive numbers of plain generations, got {list(budgets)}")
+    blocks = {}
     for m in methods:
-        if m in PATH_SITE:
+        if PATHS[m].site is not None:
             if m not in verifiers:
                 raise SearchError(f"no verifier given for {m!r}")
-            path, block = search_path(verifiers[m])
-            if path != m:
-                raise SearchError(f"the verifier given for {m!r} reads {verifiers[m].config.site!r} (the {path} path)")
+            path, blocks[m] = path_of(verifiers[m])
+            if path.name != m:
+                raise SearchError(f"the verifier given for {m!r} reads {verifiers[m].config.site!r} (the {path.name} path)")
             num = len(find_transformer(world.pipeline).transformer_blocks)
-            if block is not None and block >= num:
-                raise SearchError(f"the verifier reads {Site.block(block)}, but the generator has blocks 0-{num - 1}")
-    return search_path(verifiers["vhs"])[1] if "vhs" in methods else None
+            if blocks[m] is not None and blocks[m] >= num:
+                raise SearchError(f"the verifier reads {Site.block(blocks[m])}, but the generator has blocks 0-{num - 1}")
+    return blocks["vhs"] if "vhs" in methods else None
 
 
 def budget_plan(world, verifiers: dict, budgets, cost_models, methods, noise: bool = True, noise_budgets=None,
                 option: str = "budget", rounds: int = 3) -> dict:
     """`plan` of the table's cells after `check_table`, refused before compute when a budget buys no
     candidate on any path or more than MAX_N on one (the error names `option`)."""
-    from vhslab.search.generation import SearchError
-    from vhslab.trace.site import find_transformer
-
     block = check_table(verifiers, list(methods), budgets, world)
     num_blocks = len(find_transformer(world.pipeline).transformer_blocks)
-    plan_n = plan(cost_models, budgets, list(methods) + (["noise"] if noise and "vhs" in methods else []),
+    plan_n = plan(cost_models, budgets, list(methods) + ([NOISE] if noise and "vhs" in methods else []),
                   {"vhs": block}, num_blocks, rounds)
     if noise_budgets is not None:
-        plan_n.update({(c, b, m): 0 for (c, b, m) in plan_n if m == "noise" and b not in set(noise_budgets)})
+        plan_n.update({(c, b, m): 0 for (c, b, m) in plan_n if m == NOISE and b not in set(noise_budgets)})
     for b in budgets:
         if not any(n for (_c, bb, _m), n in plan_n.items() if bb == b):
             raise SearchError(f"{option} {b:g} (plain generations) buys no candidate on any path (N < 1); "
@@ -202,32 +189,31 @@ def budget_table(world, verifiers: dict, prompts, budgets, cost_models, *, metho
     at `budgets` plain generations under each cost model (noise search only at `noise_budgets`, default
     all: it generates its own candidates). `workdir` keeps the pool store and the noise search's
     finished rows, so an interrupted run resumes."""
-    from vhslab.verifier.sweep import candidate_rows, score_store
-
     methods = list(methods)
-    all_methods = methods + (["noise"] if noise and "vhs" in methods else [])
+    all_methods = methods + ([NOISE] if noise and "vhs" in methods else [])
+    verified = [m for m in methods if PATHS[m].site is not None]  # the paths that read a verifier
     plan_n = budget_plan(world, verifiers, budgets, cost_models, methods, noise, noise_budgets, rounds=rounds)
-    k = max([1] + [n for (_c, _b, m), n in plan_n.items() if m != "noise"])
-    sites = sorted({verifiers[m].config.site for m in methods if m in PATH_SITE})
+    k = max([1] + [n for (_c, _b, m), n in plan_n.items() if m != NOISE])
+    sites = sorted({verifiers[m].config.site for m in verified})
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     pool = pool_store(world, prompts, k, seed, sites, workdir / f"pool-x{k}-seed{seed}.zarr", progress)
     rows = len(prompts)
     verdict, keys = candidate_rows(pool)
     verdict = verdict.reshape(rows, k)
-    scores = {m: score_store(verifiers[m], pool).reshape(rows, k) for m in methods if m in PATH_SITE}
-    values = {(cm, b, m): _pick(verdict, scores.get(m), n, m) for (cm, b, m), n in plan_n.items() if m != "noise"}
-    if "noise" in all_methods:
-        ns = {n for (_c, _b, m), n in plan_n.items() if m == "noise"}
+    scores = {m: score_store(verifiers[m], pool).reshape(rows, k) for m in verified}
+    values = {(cm, b, m): _pick(verdict, scores.get(m), n, m) for (cm, b, m), n in plan_n.items() if m != NOISE}
+    if NOISE in all_methods:
+        ns = {n for (_c, _b, m), n in plan_n.items() if m == NOISE}
         done = run_noise_search(world, verifiers["vhs"], prompts, ns, k, seed, rounds, radius,
                                 workdir / "noise_search.jsonl", progress)
         for (cm, b, m), n in plan_n.items():
-            if m == "noise":
+            if m == NOISE:
                 values[cm, b, m] = np.array([float(done[r, n]) for r in range(rows)]) if n else np.full(rows, np.nan)
     tags, meanings = (np.asarray(keys[c]).reshape(rows, k)[:, 0].astype(object) for c in ("tag", "meaning"))
     ds = assemble(values, plan_n, cost_models, budgets, all_methods, tags, meanings, n_boot, seed, verdict, scores)
     ds.attrs.update({"seed": seed, "pool_size": k, "n_prompt_rows": rows, "n_meanings": len(set(meanings)),
-                     "sites": json.dumps({m: verifiers[m].config.site for m in methods if m in PATH_SITE}),
+                     "sites": json.dumps({m: verifiers[m].config.site for m in verified}),
                      "cards": json.dumps({cm.name: cm.card for cm in cost_models}),
                      "cost_notes": json.dumps({cm.name: cm.note for cm in cost_models if cm.note}),
                      "noise_rounds": rounds, "noise_radius": radius, "n_boot": n_boot})

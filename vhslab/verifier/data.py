@@ -10,7 +10,7 @@ import numpy as np
 import xarray as xr
 from sklearn.model_selection import GroupShuffleSplit
 
-from vhslab.probes.data import _token_dims, site_array
+from vhslab.probes.data import site_array, token_dims
 from vhslab.trace.site import Site
 
 
@@ -95,7 +95,7 @@ class ChunkReader:
     def __init__(self, ds: xr.Dataset, site: Site, chunk: int, keep: int = 2):
         self.keep = keep
         arr = site_array(ds, site)
-        self.arr, self.chunk, self.n = arr.transpose("sample", *_token_dims(arr)), chunk, ds.sizes["sample"]
+        self.arr, self.chunk, self.n = arr.transpose("sample", *token_dims(arr)), chunk, ds.sizes["sample"]
         self.cache: dict[int, np.ndarray] = {}
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
