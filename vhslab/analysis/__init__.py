@@ -19,11 +19,11 @@ from vhslab.analysis.interventions import (
     steer_sweep,
 )
 from vhslab.analysis.road import road_impute
-from vhslab.analysis.sanity import mean_ci, pointing, randomised_copy, rank_correlation
+from vhslab.analysis.sanity import pointing, randomised_copy, rank_correlation
 from vhslab.analysis.study import AttributionResult, attribution_study
 
 __all__ = ["REGIONS", "AttributionError", "AttributionResult", "GeometryError", "attribute", "attribution_study",
            "check_table", "cka_matrix", "colour_directions", "deletion", "geometry", "linear_cka", "margin",
-           "mean_ci", "pairs_from_store", "patch_ablation", "patch_effect", "patch_sweep", "perturbation",
+           "pairs_from_store", "patch_ablation", "patch_effect", "patch_sweep", "perturbation",
            "pointing", "prompt_ig", "randomised_copy", "rank_correlation", "road_impute", "run_checks",
            "steer_sweep", "visual_ig"]
