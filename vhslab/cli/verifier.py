@@ -23,11 +23,12 @@ from vhslab.cli.options import AllowIncomplete, JsonFlag, OverwriteOutPlot, Prog
 from vhslab.errors import InputError
 from vhslab.figures.verifiers import plot_verifier_depth
 from vhslab.outputs import Output, claim, save_figure, save_netcdf, state, write_manifest
+from vhslab.verifier.checkpoint import CHECKPOINT
 from vhslab.verifier.load import load_llm, store_or_default
 from vhslab.verifier.model import VERIFIER_KIND
 from vhslab.verifier.report import check_site, evaluate_verifier
 from vhslab.verifier.sweep import run_verifier_sweep, sweep_summary, verifier_table
-from vhslab.verifier.train import CHECKPOINT, VerifierTrainConfig, train_verifier
+from vhslab.verifier.train import VerifierTrainConfig, train_verifier
 
 verifier_app = typer.Typer(help="LatentVerifiers: train one, evaluate one, sweep every site.", no_args_is_help=True,
                            pretty_exceptions_enable=False)

@@ -23,6 +23,8 @@ from safetensors.torch import load_file, save_file
 
 from vhslab.errors import InputError
 from vhslab.outputs import Output, atomic_path, check_complete, saving
+from vhslab.probes.data import grid_pool
+from vhslab.schemas import check_release, read_verifier_config
 
 SYSTEM = "you are an image analysis assistant ."
 QUESTION = "<image> does this image match the prompt : {prompt} ? answer yes or no ."
@@ -119,8 +121,6 @@ class LatentVerifier(torch.nn.Module):
         x = (hidden.float() - self.mean.float()) / torch.sqrt(self.var.float() + self.config.eps)
         x = x.to(self.connector[0].weight.dtype)
         if self.config.token_grid:
-            from vhslab.probes.data import grid_pool
-
             x = grid_pool(x, self.config.token_grid)
         return self.connector(x)
 
@@ -275,8 +275,6 @@ class LatentVerifier(torch.nn.Module):
         before anything is loaded. The folder is read locally only (never taken for a hub id)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from vhslab.schemas import read_verifier_config
-
         path = Path(path)
         check_complete(path, "verifier")
         parts = (() if llm is not None else ("llm/config.json",)) + (() if tokenizer is not None else ("tokenizer",))
@@ -322,8 +320,6 @@ def from_release(path: str | Path, site: str | None = None, **config) -> LatentV
     `block_{k}_variance_bf16.pt` (bare tensors, read with weights_only). The question's exact wording
     in the release is not known here: pass `system=` / `question=` to match it."""
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
-
-    from vhslab.schemas import check_release
 
     path = Path(path)
     raw, site = check_release(path, site, VerifierError)  # config.json fits its schema; weights, tokenizer, statistics there
