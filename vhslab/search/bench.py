@@ -62,6 +62,7 @@ def median_ms(call: Callable[[], object], device: str = "cpu", repeats: int = 10
 
 @torch.no_grad()
 def count_flops(call: Callable[[], object]) -> int:
+    """The FLOPs torch counts in one run of `call`."""
     with FlopCounterMode(display=False) as counter:
         call()
     return int(counter.get_total_flops())

@@ -53,6 +53,9 @@ class VerifierConfig:
 
 
 class LatentVerifier(torch.nn.Module):
+    """A DiT site's hidden states, normalised and mapped by the connector into a causal LM's embeddings,
+    asked whether the image matches the prompt: `score` is P(yes) / (P(yes) + P(no))."""
+
     def __init__(self, llm, tokenizer, config: VerifierConfig):
         super().__init__()
         self.llm, self.tokenizer, self.config = llm, tokenizer, config
@@ -78,6 +81,7 @@ class LatentVerifier(torch.nn.Module):
         return v
 
     def set_statistics(self, mean, var) -> None:
+        """The per-channel mean and variance the hidden states are normalised with (finite, one per channel)."""
         mean, var = (torch.as_tensor(np.asarray(x, np.float32)).flatten() for x in (mean, var))
         if mean.numel() != self.config.in_channels or var.numel() != self.config.in_channels:
             raise VerifierError(f"statistics of {mean.numel()}/{var.numel()} channels for a verifier of "

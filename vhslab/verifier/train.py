@@ -29,14 +29,8 @@ from tqdm.auto import tqdm
 from vhslab.probes.data import ProbeError, Site, check_store, list_sites, site_statistics
 from vhslab.probes.metrics import auroc_binary, auroc_within
 from vhslab.verifier.align import align_connector
-from vhslab.verifier.checkpoint import load_checkpoint, save_checkpoint
-from vhslab.verifier.data import (
-    ChunkReader,
-    TrainRows,
-    index_batches,
-    tag_repeats,
-    train_rows,
-)
+from vhslab.verifier.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from vhslab.verifier.data import ChunkReader, TrainRows, index_batches, prompt_rows, tag_repeats, train_rows
 from vhslab.verifier.model import LatentVerifier, VerifierError
 from vhslab.verifier.teacher import distill_loss, fit_teacher, same_row_pairs
 
@@ -371,3 +365,7 @@ def _stage2(verifier, visual, rows, losses, batches, cfg, acc, state, saving, pr
 def _generator(ds) -> dict:
     """The training store's generator fingerprint, recorded in the verifier's config (see `check_generator`)."""
     return {"generator": ds.attrs["generator"]} if "generator" in ds.attrs else {}
+
+
+__all__ = ["CHECKPOINT", "LOSSES", "SELECT", "StepLoss", "VerifierTrainConfig", "find_site", "prompt_rows", "score_rows",
+           "train_verifier"]
