@@ -158,7 +158,7 @@ def test_bad_verifier_configs_are_refused_before_loading(saved, tmp_path, change
 
 
 def test_verifier_folder_without_llm_or_with_torn_json(saved, tmp_path):
-    from vhslab.cli.verifier import _llm
+    from vhslab.verifier.load import load_llm as _llm
 
     folder = tmp_path / "v"
     shutil.copytree(saved, folder)

@@ -174,7 +174,7 @@ def test_the_shipped_verifiers_load_and_score_world_states():
 
 
 def test_an_llm_folder_keeps_its_word_level_tokenizer(tmp_path):
-    from vhslab.cli.verifier import _llm
+    from vhslab.verifier.load import load_llm as _llm
 
     llm, tok = tiny_llm(), build_word_tokenizer()
     llm.save_pretrained(tmp_path)

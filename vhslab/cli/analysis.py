@@ -6,9 +6,13 @@ import time
 from pathlib import Path
 
 import typer
+import xarray as xr
 
+from vhslab.analysis.geometry import geometry
+from vhslab.analysis.interventions import pairs_from_store, patch_effect, patch_sweep, steer_sweep
+from vhslab.analysis.sanity import mean_ci
+from vhslab.analysis.study import attribution_study
 from vhslab.cli.common import (
-    ALLOW_INCOMPLETE,
     claim_outputs,
     comma_list,
     emit,
@@ -17,14 +21,22 @@ from vhslab.cli.common import (
     save_outputs,
     verifier_row_bytes,
 )
+from vhslab.cli.options import AllowIncomplete, JsonFlag, OverwriteOutPlot, Seed, progress_flag
+from vhslab.data.default_stores import default_store
+from vhslab.errors import InputError
+from vhslab.figures.geometry import plot_geometry
+from vhslab.figures.interventions import plot_patching
+from vhslab.probes import open_store
+from vhslab.shapes.prompts import load_suite
+from vhslab.verifier.load import named_verifier
+from vhslab.world import load_world
 
+StoreProgress = progress_flag("show progress bars (store extraction)")
 TEST_HELP = "held-out store (default: the world's `verifier-test` store: geneval-shapes x 4, seed 1)"
 
 
 def _test_store(data: Path | None, progress: bool, allow_incomplete: bool = False):
-    from vhslab.data.default_stores import default_store
-    from vhslab.probes import open_store
-
+    """The held-out store at --data, or the world's `verifier-test` store."""
     return open_store(data if data is not None else default_store("verifier-test", progress), allow_incomplete=allow_incomplete)
 
 
@@ -36,29 +48,26 @@ def attribute_cmd(
     patch: int = typer.Option(2, min=1, help="patch side (latent cells) for the ablation map"),
     internal_batch_size: int = typer.Option(64, min=1, help="most forward rows at once (bounds memory; clipped to "
                                             "--n x --n-steps)"),
-    seed: int = typer.Option(0, min=0),
+    seed: Seed = 0,
     out: Path = typer.Option(None, "--out", help="attribution dataset to write (.nc)"),
     plot: Path = typer.Option(None, help="save maps over images and prompt-word bars to this image"),
-    overwrite: bool = typer.Option(False, help="replace --out / --plot if they exist"),
-    allow_incomplete: bool = ALLOW_INCOMPLETE,
-    progress: bool = typer.Option(True, help="show progress bars (store extraction)"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+    overwrite: OverwriteOutPlot = False,
+    allow_incomplete: AllowIncomplete = False,
+    progress: StoreProgress = True,
+    as_json: JsonFlag = False,
 ) -> None:
     """Attributions of the verifier's yes-no margin (latent tokens: IG and patch ablation; prompt words: IG)
     with sanity checks that can fail: deletion and insertion (tokens set to the mean, and ROAD imputation),
     pointing and randomisation, each on the trained maps beside model-free controls (token norm, random)
     and the randomised model's IG, with intervals; a trained map no better than a control is "uninformative"."""
-    import vhslab
-    from vhslab.analysis.study import attribution_study
-
     t0 = time.perf_counter()
     outs = claim_outputs("attribute", overwrite, inputs={"--data": data, "--verifier": verifier}, out=out, plot=plot)
-    v = vhslab.load_verifier(None if verifier == "default" else verifier)
+    v = named_verifier(verifier)
     store = _test_store(data, progress, allow_incomplete)
     internal_batch_size = fit_batch(internal_batch_size, min(n, store.sizes["sample"]) * n_steps,
                                     verifier_row_bytes(v.llm, v.config.token_grid, store), "--internal-batch-size")
     res = attribution_study(v, store, n, seed=seed, n_steps=n_steps, patch=patch, internal_batch_size=internal_batch_size,
-                            pipe=vhslab.load_world().pipeline)
+                            pipe=load_world().pipeline)
     result = res.summary()
     save_outputs(result, res.ds, res.plot, outs)
     result["seconds"] = round(time.perf_counter() - t0, 1)
@@ -73,37 +82,26 @@ def patch_cmd(
     blocks: str = typer.Option("", help="comma list of block indices (default: every block)"),
     coefficient: float = typer.Option(1.0, min=0.0, callback=finite, help="steering strength, in units of the mean token norm"),
     steer: bool = typer.Option(True, help="also run colour steering with its random-direction control"),
-    seed: int = typer.Option(0, min=0),
+    seed: Seed = 0,
     out: Path = typer.Option(None, "--out", help="patching dataset to write (.nc)"),
     plot: Path = typer.Option(None, help="save the block x region heatmaps to this image"),
-    overwrite: bool = typer.Option(False, help="replace --out / --plot if they exist"),
-    allow_incomplete: bool = ALLOW_INCOMPLETE,
-    progress: bool = typer.Option(True, help="show progress bars (store extraction)"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+    overwrite: OverwriteOutPlot = False,
+    allow_incomplete: AllowIncomplete = False,
+    progress: StoreProgress = True,
+    as_json: JsonFlag = False,
 ) -> None:
     """Activation patching (block x region, correct into wrong candidate) and colour steering per block."""
-    import xarray as xr
-
-    import vhslab
-    from vhslab.analysis.interventions import pairs_from_store, patch_effect, patch_sweep, steer_sweep
-    from vhslab.figures.interventions import plot_patching
-    from vhslab.shapes.suites import load_suite
-    from vhslab.stats import mean_ci
-
     t0 = time.perf_counter()
     outs = claim_outputs("patch", overwrite, inputs={"--data": data, "--train": train, "--verifier": verifier}, out=out,
                          plot=plot)
-    world = vhslab.load_world()
+    world = load_world()
     n_blocks = len(world.pipeline.transformer.transformer_blocks)
     block_list = comma_list(blocks, int, "--blocks", "block indices") or list(range(n_blocks))
     if any(not 0 <= b < n_blocks for b in block_list):
-        raise ValueError(f"--blocks: the world's generator has blocks 0-{n_blocks - 1}, got {block_list}")
-    v = vhslab.load_verifier(None if verifier == "default" else verifier)
+        raise InputError(f"--blocks: the world's generator has blocks 0-{n_blocks - 1}, got {block_list}")
+    v = named_verifier(verifier)
     ds = patch_sweep(world, v, pairs_from_store(_test_store(data, progress, allow_incomplete), pairs), block_list)
     if steer:
-        from vhslab.data.default_stores import default_store
-        from vhslab.probes import open_store
-
         train_store = open_store(train if train is not None else default_store("verifier-train", progress),
                                  allow_incomplete=allow_incomplete)
         st = steer_sweep(world, train_store, load_suite("geneval-shapes"), block_list, coefficient, seed)
@@ -135,27 +133,22 @@ def geometry_cmd(
     control: bool = typer.Option(True, help="also the CKA of a randomly initialised DiT of the world's shape on the same "
                                  "prompts and noise (needs a store of the world's generator)"),
     control_n: int = typer.Option(64, min=3, help="rows the random-DiT control regenerates"),
-    seed: int = typer.Option(0, min=0),
+    seed: Seed = 0,
     out: Path = typer.Option(None, "--out", help="geometry dataset to write (.nc)"),
     plot: Path = typer.Option(None, help="save the CKA heatmap and embeddings to this image"),
-    overwrite: bool = typer.Option(False, help="replace --out / --plot if they exist"),
-    allow_incomplete: bool = ALLOW_INCOMPLETE,
-    progress: bool = typer.Option(True, help="show progress bars (store extraction)"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+    overwrite: OverwriteOutPlot = False,
+    allow_incomplete: AllowIncomplete = False,
+    progress: StoreProgress = True,
+    as_json: JsonFlag = False,
 ) -> None:
     """PCA / UMAP of per-layer pooled states and the site x site linear CKA with bootstrap intervals, beside
     the CKA of a randomly initialised DiT of the same shape (the control)."""
-    import vhslab
-    from vhslab.analysis.geometry import geometry
-    from vhslab.figures.geometry import plot_geometry
-    from vhslab.trace.site import Site
-
     t0 = time.perf_counter()
     outs = claim_outputs("geometry", overwrite, inputs={"--data": data}, out=out, plot=plot)
     store = _test_store(data, progress, allow_incomplete)
     site_list = comma_list(sites) or None
     ds = geometry(store, site_list, n, labels=tuple(dict.fromkeys(["verdict", label])), umap=umap, seed=seed, n_boot=n_boot,
-                  world=vhslab.load_world() if control else None, control_n=control_n)
+                  world=load_world() if control else None, control_n=control_n)
     names = [str(s) for s in ds.site.values]
     result = {"n": ds.attrs["n"], "sites": names, "interval": ds.attrs["interval"], **_pairs(ds, names, "cka"),
               "pca_variance_ratio": {s: [round(float(x), 3) for x in ds["pca_variance_ratio"].sel(site=s).values] for s in names}}

@@ -9,15 +9,17 @@ import math
 from pathlib import Path
 from typing import Any
 
+import psutil
 import typer
 from rich.console import Console
 
+from vhslab.errors import InputError, VhslabError
+from vhslab.outputs import Output, claim, release, save_figure, save_netcdf
+from vhslab.shapes.phrasing import parse_prompt
+from vhslab.threads import info, use_threads
+
 console = Console(stderr=True)
 DEBUG = {"on": False}  # set by `vhslab --debug`
-
-
-ALLOW_INCOMPLETE = typer.Option(False, "--allow-incomplete", help="use a store whose extraction did not finish "
-                                "(its written samples only; results say how many)")
 
 
 def claim_outputs(command: str, overwrite: bool, inputs: dict | None = None, **paths) -> dict:
@@ -25,8 +27,6 @@ def claim_outputs(command: str, overwrite: bool, inputs: dict | None = None, **p
     `command` (see `vhslab.outputs.claim`): a path is written only if it is new or holds this command's
     own output, which is replaced only with --overwrite; outputs must not clash with each other or with
     the `inputs` (option -> path). Returns option name -> `Output`."""
-    from vhslab.outputs import Output, claim
-
     outs = {name: Output(Path(p), f"{command} --{name.replace('_', '-')}", "--" + name.replace("_", "-"))
             for name, p in paths.items() if p is not None}
     claim(list(outs.values()), overwrite, inputs)
@@ -39,14 +39,12 @@ def comma_list(text: str | None, convert=str, option: str = "", what: str = "val
     try:
         return [convert(t) for t in items]
     except ValueError:
-        raise ValueError(f"{option} is a comma list of {what}, got {text!r}") from None
+        raise InputError(f"{option} is a comma list of {what}, got {text!r}") from None
 
 
 def save_outputs(result: dict, ds, figure, outs: dict) -> None:
     """Write the result dataset to outs["out"] and `figure()` to outs["plot"] (each if claimed, atomically),
     noting them in `result`."""
-    from vhslab.outputs import save_figure, save_netcdf
-
     if "out" in outs:
         save_netcdf(outs["out"], ds)
         result["out"] = str(outs["out"].path)
@@ -55,13 +53,10 @@ def save_outputs(result: dict, ds, figure, outs: dict) -> None:
         result["plot"] = str(outs["plot"].path)
 
 
-BAD_INPUT = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
-
-
 def guard(command):
-    """Wrap a command: an exception becomes one readable line on stderr and exit code 2 when the
-    input is wrong (a ValueError, e.g. PromptError, ProbeError, SpecError, StoreInputError; a
-    missing file) or 1 for a fault; `vhslab --debug ...` shows the full rich traceback too. The command
+    """Wrap a command: a `vhslab.errors.VhslabError` (bad input: InputError, MissingError, ExistsError or a
+    room's subclass) becomes one readable line on stderr and exit code 2; any other exception is a fault:
+    exit 1, one line naming its type. `vhslab --debug ...` shows the full rich traceback too. The command
     takes `--threads` too (`with_threads`)."""
     command = with_threads(command)
 
@@ -74,15 +69,13 @@ def guard(command):
         except Exception as err:
             if DEBUG["on"]:
                 console.print_exception(show_locals=False)
-            code = 2 if isinstance(err, BAD_INPUT) else 1
+            code = 2 if isinstance(err, VhslabError) else 1
             text = " ".join(str(err).split()) or type(err).__name__
             if code == 1:
                 text = f"{type(err).__name__}: {text}" + ("" if DEBUG["on"] else " (vhslab --debug ... shows the traceback)")
             console.print(f"error: {text}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(code) from None
         finally:
-            from vhslab.outputs import release
-
             release()  # the command's output locks
 
     return run
@@ -103,8 +96,6 @@ def _jsonable(value: Any) -> Any:
 def emit(result: dict[str, Any], as_json: bool, title: str = "") -> None:
     """Print a result: a readable table, or (with --json) one JSON object as the last line; the thread
     count it ran with is added (`vhslab.threads.info`)."""
-    from vhslab.threads import info
-
     result = {**result, **{k: v for k, v in info().items() if k not in result}}
     if as_json:
         print(json.dumps(_jsonable(result)), flush=True)
@@ -147,20 +138,18 @@ def positive_number(text: str) -> float:
 def check_side(side: int, option: str) -> None:
     """An image side (after any upscaling) of at most MAX_SIDE px, checked before anything is generated."""
     if side > MAX_SIDE:
-        raise ValueError(f"{option}: the image would be {side} px on a side; at most {MAX_SIDE} px")
+        raise InputError(f"{option}: the image would be {side} px on a side; at most {MAX_SIDE} px")
 
 
 def check_prompt(prompt: str, option: str = "PROMPT"):
     """A prompt the shapes world can render (its PromptSpec); an empty one or one outside the world's
     grammar and vocabulary is refused, naming what is wrong."""
-    from vhslab.shapes.phrasing import parse_prompt
-
     if not prompt.strip():
-        raise ValueError(f"{option} is empty; give e.g. 'a photo of two red circles'")
+        raise InputError(f"{option} is empty; give e.g. 'a photo of two red circles'")
     try:
         return parse_prompt(prompt)
     except ValueError as err:
-        raise ValueError(f"{option} {prompt!r}: the world renders prompts of the shapes world only "
+        raise InputError(f"{option} {prompt!r}: the world renders prompts of the shapes world only "
                          f"(e.g. 'a photo of a blue star left of a red circle'): {err}") from None
 
 
@@ -206,11 +195,9 @@ def fit_batch(batch_size: int, rows: int, per_row: int = 0, option: str = "--bat
         console.print(f"note: {option} {batch_size} clipped to the {rows} rows there are", markup=False, highlight=False)
         batch_size = rows
     if per_row > 0:
-        import psutil
-
         need, free = batch_size * per_row, psutil.virtual_memory().available
         if need > free:
-            raise ValueError(f"{option} {batch_size}: a batch needs about {need / 1e9:.1f} GB ({per_row / 1e6:.2f} MB a row, "
+            raise InputError(f"{option} {batch_size}: a batch needs about {need / 1e9:.1f} GB ({per_row / 1e6:.2f} MB a row, "
                              f"estimated), more than the {free / 1e9:.1f} GB available; lower {option}")
     return batch_size
 
@@ -223,14 +210,12 @@ THREADS = typer.Option(None, "--threads", min=1, help="torch CPU threads (defaul
 def with_threads(command):
     """`command` with the `--threads` option (THREADS) added to its signature, its thread count set
     (`vhslab.threads.use_threads`) before it runs; a command with its own `threads` (training) keeps it."""
-    sig = inspect.signature(command)
+    sig = inspect.signature(command, eval_str=True)  # the `Annotated` option aliases of `vhslab.cli.options`
     if "threads" in sig.parameters:
         return command
 
     @functools.wraps(command)
     def run(*args, threads: int | None = None, **kwargs):
-        from vhslab.threads import use_threads
-
         use_threads(threads)
         return command(*args, **kwargs)
 

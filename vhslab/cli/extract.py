@@ -2,53 +2,25 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
-from typing import Any
 
+import torch
 import typer
 
 from vhslab.cli.common import MAX_SIDE, console, dit_row_bytes, emit, finite, fit_batch
+from vhslab.cli.options import JsonFlag, progress_flag
+from vhslab.data.extract import extract, parse_shard
+from vhslab.data.generate import GenConfig
+from vhslab.data.pipelines import load_pipeline
+from vhslab.data.summary import summarize_store
+from vhslab.shapes.prompts import load_suite, read_prompts
 
-
-def load_model(model: str) -> tuple[Any, Any, str, Any]:
-    """`world` -> the shipped world (`vhslab.world.load_world()`); else a diffusers pipeline folder.
-    Returns (pipeline, vision encoder or None, model id, default GenConfig)."""
-    from vhslab.pipeline import GenConfig
-
-    if model == "world":
-        try:
-            from vhslab.world import load_world
-        except ImportError:
-            raise typer.BadParameter(
-                "--model world needs vhslab.world.load_world(), which is not available in this checkout; "
-                "pass a pipeline folder instead"
-            ) from None
-        try:
-            world = load_world()
-        except FileNotFoundError as err:
-            raise typer.BadParameter(str(err)) from None
-        return world.pipeline, world.vision, "world", world.gen_config
-    path = Path(model)
-    if not (path / "model_index.json").is_file():
-        raise typer.BadParameter(f"--model {model!r}: expected 'world' or a diffusers pipeline folder (model_index.json)")
-    from diffusers import DiffusionPipeline
-
-    try:
-        pipe = DiffusionPipeline.from_pretrained(path, local_files_only=True)
-    except Exception as err:  # diffusers raises many types for an incomplete folder
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise typer.BadParameter(f"--model {model!r}: cannot load a diffusers pipeline ({type(err).__name__}: {first})") from None
-    pipe.set_progress_bar_config(disable=True)
-    from vhslab.threads import fit
-
-    fit(pipe)  # --threads' default, by this model's size
-    return pipe, None, str(path.resolve()), GenConfig(max_sequence_length=300)
+ProgressBar = progress_flag("show a progress bar")
 
 
 def load_prompts(prompts: str) -> list:
-    from vhslab.shapes.prompts import read_prompts
-    from vhslab.shapes.suites import load_suite
-
+    """The --prompts option: a prompt file, or a suite by name."""
     if Path(prompts).is_file():
         return read_prompts(prompts)
     try:
@@ -75,21 +47,14 @@ def extract_cmd(
     shard: str = typer.Option(None, help="i/n: write only shard i of n (default: the rank under accelerate)"),
     device: str = typer.Option(None, help="torch device (default: cuda if available, else cpu)"),
     verify: bool = typer.Option(True, help="on resume, find lost or damaged chunks and write them again"),
-    progress: bool = typer.Option(True, help="show a progress bar"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+    progress: ProgressBar = True,
+    as_json: JsonFlag = False,
 ) -> None:
     """Generate candidates, capture DiT hidden states (and baselines) and label them into a zarr store."""
-    import warnings
-
-    import torch
-
-    from vhslab.data.extract import extract, parse_shard
-    from vhslab.pipeline import GenConfig
-
     dev = check_device(device)
     specs = load_prompts(prompts)[:limit]
     rank_world = parse_shard(shard)
-    pipe, vision, model_id, defaults = load_model(model)
+    pipe, vision, model_id, defaults = load_pipeline(model)
     if rank_world[1] > 1 and dev == "cuda":
         dev = f"cuda:{rank_world[0] % torch.cuda.device_count()}"
     pipe.to(dev)
@@ -112,8 +77,6 @@ def extract_cmd(
 
 def check_device(device: str | None) -> str:
     """The torch device to use; a device this machine lacks is refused before anything is loaded."""
-    import torch
-
     if device is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -127,46 +90,10 @@ def check_device(device: str | None) -> str:
     return device
 
 
-def summarize_store(path: Path, verify: bool = False) -> dict[str, Any]:
-    """A short summary of a store (reads only the small label variables; `verify` reads it all
-    and lists lost or damaged chunks)."""
-    import numpy as np
-
-    from vhslab.data.store import open_zarr, written_mask
-    from vhslab.data.verify import verify_store
-
-    ds = open_zarr(path)
-    written = written_mask(ds, path)
-    verdict = ds["verdict"].values[written]
-    labelled = verdict >= 0  # -1: a lost verdict chunk
-    tags = ds["tag"].values[written][labelled]
-    verdict = verdict[labelled]
-    nbytes = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
-    out = {
-        "path": str(path),
-        "pipeline": ds.attrs.get("pipeline", ""),
-        "model_id": ds.attrs["model_id"],
-        "sites": ds.attrs["sites"],
-        "dtype": ds.attrs["dtype"],
-        "evaluator": ds.attrs.get("evaluator", ""),
-        "dims": {k: int(v) for k, v in ds.sizes.items()},
-        "samples": int(ds.sizes["sample"]),
-        "written": int(written.sum()),
-        "written_without_verdict": int((~labelled).sum()),
-        "accuracy": float(verdict.mean()) if verdict.size else None,
-        "accuracy_by_tag": {str(t): float(verdict[tags == t].mean()) for t in np.unique(tags)},
-        "disk_mb": round(nbytes / 1e6, 3),
-        "content_key": ds.attrs["content_key"],
-    }
-    if verify:
-        out["damaged"] = [str(d) for d in verify_store(path, ds, int(ds.attrs["sample_chunk"]), written)]
-    return out
-
-
 def inspect_cmd(
     path: Path = typer.Argument(..., help="a store written by `vhslab extract`"),
     verify: bool = typer.Option(False, "--verify", help="read every chunk and check it against its checksums"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+    as_json: JsonFlag = False,
 ) -> None:
     """Summarise an activation store: sites, dims, written samples, accuracy; --verify finds damaged chunks
     (exit 1 if any: `vhslab extract` with the same arguments writes them again)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from vhslab.cli.analysis import attribute_cmd, geometry_cmd, patch_cmd
@@ -34,8 +36,6 @@ def main(debug: bool = typer.Option(False, "--debug", help="on an error, show th
 
 def run() -> None:
     """The `vhslab` entry point: usage errors too become one line (exit 2), not a box."""
-    import sys
-
     try:
         code = app(standalone_mode=False, prog_name="vhslab")
     except KeyboardInterrupt:

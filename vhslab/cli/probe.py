@@ -6,7 +6,16 @@ from pathlib import Path
 
 import typer
 
-from vhslab.cli.common import ALLOW_INCOMPLETE, claim_outputs, comma_list, emit
+from vhslab.cli.common import claim_outputs, comma_list, emit
+from vhslab.cli.options import AllowIncomplete, JsonFlag, Seed, overwrite_flag, plot_option, progress_flag
+from vhslab.outputs import claim, save_figure
+from vhslab.probes import open_store, run_sweep
+from vhslab.probes.results import results_output
+from vhslab.threads import torch_threads
+
+OverwriteResults = overwrite_flag("replace --out if it holds earlier probe results (never anything else)")
+ProgressBar = progress_flag("show a progress bar")
+DepthPlot = plot_option("save the depth plot to this image file")
 
 
 def probe_cmd(
@@ -16,7 +25,7 @@ def probe_cmd(
                                 "class; item-wise: found_color.0; recon.latent / recon.image)"),
     probes: str = typer.Option("linear", help="comma list: linear,mlp,attn (attention pooling over tokens)"),
     out: Path = typer.Option(None, "--out", help="results file: .nc (netCDF) or a zarr folder (new, or --overwrite)"),
-    overwrite: bool = typer.Option(False, help="replace --out if it holds earlier probe results (never anything else)"),
+    overwrite: OverwriteResults = False,
     layers: str = typer.Option(None, help="comma list of block indices (default: every block of the store)"),
     sites: str = typer.Option("", help="extra whole-model sites to probe too: ae_latent,vision"),
     folds: int = typer.Option(5, "--folds", "-k", min=2, help="meaning-disjoint CV folds"),
@@ -25,19 +34,14 @@ def probe_cmd(
     grid: int = typer.Option(4, min=1, help="side of the pooled token grid for reconstruction targets"),
     n_boot: int = typer.Option(200, min=0, help="bootstrap resamples (of prompt meanings) for CIs; 0 = none"),
     baseline: bool = typer.Option(True, help="also fit the prompt-only baseline (ordered prompt structure, same model family)"),
-    plot: Path = typer.Option(None, help="save the depth plot to this image file"),
-    seed: int = typer.Option(0, min=0),
-    allow_incomplete: bool = ALLOW_INCOMPLETE,
-    progress: bool = typer.Option(True, help="show a progress bar"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+    plot: DepthPlot = None,
+    seed: Seed = 0,
+    allow_incomplete: AllowIncomplete = False,
+    progress: ProgressBar = True,
+    as_json: JsonFlag = False,
 ) -> None:
     """Fit probes on every site (one in memory at a time); report per target the site chosen by nested CV,
     its selection-free score and its paired gap to the prompt-only baseline, with intervals over meanings."""
-    from vhslab.outputs import claim, save_figure
-    from vhslab.probes import open_store, run_sweep
-    from vhslab.probes.results import results_output
-    from vhslab.threads import torch_threads
-
     try:
         layer_list = [int(v) for v in comma_list(layers)] if layers else None
     except ValueError:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import numpy as np
 import typer
+from PIL import Image
 
 from vhslab.cli.common import (
     MAX_N,
@@ -21,6 +24,35 @@ from vhslab.cli.common import (
     positive_number,
     save_outputs,
 )
+from vhslab.cli.options import (
+    JsonFlag,
+    OverwriteOutPlot,
+    Progress,
+    Seed,
+    json_flag,
+    out_option,
+    overwrite_flag,
+    plot_option,
+    seed_option,
+)
+from vhslab.data.default_stores import cache_dir
+from vhslab.errors import InputError
+from vhslab.figures.search import plot_budget_curve
+from vhslab.outputs import save_figure, save_json
+from vhslab.search import best_of_n, load_cost_model
+from vhslab.search.bench import bench_device, run_bench
+from vhslab.search.table import budget_plan, budget_table, table_summary
+from vhslab.shapes.evaluate import ShapesEvaluator
+from vhslab.shapes.prompts import load_suite
+from vhslab.verifier.load import named_verifier
+from vhslab.world import load_world
+
+OverwriteOut = overwrite_flag("replace --out if it exists")
+OverwriteCostModel = overwrite_flag("replace --save-cost-model if it exists")
+RootSeed = seed_option("root seed (the verifiers were trained on seed 0, evaluated on 1)")
+GenerateJson = json_flag("print scores and per-stage timings as one JSON object")
+TableOut = out_option("table dataset to write (.nc)")
+CurvePlot = plot_option("save the budget-curve figure to this image")
 
 
 def generate_cmd(
@@ -28,47 +60,35 @@ def generate_cmd(
     out: Path = typer.Option(..., "-o", "--out", help="PNG file to write"),
     n: int = typer.Option(8, "--n", min=1, max=MAX_N, help="candidates to score"),
     verifier: str = typer.Option("default", help="'default' (the shipped verifier) or a saved verifier folder"),
-    seed: int = typer.Option(0, min=0),
+    seed: Seed = 0,
     batch_size: int = typer.Option(8, min=1, help="candidates per call (clipped to --n)"),
     upscale: int = typer.Option(1, min=1, max=MAX_SIDE, help=f"enlarge the saved image by this integer factor (nearest; at most {MAX_SIDE} px a side)"),
-    overwrite: bool = typer.Option(False, help="replace --out if it exists"),
-    as_json: bool = typer.Option(False, "--json", help="print scores and per-stage timings as one JSON object"),
+    overwrite: OverwriteOut = False,
+    as_json: GenerateJson = False,
 ) -> None:
     """Generate N candidates with the world's generator up to the verifier's block, score them, finish and
     decode only the winner; the evaluator's verdict of the winner is reported. The prompt must be one the world renders."""
-    import numpy as np
-    from PIL import Image
-
-    import vhslab
-    from vhslab.search import best_of_n
-
     spec = check_prompt(prompt)  # the world renders shapes-world prompts only: nothing else is generated
     outs = claim_outputs("generate", overwrite, inputs={"--verifier": verifier}, out=out)
-    world = vhslab.load_world()
+    world = load_world()
     gen = world.gen_config.resolve(world.pipeline)
     check_side(max(gen.height, gen.width) * upscale, f"--upscale {upscale}")
     batch_size = fit_batch(batch_size, n, dit_row_bytes(world.pipeline, gen.height, gen.width))
-    v = vhslab.load_verifier(None if verifier == "default" else verifier)
+    v = named_verifier(verifier)
     res = best_of_n(world.pipeline, v, prompt, n, seed=seed, batch_size=batch_size, gen=world.gen_config)
     image = np.repeat(np.repeat(res.image, upscale, 0), upscale, 1)
-    from vhslab.outputs import save_figure
-
     save_figure(outs["out"], Image.fromarray(image))
     result = {"out": str(out), "prompt": prompt, "n": res.n, "site": v.config.site, "chosen": res.chosen,
               "scores": [round(float(s), 4) for s in res.scores], "seed_of_chosen": res.seeds[res.chosen],
               "timings_ms": {k: round(1000 * t, 2) for k, t in res.timings.items()}}
-    from vhslab.shapes.evaluate import ShapesEvaluator
-
     result["evaluator_correct"] = bool(ShapesEvaluator().evaluate(res.image, spec).correct)
     emit(result, as_json, title="generate")
 
 
 def _cost_models(spec: str, card: str | None = None):
-    from vhslab.search import load_cost_model
-
     names = comma_list(spec)
     if not names:
-        raise ValueError("--cost-model names at least one cost model (world, sana-sprint-1.6b or a JSON file)")
+        raise InputError("--cost-model names at least one cost model (world, sana-sprint-1.6b or a JSON file)")
     return [load_cost_model(n, card=card) for n in names]
 
 
@@ -86,24 +106,17 @@ def bestofn_cmd(
     noise_budgets: str = typer.Option("1,2", help="budgets at which noise search runs ('all' for every budget)"),
     rounds: int = typer.Option(3, min=1, help="noise search rounds"),
     radius: float = typer.Option(0.5, min=0.01, max=1.0, callback=finite, help="noise search step: x = sqrt(1-r^2) best + r eps"),
-    seed: int = typer.Option(2, min=0, help="root seed (the verifiers were trained on seed 0, evaluated on 1)"),
+    seed: RootSeed = 2,
     n_boot: int = typer.Option(1000, min=10),
     workdir: Path = typer.Option(None, help="pool store and noise-search rows (default: $VHSLAB_CACHE/bestofn)"),
-    out: Path = typer.Option(None, "--out", help="table dataset to write (.nc)"),
-    plot: Path = typer.Option(None, help="save the budget-curve figure to this image"),
-    overwrite: bool = typer.Option(False, help="replace --out / --plot if they exist"),
-    progress: bool = typer.Option(True, help="show progress bars"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+    out: TableOut = None,
+    plot: CurvePlot = None,
+    overwrite: OverwriteOutPlot = False,
+    progress: Progress = True,
+    as_json: JsonFlag = False,
 ) -> None:
     """The paper's main table in the world: GenEval-style score of Best-of-N per verifier against a time
     budget, N bought per path by each cost model; noise search beside it; intervals over meanings."""
-    import time
-
-    import vhslab
-    from vhslab.data.default_stores import cache_dir
-    from vhslab.search.table import budget_plan, budget_table, table_summary
-    from vhslab.shapes.suites import load_suite
-
     t0 = time.perf_counter()
     outs = claim_outputs("bestofn", overwrite, inputs={"--prompts": prompts, "--vhs": vhs, "--vision-verifier": vision_verifier,
                          "--ae": ae, "--workdir": workdir, **{f"--cost-model {c}": c for c in comma_list(cost_model)}},
@@ -114,9 +127,9 @@ def bestofn_cmd(
                                                                 "numbers (each positive) or 'all'")
     models = _cost_models(cost_model, card)
     suite = load_suite(prompts)
-    world = vhslab.load_world()
+    world = load_world()
     chosen = {"vhs": (vhs, "vhs"), "vision": (vision_verifier, "vision"), "ae": (ae, "ae")}
-    loaded = {m: vhslab.load_verifier(None if p == "default" else p, kind=k) for m, (p, k) in chosen.items() if m in methods}
+    loaded = {m: named_verifier(p, kind=k) for m, (p, k) in chosen.items() if m in methods}
     plan_n = budget_plan(world, loaded, budget_list, models, methods, noise_search, noise_list, "--budgets", rounds)
     for cm in models:
         if cm.note:
@@ -130,8 +143,6 @@ def bestofn_cmd(
                       progress=progress)
     result = {"prompts": prompts, "n_prompt_rows": ds.attrs["n_prompt_rows"], "n_meanings": ds.attrs["n_meanings"],
               "pool_size": ds.attrs["pool_size"], "seed": seed, "table": table_summary(ds)}
-    from vhslab.figures.search import plot_budget_curve
-
     save_outputs(result, ds, lambda: plot_budget_curve(ds), outs)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     emit(result, as_json, title="bestofn")
@@ -149,84 +160,18 @@ def bench_cmd(
     statistic: str = typer.Option("median", help="median, or min (the least disturbed run: for a machine others load) "
                                   "of the timed runs, for stages and whole calls alike"),
     save_cost_model: Path = typer.Option(None, help="write the measured cost model JSON here"),
-    overwrite: bool = typer.Option(False, help="replace --save-cost-model if it exists"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+    overwrite: OverwriteCostModel = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Per-stage latency (median) and FLOPs at batch 1 and 4, the per-call stages, the cost model they make,
     ratio_vhs_to_vision, the shipped real-size table beside it, and (world) the model's prediction against
     measured whole calls."""
-    import torch
-    from rich.console import Console
-
-    from vhslab.search.bench import best_of_4_share, cost_model_json, measure, ratio_vhs_to_vision
-    from vhslab.search.costs import CostModel, load_cost_model
-    from vhslab.threads import fit
-
-    if arch not in ("world", "sana-sprint-1.6b", "tiny"):
-        raise ValueError(f"--arch is world, sana-sprint-1.6b or tiny, got {arch!r}")
-    if statistic not in ("median", "min"):
-        raise ValueError(f"--statistic is median or min, got {statistic!r}")
-    device = device or ("cpu" if arch == "world" else "cuda")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: no CUDA device here (real sizes are meant for a GPU; --device cpu forces it)")
+    device = bench_device(arch, statistic, device)
     outs = claim_outputs("bench", overwrite, save_cost_model=save_cost_model)
-    console = Console(stderr=True)
-    say = (lambda s: console.log(s)) if not as_json else None
-    if arch == "world":
-        import vhslab
-        from vhslab.search.bench import world_stages
-
-        world, verifier = vhslab.load_world(), vhslab.load_verifier()
-        stages = world_stages(world, verifier)
-    else:
-        from vhslab.search.real_size import real_size_stages
-
-        world = None
-        stages = real_size_stages(arch, device, torch.float32 if device == "cpu" else torch.bfloat16)
-    fit(stages.params)  # --threads' default by the size of what is timed
-    measured = measure(stages, repeats=repeats, warmup=warmup, progress=say, statistic=statistic)
-    model_json = cost_model_json(stages, measured, f"vhslab bench --arch {arch} --statistic {statistic}: {statistic} of "
-                                 f"{repeats} after {warmup} warm-up, {torch.get_num_threads()} thread(s)")
-    cm = model_json["stages_ms"]
-    model = CostModel(stages.name, stages.card, stages.num_blocks, cm["batch_1"], cm["batch_4"], cm["per_call"])
-    shipped = load_cost_model("sana-sprint-1.6b")
-    real_block = 7  # the paper's site (h7); the world's own verifier block is mapped by depth where noted
-    result = {"arch": arch, "card": stages.card, "dtype": stages.dtype, "num_blocks": stages.num_blocks,
-              "verifier_block": stages.block, "threads": torch.get_num_threads(), "statistic": statistic,
-              "stages": {k: {s: {kk: round(vv, 4) for kk, vv in v.items()} for s, v in m.items()} for k, m in
-                         ((f"batch_{b}" if isinstance(b, int) else b, m) for b, m in measured.items())},
-              "cost_model": model_json,
-              "ratio_vhs_to_vision": model.split_ms("vhs", stages.block)[1] / model.split_ms("vision")[1],
-              "bo4_vhs_over_vision": best_of_4_share(model, stages.block),
-              "shipped": {"sana-sprint-1.6b": {"card": shipped.card, "block": real_block,
-                                               "ratio_vhs_to_vision": ratio_vhs_to_vision(shipped, real_block),
-                                               "bo4_vhs_over_vision": best_of_4_share(shipped, real_block)}}}
-    if world is not None and end_to_end:
-        result.update(_bench_end_to_end(world, verifier, model, stages.block, e2e_repeats, statistic, say))
+    res = run_bench(arch, device, repeats, warmup, end_to_end, e2e_repeats, statistic,
+                    progress=None if as_json else console.log)
+    result = res.to_json()
     if save_cost_model is not None:
-        from vhslab.outputs import save_json
-
-        save_json(outs["save_cost_model"], model_json)
+        save_json(outs["save_cost_model"], res.cost_model)
         result["saved"] = str(save_cost_model)
     emit(result, as_json, title="bench")
-
-
-def _bench_end_to_end(world, verifier, model, block: int, repeats: int, statistic: str, say) -> dict:
-    """Whole calls on the world at N = 1, 4, 16 per path (batches of 4, noise search in 3 rounds), the
-    cost model's prediction for them and its relative error, with the load average they ran under."""
-    import os
-
-    import vhslab
-    from vhslab.search.bench import end_to_end, predicted, prediction_error
-
-    load = os.getloadavg()[0]
-    paths = {"vhs": verifier, "vision": vhslab.load_verifier(kind="vision"), "ae": vhslab.load_verifier(kind="ae"), "none": "none"}
-    measured = end_to_end(world, paths, repeats=repeats, batch_size=4, rounds=3, progress=say, statistic=statistic)
-    prediction = predicted(model, block, measured, batch_size=4, rounds=3)
-    error = prediction_error(prediction, measured)
-    worst = max(abs(e) for row in error.values() for n, e in row.items() if n in (4, 16))
-    return {"end_to_end_ms": measured, "predicted_ms": prediction, "prediction_error": error,
-            "prediction_max_abs_error_n4_n16": worst, "prediction_within_15pct": worst <= 0.15,
-            "end_to_end_settings": {"batch_size": 4, "noise_rounds": 3, "repeats": repeats},
-            "load_average_1min": {"before": load, "after": os.getloadavg()[0]},
-            "end_to_end_ratio_vhs_to_vision_n16": measured["vhs"][16] / measured["vision"][16]}

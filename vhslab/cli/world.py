@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+import shutil
+import time
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import typer
+from PIL import Image
+from rich.progress import Progress
 
 from vhslab.cli.common import MAX_SIDE, check_side, claim_outputs, console, emit, finite, guard
+from vhslab.cli.options import JsonFlag, OverwriteFile, Seed, seed_option
+from vhslab.errors import InputError
+from vhslab.figures.grids import image_grid
+from vhslab.outputs import Output, claim, save_figure, state, write_manifest
+from vhslab.shapes.evaluate import ShapesEvaluator
+from vhslab.shapes.gold import GOLD_FILE, disagreement_sheet, gold_report, images_file, read_gold, read_gold_images
+from vhslab.shapes.phrasing import caption_scene, parse_prompt
+from vhslab.shapes.prompts import TAGS, load_suite
+from vhslab.shapes.robustness import DISTORTIONS, robustness_suite
+from vhslab.shapes.scenes import render, sample_scene
+from vhslab.shapes.worldcheck import world_check
+from vhslab.world import WORLD_DIR, load_world, stage
+from vhslab.world.score import generate, score_generator
+from vhslab.world.train import STAGES, profile_configs, train_world
+
+SceneSeed = seed_option("scene seed")
 
 world_app = typer.Typer(help="The embedded shapes world: render, check, train, score.", no_args_is_help=True,
                         pretty_exceptions_enable=False)
@@ -17,23 +40,17 @@ world_app = typer.Typer(help="The embedded shapes world: render, check, train, s
 def render_cmd(
     prompt: str = typer.Argument(..., help='e.g. "a photo of a blue star left of a red circle"'),
     out: Path = typer.Option(..., "-o", "--out", help="PNG file to write"),
-    overwrite: bool = typer.Option(False, help="replace the output file if it exists"),
-    seed: int = typer.Option(0, min=0, help="scene seed"),
+    overwrite: OverwriteFile = False,
+    seed: SceneSeed = 0,
     resolution: int = typer.Option(64, min=16, max=MAX_SIDE, help="image side in pixels"),
     upscale: int = typer.Option(1, min=1, max=MAX_SIDE, help=f"nearest-neighbour upscaling of the saved PNG, for viewing "
                                 f"(at most {MAX_SIDE} px a side)"),
 ) -> None:
     """Render a random scene that satisfies a GenEval-style prompt."""
     if not prompt.strip():
-        raise ValueError("PROMPT is empty; give e.g. 'a photo of a blue star left of a red circle'")
+        raise InputError("PROMPT is empty; give e.g. 'a photo of a blue star left of a red circle'")
     check_side(resolution * upscale, f"--upscale {upscale} of --resolution {resolution}")
     outs = claim_outputs("world render", overwrite, out=out)
-    import numpy as np
-    from PIL import Image
-
-    from vhslab.outputs import save_figure
-    from vhslab.shapes.phrasing import caption_scene, parse_prompt
-    from vhslab.shapes.scenes import render, sample_scene
 
     spec = parse_prompt(prompt)  # a PromptError is bad input: `guard` prints it, exit 2
     scene = sample_scene(spec, np.random.default_rng(seed))
@@ -49,14 +66,10 @@ def render_cmd(
 def check_cmd(
     n: int = typer.Option(200, "--n", min=1, help="scenes per tag"),
     resolution: int = typer.Option(64, min=16, max=MAX_SIDE, help="image side in pixels"),
-    seed: int = typer.Option(0, min=0),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+    seed: Seed = 0,
+    as_json: JsonFlag = False,
 ) -> None:
     """Judge n true and perturbed scenes per tag: agreement, rejection and speed."""
-    from rich.progress import Progress
-
-    from vhslab.shapes.prompts import TAGS
-    from vhslab.shapes.worldcheck import world_check
 
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("world check", total=n * len(TAGS))
@@ -70,14 +83,10 @@ def gold_cmd(
     world: Path = typer.Option(None, help="a world folder (default: the shipped world; the gold images are its own)"),
     gold: Path = typer.Option(None, help="gold file (default: the shipped vhslab/assets/gold/world_gold.jsonl)"),
     sheet: Path = typer.Option(None, help="PNG file for the disagreements as an image sheet"),
-    overwrite: bool = typer.Option(False, help="replace the output file if it exists"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+    overwrite: OverwriteFile = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """The evaluator's agreement with the gold set (generated images judged by eye), per split and tag."""
-    from vhslab.shapes.evaluate import ShapesEvaluator
-    from vhslab.shapes.gold import GOLD_FILE, disagreement_sheet, images_file, read_gold, read_gold_images
-    from vhslab.world.gold import gold_report
-
     outs = claim_outputs("world gold", overwrite, inputs={"--gold": gold, "--world": world}, sheet=sheet)
     path = gold or GOLD_FILE
     try:
@@ -86,8 +95,6 @@ def gold_cmd(
     except (OSError, ValueError) as err:
         console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    from vhslab.world import load_world
-
     w = load_world(world)  # WorldMissingError is bad input: `guard` prints it, exit 2
     report, disagreements, images = gold_report(w.pipeline, w.gen_config.resolve(w.pipeline), ShapesEvaluator(), records,
                                                  judged=judged)
@@ -96,8 +103,6 @@ def gold_cmd(
     if sheet is not None:
         fig = disagreement_sheet(disagreements, records, images)
         if fig is not None:
-            from vhslab.outputs import save_figure
-
             save_figure(outs["sheet"], fig)
             console.print(f"wrote {sheet}")
     emit(report, as_json, "world gold")
@@ -107,14 +112,10 @@ def gold_cmd(
 @guard
 def robustness_cmd(
     n: int = typer.Option(100, "--n", min=1, help="scenes per tag and distortion"),
-    seed: int = typer.Option(0, min=0),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+    seed: Seed = 0,
+    as_json: JsonFlag = False,
 ) -> None:
     """Agreement and rejection on renders distorted by albumentations, per distortion and tag."""
-    from rich.progress import Progress
-
-    from vhslab.shapes.prompts import TAGS
-    from vhslab.shapes.robustness import DISTORTIONS, robustness_suite
 
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("robustness", total=n * len(TAGS) * len(DISTORTIONS))
@@ -124,11 +125,9 @@ def robustness_cmd(
 
 def _check_per_tag(suite, n: int) -> None:
     """Before compute: every tag has n distinct prompts to draw."""
-    from collections import Counter
-
     tag, have = min(Counter(s.tag for s in suite).items(), key=lambda item: item[1])
     if n > have:
-        raise ValueError(f"--per-tag {n}: the suite has {have} prompts of tag {tag!r}; at most that many")
+        raise InputError(f"--per-tag {n}: the suite has {have} prompts of tag {tag!r}; at most that many")
 
 
 def _pick(suite, tag: str, n: int, rng) -> list:
@@ -141,20 +140,13 @@ def _pick(suite, tag: str, n: int, rng) -> list:
 @guard
 def grid_cmd(
     out: Path = typer.Option(..., "-o", "--out", help="PNG file to write"),
-    overwrite: bool = typer.Option(False, help="replace the output file if it exists"),
+    overwrite: OverwriteFile = False,
     per_tag: int = typer.Option(6, min=1, help="examples per tag"),
-    seed: int = typer.Option(0, min=0),
+    seed: Seed = 0,
     resolution: int = typer.Option(64, min=16, max=MAX_SIDE),
 ) -> None:
     """A grid of rendered examples of the evaluation prompts, one row per tag."""
     outs = claim_outputs("world grid", overwrite, out=out)
-    import numpy as np
-
-    from vhslab.figures.grids import image_grid
-    from vhslab.outputs import save_figure
-    from vhslab.shapes.prompts import TAGS
-    from vhslab.shapes.scenes import render, sample_scene
-    from vhslab.shapes.suites import load_suite
 
     rng = np.random.default_rng(seed)
     suite = load_suite("geneval-shapes")
@@ -177,28 +169,21 @@ def _plain_line(text: str) -> None:
 @guard
 def train_cmd(
     out: Path = typer.Option(..., "--out", help="run folder (created; re-running resumes it)"),
-    seed: int = typer.Option(0, min=0),
+    seed: Seed = 0,
     stages: str = typer.Option("all", help="'all' or a comma list of: autoencoder,decoder,teacher,refine,distill,vision,llm,assemble"),
     profile: str = typer.Option("default", help="'default' (CPU-sized), 'gpu' (larger, for one H100/H200) or 'tiny' (smoke test)"),
     device: str = typer.Option(None, help="torch device (default: cuda if available)"),
     threads: int = typer.Option(None, min=1, help="CPU threads (default: all cores)"),
     ship: bool = typer.Option(False, help="copy the assembled world into the package (vhslab/assets/world)"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+    as_json: JsonFlag = False,
 ) -> None:
     """Train the embedded world: every stage seeded, checkpointed and resumable."""
-    import shutil
-    import time
-
-    from vhslab.world import WORLD_DIR, stage
-    from vhslab.world.train import STAGES, profile_configs, train_world
 
     try:
         configs = profile_configs(profile)
     except ValueError as err:
         raise typer.BadParameter(f"--profile: {err}") from None
     chosen = STAGES if stages == "all" else tuple(s.strip() for s in stages.split(","))
-    from vhslab.outputs import Output, claim, state, write_manifest
-
     run = Output(out, "world train", "--out", folder=True, resumable=True)
     claim([run], overwrite=True)  # a run folder of ours is resumed (each stage refuses other settings); never another's
     if state(out, run.kind) == "absent":
@@ -232,15 +217,10 @@ def score_cmd(
     world: Path = typer.Option(None, help="a world folder (default: the shipped world)"),
     guidance_scale: float = typer.Option(None, callback=finite, help="default: the world's"),
     limit: int = typer.Option(None, min=1, help="only the first N prompts"),
-    seed: int = typer.Option(0, min=0),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+    seed: Seed = 0,
+    as_json: JsonFlag = False,
 ) -> None:
     """GenEval-style scores of one-step generations: Bo1, oracle Best-of-N, images/s."""
-    from dataclasses import replace
-
-    from vhslab.shapes.suites import load_suite
-    from vhslab.world import load_world
-    from vhslab.world.score import score_generator
 
     w = load_world(world)  # WorldMissingError is bad input: `guard` prints it, exit 2
     gen = w.gen_config if guidance_scale is None else replace(w.gen_config, guidance_scale=guidance_scale)
@@ -252,22 +232,13 @@ def score_cmd(
 @guard
 def samples_cmd(
     out: Path = typer.Option(..., "-o", "--out", help="PNG file to write"),
-    overwrite: bool = typer.Option(False, help="replace the output file if it exists"),
+    overwrite: OverwriteFile = False,
     per_tag: int = typer.Option(8, min=1, help="generations per tag"),
     world: Path = typer.Option(None, help="a world folder (default: the shipped world)"),
-    seed: int = typer.Option(0, min=0),
+    seed: Seed = 0,
 ) -> None:
     """A grid of one-step generations per tag, framed green (judged correct) or red."""
     outs = claim_outputs("world samples", overwrite, inputs={"--world": world}, out=out)
-    import numpy as np
-
-    from vhslab.figures.grids import image_grid
-    from vhslab.outputs import save_figure
-    from vhslab.shapes.evaluate import ShapesEvaluator
-    from vhslab.shapes.prompts import TAGS
-    from vhslab.shapes.suites import load_suite
-    from vhslab.world import load_world
-    from vhslab.world.score import generate
 
     suite = load_suite("geneval-shapes")
     _check_per_tag(suite, per_tag)

@@ -10,45 +10,30 @@ no download; on a GPU it times SANA-Sprint 1.6B + DC-AE + CLIP ViT-L/14-336 + Qw
 
 from __future__ import annotations
 
-import contextlib
-import platform
+import os
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from vhslab.trace.site import Site, find_transformer
+from vhslab.errors import InputError
+from vhslab.schemas import CostModelFile, check
+from vhslab.search.best_of_n import best_of_n
+from vhslab.search.costs import CostModel, load_cost_model
+from vhslab.search.generation import Prompted, SearchError, initial_noise
+from vhslab.search.noise_search import noise_search
+from vhslab.search.real_size import real_size_stages
+from vhslab.search.stages import Stages, card_name
+from vhslab.threads import fit
+from vhslab.trace.capture import find_transformer
+from vhslab.verifier.load import load_verifier
+from vhslab.world import load_world
 
 STAGE_NAMES = ("dit", "decode", "vision_encode", "connector", "llm_prefill")
 PROMPT = "a photo of a red circle left of a blue square"  # the prompt every timed call uses
-
-
-@dataclass
-class Stages:
-    """What a search pays for, each a callable of the batch size (inputs prepared outside the timing)."""
-
-    name: str
-    card: str
-    dtype: str
-    num_blocks: int
-    block: int  # the VHS verifier's block
-    run: dict[str, Callable[[int], Callable[[], object]]]  # stage -> (batch -> a call with prepared inputs)
-    device: str = "cpu"
-    # once per call: "prompt_encode" and "pipeline_call" (a pipeline call of one candidate to the final latent);
-    # none (real sizes, no pipeline): the per-call stages are 0
-    per_call: dict[str, Callable[[], object]] = field(default_factory=dict)
-    params: int = 0  # of every model timed (the default thread count follows it)
-
-
-def card_name(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as f:
-        cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    return f"CPU: {cpu}, {torch.get_num_threads()} threads"
 
 
 def _sync(device: str) -> None:
@@ -77,8 +62,7 @@ def median_ms(call: Callable[[], object], device: str = "cpu", repeats: int = 10
 
 @torch.no_grad()
 def count_flops(call: Callable[[], object]) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
+    """The FLOPs torch counts in one run of `call`."""
     with FlopCounterMode(display=False) as counter:
         call()
     return int(counter.get_total_flops())
@@ -125,9 +109,6 @@ def cost_model_json(stages: Stages, measured: dict, source: str) -> dict:
         return {"dit_block": m["dit"]["ms_per_candidate"] / stages.num_blocks, "decode": m["decode"]["ms_per_candidate"],
                 "vision_encode": m["vision_encode"]["ms_per_candidate"], "llm_prefill": m["llm_prefill"]["ms_per_candidate"]}
 
-    from vhslab.schemas import CostModelFile, check
-    from vhslab.search.generation import SearchError
-
     per_call = "per_call: the prompt's encoding (once per search) and a one-candidate pipeline call less its DiT " \
                "(per batch of candidates and for the winner)" if stages.per_call else \
                "per_call: not measured (no pipeline or text encoder at this architecture), 0"
@@ -142,8 +123,6 @@ def cost_model_json(stages: Stages, measured: dict, source: str) -> dict:
 
 def _dit_inputs(pipe, gen) -> dict:
     """The keyword arguments the pipeline hands its DiT for one prompt (recorded from one call)."""
-    from vhslab.search.generation import Prompted, initial_noise
-
     dit, seen = find_transformer(pipe), {}
 
     def grab(_module, args, kwargs):
@@ -168,8 +147,6 @@ def world_stages(world, verifier) -> Stages:
     """The world's stages: its DiT with a recorded prompt, decoder, CLIP vision tower (with its image
     processor), `verifier`'s connector and LLM (with its question and token pooling), and per call the
     prompt's encoding and a one-candidate pipeline call as `best_of_n` makes them."""
-    from vhslab.search.generation import Prompted, initial_noise
-
     pipe, gen = world.pipeline, world.gen_config.resolve(world.pipeline)
     dit, vae = find_transformer(pipe), pipe.vae
     inputs = _dit_inputs(pipe, gen)
@@ -223,9 +200,6 @@ def end_to_end(world, verifiers: dict, ns=(1, 4, 16), repeats: int = 5, batch_si
     """Median (or `statistic`) ms of whole calls on the world per path and N after one warm-up each:
     `best_of_n` per verifier ("none" too), and `noise_search` in `rounds` rounds with the "vhs" one (as
     "noise"). The calls take turns, one of each per repeat, so a burst of load falls on all alike."""
-    from vhslab.search.best_of_n import best_of_n
-    from vhslab.search.noise_search import noise_search
-
     calls = {name: lambda n, v=v: best_of_n(world.pipeline, v, PROMPT, n, batch_size=batch_size, gen=world.gen_config,
                                             vision=world.vision) for name, v in verifiers.items()}
     if "vhs" in verifiers:
@@ -253,3 +227,89 @@ def predicted(model, block: int, paths, ns=(1, 4, 16), batch_size: int = 4, roun
 def prediction_error(prediction: dict, measured: dict) -> dict:
     """{path: {N: (predicted - measured) / measured}}."""
     return {p: {n: prediction[p][n] / ms - 1 for n, ms in row.items()} for p, row in measured.items()}
+
+
+ARCHES = ("world", "sana-sprint-1.6b", "tiny")
+REAL_BLOCK = 7  # the paper's site (h7) in SANA-Sprint 1.6B; the world's own verifier block is mapped by depth where noted
+
+
+def bench_device(arch: str, statistic: str, device: str | None) -> str:
+    """Check a bench's settings before anything is loaded; the device to time on (default: cpu for the
+    world, cuda for real sizes)."""
+    if arch not in ARCHES:
+        raise InputError(f"--arch is world, sana-sprint-1.6b or tiny, got {arch!r}")
+    if statistic not in STATISTICS:
+        raise InputError(f"--statistic is median or min, got {statistic!r}")
+    device = device or ("cpu" if arch == "world" else "cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: no CUDA device here (real sizes are meant for a GPU; --device cpu forces it)")
+    return device
+
+
+@dataclass
+class BenchResult:
+    """What `run_bench` measured: the report `vhslab bench --json` prints (`to_json()`) and the cost model
+    JSON it makes (`cost_model`, what `--save-cost-model` writes)."""
+
+    report: dict
+    cost_model: dict
+
+    def to_json(self) -> dict:
+        """The report as plain JSON values."""
+        return self.report
+
+
+def _rounded(measured: dict) -> dict:
+    """{batch_1 | batch_4 | per_call: {stage: {key: value rounded to 4 places}}}."""
+    return {k: {s: {kk: round(vv, 4) for kk, vv in v.items()} for s, v in m.items()} for k, m in
+            ((f"batch_{b}" if isinstance(b, int) else b, m) for b, m in measured.items())}
+
+
+def run_bench(arch: str = "world", device: str | None = None, repeats: int = 10, warmup: int = 2,
+              end_to_end_calls: bool = True, e2e_repeats: int = 7, statistic: str = "median",
+              progress: Callable[[str], None] | None = None) -> BenchResult:
+    """Per-stage latency and FLOPs at batch 1 and 4 of `arch` (the world, or a real-size architecture with
+    random weights), the cost model they make, ratio_vhs_to_vision and the VHS / vision Best-of-4 share, the
+    shipped real-size table beside it, and (world, `end_to_end_calls`) the model's prediction against
+    measured whole calls."""
+    device = bench_device(arch, statistic, device)
+    if arch == "world":
+        world, verifier = load_world(), load_verifier()
+        stages = world_stages(world, verifier)
+    else:
+        world = None
+        stages = real_size_stages(arch, device, torch.float32 if device == "cpu" else torch.bfloat16)
+    fit(stages.params)  # --threads' default by the size of what is timed
+    measured = measure(stages, repeats=repeats, warmup=warmup, progress=progress, statistic=statistic)
+    model_json = cost_model_json(stages, measured, f"vhslab bench --arch {arch} --statistic {statistic}: {statistic} of "
+                                 f"{repeats} after {warmup} warm-up, {torch.get_num_threads()} thread(s)")
+    cm = model_json["stages_ms"]
+    model = CostModel(stages.name, stages.card, stages.num_blocks, cm["batch_1"], cm["batch_4"], cm["per_call"])
+    shipped = load_cost_model("sana-sprint-1.6b")
+    report = {"arch": arch, "card": stages.card, "dtype": stages.dtype, "num_blocks": stages.num_blocks,
+              "verifier_block": stages.block, "threads": torch.get_num_threads(), "statistic": statistic,
+              "stages": _rounded(measured), "cost_model": model_json,
+              "ratio_vhs_to_vision": model.split_ms("vhs", stages.block)[1] / model.split_ms("vision")[1],
+              "bo4_vhs_over_vision": best_of_4_share(model, stages.block),
+              "shipped": {"sana-sprint-1.6b": {"card": shipped.card, "block": REAL_BLOCK,
+                                               "ratio_vhs_to_vision": ratio_vhs_to_vision(shipped, REAL_BLOCK),
+                                               "bo4_vhs_over_vision": best_of_4_share(shipped, REAL_BLOCK)}}}
+    if world is not None and end_to_end_calls:
+        report.update(end_to_end_report(world, verifier, model, stages.block, e2e_repeats, statistic, progress))
+    return BenchResult(report, model_json)
+
+
+def end_to_end_report(world, verifier, model, block: int, repeats: int, statistic: str, progress=None) -> dict:
+    """Whole calls on the world at N = 1, 4, 16 per path (batches of 4, noise search in 3 rounds), the
+    cost model's prediction for them and its relative error, with the load average they ran under."""
+    load = os.getloadavg()[0]
+    paths = {"vhs": verifier, "vision": load_verifier(kind="vision"), "ae": load_verifier(kind="ae"), "none": "none"}
+    measured = end_to_end(world, paths, repeats=repeats, batch_size=4, rounds=3, progress=progress, statistic=statistic)
+    prediction = predicted(model, block, measured, batch_size=4, rounds=3)
+    error = prediction_error(prediction, measured)
+    worst = max(abs(e) for row in error.values() for n, e in row.items() if n in (4, 16))
+    return {"end_to_end_ms": measured, "predicted_ms": prediction, "prediction_error": error,
+            "prediction_max_abs_error_n4_n16": worst, "prediction_within_15pct": worst <= 0.15,
+            "end_to_end_settings": {"batch_size": 4, "noise_rounds": 3, "repeats": repeats},
+            "load_average_1min": {"before": load, "after": os.getloadavg()[0]},
+            "end_to_end_ratio_vhs_to_vision_n16": measured["vhs"][16] / measured["vision"][16]}

@@ -5,13 +5,14 @@ time and keeps at most `keep` chunks, so training memory does not grow with the 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
 from sklearn.model_selection import GroupShuffleSplit
 
-from vhslab.probes.data import site_array, token_dims
-from vhslab.trace.site import Site
+from vhslab.probes.data import Site, _token_dims, site_array
+from vhslab.verifier.model import VerifierError
 
 
 def validation_split(ds: xr.Dataset, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -109,3 +110,36 @@ class ChunkReader:
                 self.cache[c] = np.asarray(self.arr.isel(sample=slice(lo, min(lo + self.chunk, self.n))).values, np.float32)
             out.append(self.cache[c][int(r) - c * self.chunk])
         return np.stack(out)
+
+
+@dataclass
+class TrainRows:
+    """What training reads of a store: the verdicts, prompts, prompt rows and captions of every row, the
+    train / validation rows (split by meaning) and the chunk reader of the site (None: text only)."""
+
+    y: np.ndarray
+    prompts: np.ndarray
+    prompt_row: np.ndarray
+    captions: np.ndarray | None
+    train: np.ndarray
+    val: np.ndarray
+    read: ChunkReader | None
+
+
+def train_rows(ds: xr.Dataset, where: Site | None, cfg) -> TrainRows:
+    """The store's rows for a `VerifierTrainConfig` `cfg`, split by meaning (seeded), each part holding both verdicts."""
+    y = np.asarray(ds["verdict"].values).astype(int)
+    prompts = np.array([str(p) for p in ds["prompt"].values])
+    if len(y) < 4 or len(np.unique(y)) < 2:
+        raise VerifierError(f"the training set has {len(y)} samples and classes {sorted(set(y.tolist()))}: "
+                            "a verifier needs both verdicts")
+    prompt_row = prompt_rows(ds)
+    train, val = validation_split(ds, cfg.val_fraction, cfg.seed)
+    val = first_candidates(prompt_row, val, cfg.val_candidates)
+    if len(np.unique(y[train])) < 2 or len(np.unique(y[val])) < 2:
+        raise VerifierError("the training or the validation part (split by meaning) holds a single verdict; "
+                            "add candidates or change val_fraction / seed")
+    chunk = int(ds.attrs.get("sample_chunk", 64))
+    read = None if where is None else ChunkReader(ds, where, chunk, keep=2 * cfg.mix_chunks)
+    captions = np.array([str(c) for c in ds["caption"].values]) if "caption" in ds else None
+    return TrainRows(y, prompts, prompt_row, captions, train, val, read)

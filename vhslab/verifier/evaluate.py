@@ -11,9 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from vhslab.probes.metrics import auroc_binary, auroc_within, balanced_accuracy, ece
-from vhslab.shapes.evaluate import overall_score
-from vhslab.stats import interval, meaning_draws
+from vhslab.errors import InputError
+from vhslab.probes.metrics import (
+    auroc_binary,
+    auroc_within,
+    balanced_accuracy,
+    bootstrap_ci,
+    ece,
+    paired_bootstrap_ci,
+)
+from vhslab.probes.selection import by_training_validation
+from vhslab.shapes.evaluate import interval, meaning_draws, overall_score
 
 # ranking metric -> its key in vhslab.probes.metrics' bootstrap replicates
 CI_NAMES = {"auroc": "auroc", "within_prompt_auroc": "auroc_within", "balanced_accuracy": "bal_acc", "ece": "ece"}
@@ -25,7 +33,7 @@ def _per_row(group, tag, meaning, verdict, score, n: int):
     for g in np.unique(group):
         idx = np.flatnonzero(group == g)[:n]
         if len(idx) < n:
-            raise ValueError(f"prompt row {g} has {len(idx)} candidates; Best-of-{n} needs {n}")
+            raise InputError(f"prompt row {g} has {len(idx)} candidates; Best-of-{n} needs {n}")
         pick = idx[int(np.argmax(score[idx]))]
         rows.append((tag[idx[0]], meaning[idx[0]], verdict[idx].mean(), verdict[pick], verdict[idx].max()))
     tags, meanings, bo1, chosen, oracle = (np.array(c) for c in zip(*rows, strict=True))
@@ -54,8 +62,6 @@ def _summarise(tags, meanings, per: dict, n: int, n_boot: int, seed: int) -> dic
 def ranking_metrics(verdict, score, prompts, meanings, n_boot: int = 1000, seed: int = 0) -> dict:
     """AUROC, within-prompt AUROC, balanced accuracy (threshold 0.5) and ECE of P(yes), each with a
     95% interval from a bootstrap over meanings."""
-    from vhslab.probes.metrics import bootstrap_ci
-
     y = np.asarray(verdict).astype(int)
     s = np.asarray(score, float)
     proba = np.stack([1 - s, s], 1)
@@ -70,11 +76,9 @@ def evaluate_scores(verdict, scores: dict[str, np.ndarray], group, tag, meaning,
     """Every metric of every scorer (`{"auroc": {"value", "ci"}, ..., "bo1", f"bo{n}", f"bo{n}_oracle",
     "gain"}`) and, with `reference`, the paired difference of the other scorer minus it on the same
     meaning draws."""
-    from vhslab.probes.metrics import paired_bootstrap_ci
-
     y = np.asarray(verdict).astype(int)
     if y.size == 0:
-        raise ValueError("no rows to evaluate: the store holds no candidate")
+        raise InputError("no rows to evaluate: the store holds no candidate")
     group, tag, meaning = (np.asarray(x) for x in (group, tag, meaning))
     models, per_row = {}, {}
     for name, s in scores.items():
@@ -108,10 +112,8 @@ def recipe_report(runs: dict[str, np.ndarray], val_within: dict[str, float], ver
     (`vhslab.probes.selection.by_training_validation`: best training-validation within-prompt AUROC, on
     meanings no evaluation store holds). `runs`: name -> test scores; `shipped`: the run actually shipped,
     checked against the rule's choice."""
-    from vhslab.probes.selection import by_training_validation
-
     if len(runs) < 3:
-        raise ValueError(f"a recipe's claim rests on >= 3 training seeds; got {len(runs)} run(s)")
+        raise InputError(f"a recipe's claim rests on >= 3 training seeds; got {len(runs)} run(s)")
     per = {}
     for name, score in runs.items():
         m = evaluate_scores(verdict, {name: score}, group, tag, meaning, prompts, n=n, n_boot=n_boot)["models"][name]

@@ -23,7 +23,8 @@ from safetensors.torch import load_file, save_file
 
 from vhslab.errors import InputError
 from vhslab.outputs import Output, atomic_path, check_complete, saving
-from vhslab.trace.site import Site
+from vhslab.probes.data import grid_pool
+from vhslab.schemas import check_release, read_verifier_config
 
 SYSTEM = "you are an image analysis assistant ."
 QUESTION = "<image> does this image match the prompt : {prompt} ? answer yes or no ."
@@ -52,6 +53,9 @@ class VerifierConfig:
 
 
 class LatentVerifier(torch.nn.Module):
+    """A DiT site's hidden states, normalised and mapped by the connector into a causal LM's embeddings,
+    asked whether the image matches the prompt: `score` is P(yes) / (P(yes) + P(no))."""
+
     def __init__(self, llm, tokenizer, config: VerifierConfig):
         super().__init__()
         self.llm, self.tokenizer, self.config = llm, tokenizer, config
@@ -77,6 +81,7 @@ class LatentVerifier(torch.nn.Module):
         return v
 
     def set_statistics(self, mean, var) -> None:
+        """The per-channel mean and variance the hidden states are normalised with (finite, one per channel)."""
         mean, var = (torch.as_tensor(np.asarray(x, np.float32)).flatten() for x in (mean, var))
         if mean.numel() != self.config.in_channels or var.numel() != self.config.in_channels:
             raise VerifierError(f"statistics of {mean.numel()}/{var.numel()} channels for a verifier of "
@@ -120,8 +125,6 @@ class LatentVerifier(torch.nn.Module):
         x = (hidden.float() - self.mean.float()) / torch.sqrt(self.var.float() + self.config.eps)
         x = x.to(self.connector[0].weight.dtype)
         if self.config.token_grid:
-            from vhslab.probes.data import grid_pool
-
             x = grid_pool(x, self.config.token_grid)
         return self.connector(x)
 
@@ -276,8 +279,6 @@ class LatentVerifier(torch.nn.Module):
         before anything is loaded. The folder is read locally only (never taken for a hub id)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from vhslab.schemas import read_verifier_config
-
         path = Path(path)
         check_complete(path, "verifier")
         parts = (() if llm is not None else ("llm/config.json",)) + (() if tokenizer is not None else ("tokenizer",))
@@ -323,8 +324,6 @@ def from_release(path: str | Path, site: str | None = None, **config) -> LatentV
     `block_{k}_variance_bf16.pt` (bare tensors, read with weights_only). The question's exact wording
     in the release is not known here: pass `system=` / `question=` to match it."""
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
-
-    from vhslab.schemas import check_release
 
     path = Path(path)
     raw, site = check_release(path, site, VerifierError)  # config.json fits its schema; weights, tokenizer, statistics there

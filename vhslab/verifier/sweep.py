@@ -209,6 +209,20 @@ def _as_dataset(sites, results, extra, train, test, cfg, token_grid, n) -> xr.Da
     return ds
 
 
+def sweep_summary(sweep: xr.Dataset, with_dev: bool = False) -> dict:
+    """The sweep's JSON summary: the selected site and how, the cross-fitted dev choice (if any), and per site
+    the verifier's AUROC, within-prompt AUROC, Bo4 and gain (4 places; `with_dev`: its dev within-prompt AUROC)."""
+    res = sweep
+    return {"selected_site": res.attrs["selected_site"], "selected_by": json.loads(res.attrs["selected_by"]),
+            **({"dev_choice": json.loads(res.attrs["dev_choice"]),
+                **{k: res.attrs[k] for k in ("dev_choice_within", "dev_choice_within_ci", "dev_choice_gain",
+                                             "dev_choice_gain_ci")}} if "dev_choice" in res.attrs else {}),
+            "sites": {s: {**{m: round(float(res["value"].sel(model="verifier", site=s, metric=m)), 4)
+                             for m in ("auroc", "within_prompt_auroc", "bo4", "gain")},
+                          **({"dev_within": round(float(res["dev_within"].sel(site=s)), 4)} if with_dev else {})}
+                      for s in res.site.values}}
+
+
 def verifier_table(sweep: xr.Dataset, metrics=("auroc", "within_prompt_auroc", "bo4", "gain")) -> str:
     """A markdown table: per site the verifier's and the probe's test metrics and the paired difference."""
     fmt = lambda v, lo, hi: f"{v:.3f} ({lo:.3f}-{hi:.3f})"  # noqa: E731

@@ -23,20 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import xarray as xr
+from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from vhslab import statefile
-from vhslab.probes.data import check_store, site_statistics
+from vhslab.probes.data import ProbeError, Site, check_store, list_sites, site_statistics
 from vhslab.probes.metrics import auroc_binary, auroc_within
-from vhslab.trace.site import find_site
-from vhslab.verifier.data import (
-    ChunkReader,
-    first_candidates,
-    index_batches,
-    prompt_rows,
-    tag_repeats,
-    validation_split,
-)
+from vhslab.verifier.align import align_connector
+from vhslab.verifier.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from vhslab.verifier.data import ChunkReader, TrainRows, index_batches, prompt_rows, tag_repeats, train_rows
 from vhslab.verifier.model import LatentVerifier, VerifierError
 from vhslab.verifier.teacher import distill_loss, fit_teacher, same_row_pairs
 
@@ -46,6 +40,8 @@ SELECT = {"auroc": "val_auroc", "within": "val_auroc_within"}
 
 @dataclass
 class VerifierTrainConfig:
+    """The training recipe of `train_verifier` (stage 1 and stage 2, the five loss terms, early stopping)."""
+
     steps: int = 300  # stage 2
     batch_size: int = 32  # global: split over processes under accelerate
     lr: float = 1e-3  # connector
@@ -73,13 +69,38 @@ class VerifierTrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        """Numbers are finite; the connector's learning rates > 0 (the LLM's may be 0: frozen)."""
+        """Checked on construction, each error naming the field: numbers are finite; the connector's learning
+        rates > 0 (the LLM's may be 0: frozen); loss, selection metric, counts and shares in range."""
         bad = [f"{k}={v}" for k, v in vars(self).items() if isinstance(v, float) and not np.isfinite(v)]
         bad += [f"{k}={getattr(self, k)}" for k in ("lr", "align_lr") if not getattr(self, k) > 0]
         bad += [f"{k}={getattr(self, k)}" for k in ("llm_lr", "rank_weight", "teacher_weight") if not getattr(self, k) >= 0]
         if bad:
             raise VerifierError(f"VerifierTrainConfig: {', '.join(bad)} (numbers are finite, lr and align_lr > 0, "
-                             "llm_lr and the loss weights >= 0)")
+                                "llm_lr and the loss weights >= 0)")
+        if self.loss not in LOSSES:
+            raise VerifierError(f"unknown loss {self.loss!r}; losses: {', '.join(LOSSES)}")
+        if self.select not in SELECT:
+            raise VerifierError(f"unknown selection metric {self.select!r}; metrics: {', '.join(SELECT)}")
+        if self.mix_chunks < 1:
+            raise VerifierError(f"mix_chunks is a number of store chunks, >= 1; got {self.mix_chunks}")
+        if self.per_prompt < 0:
+            raise VerifierError(f"per_prompt is a number of candidates, >= 0 (0: rows shuffled freely); got {self.per_prompt}")
+        if min(self.input_noise, self.weight_decay, self.caption_weight, self.teacher_weight) < 0 or self.teacher_c <= 0:
+            raise VerifierError(f"input_noise, weight_decay, caption_weight and teacher_weight are >= 0 and teacher_c > 0; "
+                                f"got {self.input_noise}, {self.weight_decay}, {self.caption_weight}, {self.teacher_weight} "
+                                f"and {self.teacher_c}")
+        if not 0 <= self.prompt_dropout < 1:
+            raise VerifierError(f"prompt_dropout is a share of prompt rows in [0, 1); got {self.prompt_dropout}")
+
+
+def find_site(ds: xr.Dataset, name: str) -> Site:
+    """The store's site called `name` ("block.k", "ae_latent", "vision"), or a clear error."""
+    known = list_sites(ds, None, tuple(v for v in ("ae_latent", "vision") if v in ds))
+    hit = [s for s in known if s.name == name]
+    if not hit:
+        known = [s.name for s in known]
+        raise ProbeError(f"site {name!r} is not in the store; it has {', '.join(known)} (and 'text' needs none)")
+    return hit[0]
 
 
 def score_rows(verifier: LatentVerifier, read: ChunkReader | None, rows: np.ndarray, prompts: np.ndarray,
@@ -149,9 +170,33 @@ def _noisy(hidden: torch.Tensor, verifier: LatentVerifier, n_global: int, places
 
 
 def _accelerator():
-    from accelerate import Accelerator
-
+    """One process, or this one of `accelerate launch`'s."""
     return Accelerator(cpu=not torch.cuda.is_available())
+
+
+def _check_store(ds: xr.Dataset, site: str, cfg: VerifierTrainConfig) -> tuple[xr.Dataset, Site | None]:
+    """The checked store and the site's `Site` (None: "text"); refused before any compute when the recipe
+    needs what the store or site lacks."""
+    ds = check_store(ds)
+    where = None if site == "text" else find_site(ds, site)
+    if cfg.teacher_weight and where is None:
+        raise VerifierError("a text-only verifier has no states for the linear teacher (set teacher_weight=0)")
+    if (cfg.align_steps or cfg.caption_weight) and (where is None or "caption" not in ds):
+        raise VerifierError("stage 1 and caption_weight need visual tokens and the store's `caption` variable (extract "
+                            "the store again)" if where is not None else
+                            "a text-only verifier has no caption loss (set align_steps=0 and caption_weight=0)")
+    return ds, where
+
+
+def _check_caption_context(verifier: LatentVerifier, rows: TrainRows) -> None:
+    """Stage 1 and the caption loss: the longest caption with the visual tokens fits the LLM's context."""
+    limit = getattr(verifier.llm.config, "max_position_embeddings", None)
+    with torch.no_grad():
+        visual = verifier.visual_tokens(torch.as_tensor(rows.read(rows.train[:1]))).shape[1]
+    longest = max(sum(map(len, verifier.caption_pieces(c))) for c in set(rows.captions[rows.train])) + visual
+    if limit and longest > limit:
+        raise VerifierError(f"a stage-1 input of {longest} tokens (caption and visual tokens) exceeds the LLM's "
+                            f"context of {limit}")
 
 
 def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrainConfig | None = None, *,
@@ -162,128 +207,35 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
     verifier (best validation AUROC) and its history. Errors before
     any compute: unknown site or loss, no or one class, no captions for stage 1."""
     cfg = cfg or VerifierTrainConfig()
-    if cfg.loss not in LOSSES:
-        raise VerifierError(f"unknown loss {cfg.loss!r}; losses: {', '.join(LOSSES)}")
-    if cfg.select not in SELECT:
-        raise VerifierError(f"unknown selection metric {cfg.select!r}; metrics: {', '.join(SELECT)}")
-    if cfg.mix_chunks < 1:
-        raise VerifierError(f"mix_chunks is a number of store chunks, >= 1; got {cfg.mix_chunks}")
-    if cfg.per_prompt < 0:
-        raise VerifierError(f"per_prompt is a number of candidates, >= 0 (0: rows shuffled freely); got {cfg.per_prompt}")
-    if min(cfg.input_noise, cfg.weight_decay, cfg.caption_weight, cfg.teacher_weight) < 0 or cfg.teacher_c <= 0:
-        raise VerifierError(f"input_noise, weight_decay, caption_weight and teacher_weight are >= 0 and teacher_c > 0; "
-                            f"got {cfg.input_noise}, {cfg.weight_decay}, {cfg.caption_weight}, {cfg.teacher_weight} "
-                            f"and {cfg.teacher_c}")
-    if not 0 <= cfg.prompt_dropout < 1:
-        raise VerifierError(f"prompt_dropout is a share of prompt rows in [0, 1); got {cfg.prompt_dropout}")
-    ds = check_store(ds)
-    where = None if site == "text" else find_site(ds, site)
-    if cfg.teacher_weight and where is None:
-        raise VerifierError("a text-only verifier has no states for the linear teacher (set teacher_weight=0)")
-    if (cfg.align_steps or cfg.caption_weight) and (where is None or "caption" not in ds):
-        raise VerifierError("stage 1 and caption_weight need visual tokens and the store's `caption` variable (extract "
-                            "the store again)" if where is not None else
-                            "a text-only verifier has no caption loss (set align_steps=0 and caption_weight=0)")
-    y = np.asarray(ds["verdict"].values).astype(int)
-    meanings = np.array([str(m) for m in ds["meaning"].values])
-    prompts = np.array([str(p) for p in ds["prompt"].values])
-    if len(y) < 4 or len(np.unique(y)) < 2:
-        raise VerifierError(f"the training set has {len(y)} samples and classes {sorted(set(y.tolist()))}: "
-                            "a verifier needs both verdicts")
-    prompt_row = prompt_rows(ds)
-    train, val = validation_split(ds, cfg.val_fraction, cfg.seed)
-    val = first_candidates(prompt_row, val, cfg.val_candidates)
-    if len(np.unique(y[train])) < 2 or len(np.unique(y[val])) < 2:
-        raise VerifierError("the training or the validation part (split by meaning) holds a single verdict; "
-                            "add candidates or change val_fraction / seed")
+    ds, where = _check_store(ds, site, cfg)
+    rows = train_rows(ds, where, cfg)
     chunk = int(ds.attrs.get("sample_chunk", 64))
     if where is None:
-        read, channels, mean, var = None, 1, None, None
+        channels, mean, var = 1, None, None
     else:
-        read = ChunkReader(ds, where, chunk, keep=2 * cfg.mix_chunks)
-        mean, var = site_statistics(ds, where, train)
+        mean, var = site_statistics(ds, where, rows.train)
         channels = int(mean.shape[0])
     given, llm = llm, copy.deepcopy(llm)  # fine-tuned below: the caller's model stays as it was
     verifier = LatentVerifier.create(llm, tokenizer, site, channels, mean=mean, var=var, seed=cfg.seed,
                                      token_grid=token_grid, extra={"train": asdict(cfg), **_generator(ds)}, **verifier_config)
-    verifier.check(None if read is None else torch.as_tensor(read(train[:1])), [prompts[train[0]]], site)
+    verifier.check(None if rows.read is None else torch.as_tensor(rows.read(rows.train[:1])), [rows.prompts[rows.train[0]]],
+                   site)
     acc = _accelerator()
     identity = {"config": asdict(cfg), "store": ds.attrs.get("content_key"), "site": site, "token_grid": token_grid,
                 **verifier_config}
-    state = _load_checkpoint(checkpoint, identity)
+    state = load_checkpoint(checkpoint, identity)
     history: list[dict] = state["history"] if state else []
-    captions = np.array([str(c) for c in ds["caption"].values]) if "caption" in ds else None
     if cfg.align_steps or cfg.caption_weight:
-        limit = getattr(verifier.llm.config, "max_position_embeddings", None)
-        with torch.no_grad():
-            visual = verifier.visual_tokens(torch.as_tensor(read(train[:1]))).shape[1]
-        longest = max(sum(map(len, verifier.caption_pieces(c))) for c in set(captions[train])) + visual
-        if limit and longest > limit:
-            raise VerifierError(f"a stage-1 input of {longest} tokens (caption and visual tokens) exceeds the LLM's "
-                                f"context of {limit}")
+        _check_caption_context(verifier, rows)
     if cfg.align_steps:
-        _align(verifier, read, train, captions, cfg, acc, chunk, state, (checkpoint, identity), progress, history)
-    teacher = fit_teacher(ds, where, train, y, prompt_row, cfg.teacher_c) if cfg.teacher_weight else None
-    share = np.bincount(y[train], minlength=2) / len(train)
-    weight = torch.tensor([1 / (2 * share[1]), 1 / (2 * share[0])], dtype=torch.float32)  # [yes, no] balanced
-    verifier.llm.requires_grad_(cfg.llm_lr > 0)
-    verifier.connector.requires_grad_(where is not None)
-    groups = [{"params": [p for p in verifier.connector.parameters() if p.requires_grad], "lr": cfg.lr},
-              {"params": [p for p in verifier.llm.parameters() if p.requires_grad], "lr": cfg.llm_lr}]
-    opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=cfg.weight_decay)
-    model, opt = acc.prepare(verifier, opt)
-    best, best_state, waited, start = -np.inf, None, 0, 1
-    if state and state["stage"] == 2:
-        verifier.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        best, best_state, waited, start = state["best"], state["best_state"], state["waited"], state["step"] + 1
-    batches = index_batches(train, chunk, cfg.batch_size, cfg.seed, tag_repeats(ds, train, cfg.balance), cfg.mix_chunks,
-                            prompt_row, cfg.per_prompt)
-    for _ in range(start - 1):
-        next(batches)
-    bar = tqdm(range(start, cfg.steps + 1), desc=f"verifier {site}", disable=not progress or not acc.is_main_process)
-    stopped = waited >= cfg.patience
-    for step in bar if not stopped else []:
-        model.train()
-        idx = next(batches)
-        pos = np.arange(len(idx))  # this process's places in the global batch
-        whole_rows = cfg.rank_weight or cfg.teacher_weight  # pairwise losses keep prompt rows on one process
-        pos = _share(pos, prompt_row[idx], acc) if whole_rows else pos[acc.process_index::acc.num_processes]
-        mine = idx[pos]
-        target = torch.as_tensor(1 - y[idx])  # answer index: 0 = yes, 1 = no
-        norm = float(weight[target].sum()) if cfg.loss == "weighted" else float(len(idx))
-        hidden = None if read is None else _noisy(torch.as_tensor(read(mine)), verifier, len(idx), pos, cfg, step)
-        logits = model(hidden, _asked(prompts, prompt_row, mine, cfg, step))
-        loss = _answer_loss(logits, torch.as_tensor(1 - y[mine]), cfg, weight, norm)
-        if cfg.rank_weight:
-            loss = loss + cfg.rank_weight * _rank_loss(logits, y[mine], prompt_row[mine], _pairs(y[idx], prompt_row[idx]))
-        if cfg.teacher_weight:
-            loss = loss + cfg.teacher_weight * distill_loss(logits, teacher[mine], prompt_row[mine],
-                                                            same_row_pairs(prompt_row[idx]))
-        if cfg.caption_weight:
-            nll, _ = model(hidden, [""] * len(mine), list(captions[mine]))
-            loss = loss + cfg.caption_weight * nll / sum(len(verifier.caption_pieces(c)[2]) for c in captions[idx])
-        loss = loss * acc.num_processes
-        opt.zero_grad()
-        acc.backward(loss)
-        opt.step()
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            s = score_rows(verifier, read, val, prompts)
-            row = {"stage": 2, "step": step, "loss": acc.reduce(loss.detach(), "mean").item(), "val_auroc": auroc_binary(y[val], s),
-                   "val_auroc_within": auroc_within(y[val], s, prompts[val])}
-            history.append(row)
-            bar.set_postfix(val_auroc=round(row["val_auroc"], 3), within=round(row["val_auroc_within"], 3))
-            if row[SELECT[cfg.select]] > best:
-                best, waited = row[SELECT[cfg.select]], 0
-                best_state = copy.deepcopy(verifier.state_dict())
-            else:
-                waited += 1
-            _save_checkpoint(checkpoint, identity, acc, {
-                "stage": 2, "step": step, "model": verifier.state_dict(), "opt": opt.state_dict(), "best": best,
-                "best_state": best_state, "waited": waited, "history": history})
-            if waited >= cfg.patience:
-                break
-    verifier.load_state_dict(best_state)
+        align_connector(verifier, rows.read, rows.train, rows.captions, cfg, acc, chunk, state, (checkpoint, identity), progress,
+               history)
+    teacher = fit_teacher(ds, where, rows.train, rows.y, rows.prompt_row, cfg.teacher_c) if cfg.teacher_weight else None
+    losses = StepLoss(cfg, rows, teacher)
+    batches = index_batches(rows.train, chunk, cfg.batch_size, cfg.seed, tag_repeats(ds, rows.train, cfg.balance),
+                            cfg.mix_chunks, rows.prompt_row, cfg.per_prompt)
+    _stage2(verifier, where is not None, rows, losses, batches, cfg, acc, state, (checkpoint, identity), progress, history,
+            site)
     verifier.eval()
     chosen = max((h for h in history if h["stage"] == 2), key=lambda h: (h[SELECT[cfg.select]], -h["step"]))
     refit_history = None
@@ -294,43 +246,120 @@ def train_verifier(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
                                         checkpoint=ckpt, **verifier_config)
         verifier.config.extra["train"] = asdict(cfg)
         refit_history = done["history"]
+    meanings = np.array([str(m) for m in ds["meaning"].values])
     return verifier, {"history": history, "refit_history": refit_history,
                       "best_val_auroc": chosen["val_auroc"], "best_val_within": chosen["val_auroc_within"],
-                      "best_step": chosen["step"], "n_train": len(train), "n_val": len(val),
-                      "val_meanings": len(np.unique(meanings[val])), "processes": acc.num_processes}
+                      "best_step": chosen["step"], "n_train": len(rows.train), "n_val": len(rows.val),
+                      "val_meanings": len(np.unique(meanings[rows.val])), "processes": acc.num_processes}
 
 
-def _align(verifier, read, train, captions, cfg, acc, chunk, state, saving, progress, history) -> None:
-    """Stage 1: the connector alone, next-token loss on the candidate's caption; the LLM frozen."""
-    if state and state["stage"] == 2:
-        return  # done before the run stopped; stage 2's checkpoint holds its result
-    verifier.llm.requires_grad_(False)
-    opt = torch.optim.AdamW(verifier.connector.parameters(), lr=cfg.align_lr, weight_decay=0.0)
+class StepLoss:
+    """Stage 2's loss of one global batch, term by term: the answer loss (`cfg.loss`: plain, class-weighted or
+    focal cross-entropy on yes / no), and under their flags the within-prompt ranking loss (`rank_weight`),
+    the distilled linear teacher (`teacher_weight`), the caption loss (`caption_weight`); `input_noise` and
+    `prompt_dropout` change what the model is shown (`_noisy`, `_asked`)."""
+
+    def __init__(self, cfg: VerifierTrainConfig, rows: TrainRows, teacher: np.ndarray | None) -> None:
+        self.cfg, self.rows, self.teacher = cfg, rows, teacher
+        share = np.bincount(rows.y[rows.train], minlength=2) / len(rows.train)
+        self.weight = torch.tensor([1 / (2 * share[1]), 1 / (2 * share[0])], dtype=torch.float32)  # [yes, no] balanced
+
+    def places(self, idx: np.ndarray, acc) -> np.ndarray:
+        """This process's places in the global batch `idx` (pairwise losses keep prompt rows on one process)."""
+        pos = np.arange(len(idx))
+        whole_rows = self.cfg.rank_weight or self.cfg.teacher_weight
+        return _share(pos, self.rows.prompt_row[idx], acc) if whole_rows else pos[acc.process_index::acc.num_processes]
+
+    def answer(self, logits: torch.Tensor, idx: np.ndarray, mine: np.ndarray) -> torch.Tensor:
+        """The answer loss of this process's rows over the global batch's normaliser."""
+        target = torch.as_tensor(1 - self.rows.y[idx])  # answer index: 0 = yes, 1 = no
+        norm = float(self.weight[target].sum()) if self.cfg.loss == "weighted" else float(len(idx))
+        return _answer_loss(logits, torch.as_tensor(1 - self.rows.y[mine]), self.cfg, self.weight, norm)
+
+    def rank(self, logits: torch.Tensor, idx: np.ndarray, mine: np.ndarray) -> torch.Tensor:
+        """`rank_weight` x the pairwise ranking loss inside each prompt row."""
+        y, g = self.rows.y, self.rows.prompt_row
+        return self.cfg.rank_weight * _rank_loss(logits, y[mine], g[mine], _pairs(y[idx], g[idx]))
+
+    def distilled(self, logits: torch.Tensor, idx: np.ndarray, mine: np.ndarray) -> torch.Tensor:
+        """`teacher_weight` x the linear teacher's order distilled pairwise."""
+        g = self.rows.prompt_row
+        return self.cfg.teacher_weight * distill_loss(logits, self.teacher[mine], g[mine], same_row_pairs(g[idx]))
+
+    def caption(self, model, verifier: LatentVerifier, hidden, idx: np.ndarray, mine: np.ndarray) -> torch.Tensor:
+        """`caption_weight` x stage 1's caption loss on the same rows (per caption token of the global batch)."""
+        captions = self.rows.captions
+        nll, _ = model(hidden, [""] * len(mine), list(captions[mine]))
+        return self.cfg.caption_weight * nll / sum(len(verifier.caption_pieces(c)[2]) for c in captions[idx])
+
+    def __call__(self, model, verifier: LatentVerifier, idx: np.ndarray, acc, step: int) -> torch.Tensor:
+        """The batch's loss on this process (times the process count, as `acc.backward` averages)."""
+        cfg, rows = self.cfg, self.rows
+        pos = self.places(idx, acc)
+        mine = idx[pos]
+        hidden = None if rows.read is None else _noisy(torch.as_tensor(rows.read(mine)), verifier, len(idx), pos, cfg, step)
+        logits = model(hidden, _asked(rows.prompts, rows.prompt_row, mine, cfg, step))
+        loss = self.answer(logits, idx, mine)
+        if cfg.rank_weight:
+            loss = loss + self.rank(logits, idx, mine)
+        if cfg.teacher_weight:
+            loss = loss + self.distilled(logits, idx, mine)
+        if cfg.caption_weight:
+            loss = loss + self.caption(model, verifier, hidden, idx, mine)
+        return loss * acc.num_processes
+
+
+def _optimizer(verifier: LatentVerifier, visual: bool, cfg: VerifierTrainConfig) -> torch.optim.AdamW:
+    """Stage 2's AdamW: the connector (if `visual`) at `lr`, the LLM at `llm_lr` (0: frozen)."""
+    verifier.llm.requires_grad_(cfg.llm_lr > 0)
+    verifier.connector.requires_grad_(visual)
+    groups = [{"params": [p for p in verifier.connector.parameters() if p.requires_grad], "lr": cfg.lr},
+              {"params": [p for p in verifier.llm.parameters() if p.requires_grad], "lr": cfg.llm_lr}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=cfg.weight_decay)
+
+
+def _validate(verifier: LatentVerifier, rows: TrainRows, step: int, loss: float) -> dict:
+    """A history row: the step's loss and the validation rows' AUROC and within-prompt AUROC."""
+    s = score_rows(verifier, rows.read, rows.val, rows.prompts)
+    return {"stage": 2, "step": step, "loss": loss, "val_auroc": auroc_binary(rows.y[rows.val], s),
+            "val_auroc_within": auroc_within(rows.y[rows.val], s, rows.prompts[rows.val])}
+
+
+def _stage2(verifier, visual, rows, losses, batches, cfg, acc, state, saving, progress, history, site) -> None:
+    """Stage 2: yes / no on the verdicts, validated every `eval_every` steps, stopped after `patience`
+    validations without a better one; the best state is loaded into `verifier` at the end."""
+    opt = _optimizer(verifier, visual, cfg)
     model, opt = acc.prepare(verifier, opt)
-    start = 1
-    if state and state["stage"] == 1:
+    best, best_state, waited, start = -np.inf, None, 0, 1
+    if state and state["stage"] == 2:
         verifier.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
-        start = state["step"] + 1
-    batches = index_batches(train, chunk, cfg.batch_size, cfg.seed + 1, mix=cfg.mix_chunks)
+        best, best_state, waited, start = state["best"], state["best_state"], state["waited"], state["step"] + 1
     for _ in range(start - 1):
         next(batches)
-    bar = tqdm(range(start, cfg.align_steps + 1), desc="align connector", disable=not progress or not acc.is_main_process)
-    for step in bar:
+    bar = tqdm(range(start, cfg.steps + 1), desc=f"verifier {site}", disable=not progress or not acc.is_main_process)
+    stopped = waited >= cfg.patience
+    for step in bar if not stopped else []:
         model.train()
-        idx = next(batches)
-        mine = idx[acc.process_index::acc.num_processes]
-        total = sum(len(verifier.caption_pieces(c)[2]) for c in captions[idx])  # caption tokens of the global batch
-        nll, _ = model(torch.as_tensor(read(mine)), [""] * len(mine), list(captions[mine]))
-        loss = nll / total * acc.num_processes
+        loss = losses(model, verifier, next(batches), acc, step)
         opt.zero_grad()
         acc.backward(loss)
         opt.step()
-        if step % cfg.eval_every == 0 or step == cfg.align_steps:
-            history.append({"stage": 1, "step": step, "caption_nll": acc.reduce(loss.detach(), "mean").item()})
-            bar.set_postfix(nll=round(history[-1]["caption_nll"], 3))
-            _save_checkpoint(*saving, acc=acc, state={
-                "stage": 1, "step": step, "model": verifier.state_dict(), "opt": opt.state_dict(), "history": history})
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            row = _validate(verifier, rows, step, acc.reduce(loss.detach(), "mean").item())
+            history.append(row)
+            bar.set_postfix(val_auroc=round(row["val_auroc"], 3), within=round(row["val_auroc_within"], 3))
+            if row[SELECT[cfg.select]] > best:
+                best, waited = row[SELECT[cfg.select]], 0
+                best_state = copy.deepcopy(verifier.state_dict())
+            else:
+                waited += 1
+            save_checkpoint(*saving, acc=acc, state={
+                "stage": 2, "step": step, "model": verifier.state_dict(), "opt": opt.state_dict(), "best": best,
+                "best_state": best_state, "waited": waited, "history": history})
+            if waited >= cfg.patience:
+                break
+    verifier.load_state_dict(best_state)
 
 
 def _generator(ds) -> dict:
@@ -338,29 +367,5 @@ def _generator(ds) -> dict:
     return {"generator": ds.attrs["generator"]} if "generator" in ds.attrs else {}
 
 
-# --- resuming ---------------------------------------------------------------------------------------------
-CHECKPOINT = "checkpoint.safetensors"  # a `vhslab.statefile`: safetensors + a JSON skeleton, never a pickle
-OLD_CHECKPOINT = "checkpoint.pt"  # earlier versions' pickle: refused, never loaded
-
-
-def _save_checkpoint(path, identity: dict, acc, state: dict) -> None:
-    if path is not None and acc.is_main_process:
-        statefile.save(path, {**state, "identity": identity})  # atomic: a killed run leaves the previous one whole
-    acc.wait_for_everyone()
-
-
-def _load_checkpoint(path, identity: dict) -> dict | None:
-    if path is None:
-        return None
-    path = Path(path)
-    old = path.with_name(path.name.replace(CHECKPOINT, OLD_CHECKPOINT))
-    if old != path and old.exists():
-        raise VerifierError(f"{old} is a pickle checkpoint of an earlier vhslab; it is never loaded (a pickle can "
-                            "run code): remove it to start over")
-    if not path.is_file():
-        return None
-    state = statefile.load(path)
-    if state.get("identity") != identity:
-        raise VerifierError(f"{path} is a checkpoint of other training settings, store or site; remove it or use "
-                            "another output folder")
-    return state
+__all__ = ["CHECKPOINT", "LOSSES", "SELECT", "StepLoss", "VerifierTrainConfig", "find_site", "prompt_rows", "score_rows",
+           "train_verifier"]
