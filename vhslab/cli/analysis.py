@@ -10,7 +10,6 @@ import xarray as xr
 
 from vhslab.analysis.geometry import geometry
 from vhslab.analysis.interventions import pairs_from_store, patch_effect, patch_sweep, steer_sweep
-from vhslab.analysis.sanity import mean_ci
 from vhslab.analysis.study import attribution_study
 from vhslab.cli.common import (
     claim_outputs,
@@ -27,7 +26,9 @@ from vhslab.errors import InputError
 from vhslab.figures.geometry import plot_geometry
 from vhslab.figures.interventions import plot_patching
 from vhslab.probes import open_store
-from vhslab.shapes.prompts import load_suite
+from vhslab.shapes.suites import load_suite
+from vhslab.stats import mean_ci
+from vhslab.trace.site import Site
 from vhslab.verifier.load import named_verifier
 from vhslab.world import load_world
 

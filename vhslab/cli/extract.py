@@ -11,10 +11,11 @@ import typer
 from vhslab.cli.common import MAX_SIDE, console, dit_row_bytes, emit, finite, fit_batch
 from vhslab.cli.options import JsonFlag, progress_flag
 from vhslab.data.extract import extract, parse_shard
-from vhslab.data.generate import GenConfig
 from vhslab.data.pipelines import load_pipeline
 from vhslab.data.summary import summarize_store
-from vhslab.shapes.prompts import load_suite, read_prompts
+from vhslab.pipeline import GenConfig
+from vhslab.shapes.prompts import read_prompts
+from vhslab.shapes.suites import load_suite
 
 ProgressBar = progress_flag("show a progress bar")
 

@@ -43,7 +43,7 @@ from vhslab.search import best_of_n, load_cost_model
 from vhslab.search.bench import bench_device, run_bench
 from vhslab.search.table import budget_plan, budget_table, table_summary
 from vhslab.shapes.evaluate import ShapesEvaluator
-from vhslab.shapes.prompts import load_suite
+from vhslab.shapes.suites import load_suite
 from vhslab.verifier.load import named_verifier
 from vhslab.world import load_world
 

@@ -19,13 +19,15 @@ from vhslab.errors import InputError
 from vhslab.figures.grids import image_grid
 from vhslab.outputs import Output, claim, save_figure, state, write_manifest
 from vhslab.shapes.evaluate import ShapesEvaluator
-from vhslab.shapes.gold import GOLD_FILE, disagreement_sheet, gold_report, images_file, read_gold, read_gold_images
+from vhslab.shapes.gold import GOLD_FILE, disagreement_sheet, images_file, read_gold, read_gold_images
 from vhslab.shapes.phrasing import caption_scene, parse_prompt
-from vhslab.shapes.prompts import TAGS, load_suite
+from vhslab.shapes.prompts import TAGS
 from vhslab.shapes.robustness import DISTORTIONS, robustness_suite
 from vhslab.shapes.scenes import render, sample_scene
+from vhslab.shapes.suites import load_suite
 from vhslab.shapes.worldcheck import world_check
 from vhslab.world import WORLD_DIR, load_world, stage
+from vhslab.world.gold import gold_report
 from vhslab.world.score import generate, score_generator
 from vhslab.world.train import STAGES, profile_configs, train_world
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vhslab.data.generate import GenConfig
 from vhslab.errors import InputError, MissingError
+from vhslab.pipeline import GenConfig
 from vhslab.threads import fit
 from vhslab.world import load_world
 

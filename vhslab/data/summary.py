@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from vhslab.data.store import open_store, written_mask
+from vhslab.data.store import written_mask
 from vhslab.data.verify import verify_store
+from vhslab.probes.data import open_store
 
 
 def summarize_store(path: Path, verify: bool = False) -> dict[str, Any]:

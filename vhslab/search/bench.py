@@ -28,7 +28,7 @@ from vhslab.search.noise_search import noise_search
 from vhslab.search.real_size import real_size_stages
 from vhslab.search.stages import Stages, card_name
 from vhslab.threads import fit
-from vhslab.trace.capture import find_transformer
+from vhslab.trace.site import Site, find_transformer
 from vhslab.verifier.load import load_verifier
 from vhslab.world import load_world
 

@@ -14,7 +14,11 @@ import copy
 
 import torch
 
+from vhslab.search.generation import SearchError
 from vhslab.search.stages import Stages, card_name
+from vhslab.trace.site import Site
+from vhslab.verifier.model import LatentVerifier
+from vhslab.world import load_world
 
 SANA_SPRINT_1_6B = {
     "dit": {"qk_norm": "rms_norm_across_heads", "guidance_embeds": True},

@@ -11,7 +11,8 @@ import numpy as np
 import xarray as xr
 from sklearn.model_selection import GroupShuffleSplit
 
-from vhslab.probes.data import Site, _token_dims, site_array
+from vhslab.probes.data import site_array, token_dims
+from vhslab.trace.site import Site
 from vhslab.verifier.model import VerifierError
 
 

@@ -21,7 +21,8 @@ from vhslab.probes.metrics import (
     paired_bootstrap_ci,
 )
 from vhslab.probes.selection import by_training_validation
-from vhslab.shapes.evaluate import interval, meaning_draws, overall_score
+from vhslab.shapes.evaluate import overall_score
+from vhslab.stats import interval, meaning_draws
 
 # ranking metric -> its key in vhslab.probes.metrics' bootstrap replicates
 CI_NAMES = {"auroc": "auroc", "within_prompt_auroc": "auroc_within", "balanced_accuracy": "bal_acc", "ece": "ece"}

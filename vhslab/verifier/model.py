@@ -25,6 +25,7 @@ from vhslab.errors import InputError
 from vhslab.outputs import Output, atomic_path, check_complete, saving
 from vhslab.probes.data import grid_pool
 from vhslab.schemas import check_release, read_verifier_config
+from vhslab.trace.site import Site
 
 SYSTEM = "you are an image analysis assistant ."
 QUESTION = "<image> does this image match the prompt : {prompt} ? answer yes or no ."

@@ -26,8 +26,9 @@ import xarray as xr
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from vhslab.probes.data import ProbeError, Site, check_store, list_sites, site_statistics
+from vhslab.probes.data import check_store, site_statistics
 from vhslab.probes.metrics import auroc_binary, auroc_within
+from vhslab.trace.site import Site, find_site
 from vhslab.verifier.align import align_connector
 from vhslab.verifier.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from vhslab.verifier.data import ChunkReader, TrainRows, index_batches, prompt_rows, tag_repeats, train_rows
@@ -91,16 +92,6 @@ class VerifierTrainConfig:
                                 f"and {self.teacher_c}")
         if not 0 <= self.prompt_dropout < 1:
             raise VerifierError(f"prompt_dropout is a share of prompt rows in [0, 1); got {self.prompt_dropout}")
-
-
-def find_site(ds: xr.Dataset, name: str) -> Site:
-    """The store's site called `name` ("block.k", "ae_latent", "vision"), or a clear error."""
-    known = list_sites(ds, None, tuple(v for v in ("ae_latent", "vision") if v in ds))
-    hit = [s for s in known if s.name == name]
-    if not hit:
-        known = [s.name for s in known]
-        raise ProbeError(f"site {name!r} is not in the store; it has {', '.join(known)} (and 'text' needs none)")
-    return hit[0]
 
 
 def score_rows(verifier: LatentVerifier, read: ChunkReader | None, rows: np.ndarray, prompts: np.ndarray,
