@@ -174,9 +174,9 @@ def site_name_code(module: ast.Module) -> list[int]:
             for part, nxt in zip(node.values, node.values[1:], strict=False):
                 if isinstance(part, ast.Constant) and str(part.value).endswith("block.") and isinstance(nxt, ast.FormattedValue):
                     lines.append(node.lineno)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
-            if node.value == "block." or _BUILD.search(node.value):
-                lines.append(node.lineno)
+        elif (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs
+              and (node.value == "block." or _BUILD.search(node.value))):
+            lines.append(node.lineno)
     return sorted(set(lines))
 
 
