@@ -23,7 +23,6 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
-import vhslab
 from vhslab.data.generate import GenConfig, Sample, config_hash, generator_fingerprint, make_samples, weights_hash
 from vhslab.data.spec import DTYPES, N_ITEMS, SPEC_VERSION, content_key
 from vhslab.data.store import (
@@ -39,6 +38,7 @@ from vhslab.data.verify import verify_store
 from vhslab.shapes.phrasing import caption_detections
 from vhslab.shapes.prompts import PromptSpec, check_prompts
 from vhslab.trace.capture import LATE_SITES, Capture, VisionFn, find_transformer, parse_sites
+from vhslab.version import __version__
 
 
 class Evaluator(Protocol):
@@ -244,7 +244,7 @@ def extract(
         "num_blocks": num_blocks,
         "sites": ",".join(site_list),
         "dtype": dtype,
-        "vhslab_version": vhslab.__version__,
+        "vhslab_version": __version__,
         "content_key": key,
         "evaluator": json.dumps(judge, sort_keys=True),
         "sample_chunk": batch_size,

@@ -11,9 +11,9 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-import vhslab
 from vhslab.data.spec import SPEC_VERSION
 from vhslab.shapes.prompts import PromptSpec
+from vhslab.version import __version__
 
 TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 COLORS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")
@@ -161,7 +161,7 @@ def planted_store(
         "num_blocks": n_layers,
         "sites": ",".join(sites),
         "dtype": dtype,
-        "vhslab_version": vhslab.__version__,
+        "vhslab_version": __version__,
         "content_key": f"planted-{seed}-{n_samples}-{n_layers}-{n_tokens}-{n_channels}",
     }
     ds = xr.Dataset(data, coords=coords, attrs=attrs)
