@@ -1,18 +1,13 @@
 """`vhslab attribute | patch | geometry` end to end on a small store of the world, and their errors."""
 
 import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from helpers.cli import vhslab as vhslab_cli
 
 import vhslab
 from vhslab.data.extract import extract
 from vhslab.shapes.suites import load_suite
-
-EXE = shutil.which("vhslab", path=str(Path(sys.executable).parent)) or "vhslab"
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +22,7 @@ def store(tmp_path_factory):
 
 
 def _run(*args):
-    r = subprocess.run([EXE, *args], capture_output=True, text=True)
+    r = vhslab_cli(*args)
     return r, (json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else None)
 
 
@@ -70,5 +65,5 @@ def test_analysis_commands_refuse_bad_input(store, tmp_path):
              (["geometry", "--data", str(store), "--sites", "block.3"], "not in the store"),
              (["geometry", "--data", str(store), "--label", "mood"], "unknown label")]
     for args, match in cases:
-        r = subprocess.run([EXE, *args], capture_output=True, text=True)
+        r = vhslab_cli(*args)
         assert r.returncode == 2 and match in r.stderr and "Traceback" not in r.stderr, (args, r.stderr[-800:])

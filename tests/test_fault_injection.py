@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -75,47 +76,51 @@ def planted(tmp_path_factory):
     return root
 
 
-def test_probe(planted, tmp_path):
-    args = lambda out: ["probe", "--data", planted / "train.zarr", "--folds", "2", "--inner-folds", "2",  # noqa: E731
-                        "--n-boot", "20", "--no-progress", "--out", f"{out}.nc"]
-    whole, cut, where = whole_and_faulted("probe", args, lambda out: _netcdf("score")(f"{out}.nc"), tmp_path)
-    assert cut == whole, where  # the interrupted run, rerun, ends where an uninterrupted one does
-
-
-def test_verifier_train(planted, tmp_path):
-    args = lambda out: ["verifier", "train", "--data", planted / "train.zarr", "--site", "block.1",  # noqa: E731
-                        "--steps", "16", "--align-steps", "4", "--grid", "0", "--no-progress", "--out", out]
-    weights = lambda out: {k: v.tolist() for k, v in load_file(out / "verifier.safetensors").items()}  # noqa: E731
-    whole, cut, where = whole_and_faulted("verifier train", args, weights, tmp_path)
-    assert cut == whole, where  # the interrupted run, rerun, ends where an uninterrupted one does
-
-
-def test_verifier_sweep(planted, tmp_path):
-    args = lambda out: ["verifier", "sweep", "--data", planted / "train.zarr", "--test",  # noqa: E731
-                        planted / "test.zarr", "--sites", "block.0,block.1", "--steps", "8", "--align-steps", "2",
-                        "--n-boot", "20", "--no-progress", "--out", f"{out}.nc"]
-    whole, cut, where = whole_and_faulted("verifier sweep", args, lambda out: _netcdf("value")(f"{out}.nc"), tmp_path)
-    assert cut == whole, where  # the interrupted run, rerun, ends where an uninterrupted one does
-
-
-def test_bestofn(tmp_path):
-    prompts = tmp_path / "p.jsonl"
+# The five commands' chains are independent (each in its own folder, each process on one thread): they run two
+# at a time, all submitted by one fixture, and each test asserts on its own chain's result.
+@pytest.fixture(scope="module")
+def chains(planted, tmp_path_factory):
+    """Every command's chain, submitted at once (two run at a time); {name: future of (whole, cut, where)}."""
+    root = tmp_path_factory.mktemp("chains")
+    prompts = root / "p.jsonl"
     prompts.write_text("".join(json.dumps(r) + "\n" for r in [
         {"tag": "single_object", "include": [{"class": "circle", "count": 1}], "prompt": "a photo of a circle"},
         {"tag": "colors", "include": [{"class": "square", "count": 1, "color": "red"}], "prompt": "a photo of a red square"}]))
-    args = lambda out: ["bestofn", "--prompts", prompts, "--budgets", "1,2", "--n-boot", "20",  # noqa: E731
-                        "--workdir", f"{out}.work", "--out", f"{out}.nc", "--no-progress"]
-    whole, cut, where = whole_and_faulted("bestofn", args, lambda out: _netcdf("value")(f"{out}.nc"), tmp_path)
-    assert cut == whole, where  # the interrupted run, rerun, ends where an uninterrupted one does
-
-
-def test_world_train_tiny(tmp_path):
-    args = lambda out: ["world", "train", "--out", out, "--profile", "tiny", "--stages", "autoencoder,teacher",  # noqa: E731
-                        "--threads", "1"]
 
     def weights(out):
+        return {k: v.tolist() for k, v in load_file(out / "verifier.safetensors").items()}
+
+    def world_weights(out):
         return {f"{stage}/{p.name}": {k: v.tolist() for k, v in load_file(p).items()}
                 for stage in ("autoencoder", "teacher") for p in sorted((out / stage).rglob("*.safetensors"))}
 
-    whole, cut, where = whole_and_faulted("world train", args, weights, tmp_path)
+    specs = {  # the longest first
+        "verifier sweep": (lambda out: ["verifier", "sweep", "--data", planted / "train.zarr", "--test",
+                                        planted / "test.zarr", "--sites", "block.0,block.1", "--steps", "8",
+                                        "--align-steps", "2", "--n-boot", "20", "--no-progress", "--out", f"{out}.nc"],
+                           lambda out: _netcdf("value")(f"{out}.nc")),
+        "world train": (lambda out: ["world", "train", "--out", out, "--profile", "tiny", "--stages",
+                                     "autoencoder,teacher", "--threads", "1"], world_weights),
+        "bestofn": (lambda out: ["bestofn", "--prompts", prompts, "--budgets", "1,2", "--n-boot", "20",
+                                 "--workdir", f"{out}.work", "--out", f"{out}.nc", "--no-progress"],
+                    lambda out: _netcdf("value")(f"{out}.nc")),
+        "verifier train": (lambda out: ["verifier", "train", "--data", planted / "train.zarr", "--site", "block.1",
+                                        "--steps", "16", "--align-steps", "4", "--grid", "0", "--no-progress",
+                                        "--out", out], weights),
+        "probe": (lambda out: ["probe", "--data", planted / "train.zarr", "--folds", "2", "--inner-folds", "2",
+                               "--n-boot", "20", "--no-progress", "--out", f"{out}.nc"],
+                  lambda out: _netcdf("score")(f"{out}.nc")),
+    }
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {}
+        for name, (args, result) in specs.items():
+            cwd = root / name.replace(" ", "_")
+            cwd.mkdir()
+            futures[name] = pool.submit(whole_and_faulted, name, args, result, cwd)
+        yield futures
+
+
+@pytest.mark.parametrize("name", ["probe", "verifier train", "verifier sweep", "bestofn", "world train"])
+def test_interrupted_run_ends_where_an_uninterrupted_one_does(chains, name):
+    whole, cut, where = chains[name].result()
     assert cut == whole, where  # the interrupted run, rerun, ends where an uninterrupted one does

@@ -72,20 +72,15 @@ def test_search_errors_before_any_compute(world, verifier):
 
 def test_generate_command_writes_the_winner_and_reports_it(tmp_path):
     import json
-    import shutil
-    import subprocess
-    import sys
-    from pathlib import Path
 
+    from helpers.cli import vhslab as vhslab_cli
     from PIL import Image
 
-    exe = shutil.which("vhslab", path=str(Path(sys.executable).parent)) or "vhslab"
     out = tmp_path / "x.png"
-    r = subprocess.run([exe, "generate", "a photo of two red circles", "--n", "4", "-o", str(out), "--upscale", "2",
-                        "--json"], capture_output=True, text=True)
+    r = vhslab_cli("generate", "a photo of two red circles", "--n", "4", "-o", str(out), "--upscale", "2", "--json")
     assert r.returncode == 0, r.stderr[-1500:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["n"] == 4 and res["chosen"] == int(np.argmax(res["scores"])) and res["evaluator_correct"] in (True, False)
     assert Image.open(out).size == (128, 128)
-    again = subprocess.run([exe, "generate", "a photo of two red circles", "-o", str(out)], capture_output=True, text=True)
+    again = vhslab_cli("generate", "a photo of two red circles", "-o", str(out))
     assert again.returncode == 2 and "--overwrite" in again.stderr

@@ -1,19 +1,14 @@
 """The cost bench: stage timings and FLOPs, the cost model they make, the CLI."""
 
 import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from helpers.cli import vhslab as vhslab_cli
 
 from vhslab.search.bench import cost_model_json, count_flops, measure
 from vhslab.search.costs import load_cost_model
 from vhslab.search.real_size import real_size_stages
-
-EXE = shutil.which("vhslab", path=str(Path(sys.executable).parent)) or "vhslab"
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -41,8 +36,8 @@ def test_real_size_code_path_at_toy_sizes_measures_every_stage(dtype, tmp_path):
 
 def test_bench_command_on_toy_sizes_and_its_errors(tmp_path):
     out = tmp_path / "cm.json"
-    r = subprocess.run([EXE, "bench", "--arch", "tiny", "--device", "cpu", "--repeats", "1", "--warmup", "0",
-                        "--save-cost-model", str(out), "--json"], capture_output=True, text=True)
+    r = vhslab_cli("bench", "--arch", "tiny", "--device", "cpu", "--repeats", "1", "--warmup", "0",
+                   "--save-cost-model", str(out), "--json")
     assert r.returncode == 0, r.stderr[-1500:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["threads"] == 1 and res["threads_from"].startswith("default")  # toy sizes: one thread
@@ -53,13 +48,12 @@ def test_bench_command_on_toy_sizes_and_its_errors(tmp_path):
     vision = 20 * 0.675 + 49.9 + 6.7 / 4 + 15.2 / 4
     assert real["ratio_vhs_to_vision"] == pytest.approx((8 * 0.675 + 15.2 / 4) / vision)
     assert real["bo4_vhs_over_vision"] == pytest.approx((12 * 1.43 + 62.3 + 4 * 9.2) / (4 * vision), rel=1e-3)
-    again = subprocess.run([EXE, "bench", "--arch", "tiny", "--device", "cpu", "--save-cost-model", str(out)],
-                           capture_output=True, text=True)
+    again = vhslab_cli("bench", "--arch", "tiny", "--device", "cpu", "--save-cost-model", str(out))
     assert again.returncode == 2 and "--overwrite" in again.stderr
     if not torch.cuda.is_available():
-        gpu = subprocess.run([EXE, "bench", "--arch", "sana-sprint-1.6b"], capture_output=True, text=True)
+        gpu = vhslab_cli("bench", "--arch", "sana-sprint-1.6b")
         assert gpu.returncode == 2 and "no CUDA device" in gpu.stderr
-    bad = subprocess.run([EXE, "bench", "--arch", "sdxl"], capture_output=True, text=True)
+    bad = vhslab_cli("bench", "--arch", "sdxl")
     assert bad.returncode == 2 and "--arch" in bad.stderr
 
 
@@ -77,14 +71,14 @@ def test_the_threads_option_is_on_every_command_sets_torch_and_is_recorded(tmp_p
     for name, cmd in found.items():
         assert any("--threads" in p.opts for p in cmd.params), name
     out = tmp_path / "cm.json"
-    r = subprocess.run([EXE, "bench", "--arch", "tiny", "--device", "cpu", "--repeats", "1", "--warmup", "0", "--threads", "2",
-                        "--save-cost-model", str(out), "--json"], capture_output=True, text=True)
+    r = vhslab_cli("bench", "--arch", "tiny", "--device", "cpu", "--repeats", "1", "--warmup", "0", "--threads", "2",
+                   "--save-cost-model", str(out), "--json")
     assert r.returncode == 0, r.stderr[-1500:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["threads"] == 2 and res["threads_from"] == "--threads" and "2 threads" in res["card"]
     saved = json.loads(out.read_text())
     assert saved["threads"] == 2 and "2 thread(s)" in saved["source"]
-    bad = subprocess.run([EXE, "world", "score", "--threads", "0"], capture_output=True, text=True)
+    bad = vhslab_cli("world", "score", "--threads", "0")
     assert bad.returncode == 2 and "--threads" in bad.stderr
 
 
@@ -123,8 +117,7 @@ def test_end_to_end_calls_are_held_against_the_cost_models_prediction():
 
 @pytest.mark.slow
 def test_world_bench_reports_stage_costs_and_end_to_end():
-    r = subprocess.run([EXE, "bench", "--repeats", "2", "--warmup", "1", "--e2e-repeats", "1", "--json"],
-                       capture_output=True, text=True)
+    r = vhslab_cli("bench", "--repeats", "2", "--warmup", "1", "--e2e-repeats", "1", "--json")
     assert r.returncode == 0, r.stderr[-1500:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["num_blocks"] == 12 and res["verifier_block"] == 10 and res["threads"] == 1

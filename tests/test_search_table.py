@@ -1,21 +1,16 @@
 """The budget table: its pool prefix is what best_of_n picks, its rows and intervals, the command."""
 
 import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.cli import vhslab as vhslab_cli
 
 import vhslab
 from vhslab.search import best_of_n, load_cost_model
 from vhslab.search.table import budget_table, table_summary
 from vhslab.shapes.evaluate import ShapesEvaluator
 from vhslab.shapes.suites import load_suite
-
-EXE = shutil.which("vhslab", path=str(Path(sys.executable).parent)) or "vhslab"
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +69,7 @@ def test_bestofn_command_errors_before_compute(tmp_path):
              (["--budgets", "a"], "comma list of numbers"), (["--cost-model", "pixart"], "no cost model"),
              (["--cost-model", "sana-sprint-1.6b", "--card", "A100"], "not A100")]
     for args, match in cases:
-        r = subprocess.run([EXE, "bestofn", "--workdir", str(tmp_path), *args], capture_output=True, text=True)
+        r = vhslab_cli("bestofn", "--workdir", str(tmp_path), *args)
         assert r.returncode == 2 and match in r.stderr and "Traceback" not in r.stderr, (args, r.stderr[-800:])
     assert not any(tmp_path.iterdir())
 
@@ -86,9 +81,8 @@ def test_bestofn_command_writes_table_and_figure(tmp_path):
         {"tag": "single_object", "include": [{"class": "circle", "count": 1}], "prompt": "a photo of a circle"},
         {"tag": "colors", "include": [{"class": "square", "count": 1, "color": "red"}], "prompt": "a photo of a red square"}]))
     out, plot = tmp_path / "t.nc", tmp_path / "t.png"
-    r = subprocess.run([EXE, "bestofn", "--prompts", str(prompts), "--budgets", "1,2", "--n-boot", "20",
-                        "--workdir", str(tmp_path / "w"), "--out", str(out), "--plot", str(plot), "--no-progress",
-                        "--json"], capture_output=True, text=True)
+    r = vhslab_cli("bestofn", "--prompts", str(prompts), "--budgets", "1,2", "--n-boot", "20",
+                   "--workdir", str(tmp_path / "w"), "--out", str(out), "--plot", str(plot), "--no-progress", "--json")
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert set(res["table"]) == {"world", "sana-sprint-1.6b"} and res["n_prompt_rows"] == 2

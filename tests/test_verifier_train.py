@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.cli import vhslab as vhslab_cli
 from helpers.tiny_models import tiny_llm
 from safetensors.torch import load_file
 
@@ -244,8 +245,7 @@ def test_cli_train_then_eval_on_stores(tmp_path):
     train, test = tmp_path / "train.zarr", tmp_path / "test.zarr"
     for ds, path in zip(planted_pair(256, 128), (train, test), strict=True):
         ds.to_zarr(path, consolidated=False)
-    vhslab = shutil.which("vhslab", path=str(Path(sys.executable).parent)) or "vhslab"
-    run = lambda *a: subprocess.run([vhslab, *a], capture_output=True, text=True, cwd=tmp_path)  # noqa: E731
+    run = lambda *a: vhslab_cli(*a, cwd=tmp_path)  # noqa: E731
     out = tmp_path / "v"
     r = run("verifier", "train", "--data", str(train), "--site", "block.1", "--steps", "60", "--align-steps", "4",
             "--grid", "0", "--out", str(out), "--no-progress", "--json")

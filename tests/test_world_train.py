@@ -162,6 +162,7 @@ def test_cli_prints_each_stage_line_with_its_name(tmp_path):
     assert last_again["already_finished"] == ["autoencoder"] and last_again["autoencoder"] == last["autoencoder"]
 
 
+@pytest.mark.slow  # worker processes each import torch: seconds to tens of seconds
 def test_pool_rendered_in_worker_processes_equals_one_process():
     one = training_pool(4000, 7, 32, workers=1)
     two = training_pool(4000, 7, 32, workers=2)
@@ -169,6 +170,7 @@ def test_pool_rendered_in_worker_processes_equals_one_process():
     assert np.array_equal(one[0], two[0]) and one[0].std() > 10
 
 
+@pytest.mark.slow  # worker processes each import torch: seconds to tens of seconds
 def test_vision_and_llm_train_in_a_side_process_like_in_the_main_one(tmp_path):
     from vhslab.world.train import profile_configs
 
@@ -189,6 +191,7 @@ def test_vision_and_llm_train_in_a_side_process_like_in_the_main_one(tmp_path):
     assert again == side and sum("training beside" in x for x in lines) == 1
 
 
+@pytest.mark.slow  # worker processes each import torch: seconds to tens of seconds
 def test_decoder_trains_beside_the_teacher_like_in_the_main_process(tmp_path, monkeypatch):
     import vhslab.world.train as train_mod
 
@@ -237,6 +240,7 @@ def test_a_run_folder_from_before_a_config_field_existed_resumes(tmp_path):
         WorldTrainer(tmp_path, replace(cfg, bf16=True), progress=False)
 
 
+@pytest.mark.slow  # torch.compile builds C++ on the CPU
 @pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="torch.compile on the CPU needs a C compiler")
 def test_compiled_blocks_train_like_eager_ones(tmp_path):
     cfg = replace(GeneratorConfig.tiny(), pool_size=64, ae_steps=10, teacher_steps=10, distill_steps=10)

@@ -23,7 +23,6 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
-import vhslab
 from vhslab.data.spec import DTYPES, N_ITEMS, SPEC_VERSION, content_key
 from vhslab.data.store import (
     StoreError,
@@ -42,6 +41,7 @@ from vhslab.shapes.phrasing import caption_detections, check_prompts
 from vhslab.shapes.prompts import PromptSpec
 from vhslab.trace.site import Site, find_transformer, parse_sites
 from vhslab.trace.trace import Trace, VisionFn, trace
+from vhslab.version import __version__
 
 
 class Evaluator(Protocol):
@@ -213,7 +213,7 @@ def _identity(pipe, prompts, n_per_prompt, seed, site_list, dtype, gen, evaluato
         "num_blocks": len(find_transformer(pipe).transformer_blocks),
         "sites": ",".join(names),
         "dtype": dtype,
-        "vhslab_version": vhslab.__version__,
+        "vhslab_version": __version__,
         "content_key": key,
         "evaluator": json.dumps(judge, sort_keys=True),
         "sample_chunk": batch_size,

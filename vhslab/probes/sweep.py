@@ -211,22 +211,27 @@ def _run(ds, targets, probes, layers, extra_sites, k, inner_k, select, grid, att
     bar.close()
 
     if select:
-        for ti, t in enumerate(tgts):
-            for pi in range(P):
-                chosen = _select(out["inner_score"][:, pi, ti])
-                if chosen is None:
-                    continue
-                pred = np.zeros_like(preds[chosen[0], pi, ti])
-                for f, (_, test) in enumerate(folds[t.name]):
-                    pred[test] = preds[chosen[f], pi, ti][test]
-                    selected_site[pi, ti, f] = sites[chosen[f]].name
-                _, out["selected"][pi, ti], reps = scorers[t.name].all(pred)
-                out["selected_ci"][:, pi, ti] = _ci(reps)
-                if (pi, ti) in base_reps:
-                    out["selected_gap_ci"][:, pi, ti] = _gap_ci(reps, base_reps[pi, ti])
+        _fill_selected(out, selected_site, preds, sites, tgts, folds, scorers, base_reps, P)
     return _results(ds, sites, probes, tgts, folds, out, selected_site, prompts, meanings,
                     dict(k=k, inner_k=inner_k if select else 0, n_boot=n_boot, grid=grid, seed=seed,
                          attn_grid=attn_grid))
+
+
+def _fill_selected(out, selected_site, preds, sites, tgts, folds, scorers, base_reps, P) -> None:
+    """The selected-site score: each outer fold's predictions from the site its inner CV chose."""
+    for ti, t in enumerate(tgts):
+        for pi in range(P):
+            chosen = _select(out["inner_score"][:, pi, ti])
+            if chosen is None:
+                continue
+            pred = np.zeros_like(preds[chosen[0], pi, ti])
+            for f, (_, test) in enumerate(folds[t.name]):
+                pred[test] = preds[chosen[f], pi, ti][test]
+                selected_site[pi, ti, f] = sites[chosen[f]].name
+            _, out["selected"][pi, ti], reps = scorers[t.name].all(pred)
+            out["selected_ci"][:, pi, ti] = _ci(reps)
+            if (pi, ti) in base_reps:
+                out["selected_gap_ci"][:, pi, ti] = _gap_ci(reps, base_reps[pi, ti])
 
 
 def _inner_scores(make, X, t: Target, folds, inner_folds, prompts) -> np.ndarray:

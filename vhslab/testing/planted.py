@@ -11,11 +11,11 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-import vhslab
 from vhslab.data.spec import SPEC_VERSION
 from vhslab.errors import InputError
 from vhslab.shapes.prompts import PromptSpec
 from vhslab.trace.site import Site
+from vhslab.version import __version__
 
 TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 COLORS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")
@@ -184,7 +184,7 @@ def planted_store(
         "num_blocks": n_layers,
         "sites": ",".join(sites),
         "dtype": dtype,
-        "vhslab_version": vhslab.__version__,
+        "vhslab_version": __version__,
         "content_key": f"planted-{seed}-{n_samples}-{n_layers}-{n_tokens}-{n_channels}",
     }
     ds = xr.Dataset(data, coords=coords, attrs=attrs)
