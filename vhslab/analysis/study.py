@@ -30,6 +30,9 @@ MAPS = {"ig": "integrated gradients of the trained verifier", "ablation": "patch
 
 @dataclass
 class AttributionResult:
+    """An attribution study: per-sample maps and the sanity checks beside them (`ds`), with
+    `summary()` (the JSON the CLI prints) and the figure."""
+
     ds: xr.Dataset
 
     def summary(self) -> dict:
