@@ -21,8 +21,9 @@ from vhslab import statefile
 from vhslab.cli.main import app
 from vhslab.probes import open_store
 from vhslab.testing import planted_store
+from vhslab.verifier.checkpoint import CHECKPOINT, OLD_CHECKPOINT
 from vhslab.verifier.model import CONFIG, WEIGHTS, LatentVerifier, VerifierError, from_release
-from vhslab.verifier.train import CHECKPOINT, OLD_CHECKPOINT, VerifierTrainConfig, train_verifier
+from vhslab.verifier.train import VerifierTrainConfig, train_verifier
 from vhslab.world import stage
 from vhslab.world.text import build_word_tokenizer
 

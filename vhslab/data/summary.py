@@ -7,15 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from vhslab.data.store import written_mask
+from vhslab.data.store import open_zarr, written_mask
 from vhslab.data.verify import verify_store
-from vhslab.probes.data import open_store
 
 
 def summarize_store(path: Path, verify: bool = False) -> dict[str, Any]:
     """A short summary of a store (reads only the small label variables; `verify` reads it all
     and lists lost or damaged chunks)."""
-    ds = open_store(path)
+    ds = open_zarr(path)
     written = written_mask(ds, path)
     verdict = ds["verdict"].values[written]
     labelled = verdict >= 0  # -1: a lost verdict chunk
