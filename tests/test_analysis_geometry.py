@@ -21,6 +21,7 @@ def test_linear_cka_known_values():
         linear_cka(x, x[:10])
 
 
+@pytest.mark.slow  # >= 15 s on 2 cores: the full suite (CI) runs it
 def test_geometry_dataset_on_a_planted_store_and_its_figure():
     import torch
 

@@ -258,6 +258,7 @@ def test_capture_reuse_and_nesting_are_refused():
 
 
 # --- errors are one line; --debug shows the traceback ------------------------------------------------
+@pytest.mark.slow  # >= 15 s on 2 cores: the full suite (CI) runs it
 def test_entry_point_errors_are_one_line_and_debug_shows_the_traceback(tmp_path):
     exe = [sys.executable, "-c", "from vhslab.cli.main import run; run()"]
     usage = subprocess.run([*exe, "extract", "--out", "x.zarr", "--batch-size", "0"], capture_output=True, text=True,

@@ -197,6 +197,7 @@ def test_a_store_with_pickles_in_its_attributes_and_codecs(marker, store):
 WORLD_STAGES = ("autoencoder", "decoder", "teacher", "refine", "distill", "vision", "llm")
 
 
+@pytest.mark.slow  # >= 15 s on 2 cores: the full suite (CI) runs it
 def test_every_world_stage_checkpoint_and_cache(tmp_path, marker):
     """Each stage in turn: a pickle at its checkpoint (new and old name) and at the caches it reads is
     refused before it trains; then the stage trains for real, for the next one to build on."""

@@ -78,6 +78,7 @@ def test_open_store_errors(tmp_path):
         open_store(tmp_path / "missing.zarr")
 
 
+@pytest.mark.slow  # >= 15 s on 2 cores: the full suite (CI) runs it
 def test_probe_command(tmp_path, ds):
     from vhslab.cli.main import app
 

@@ -60,6 +60,7 @@ def test_prompt_only_signal_is_caught_by_baseline_and_not_by_within_auroc():
     assert np.isnan(float(res.ds.baseline_pooled.sel(probe="linear", target="verdict", metric="auroc_within")))
 
 
+@pytest.mark.slow  # >= 15 s on 2 cores: the full suite (CI) runs it
 def test_mlp_probe_and_extra_site(store):
     ds = open_store(store)
     res = run_sweep(ds, ["verdict", "recon"], ["mlp", "attn"], layers=[1, 3], extra_sites=("ae_latent",), n_boot=0,

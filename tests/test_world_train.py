@@ -97,7 +97,8 @@ def test_same_seed_same_weights(tmp_path):
 
 # teacher: its EMA and batch generator resume too; "teacher, noise apart": with the noise generator
 # the flow stages use on a GPU (here a CPU one in its place)
-@pytest.mark.parametrize("stage", ["autoencoder", "teacher", "teacher, noise apart"])
+@pytest.mark.parametrize("stage", ["autoencoder", pytest.param("teacher", marks=pytest.mark.slow),
+                                   pytest.param("teacher, noise apart", marks=pytest.mark.slow)])
 def test_interrupted_stage_resumes_to_the_same_result(tmp_path, monkeypatch, stage):
     import vhslab.world.train as train_mod
     import vhslab.world.train_flow as train_flow
@@ -218,6 +219,7 @@ def test_decoder_trains_beside_the_teacher_like_in_the_main_process(tmp_path, mo
     assert {k: {m: v for m, v in d.items() if m != "seconds"} for k, d in again.items()} == side
 
 
+@pytest.mark.slow  # >= 15 s on 2 cores: the full suite (CI) runs it
 def test_bf16_autocast_trains_with_other_numbers(tmp_path):
     cfg = replace(GeneratorConfig.tiny(), pool_size=64, ae_steps=30, teacher_steps=30)
     quiet = dict(stages=("autoencoder", "teacher"), progress=False, log=lambda *a: None, threads=1)

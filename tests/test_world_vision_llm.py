@@ -160,6 +160,7 @@ def test_llm_resume_matches_an_uninterrupted_run(tmp_path, llm_run):
     assert L.train_llm(tmp_path, cfg, seed=0, progress=False) == resumed
 
 
+@pytest.mark.slow  # >= 15 s on 2 cores: the full suite (CI) runs it
 def test_llm_batches_drawn_by_workers_train_the_same_model(tmp_path, llm_run):
     _, full = llm_run
     cfg = L.LLMTrainConfig.tiny()
