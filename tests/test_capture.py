@@ -4,22 +4,18 @@ import numpy as np
 import pytest
 import torch
 
+from vhslab.testing.tiny import SANA_CALL as SANA
+from vhslab.testing.tiny import generators as gens
 from vhslab.testing.tiny import tiny_pixart_pipeline, tiny_sana_sprint_pipeline, tiny_vision_encoder
 from vhslab.trace import Capture, parse_sites
 
 torch.set_num_threads(1)
 PROMPTS = ["a photo of a red circle", "a photo of two blue squares"]
-SANA = dict(num_inference_steps=1, intermediate_timesteps=None, height=32, width=32, use_resolution_binning=False,
-            complex_human_instruction=None, max_sequence_length=8, output_type="pt")
 
 
 @pytest.fixture(scope="module")
 def sana():
     return tiny_sana_sprint_pipeline(num_layers=4)
-
-
-def gens(n=2):
-    return [torch.Generator().manual_seed(i) for i in range(n)]
 
 
 def counter(module):

@@ -138,3 +138,13 @@ def tiny_vision_encoder(seed: int = 0, image_size: int = 32, patch_size: int = 8
     ).eval()
     processor = CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
     return VisionEncoder(model, processor)
+
+
+# the call of a tiny SANA-Sprint pipeline that tests make: one step, 32 px, 8 text tokens, tensors out
+SANA_CALL = dict(num_inference_steps=1, intermediate_timesteps=None, height=32, width=32, use_resolution_binning=False,
+                 complex_human_instruction=None, max_sequence_length=8, output_type="pt")
+
+
+def generators(n: int = 2) -> list[torch.Generator]:
+    """`n` CPU generators seeded 0..n-1 (one per prompt of a batch)."""
+    return [torch.Generator().manual_seed(i) for i in range(n)]
