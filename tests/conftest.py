@@ -12,15 +12,14 @@ try:
 except ImportError:  # pragma: no cover
     pass
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture
 def geneval_file() -> Path:
-    path = SHARED_DATA / "geneval_evaluation_metadata.jsonl"
-    if not path.exists():
-        pytest.skip("../shared/data is not beside this checkout")
-    return path
+    """The real GenEval metadata file, shipped in the package with its licence."""
+    from vhslab.shapes.prompts import GENEVAL_FILE
+
+    return GENEVAL_FILE
 
 
 @pytest.fixture(scope="module")

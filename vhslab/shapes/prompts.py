@@ -16,6 +16,8 @@ from typing import Any
 from vhslab.errors import InputError
 from vhslab.schemas import RELATIONS, TAGS, ItemRow, PromptRow, check, read_text  # noqa: F401 (TAGS: imported from here)
 
+# the real GenEval prompt set (djghosh13/geneval, MIT licence beside it), shipped as-is
+GENEVAL_FILE = Path(__file__).resolve().parents[1] / "assets" / "geneval" / "geneval_evaluation_metadata.jsonl"
 MIRROR = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 
 
