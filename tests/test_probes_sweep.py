@@ -164,3 +164,14 @@ def test_selection_finds_the_planted_block_and_scores_it_out_of_sample(res):
     assert 0.3 < lo <= hi  # paired interval of probe minus baseline at the planted block
     lo1 = float(sel.gap_ci_low.sel(site="block.1", metric="auroc"))
     assert lo1 < 0.1  # nothing planted at block 1: no clear gap
+
+
+def test_summary_names_the_most_chosen_site_and_breaks_ties_by_fold_order(res):
+    ds = res.ds.copy(deep=True)
+    key = dict(probe="linear", target="verdict")
+    for folds, expected in ((["block.4", "block.2", "block.2", "block.4", "block.1"], "block.4"),
+                            (["block.5", "block.1", "block.4", "block.2", "block.3"], "block.5"),
+                            (["block.1", "block.3", "block.3", "block.0", "block.3"], "block.3")):
+        ds["selected_site"].loc[key] = np.array(folds, dtype=object)
+        row = type(res)(ds).summary()["verdict/linear"]
+        assert row["selected_site"] == expected and row["selected_per_fold"] == folds

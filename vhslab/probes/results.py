@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,7 +156,9 @@ class ProbeResults:
                              "n_prompts": int(ds.n_prompts.sel(target=target)),
                              "n_meanings": int(ds.n_meanings.sel(target=target))}
                 if sites:
-                    row["selected_site"] = max(set(sites), key=sites.count)
+                    # the most chosen site; a tie goes to the earliest fold's (max over a set followed
+                    # string hashing, which changes from process to process)
+                    row["selected_site"] = Counter(sites).most_common(1)[0][0]
                     row["selected_per_fold"] = sites
                 for m in metrics:
                     one = dict(**key, metric=m)
