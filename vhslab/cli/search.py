@@ -35,15 +35,12 @@ from vhslab.cli.options import (
     plot_option,
     seed_option,
 )
-from vhslab.data.default_stores import cache_dir
 from vhslab.errors import InputError
-from vhslab.figures.search import plot_budget_curve
 from vhslab.outputs import save_figure, save_json
 from vhslab.search import best_of_n, load_cost_model
 from vhslab.search.bench import bench_device, run_bench
-from vhslab.search.table import budget_plan, budget_table, table_summary
+from vhslab.search.table import bestofn_table
 from vhslab.shapes.evaluate import ShapesEvaluator
-from vhslab.shapes.suites import load_suite
 from vhslab.verifier.load import named_verifier
 from vhslab.world import load_world
 
@@ -126,24 +123,12 @@ def bestofn_cmd(
     noise_list = None if noise_budgets == "all" else comma_list(noise_budgets, positive_number, "--noise-budgets",
                                                                 "numbers (each positive) or 'all'")
     models = _cost_models(cost_model, card)
-    suite = load_suite(prompts)
-    world = load_world()
-    chosen = {"vhs": (vhs, "vhs"), "vision": (vision_verifier, "vision"), "ae": (ae, "ae")}
-    loaded = {m: named_verifier(p, kind=k) for m, (p, k) in chosen.items() if m in methods}
-    plan_n = budget_plan(world, loaded, budget_list, models, methods, noise_search, noise_list, "--budgets", rounds)
-    for cm in models:
-        if cm.note:
-            console.print(f"note: cost model {cm.name}: {cm.note}", markup=False, highlight=False, soft_wrap=True)
-    for cm in models:
-        console.print(f"N per prompt row under {cm.name}: " + "; ".join(
-            f"budget {b:g}: " + ", ".join(f"{m} {n}" for (c, bb, m), n in plan_n.items() if c == cm.name and bb == b)
-            for b in budget_list), markup=False, highlight=False, soft_wrap=True)
-    ds = budget_table(world, loaded, suite, budget_list, models, methods=methods, seed=seed, noise=noise_search,
-                      noise_budgets=noise_list, rounds=rounds, radius=radius, workdir=workdir or cache_dir() / "bestofn", n_boot=n_boot,
-                      progress=progress)
-    result = {"prompts": prompts, "n_prompt_rows": ds.attrs["n_prompt_rows"], "n_meanings": ds.attrs["n_meanings"],
-              "pool_size": ds.attrs["pool_size"], "seed": seed, "table": table_summary(ds)}
-    save_outputs(result, ds, lambda: plot_budget_curve(ds), outs)
+    res = bestofn_table(prompts, budget_list, models, methods, {"vhs": vhs, "vision": vision_verifier, "ae": ae},
+                        noise=noise_search, noise_budgets=noise_list, rounds=rounds, radius=radius, seed=seed,
+                        n_boot=n_boot, workdir=workdir, progress=progress,
+                        log=lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True))
+    result = res.to_json()
+    save_outputs(result, res.ds, res.plot, outs)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     emit(result, as_json, title="bestofn")
 

@@ -15,23 +15,30 @@ differences between methods are paired.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
+from vhslab.data.default_stores import cache_dir
 from vhslab.data.extract import extract
 from vhslab.data.store import open_zarr
+from vhslab.figures.search import plot_budget_curve
 from vhslab.outputs import append_line, read_jsonl
 from vhslab.pipeline import candidate_offsets
 from vhslab.search.generation import SearchError
 from vhslab.search.noise_search import noise_search
 from vhslab.search.paths import PATHS, path_of
 from vhslab.shapes.evaluate import ShapesEvaluator, overall_score
+from vhslab.shapes.suites import load_suite
 from vhslab.stats import interval, meaning_draws, paired_interval
 from vhslab.trace.site import Site, find_transformer
+from vhslab.verifier.load import named_verifier
 from vhslab.verifier.sweep import candidate_rows, score_store
+from vhslab.world import load_world
 
 NOISE = "noise"  # the noise search's row: charged as the VHS path in sequential rounds
 COMPARISONS = (("vhs", "vision"), ("vhs", "none"), ("vhs", "ae"), ("noise", "vhs"), ("oracle", "vhs"))
@@ -238,3 +245,54 @@ def table_summary(ds: xr.Dataset) -> dict:
                 row[f"diff {comp}"] = {"value": float(d["diff"]), "ci": [float(d["diff_lo"]), float(d["diff_hi"])]}
             out[str(cm)][f"{b:g}"] = row
     return out
+
+
+@dataclass
+class TableResult:
+    """What `bestofn_table` computed: the budget table `ds` of the suite `prompts` at root `seed`, and the
+    N each cell bought (`plan_n`). `to_json()` is what `vhslab bestofn --json` prints; `plot()` the budget curve."""
+
+    prompts: str
+    seed: int
+    ds: xr.Dataset
+    plan_n: dict
+
+    def to_json(self) -> dict:
+        """The table's size and its plain numbers (`table_summary`)."""
+        ds = self.ds
+        return {"prompts": self.prompts, "n_prompt_rows": ds.attrs["n_prompt_rows"], "n_meanings": ds.attrs["n_meanings"],
+                "pool_size": ds.attrs["pool_size"], "seed": self.seed, "table": table_summary(ds)}
+
+    def plot(self):
+        """The budget-curve figure (`vhslab.figures.search.plot_budget_curve`)."""
+        return plot_budget_curve(self.ds)
+
+
+def plan_lines(cost_models, budgets, plan_n: dict) -> list[str]:
+    """The cost models' notes, then per cost model the N each budget buys per prompt row on each path."""
+    lines = [f"note: cost model {cm.name}: {cm.note}" for cm in cost_models if cm.note]
+    for cm in cost_models:
+        lines.append(f"N per prompt row under {cm.name}: " + "; ".join(
+            f"budget {b:g}: " + ", ".join(f"{m} {n}" for (c, bb, m), n in plan_n.items() if c == cm.name and bb == b)
+            for b in budgets))
+    return lines
+
+
+def bestofn_table(prompts: str, budgets, cost_models, methods, verifiers: dict[str, str], *, noise: bool = True,
+                  noise_budgets=None, rounds: int = 3, radius: float = 0.5, seed: int = 2, n_boot: int = 1000,
+                  workdir: Path | None = None, progress: bool = True, option: str = "--budgets",
+                  log: Callable[[str], None] | None = None) -> TableResult:
+    """`vhslab bestofn`: the budget table in the world of the suite `prompts` (`load_suite`), each of
+    `methods` with a verifier read from `verifiers` ({vhs | vision | ae: 'default' or a folder}); the plan
+    is checked (errors name `option`) and its lines (`plan_lines`) passed to `log` before any compute.
+    `workdir` defaults to $VHSLAB_CACHE/bestofn."""
+    suite = load_suite(prompts)
+    world = load_world()
+    loaded = {m: named_verifier(p, kind=m) for m, p in verifiers.items() if m in methods}
+    plan_n = budget_plan(world, loaded, budgets, cost_models, methods, noise, noise_budgets, option, rounds)
+    for line in plan_lines(cost_models, budgets, plan_n) if log is not None else []:
+        log(line)
+    ds = budget_table(world, loaded, suite, budgets, cost_models, methods=methods, seed=seed, noise=noise,
+                      noise_budgets=noise_budgets, rounds=rounds, radius=radius,
+                      workdir=workdir or cache_dir() / "bestofn", n_boot=n_boot, progress=progress)
+    return TableResult(prompts, seed, ds, plan_n)
