@@ -9,12 +9,14 @@ its sanity checks, patching and steering, and the geometry of the sites.
 
 from vhslab.analysis.attribution import AttributionError, attribute, margin, patch_ablation, prompt_ig, visual_ig
 from vhslab.analysis.checks import check_table, deletion, perturbation, run_checks
-from vhslab.analysis.geometry import GeometryError, cka_matrix, geometry, linear_cka
+from vhslab.analysis.geometry import GeometryError, GeometryResult, cka_matrix, geometry, geometry_study, linear_cka
 from vhslab.analysis.interventions import (
     REGIONS,
+    PatchResult,
     colour_directions,
     pairs_from_store,
     patch_effect,
+    patch_study,
     patch_sweep,
     steer_sweep,
 )
@@ -22,8 +24,8 @@ from vhslab.analysis.road import road_impute
 from vhslab.analysis.sanity import pointing, randomised_copy, rank_correlation
 from vhslab.analysis.study import AttributionResult, attribution_study
 
-__all__ = ["REGIONS", "AttributionError", "AttributionResult", "GeometryError", "attribute", "attribution_study",
-           "check_table", "cka_matrix", "colour_directions", "deletion", "geometry", "linear_cka", "margin",
-           "pairs_from_store", "patch_ablation", "patch_effect", "patch_sweep", "perturbation",
+__all__ = ["REGIONS", "AttributionError", "AttributionResult", "GeometryError", "GeometryResult", "PatchResult", "attribute", "attribution_study",
+           "check_table", "cka_matrix", "colour_directions", "deletion", "geometry", "geometry_study", "linear_cka", "margin",
+           "pairs_from_store", "patch_ablation", "patch_effect", "patch_study", "patch_sweep", "perturbation",
            "pointing", "prompt_ig", "randomised_copy", "rank_correlation", "road_impute", "run_checks",
            "steer_sweep", "visual_ig"]

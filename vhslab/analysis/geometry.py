@@ -11,10 +11,13 @@ CKA(X, Y) = ||Yc' Xc||_F^2 / (||Xc' Xc||_F ||Yc' Yc||_F).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import xarray as xr
 
 from vhslab.errors import InputError
+from vhslab.figures.geometry import plot_geometry
 from vhslab.pipeline import weights_hash
 from vhslab.probes.data import as_strings, site_array
 from vhslab.search.generation import initial_noise
@@ -231,3 +234,57 @@ def _control(world, store, rows, sites, feats, control_n, n_boot, seed) -> dict:
             full[np.ix_(idx, idx)] = sub
             out[name + suffix] = (("site", "site_b"), full)
     return out
+
+
+@dataclass
+class GeometryResult:
+    """What `geometry_study` computed: the geometry dataset `ds`, the label points are coloured by and the
+    embedding drawn (`label`, `umap`); `to_json()` is what `vhslab geometry --json` prints, `plot()` the
+    CKA heatmap and the embeddings of a few sites."""
+
+    ds: xr.Dataset
+    label: str = "verdict"
+    umap: bool = True
+
+    def to_json(self) -> dict:
+        """The sites, the CKA matrix with its intervals, PCA explained variance and (with the control) the
+        random DiT's CKA and the trained - random difference over the block sites, rounded to 3 places."""
+        ds, names = self.ds, self.sites()
+        result = {"n": ds.attrs["n"], "sites": names, "interval": ds.attrs["interval"], **_pairs(ds, names, "cka"),
+                  "pca_variance_ratio": {s: [round(float(x), 3) for x in ds["pca_variance_ratio"].sel(site=s).values]
+                                         for s in names}}
+        if "cka_random_dit" in ds:
+            blocks = [s for s in names if Site.parse(s).is_block]
+            sub = ds.sel(site=blocks, site_b=blocks)
+            result["random_dit"] = {"n": ds.attrs["control_n"], "seed": ds.attrs["control_seed"], "what": ds.attrs["control"],
+                                    **_pairs(sub, blocks, "cka_random_dit"), **_pairs(sub, blocks, "cka_minus_random")}
+        return result
+
+    def sites(self) -> list[str]:
+        """The dataset's sites, as strings."""
+        return [str(s) for s in self.ds.site.values]
+
+    def plot(self):
+        """The CKA heatmap and the embeddings of the first, middle block, `ae_latent` and `vision` (those
+        present; else the first three sites) (`vhslab.figures.geometry.plot_geometry`)."""
+        names = self.sites()
+        wanted = (str(Site.block(0)), str(Site.block(len(names) // 2)), "ae_latent", "vision")
+        shown = [s for s in names if s in wanted] or names[:3]
+        return plot_geometry(self.ds, self.label, "umap" if self.umap else "pca", shown)
+
+
+def _pairs(ds, names: list[str], var: str) -> dict:
+    """{var: {a: {b: value}}, var_ci: {a: {b: [lower, upper]}}} of a (site, site_b) matrix and its interval."""
+    value, lo, hi = (ds[v].values for v in (var, f"{var}_lower", f"{var}_upper"))
+    return {var: {a: {b: round(float(value[i, j]), 3) for j, b in enumerate(names)} for i, a in enumerate(names)},
+            f"{var}_ci": {a: {b: [round(float(lo[i, j]), 3), round(float(hi[i, j]), 3)] for j, b in enumerate(names)}
+                          for i, a in enumerate(names)}}
+
+
+def geometry_study(store: xr.Dataset, sites: list[str] | None = None, n: int = 1000, label: str = "verdict", *,
+                   umap: bool = True, seed: int = 0, n_boot: int = 200, world=None, control_n: int = 64) -> GeometryResult:
+    """`vhslab geometry`: `geometry` of `store` with points labelled by verdict and `label`, the random-DiT
+    control when `world` is given."""
+    ds = geometry(store, sites, n, labels=tuple(dict.fromkeys(["verdict", label])), umap=umap, seed=seed, n_boot=n_boot,
+                  world=world, control_n=control_n)
+    return GeometryResult(ds, label, umap)

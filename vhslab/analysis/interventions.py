@@ -5,15 +5,19 @@ random-direction control of the same norm.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import xarray as xr
 
+from vhslab.figures.interventions import plot_patching
 from vhslab.pixels import to_uint8
 from vhslab.probes.data import as_strings, site_array
 from vhslab.search.generation import initial_noise
 from vhslab.shapes.evaluate import ShapesEvaluator
 from vhslab.shapes.phrasing import parse_prompt
+from vhslab.shapes.suites import load_suite
 from vhslab.stats import mean_ci
 from vhslab.trace.edit import PatchError, add_direction, region_mask, replace_tokens
 from vhslab.trace.site import Site, SiteError, find_site, find_transformer
@@ -176,3 +180,50 @@ def steer_sweep(world, store: xr.Dataset, prompts, blocks, coefficient: float = 
                     coords={"block": list(blocks)})
     ds.attrs.update({"n_prompts": len(unique), "n_images": len(specs), "coefficient": coefficient, "seed": seed})
     return ds
+
+
+@dataclass
+class PatchResult:
+    """What `patch_study` measured: the patching (and steering) dataset `ds` and its plain numbers
+    (`summary`, what `vhslab patch --json` prints: `to_json()`); `plot()` the block x region heatmaps."""
+
+    ds: xr.Dataset
+    summary: dict
+
+    def to_json(self) -> dict:
+        """Flip rates per block and region beside the control, restoration, the quadrant effect per block
+        and (with steering) the steering success beside its random-direction control."""
+        return dict(self.summary)
+
+    def plot(self):
+        """The block x region heatmaps (`vhslab.figures.interventions.plot_patching`)."""
+        return plot_patching(self.ds)
+
+
+def _patch_summary(ds: xr.Dataset, seed: int, steer: bool) -> dict:
+    """The plain numbers of a patching dataset (rounded as `vhslab patch` prints them)."""
+    table, control = ds["flip"].to_pandas(), ds["flip_control"].to_pandas()
+    result = {"n_pairs": ds.attrs["n_pairs"],
+              "flip": {str(b): {r: round(float(table.loc[b, r]), 3) for r in table.columns} for b in table.index},
+              "flip_control": {str(b): {r: round(float(control.loc[b, r]), 3) for r in control.columns} for b in control.index},
+              "restored": {str(b): round(float(ds["restored"].sel(block=b, region="all")), 3) for b in ds.block.values},
+              **patch_effect(ds, seed=seed)}
+    if steer:
+        result["steering"] = {}
+        for b in ds.block.values:
+            hit, ctl = (ds[v].sel(block=b).values.astype(float) for v in ("steer_success", "steer_control"))
+            result["steering"][str(b)] = {"success": float(hit.mean()), "control": float(ctl.mean()),
+                                          "diff_ci": mean_ci(hit - ctl, 1000, seed)}
+    return result
+
+
+def patch_study(world, verifier, store: xr.Dataset, blocks, n_pairs: int = 50, train: xr.Dataset | None = None,
+                coefficient: float = 1.0, seed: int = 0) -> PatchResult:
+    """`vhslab patch`: activation patching at `blocks` on the first `n_pairs` correct / wrong pairs of `store`
+    (`pairs_from_store`, `patch_sweep`) and, when `train` (the store the colour probes are fitted on) is
+    given, colour steering on the GenEval shapes suite with its random-direction control (`steer_sweep`)."""
+    ds = patch_sweep(world, verifier, pairs_from_store(store, n_pairs), blocks)
+    if train is not None:
+        st = steer_sweep(world, train, load_suite("geneval-shapes"), blocks, coefficient, seed)
+        ds = xr.merge([ds, st.rename({"success": "steer_success", "control": "steer_control"})], combine_attrs="drop_conflicts")
+    return PatchResult(ds, _patch_summary(ds, seed, train is not None))

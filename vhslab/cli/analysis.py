@@ -6,10 +6,9 @@ import time
 from pathlib import Path
 
 import typer
-import xarray as xr
 
-from vhslab.analysis.geometry import geometry
-from vhslab.analysis.interventions import pairs_from_store, patch_effect, patch_sweep, steer_sweep
+from vhslab.analysis.geometry import geometry_study
+from vhslab.analysis.interventions import patch_study
 from vhslab.analysis.study import attribution_study
 from vhslab.cli.common import (
     claim_outputs,
@@ -23,12 +22,7 @@ from vhslab.cli.common import (
 from vhslab.cli.options import AllowIncomplete, JsonFlag, OverwriteOutPlot, Seed, progress_flag
 from vhslab.data.default_stores import default_store
 from vhslab.errors import InputError
-from vhslab.figures.geometry import plot_geometry
-from vhslab.figures.interventions import plot_patching
 from vhslab.probes import open_store
-from vhslab.shapes.suites import load_suite
-from vhslab.stats import mean_ci
-from vhslab.trace.site import Site
 from vhslab.verifier.load import named_verifier
 from vhslab.world import load_world
 
@@ -101,25 +95,12 @@ def patch_cmd(
     if any(not 0 <= b < n_blocks for b in block_list):
         raise InputError(f"--blocks: the world's generator has blocks 0-{n_blocks - 1}, got {block_list}")
     v = named_verifier(verifier)
-    ds = patch_sweep(world, v, pairs_from_store(_test_store(data, progress, allow_incomplete), pairs), block_list)
-    if steer:
-        train_store = open_store(train if train is not None else default_store("verifier-train", progress),
-                                 allow_incomplete=allow_incomplete)
-        st = steer_sweep(world, train_store, load_suite("geneval-shapes"), block_list, coefficient, seed)
-        ds = xr.merge([ds, st.rename({"success": "steer_success", "control": "steer_control"})], combine_attrs="drop_conflicts")
-    table, control = ds["flip"].to_pandas(), ds["flip_control"].to_pandas()
-    result = {"n_pairs": ds.attrs["n_pairs"],
-              "flip": {str(b): {r: round(float(table.loc[b, r]), 3) for r in table.columns} for b in table.index},
-              "flip_control": {str(b): {r: round(float(control.loc[b, r]), 3) for r in control.columns} for b in control.index},
-              "restored": {str(b): round(float(ds["restored"].sel(block=b, region="all")), 3) for b in ds.block.values},
-              **patch_effect(ds, seed=seed)}
-    if steer:
-        result["steering"] = {}
-        for b in ds.block.values:
-            hit, ctl = (ds[v].sel(block=b).values.astype(float) for v in ("steer_success", "steer_control"))
-            result["steering"][str(b)] = {"success": float(hit.mean()), "control": float(ctl.mean()),
-                                          "diff_ci": mean_ci(hit - ctl, 1000, seed)}
-    save_outputs(result, ds, lambda: plot_patching(ds), outs)
+    store = _test_store(data, progress, allow_incomplete)
+    train_store = open_store(train if train is not None else default_store("verifier-train", progress),
+                             allow_incomplete=allow_incomplete) if steer else None
+    res = patch_study(world, v, store, block_list, pairs, train=train_store, coefficient=coefficient, seed=seed)
+    result = res.to_json()
+    save_outputs(result, res.ds, res.plot, outs)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     emit(result, as_json, title="patch")
 
@@ -147,27 +128,10 @@ def geometry_cmd(
     t0 = time.perf_counter()
     outs = claim_outputs("geometry", overwrite, inputs={"--data": data}, out=out, plot=plot)
     store = _test_store(data, progress, allow_incomplete)
-    site_list = comma_list(sites) or None
-    ds = geometry(store, site_list, n, labels=tuple(dict.fromkeys(["verdict", label])), umap=umap, seed=seed, n_boot=n_boot,
-                  world=load_world() if control else None, control_n=control_n)
-    names = [str(s) for s in ds.site.values]
-    result = {"n": ds.attrs["n"], "sites": names, "interval": ds.attrs["interval"], **_pairs(ds, names, "cka"),
-              "pca_variance_ratio": {s: [round(float(x), 3) for x in ds["pca_variance_ratio"].sel(site=s).values] for s in names}}
-    if control:
-        blocks = [s for s in names if Site.parse(s).is_block]
-        result["random_dit"] = {"n": ds.attrs["control_n"], "seed": ds.attrs["control_seed"], "what": ds.attrs["control"],
-                                **_pairs(ds.sel(site=blocks, site_b=blocks), blocks, "cka_random_dit"),
-                                **_pairs(ds.sel(site=blocks, site_b=blocks), blocks, "cka_minus_random")}
-    wanted = (str(Site.block(0)), str(Site.block(len(names) // 2)), "ae_latent", "vision")
-    shown = [s for s in names if s in wanted] or names[:3]
-    save_outputs(result, ds, lambda: plot_geometry(ds, label, "umap" if umap else "pca", shown), outs)
+    res = geometry_study(store, comma_list(sites) or None, n, label, umap=umap, seed=seed, n_boot=n_boot,
+                         world=load_world() if control else None, control_n=control_n)
+    result = res.to_json()
+    save_outputs(result, res.ds, res.plot, outs)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     emit(result, as_json, title="geometry")
 
-
-def _pairs(ds, names: list[str], var: str) -> dict:
-    """{var: {a: {b: value}}, var_ci: {a: {b: [lower, upper]}}} of a (site, site_b) matrix and its interval."""
-    value, lo, hi = (ds[v].values for v in (var, f"{var}_lower", f"{var}_upper"))
-    return {var: {a: {b: round(float(value[i, j]), 3) for j, b in enumerate(names)} for i, a in enumerate(names)},
-            f"{var}_ci": {a: {b: [round(float(lo[i, j]), 3), round(float(hi[i, j]), 3)] for j, b in enumerate(names)}
-                          for i, a in enumerate(names)}}
