@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import typer
 from PIL import Image
 
@@ -37,10 +36,9 @@ from vhslab.cli.options import (
 )
 from vhslab.errors import InputError
 from vhslab.outputs import save_figure, save_json
-from vhslab.search import best_of_n, load_cost_model
+from vhslab.search import generate_picture, load_cost_model
 from vhslab.search.bench import bench_device, run_bench
 from vhslab.search.table import bestofn_table
-from vhslab.shapes.evaluate import ShapesEvaluator
 from vhslab.verifier.load import named_verifier
 from vhslab.world import load_world
 
@@ -72,13 +70,9 @@ def generate_cmd(
     check_side(max(gen.height, gen.width) * upscale, f"--upscale {upscale}")
     batch_size = fit_batch(batch_size, n, dit_row_bytes(world.pipeline, gen.height, gen.width))
     v = named_verifier(verifier)
-    res = best_of_n(world.pipeline, v, prompt, n, seed=seed, batch_size=batch_size, gen=world.gen_config)
-    image = np.repeat(np.repeat(res.image, upscale, 0), upscale, 1)
-    save_figure(outs["out"], Image.fromarray(image))
-    result = {"out": str(out), "prompt": prompt, "n": res.n, "site": v.config.site, "chosen": res.chosen,
-              "scores": [round(float(s), 4) for s in res.scores], "seed_of_chosen": res.seeds[res.chosen],
-              "timings_ms": {k: round(1000 * t, 2) for k, t in res.timings.items()}}
-    result["evaluator_correct"] = bool(ShapesEvaluator().evaluate(res.image, spec).correct)
+    res = generate_picture(world, v, prompt, n, seed=seed, batch_size=batch_size, upscale=upscale, spec=spec)
+    save_figure(outs["out"], Image.fromarray(res.image))
+    result = {"out": str(out), **res.to_json()}
     emit(result, as_json, title="generate")
 
 

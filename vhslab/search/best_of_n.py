@@ -26,6 +26,8 @@ import torch
 from vhslab.pipeline import GenConfig, sample_seed
 from vhslab.search.generation import Prompted, SearchError, decode, initial_noise
 from vhslab.search.paths import SearchPath, SearchRun, path_of
+from vhslab.shapes.evaluate import ShapesEvaluator
+from vhslab.shapes.phrasing import parse_prompt
 from vhslab.trace.site import Site, find_transformer
 
 
@@ -124,3 +126,35 @@ def best_of_n(pipe, verifier, prompt: str, n: int | None = None, *, budget_ms: f
         image = path.finish(run, noise, kept, chosen)
     t["total"] = sum(t.values())
     return SearchResult(image, scores, chosen, seeds, dict(t), path.name)
+
+
+@dataclass
+class Picture:
+    """What `generate_picture` made: the search (`search`, its image not enlarged), the enlarged image to
+    save (`image`), the verifier's site and the evaluator's verdict of the winner (`correct`).
+    `to_json()` is what `vhslab generate --json` prints after the file it wrote."""
+
+    prompt: str
+    site: str
+    search: SearchResult
+    image: np.ndarray
+    correct: bool
+
+    def to_json(self) -> dict:
+        """Prompt, N, site, chosen index, every score (4 places), the winner's seed, per-stage milliseconds
+        and the evaluator's verdict."""
+        res = self.search
+        return {"prompt": self.prompt, "n": res.n, "site": self.site, "chosen": res.chosen,
+                "scores": [round(float(s), 4) for s in res.scores], "seed_of_chosen": res.seeds[res.chosen],
+                "timings_ms": {k: round(1000 * t, 2) for k, t in res.timings.items()},
+                "evaluator_correct": self.correct}
+
+
+def generate_picture(world, verifier, prompt: str, n: int = 8, *, seed: int = 0, batch_size: int = 8,
+                     upscale: int = 1, spec=None) -> Picture:
+    """`vhslab generate`: Best-of-`n` in `world` with `verifier` (`best_of_n`), the winner enlarged `upscale`
+    times (nearest) and judged by the shapes evaluator against `spec` (default: the parsed prompt)."""
+    res = best_of_n(world.pipeline, verifier, prompt, n, seed=seed, batch_size=batch_size, gen=world.gen_config)
+    image = np.repeat(np.repeat(res.image, upscale, 0), upscale, 1)
+    correct = bool(ShapesEvaluator().evaluate(res.image, spec if spec is not None else parse_prompt(prompt)).correct)
+    return Picture(prompt, verifier.config.site, res, image, correct)
