@@ -28,7 +28,8 @@ from vhslab.verifier.load import load_llm, store_or_default
 from vhslab.verifier.model import VERIFIER_KIND
 from vhslab.verifier.report import check_site, evaluate_verifier
 from vhslab.verifier.sweep import run_verifier_sweep, sweep_summary, verifier_table
-from vhslab.verifier.train import VerifierTrainConfig, train_verifier
+from vhslab.verifier.train import VerifierTrainConfig
+from vhslab.verifier.trained import train_on_store
 
 verifier_app = typer.Typer(help="LatentVerifiers: train one, evaluate one, sweep every site.", no_args_is_help=True,
                            pretty_exceptions_enable=False)
@@ -102,18 +103,12 @@ def train_cmd(
         if earlier == "complete":  # replaced (--overwrite): its finished run's checkpoint is not resumed
             drop_checkpoints()
         write_manifest(target, complete=False)
-    t0 = time.perf_counter()
-    verifier, info = train_verifier(ds, site, model, tokenizer, cfg, token_grid=grid or None, progress=progress,
-                                    checkpoint=out / CHECKPOINT)
-    verifier.config.extra.update({"data": str(data or "verifier-train"), "store": ds.attrs.get("content_key"),
-                                  "best_val_auroc": info["best_val_auroc"], "best_val_within": info["best_val_within"]})
+    res = train_on_store(ds, site, model, tokenizer, cfg, data_name=str(data or "verifier-train"), loss=loss,
+                         token_grid=grid or None, progress=progress, checkpoint=out / CHECKPOINT)
     if PartialState().is_main_process:
-        verifier.save_pretrained(out)
+        res.verifier.save_pretrained(out)
         drop_checkpoints()
-    emit({"out": str(out), "site": site, "loss": loss, "train_s": round(time.perf_counter() - t0, 1),
-          "best_val_auroc": info["best_val_auroc"], "best_val_within": info["best_val_within"],
-          "best_step": info["best_step"], "n_train": info["n_train"], "n_val": info["n_val"],
-          "processes": info["processes"], "history": info["history"]}, as_json, title="verifier trained")
+    emit({"out": str(out), **res.to_json()}, as_json, title="verifier trained")
 
 
 @verifier_app.command("eval")
