@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import time
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ from vhslab.shapes.suites import load_suite
 from vhslab.shapes.worldcheck import world_check
 from vhslab.world import WORLD_DIR, load_world, stage
 from vhslab.world.gold import gold_report
-from vhslab.world.score import generate, score_generator
+from vhslab.world.score import generate, score_world
 from vhslab.world.train import STAGES, profile_configs, train_world
 
 SceneSeed = seed_option("scene seed")
@@ -225,9 +224,8 @@ def score_cmd(
     """GenEval-style scores of one-step generations: Bo1, oracle Best-of-N, images/s."""
 
     w = load_world(world)  # WorldMissingError is bad input: `guard` prints it, exit 2
-    gen = w.gen_config if guidance_scale is None else replace(w.gen_config, guidance_scale=guidance_scale)
-    result = score_generator(w.pipeline, load_suite(suite)[:limit], n_per_prompt, gen, seed)
-    emit(result, as_json, "world score")
+    res = score_world(w, load_suite(suite)[:limit], n_per_prompt, guidance_scale, seed)
+    emit(res.to_json(), as_json, "world score")
 
 
 @world_app.command("samples")

@@ -12,6 +12,7 @@ from vhslab.pipeline import GenConfig
 from vhslab.schemas import WorldInfo, load
 from vhslab.trace.vision import VisionEncoder
 from vhslab.world.llm_train import load_llm
+from vhslab.world.score import WorldScore, score_world
 from vhslab.world.vision_train import load_vision
 
 WORLD_DIR = Path(__file__).resolve().parents[1] / "assets" / "world"
@@ -63,4 +64,4 @@ def load_world(path: str | Path | None = None, device: str = "cpu") -> World:
     return World(pipe, vision, clip, llm, pipe.tokenizer, gen, info)
 
 
-__all__ = ["WORLD_DIR", "World", "WorldMissingError", "load_world"]
+__all__ = ["WORLD_DIR", "World", "WorldMissingError", "WorldScore", "load_world", "score_world"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -72,3 +73,22 @@ def score_generator(pipe, suite: list[PromptSpec], n_per_prompt: int = 4, gen: G
         result["images"] = np.stack(images)
         result["correct"] = correct
     return result
+
+
+@dataclass
+class WorldScore:
+    """What `score_world` found: the report `vhslab world score --json` prints (`to_json()`)."""
+
+    report: dict
+
+    def to_json(self) -> dict:
+        """The report as plain JSON values (`score_generator`'s)."""
+        return self.report
+
+
+def score_world(world, suite: list[PromptSpec], n_per_prompt: int = 4, guidance_scale: float | None = None,
+                seed: int = 0) -> WorldScore:
+    """`vhslab world score`: `score_generator` of a loaded world's generator on `suite`, at the world's
+    generation defaults (its guidance scale unless `guidance_scale` is given)."""
+    gen = world.gen_config if guidance_scale is None else replace(world.gen_config, guidance_scale=guidance_scale)
+    return WorldScore(score_generator(world.pipeline, suite, n_per_prompt, gen, seed))
