@@ -18,7 +18,7 @@ from vhslab.errors import InputError
 from vhslab.figures.grids import image_grid
 from vhslab.outputs import Output, claim, save_figure, state, write_manifest
 from vhslab.shapes.evaluate import ShapesEvaluator
-from vhslab.shapes.gold import GOLD_FILE, disagreement_sheet, images_file, read_gold, read_gold_images
+from vhslab.shapes.gold import GOLD_FILE, images_file, read_gold, read_gold_images
 from vhslab.shapes.phrasing import caption_scene, parse_prompt
 from vhslab.shapes.prompts import TAGS
 from vhslab.shapes.robustness import DISTORTIONS, robustness_suite
@@ -26,7 +26,7 @@ from vhslab.shapes.scenes import render, sample_scene
 from vhslab.shapes.suites import load_suite
 from vhslab.shapes.worldcheck import world_check
 from vhslab.world import WORLD_DIR, load_world, stage
-from vhslab.world.gold import gold_report
+from vhslab.world.gold import gold_agreement
 from vhslab.world.score import generate, score_world
 from vhslab.world.train import STAGES, profile_configs, train_world
 
@@ -97,16 +97,13 @@ def gold_cmd(
         console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     w = load_world(world)  # WorldMissingError is bad input: `guard` prints it, exit 2
-    report, disagreements, images = gold_report(w.pipeline, w.gen_config.resolve(w.pipeline), ShapesEvaluator(), records,
-                                                 judged=judged)
-    report["disagreements"] = [{"index": r.index, "split": r.split, "prompt": r.prompt, "gold": r.correct,
-                                "reasons": v.reasons, "note": r.note} for r, v in disagreements]
+    res = gold_agreement(w, records, judged)
     if sheet is not None:
-        fig = disagreement_sheet(disagreements, records, images)
+        fig = res.plot()
         if fig is not None:
             save_figure(outs["sheet"], fig)
             console.print(f"wrote {sheet}")
-    emit(report, as_json, "world gold")
+    emit(res.to_json(), as_json, "world gold")
 
 
 @world_app.command("robustness")

@@ -11,6 +11,7 @@ from vhslab.errors import MissingError
 from vhslab.pipeline import GenConfig
 from vhslab.schemas import WorldInfo, load
 from vhslab.trace.vision import VisionEncoder
+from vhslab.world.gold import GoldAgreement, gold_agreement
 from vhslab.world.llm_train import load_llm
 from vhslab.world.score import WorldScore, score_world
 from vhslab.world.vision_train import load_vision
@@ -64,4 +65,5 @@ def load_world(path: str | Path | None = None, device: str = "cpu") -> World:
     return World(pipe, vision, clip, llm, pipe.tokenizer, gen, info)
 
 
-__all__ = ["WORLD_DIR", "World", "WorldMissingError", "WorldScore", "load_world", "score_world"]
+__all__ = ["WORLD_DIR", "GoldAgreement", "World", "WorldMissingError", "WorldScore", "gold_agreement", "load_world",
+           "score_world"]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from vhslab.shapes.gold import GoldRecord, image_sha1
+from vhslab.shapes.evaluate import ShapesEvaluator
+from vhslab.shapes.gold import GoldRecord, disagreement_sheet, image_sha1
 from vhslab.shapes.phrasing import parse_prompt
 from vhslab.shapes.prompts import TAGS
 from vhslab.world.score import generate
@@ -69,3 +72,34 @@ def gold_report(pipe, gen, evaluator, records: list[GoldRecord], batch_size: int
             "n_per_tag": {tag: len(v) for tag, v in agree.items()},
         }
     return report, disagreements, images
+
+
+@dataclass
+class GoldAgreement:
+    """What `gold_agreement` found: `gold_report`'s report, its disagreements (record, verdict), the records
+    and the images scored. `to_json()` is what `vhslab world gold --json` prints; `plot()` the disagreements'
+    contact sheet (None if there are none)."""
+
+    report: dict
+    disagreements: list
+    records: list
+    images: np.ndarray
+
+    def to_json(self) -> dict:
+        """The report, then each disagreement's index, split, prompt, gold verdict, the evaluator's reasons and
+        the note."""
+        return {**self.report, "disagreements": [{"index": r.index, "split": r.split, "prompt": r.prompt,
+                                                  "gold": r.correct, "reasons": v.reasons, "note": r.note}
+                                                 for r, v in self.disagreements]}
+
+    def plot(self):
+        """The disagreements' contact sheet (`vhslab.shapes.gold.disagreement_sheet`), or None."""
+        return disagreement_sheet(self.disagreements, self.records, self.images)
+
+
+def gold_agreement(world, records: list[GoldRecord], judged: np.ndarray | None = None) -> GoldAgreement:
+    """`vhslab world gold`: the shapes evaluator's agreement with the gold `records` (`gold_report`), scoring
+    the `judged` images when given, else the loaded `world`'s regeneration of them."""
+    report, disagreements, images = gold_report(world.pipeline, world.gen_config.resolve(world.pipeline),
+                                                ShapesEvaluator(), records, judged=judged)
+    return GoldAgreement(report, disagreements, records, images)
