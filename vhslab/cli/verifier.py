@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import typer
@@ -21,15 +20,13 @@ from vhslab.cli.common import (
 )
 from vhslab.cli.options import AllowIncomplete, JsonFlag, OverwriteOutPlot, Progress, Seed, overwrite_flag, plot_option
 from vhslab.errors import InputError
-from vhslab.figures.verifiers import plot_verifier_depth
 from vhslab.outputs import Output, claim, save_figure, save_netcdf, state, write_manifest
 from vhslab.verifier.checkpoint import CHECKPOINT
 from vhslab.verifier.load import load_llm, store_or_default
 from vhslab.verifier.model import VERIFIER_KIND
 from vhslab.verifier.report import check_site, evaluate_verifier
-from vhslab.verifier.sweep import run_verifier_sweep, sweep_summary, verifier_table
 from vhslab.verifier.train import VerifierTrainConfig
-from vhslab.verifier.trained import train_on_store
+from vhslab.verifier.trained import sweep_sites, train_on_store
 
 verifier_app = typer.Typer(help="LatentVerifiers: train one, evaluate one, sweep every site.", no_args_is_help=True,
                            pretty_exceptions_enable=False)
@@ -171,16 +168,14 @@ def sweep_cmd(
     test_ds = store_or_default(test, "verifier-test", progress, "--test", allow_incomplete)
     dev_ds = None if dev is None else store_or_default(None if dev == "default" else Path(dev), "verifier-dev", progress,
                                                        "--dev", allow_incomplete)
-    t0 = time.perf_counter()
-    res = run_verifier_sweep(train_ds, test_ds, model, tokenizer, comma_list(sites) or None,
-                             cfg, token_grid=grid or None, n_boot=n_boot, progress=progress,
-                             partial=out.with_name(out.name + ".partial"), dev=dev_ds)
-    save_netcdf(outs["out"], res)
+    res = sweep_sites(train_ds, test_ds, model, tokenizer, comma_list(sites) or None, cfg, token_grid=grid or None,
+                      n_boot=n_boot, progress=progress, partial=out.with_name(out.name + ".partial"), dev=dev_ds)
+    save_netcdf(outs["out"], res.ds)
     shutil.rmtree(out.with_name(out.name + ".partial"), ignore_errors=True)
-    result = {"out": str(out), "elapsed_s": round(time.perf_counter() - t0, 1), **sweep_summary(res, dev is not None)}
+    result = {"out": str(out), **res.to_json()}
     if plot is not None:
-        save_figure(outs["plot"], plot_verifier_depth(res))
+        save_figure(outs["plot"], res.plot())
         result["plot"] = str(plot)
     if not as_json:
-        print(verifier_table(res))
+        print(res.table())
     emit(result, as_json, title="verifier sweep")

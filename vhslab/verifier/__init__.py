@@ -10,8 +10,8 @@ from vhslab.verifier.model import LatentVerifier, VerifierConfig, VerifierError,
 from vhslab.verifier.report import VerifierEvaluation, evaluate_verifier
 from vhslab.verifier.sweep import run_verifier_sweep, sweep_summary, verifier_table
 from vhslab.verifier.train import VerifierTrainConfig, train_verifier
-from vhslab.verifier.trained import TrainedVerifier, train_on_store
+from vhslab.verifier.trained import SweepResult, TrainedVerifier, sweep_sites, train_on_store
 
-__all__ = ["LatentVerifier", "TrainedVerifier", "VerifierConfig", "VerifierError", "VerifierEvaluation", "VerifierTrainConfig",
+__all__ = ["LatentVerifier", "SweepResult", "TrainedVerifier", "VerifierConfig", "VerifierError", "VerifierEvaluation", "VerifierTrainConfig",
            "check_generator", "evaluate_scores", "evaluate_verifier", "from_release", "load_verifier",
-           "run_verifier_sweep", "sweep_summary", "train_on_store", "train_verifier", "verifier_table"]
+           "run_verifier_sweep", "sweep_sites", "sweep_summary", "train_on_store", "train_verifier", "verifier_table"]

@@ -1,5 +1,5 @@
-"""`vhslab verifier train` as a function: one verifier trained on a store, the store it came from noted in
-its config."""
+"""`vhslab verifier train` and `vhslab verifier sweep` as functions: one verifier trained on a store (the store
+it came from noted in its config), and one per site beside the best probe of each."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from pathlib import Path
 
 import xarray as xr
 
+from vhslab.figures.verifiers import plot_verifier_depth
 from vhslab.verifier.model import LatentVerifier
+from vhslab.verifier.sweep import run_verifier_sweep, sweep_summary, verifier_table
 from vhslab.verifier.train import VerifierTrainConfig, train_verifier
 
 
@@ -47,3 +49,37 @@ def train_on_store(ds: xr.Dataset, site: str, llm, tokenizer, cfg: VerifierTrain
     verifier.config.extra.update({"data": data_name, "store": ds.attrs.get("content_key"),
                                   "best_val_auroc": info["best_val_auroc"], "best_val_within": info["best_val_within"]})
     return TrainedVerifier(verifier, info, site, loss or cfg.loss, round(time.perf_counter() - t0, 1))
+
+
+@dataclass
+class SweepResult:
+    """What `sweep_sites` found: the sweep dataset `ds` (`run_verifier_sweep`'s), whether a dev store chose a
+    site too (`with_dev`) and the seconds the sweep took. `to_json()` is what `vhslab verifier sweep --json`
+    prints after the file it wrote; `plot()` the depth plot, `table()` the readable table."""
+
+    ds: xr.Dataset
+    with_dev: bool
+    elapsed_s: float
+
+    def to_json(self) -> dict:
+        """The seconds, then `sweep_summary` of the sweep."""
+        return {"elapsed_s": self.elapsed_s, **sweep_summary(self.ds, self.with_dev)}
+
+    def plot(self):
+        """Verifier and probe against depth (`vhslab.figures.verifiers.plot_verifier_depth`)."""
+        return plot_verifier_depth(self.ds)
+
+    def table(self) -> str:
+        """The sweep as a plain-text table (`verifier_table`)."""
+        return verifier_table(self.ds)
+
+
+def sweep_sites(train: xr.Dataset, test: xr.Dataset, llm, tokenizer, sites: list[str] | None, cfg: VerifierTrainConfig, *,
+                token_grid: int | None = None, n_boot: int = 300, progress: bool = True, partial: Path | None = None,
+                dev: xr.Dataset | None = None) -> SweepResult:
+    """`vhslab verifier sweep`: `run_verifier_sweep` (one verifier per site of `sites`, default every site,
+    trained on `train`, scored on `test`; resumable through `partial`), timed."""
+    t0 = time.perf_counter()
+    ds = run_verifier_sweep(train, test, llm, tokenizer, sites, cfg, token_grid=token_grid, n_boot=n_boot,
+                            progress=progress, partial=partial, dev=dev)
+    return SweepResult(ds, dev is not None, round(time.perf_counter() - t0, 1))
