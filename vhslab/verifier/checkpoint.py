@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vhslab import statefile
+import vhslab.statefile as statefile
 from vhslab.verifier.model import VerifierError
 
 CHECKPOINT = "checkpoint.safetensors"  # a `vhslab.statefile`: safetensors + a JSON skeleton, never a pickle
