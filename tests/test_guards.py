@@ -10,7 +10,9 @@ import warnings
 import pytest
 import typer
 
+from vhslab.cli.common import guard
 from vhslab.cli.main import app, run
+from vhslab.errors import InputError, MissingError
 
 EXTRACT = ["extract", "--model", "world", "--prompts", "train", "--n-per-prompt", "2", "--sites", "block.10", "--no-progress"]
 PROMPT = "a photo of two red circles"
@@ -249,3 +251,22 @@ def test_an_empty_prompt_is_refused_by_the_search_itself():
     world = vhslab.load_world()
     with pytest.raises(SearchError, match="prompt is empty"):
         best_of_n(world.pipeline, "none", " ", 2, gen=world.gen_config)
+
+
+@pytest.mark.parametrize("error, code", [
+    (InputError("--n must be positive"), 2),              # bad input: the project's own type
+    (MissingError("no file x.zarr"), 2),
+    (ValueError("operands could not be broadcast"), 1),   # numpy's or sklearn's ValueError is a fault
+    (FileNotFoundError("libfoo.so"), 1),
+    (RuntimeError("boom"), 1),
+])
+def test_guard_exits_2_only_for_vhslab_errors(error, code, capsys):
+    def command():
+        raise error
+
+    with pytest.raises(typer.Exit) as caught:
+        guard(command)(threads=None)
+    assert caught.value.exit_code == code
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("error: ") and "\n" not in line and str(error) in line
+    assert (type(error).__name__ in line) == (code == 1)  # a fault names its type
