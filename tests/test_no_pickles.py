@@ -54,7 +54,7 @@ def plant(path: Path, marker: Path, how: str = "torch") -> Path:
     return path
 
 
-def never_runs(marker: Path, call, error=ValueError, match: str | None = None):
+def assert_never_runs(marker: Path, call, error=ValueError, match: str | None = None):
     """`call()` refuses (raises `error`, its message matching `match`) without running the payload."""
     with pytest.raises(error, match=match):
         call()
@@ -77,12 +77,12 @@ def test_the_payload_is_live(tmp_path, marker):
 def test_statefile_refuses_pickles_and_damage_naming_the_file(tmp_path, marker):
     for how in ("torch", "pickle"):
         path = plant(tmp_path / f"{how}.safetensors", marker, how)
-        never_runs(marker, lambda p=path: statefile.load(p), statefile.StateFileError, f"{path.name} is a pickle")
+        assert_never_runs(marker, lambda p=path: statefile.load(p), statefile.StateFileError, f"{path.name} is a pickle")
     good = tmp_path / "state.safetensors"
     statefile.save(good, {"step": 3, "w": torch.ones(2)})
     torn = tmp_path / "torn.safetensors"
     torn.write_bytes(good.read_bytes()[:-3])  # a torn write
-    never_runs(marker, lambda: statefile.load(torn), statefile.StateFileError, "damaged checkpoint .*torn.*remove it")
+    assert_never_runs(marker, lambda: statefile.load(torn), statefile.StateFileError, "damaged checkpoint .*torn.*remove it")
 
 
 def planted(n=128):
@@ -95,7 +95,7 @@ def planted(n=128):
 def test_verifier_training_resume_checkpoints(tmp_path, marker, name, how):
     plant(tmp_path / name, marker, how)
     cfg = VerifierTrainConfig(steps=2, batch_size=16, eval_every=2, align_steps=0, refit=True)
-    never_runs(marker, lambda: train_verifier(planted(), "block.1", tiny_llm(), build_word_tokenizer(), cfg,
+    assert_never_runs(marker, lambda: train_verifier(planted(), "block.1", tiny_llm(), build_word_tokenizer(), cfg,
                                               progress=False, checkpoint=tmp_path / CHECKPOINT),
                match=rf"{name}.*(pickle|damaged)")
 
@@ -150,11 +150,11 @@ def test_a_verifier_folder_with_pickles_in_it(tmp_path, marker):
     weights = saved / WEIGHTS  # connector and statistics
     good = weights.read_bytes()
     plant(weights, marker)
-    never_runs(marker, lambda: vhslab.load_verifier(saved), VerifierError, f"{WEIGHTS} is not a safetensors file")
+    assert_never_runs(marker, lambda: vhslab.load_verifier(saved), VerifierError, f"{WEIGHTS} is not a safetensors file")
     weights.write_bytes(good)
     next((saved / "llm").glob("*.safetensors")).unlink()
     plant(saved / "llm" / "pytorch_model.bin", marker)
-    never_runs(marker, lambda: vhslab.load_verifier(saved), VerifierError, "not a complete saved LatentVerifier")
+    assert_never_runs(marker, lambda: vhslab.load_verifier(saved), VerifierError, "not a complete saved LatentVerifier")
 
 
 def test_release_files_are_read_without_unpickling(tmp_path, marker):
@@ -173,9 +173,9 @@ def test_release_files_are_read_without_unpickling(tmp_path, marker):
             torch.save(value.bfloat16(), release / f"block_7_{kind}_bf16.pt")
         assert from_release(release).config.site == "block.7"  # the honest files load
         plant(release / name, marker)
-        never_runs(marker, lambda: from_release(release), pickle.UnpicklingError, "Weights only load failed")
+        assert_never_runs(marker, lambda: from_release(release), pickle.UnpicklingError, "Weights only load failed")
     plant(release / "model.safetensors", marker)
-    never_runs(marker, lambda: from_release(release), Exception)
+    assert_never_runs(marker, lambda: from_release(release), Exception)
 
 
 def test_a_store_with_pickles_in_its_attributes_and_codecs(marker, store):
@@ -191,7 +191,7 @@ def test_a_store_with_pickles_in_its_attributes_and_codecs(marker, store):
     for chunk in (store / "caption" / "c").rglob("*"):
         if chunk.is_file():
             chunk.write_bytes(pickle.dumps(np.array([Touch(marker)] * 32, dtype=object)))
-    never_runs(marker, lambda: open_store(store).load(), Exception)
+    assert_never_runs(marker, lambda: open_store(store).load(), Exception)
 
 
 WORLD_STAGES = ("autoencoder", "decoder", "teacher", "refine", "distill", "vision", "llm")
@@ -223,11 +223,11 @@ def test_every_world_stage_checkpoint_and_cache(tmp_path, marker):
                 np.save(path, np.array([Touch(marker)], dtype=object), allow_pickle=True)
             else:
                 plant(path, marker, "pickle" if name == "decoder" else "torch")
-            never_runs(marker, lambda n=name: run(n), ValueError, rf"{path.name}.*(pickle|[Oo]bject arrays)")
+            assert_never_runs(marker, lambda n=name: run(n), ValueError, rf"{path.name}.*(pickle|[Oo]bject arrays)")
             path.unlink()
             if kept is not None:
                 path.write_bytes(kept)
         assert run(name)[name]  # trains (and writes the caches) for real
     shutil.rmtree(out / "teacher")  # a damaged (torn) cache is refused with the fix named
     latents.write_bytes(latents.read_bytes()[:-5])
-    never_runs(marker, lambda: run("teacher"), statefile.StateFileError, "damaged cache .*remove it to start over")
+    assert_never_runs(marker, lambda: run("teacher"), statefile.StateFileError, "damaged cache .*remove it to start over")

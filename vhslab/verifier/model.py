@@ -24,13 +24,12 @@ from safetensors.torch import load_file, save_file
 from vhslab.errors import InputError
 from vhslab.outputs import Output, atomic_path, check_complete, saving
 from vhslab.probes.data import grid_pool
-from vhslab.schemas import check_release, read_verifier_config
+from vhslab.schemas import VERIFIER_FILES, check_release, read_verifier_config
 from vhslab.trace.site import Site
 
 SYSTEM = "you are an image analysis assistant ."
 QUESTION = "<image> does this image match the prompt : {prompt} ? answer yes or no ."
-WEIGHTS = "verifier.safetensors"
-CONFIG = "verifier.json"
+CONFIG, WEIGHTS = VERIFIER_FILES  # the file names are the schema's, which checks a saved folder for both
 VERIFIER_KIND = "verifier"  # the kind in a saved verifier folder's vhslab manifest
 
 
