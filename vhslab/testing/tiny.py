@@ -17,6 +17,7 @@ from vhslab.world.generator import (
     build_text_encoder,
     build_transformer,
 )
+from vhslab.world.teacher import teacher_from_student
 from vhslab.world.text import build_word_tokenizer
 
 
@@ -54,6 +55,12 @@ def tiny_sana_sprint_pipeline(
     vae = build_autoencoder(cfg)
     text_encoder = build_text_encoder(cfg, tokenizer)
     return _finish(assemble_pipeline(tokenizer, text_encoder, vae, transformer))
+
+
+def tiny_sana_pipeline(seed: int = 0, **kwargs):
+    """A real multi-step `SanaPipeline` (flow-matching Euler scheduler) built like the world's teacher:
+    `tiny_sana_sprint_pipeline(seed, **kwargs)`'s DiT converted by `teacher_transformer_from`."""
+    return _finish(teacher_from_student(tiny_sana_sprint_pipeline(seed, **kwargs)))
 
 
 def tiny_pixart_pipeline(
@@ -143,6 +150,11 @@ def tiny_vision_encoder(seed: int = 0, image_size: int = 32, patch_size: int = 8
 # the call of a tiny SANA-Sprint pipeline that tests make: one step, 32 px, 8 text tokens, tensors out
 SANA_CALL = dict(num_inference_steps=1, intermediate_timesteps=None, height=32, width=32, use_resolution_binning=False,
                  complex_human_instruction=None, max_sequence_length=8, output_type="pt")
+
+
+# the call of a tiny multi-step SANA pipeline (`tiny_sana_pipeline`): three Euler steps with CFG
+SANA_TEACHER_CALL = dict(num_inference_steps=3, guidance_scale=2.0, height=32, width=32, use_resolution_binning=False,
+                         clean_caption=False, complex_human_instruction=None, max_sequence_length=8, output_type="pt")
 
 
 def generators(n: int = 2) -> list[torch.Generator]:

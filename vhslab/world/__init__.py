@@ -14,6 +14,7 @@ from vhslab.trace.vision import VisionEncoder
 from vhslab.world.gold import GoldAgreement, gold_agreement
 from vhslab.world.llm_train import load_llm
 from vhslab.world.score import WorldScore, score_world
+from vhslab.world.teacher import TEACHER_STEPS, load_teacher
 from vhslab.world.vision_train import load_vision
 
 WORLD_DIR = Path(__file__).resolve().parents[1] / "assets" / "world"
@@ -36,6 +37,8 @@ class World:
     tokenizer: Any  # the world's word-level tokenizer (shared by every component)
     gen_config: Any  # vhslab.pipeline.GenConfig with the world's defaults
     info: dict
+    teacher: Any = None  # diffusers.SanaPipeline: the multi-step flow-matching teacher (None if not shipped)
+    teacher_gen_config: Any = None  # its GenConfig: TEACHER_STEPS Euler steps, the world's guidance
 
 
 def load_world(path: str | Path | None = None, device: str = "cpu") -> World:
@@ -62,7 +65,12 @@ def load_world(path: str | Path | None = None, device: str = "cpu") -> World:
     if (root / "llm" / "config.json").is_file():
         llm = load_llm(root / "llm")[0].to(device)
     gen = GenConfig(guidance_scale=info["default_guidance"], max_sequence_length=info["max_sequence_length"])
-    return World(pipe, vision, clip, llm, pipe.tokenizer, gen, info)
+    teacher = teacher_gen = None
+    if (root / "teacher" / "model_index.json").is_file():
+        teacher = load_teacher(root / "teacher", device)
+        teacher_gen = GenConfig(steps=TEACHER_STEPS, guidance_scale=info["default_guidance"],
+                                max_sequence_length=info["max_sequence_length"])
+    return World(pipe, vision, clip, llm, pipe.tokenizer, gen, info, teacher, teacher_gen)
 
 
 __all__ = ["WORLD_DIR", "GoldAgreement", "World", "WorldMissingError", "WorldScore", "gold_agreement", "load_world",
