@@ -79,7 +79,7 @@ class Prompted:
         """Encode `prompt` once with the pipeline's text encoder; the call arguments of `gen` kept for every candidate."""
         kwargs = gen.call_kwargs(pipe)
         embeds, mask = pipe.encode_prompt(prompt, device=pipe.device, max_sequence_length=kwargs.get("max_sequence_length", 300),
-                                          complex_human_instruction=None, clean_caption=False)
+                                          complex_human_instruction=None, clean_caption=False)[:2]  # SanaPipeline adds the negative pair
         drop = ("max_sequence_length", "complex_human_instruction", "clean_caption")
         return cls(pipe, prompt, embeds, mask, {k: v for k, v in kwargs.items() if k not in drop})
 
