@@ -115,29 +115,29 @@ class Cost:
     """What a search ran: per pipeline call (candidates b, steps run, scoring stages per candidate) and
     the extra decodes (the winner's, when no scorer decoded it)."""
 
-    calls: list[tuple[int, int, tuple[str, ...]]] = field(default_factory=list)
+    calls: list[tuple[int, int, tuple[str, ...], bool]] = field(default_factory=list)
     decodes: int = 0
 
-    def add(self, b: int, steps: int, stages: tuple[str, ...] = ()) -> None:
-        """One pipeline call of b candidates running `steps` steps, each scored on `stages`."""
-        self.calls.append((int(b), int(steps), tuple(stages)))
+    def add(self, b: int, steps: int, scorer: StepScorer | None = None) -> None:
+        """One pipeline call of b candidates running `steps` steps, each scored by `scorer` (if any)."""
+        self.calls.append((int(b), int(steps), scorer.stages if scorer is not None else (), scorer is not None))
 
     @property
     def transformer_calls(self) -> int:
         """Transformer calls per candidate summed over candidates (a CFG pair counts once)."""
-        return sum(b * s for b, s, _ in self.calls)
+        return sum(b * s for b, s, _, _ in self.calls)
 
     @property
     def scored(self) -> int:
         """Candidates scored (a candidate scored twice counts twice)."""
-        return sum(b for b, _, st in self.calls if st)
+        return sum(b for b, _, _, scored in self.calls if scored)
 
     def ms(self, cm: CostModel, cfg: bool = True) -> float:
         """Milliseconds under `cm`: the prompt's encoding, each call's overhead, its steps over every block
         (2b rows with guidance), its scoring stages, and the extra decodes (batch 1)."""
         rows = 2 if cfg else 1
         total = cm.per_call["prompt_encode"] + self.decodes * cm.batch_1["decode"]
-        for b, steps, stages in self.calls:
+        for b, steps, stages, _ in self.calls:
             total += cm.per_call["call_overhead"] + steps * cm.num_blocks * cm.stage_ms("dit_block", rows * b)
             total += sum(cm.stage_ms(st, b) for st in stages)
         return total
@@ -159,12 +159,12 @@ def prune_cost(n: int, step: int, k: int, steps: int, scorer: StepScorer | None,
     cost = Cost()
     if k == n:
         for b in _batches(n, batch_size):
-            cost.add(b, steps, final.stages if final is not None else ())
+            cost.add(b, steps, final)
     else:
         for b in _batches(n, batch_size):
-            cost.add(b, step, scorer.stages)
+            cost.add(b, step, scorer)
         for b in _batches(k, batch_size):
-            cost.add(b, steps - step, final.stages if final is not None else ())
+            cost.add(b, steps - step, final)
     cost.decodes = 0 if final is not None and final.decodes else 1
     return cost
 
