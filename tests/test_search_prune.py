@@ -20,8 +20,12 @@ from vhslab.search.prune import (
     prune_search,
     teacher_best_of_n,
 )
-from vhslab.testing.tiny import SANA_TEACHER_CALL, tiny_sana_pipeline
+from vhslab.search.prune_table import plan, prune_compare, prune_pick, subset, teacher_pool
+from vhslab.shapes.evaluate import ShapesEvaluator
+from vhslab.shapes.suites import load_suite
+from vhslab.testing.tiny import SANA_TEACHER_CALL, tiny_sana_pipeline, tiny_sana_sprint_pipeline
 from vhslab.verifier.model import LatentVerifier
+from vhslab.world import World
 from vhslab.world.text import build_word_tokenizer
 
 torch.set_num_threads(1)
@@ -141,3 +145,27 @@ def test_latent_scorer_reads_the_block_at_the_step(pipe, gen):
     deep = LatentScorer(LatentVerifier.create(tiny_llm(), build_word_tokenizer(), "block.9", width, seed=1))
     with pytest.raises(SearchError, match="blocks 0-3"):
         prune_search(pipe, PROMPT, 3, 1, 1, deep, gen=gen)
+
+
+def test_pool_pick_is_prune_search_and_the_comparison_runs(pipe, gen):
+    spec = load_suite("geneval-shapes")[100]
+    partial, final, verdict = teacher_pool(pipe, gen, spec, 5, 2, Brightness(), 4, 0, 2, ShapesEvaluator())
+    assert verdict.shape == (5,) and set(verdict) <= {0.0, 1.0}
+    for n, k in ((5, 2), (4, 1), (3, 2)):
+        res = prune_search(pipe, spec.prompt, n, 2, k, Brightness(), gen=gen, seed=4, batch_size=2)
+        assert prune_pick(partial, final, n, k) == res.chosen
+    student = tiny_sana_sprint_pipeline()
+    width = student.transformer.config.num_attention_heads * student.transformer.config.attention_head_dim
+    vhs = LatentVerifier.create(tiny_llm(), build_word_tokenizer(), "block.2", width, seed=1)
+    world = World(student, None, None, None, student.tokenizer, GenConfig(height=32, width=32, max_sequence_length=8), {},
+                  pipe, gen)
+    prompts = subset(load_suite("geneval-shapes"), 4)
+    cm = load_cost_model("world")
+    res = prune_compare(world, prompts, [2, 3], cm, Brightness(), vhs, step=1, k=1, n_boot=50, progress=False)
+    out = res.to_json()
+    assert out["n_prompt_rows"] == 4 and set(out["table"]) == {"2", "3"}
+    plan_n, _ = plan(cm, [2, 3], 3, 1, 1, Brightness(), 2, 4)
+    assert out["table"]["3"]["prune"]["n"] == plan_n[3, "prune"] > plan_n[3, "bon"] >= 3
+    assert np.isfinite(res.ds["diff"].values).all()
+    with pytest.raises(SearchError, match="budgets"):
+        prune_compare(world, prompts, [], cm, Brightness(), vhs, step=1, k=1)
