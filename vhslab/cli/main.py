@@ -10,7 +10,7 @@ from vhslab.cli.analysis import attribute_cmd, geometry_cmd, patch_cmd
 from vhslab.cli.common import DEBUG, guard
 from vhslab.cli.extract import extract_cmd, inspect_cmd
 from vhslab.cli.probe import probe_cmd
-from vhslab.cli.search import bench_cmd, bestofn_cmd, generate_cmd
+from vhslab.cli.search import bench_cmd, bestofn_cmd, generate_cmd, prune_cmd
 from vhslab.cli.verifier import verifier_app
 from vhslab.cli.world import world_app
 
@@ -24,6 +24,7 @@ app.command("probe")(guard(probe_cmd))
 app.command("generate")(guard(generate_cmd))
 app.command("bestofn")(guard(bestofn_cmd))
 app.command("bench")(guard(bench_cmd))
+app.command("prune")(guard(prune_cmd))
 app.command("attribute")(guard(attribute_cmd))
 app.command("patch")(guard(patch_cmd))
 app.command("geometry")(guard(geometry_cmd))

@@ -38,6 +38,7 @@ from vhslab.errors import InputError
 from vhslab.outputs import save_figure, save_json
 from vhslab.search import generate_picture, load_cost_model
 from vhslab.search.bench import bench_device, run_bench
+from vhslab.search.prune_table import pruning_table
 from vhslab.search.table import bestofn_table
 from vhslab.verifier.load import named_verifier
 from vhslab.world import load_world
@@ -154,3 +155,43 @@ def bench_cmd(
         save_json(outs["save_cost_model"], res.cost_model)
         result["saved"] = str(save_cost_model)
     emit(result, as_json, title="bench")
+
+
+def prune_cmd(
+    prompts: str = typer.Option("geneval-shapes", help="a prompt suite or GenEval metadata file (held-out meanings)"),
+    budgets: str = typer.Option("2,4,8", help="budgets in plain teacher generations (one prompt, every step with "
+                                "guidance, one decode) under --cost-model"),
+    cost_model: str = typer.Option("world", help="world, sana-sprint-1.6b or a JSON file"),
+    scorer: str = typer.Option("vision", help="the teacher's scorer: vision (the shipped vision verifier on decoded "
+                               "x0_hat) or oracle (the evaluator: an upper bound)"),
+    step: int = typer.Option(None, min=1, help="steps the candidates run before pruning (default: half the teacher's)"),
+    k: int = typer.Option(2, min=1, help="candidates continued to the end"),
+    rows: int = typer.Option(None, min=1, help="at most this many prompt rows (every j-th of the suite)"),
+    vhs: str = typer.Option("default", help="the student's VHS verifier: 'default' (shipped) or a folder"),
+    vision_verifier: str = typer.Option("default", "--vision-verifier", help="the vision verifier: 'default' or a folder"),
+    seed: RootSeed = 1,
+    n_boot: int = typer.Option(1000, min=10),
+    batch_size: int = typer.Option(8, min=1, help="candidates per call"),
+    out: TableOut = None,
+    plot: CurvePlot = None,
+    overwrite: OverwriteOutPlot = False,
+    progress: Progress = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Search that prunes early on the world's teacher (N candidates to --step, the top --k continued) against
+    Best-of-N on the teacher and the one-step student with VHS, at matched budgets; paired intervals over
+    meanings. --plot writes the figure and a PDF beside it."""
+    t0 = time.perf_counter()
+    outs = claim_outputs("prune", overwrite, inputs={"--prompts": prompts, "--vhs": vhs, "--vision-verifier": vision_verifier,
+                         "--cost-model": cost_model}, out=out, plot=plot,
+                         plot_pdf=None if plot is None else Path(plot).with_suffix(".pdf"))
+    budget_list = comma_list(budgets, positive_number, "--budgets", "numbers (each positive)")
+    res = pruning_table(prompts, budget_list, cost_model, scorer=scorer, step=step, k=k, rows=rows, vhs=vhs,
+                        vision_verifier=vision_verifier, seed=seed, n_boot=n_boot, batch_size=batch_size, progress=progress)
+    result = res.to_json()
+    save_outputs(result, res.ds, res.plot, outs)
+    if "plot_pdf" in outs:
+        save_figure(outs["plot_pdf"], res.plot())
+        result["plot_pdf"] = str(outs["plot_pdf"].path)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    emit(result, as_json, title="prune")

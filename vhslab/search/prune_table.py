@@ -27,13 +27,18 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
+from vhslab.figures.pruning import plot_pruning
 from vhslab.pipeline import candidate_offsets, sample_seed
 from vhslab.search.best_of_n import best_of_n
+from vhslab.search.costs import load_cost_model
 from vhslab.search.generation import Prompted, SearchError, decode, initial_noise
-from vhslab.search.prune import StepScorer, advance, bon_cost, check_prune, prune_cost
+from vhslab.search.prune import PixelScorer, StepScorer, advance, bon_cost, check_prune, prune_cost
 from vhslab.shapes.evaluate import ShapesEvaluator, overall_score
+from vhslab.shapes.suites import load_suite
 from vhslab.stats import interval, meaning_draws, paired_interval
 from vhslab.trace.site import Site, find_transformer
+from vhslab.verifier.load import named_verifier
+from vhslab.world import load_world
 
 METHODS = ("prune", "bon", "student")
 MAX_N = 256
@@ -157,6 +162,10 @@ class PruneComparison:
     ds: xr.Dataset
     settings: dict
 
+    def plot(self):
+        """The budget-curve figure (`vhslab.figures.pruning.plot_pruning`)."""
+        return plot_pruning(self.ds)
+
     def to_json(self) -> dict:
         """Settings, then per budget each method's N, score and interval, and the paired differences."""
         out = {}
@@ -209,5 +218,26 @@ def prune_compare(world, prompts: list, budgets, cost_model, scorer: StepScorer,
     return PruneComparison(ds, settings)
 
 
-__all__ = ["METHODS", "PruneComparison", "check_compare", "most_within", "plan", "prune_compare", "prune_pick",
+def pruning_table(prompts: str, budgets, cost_model: str = "world", *, scorer: str = "vision", step: int | None = None,
+                  k: int = 2, rows: int | None = None, vhs: str = "default", vision_verifier: str = "default",
+                  seed: int = 1, n_boot: int = 1000, batch_size: int = 8, progress: bool = True) -> PruneComparison:
+    """`vhslab prune`: `prune_compare` in the shipped world on the suite `prompts` (at most `rows` rows, every
+    j-th), the teacher's candidates scored by `scorer` ("vision": the shipped vision verifier on decoded
+    x0_hat; "oracle": the evaluator, an upper bound), `step` (default: half the teacher's steps) and `k`
+    fixed a priori; the student's Best-of-N with the VHS verifier `vhs`. Errors before compute."""
+    if scorer not in ("vision", "oracle"):
+        raise SearchError(f"--scorer is vision or oracle, got {scorer!r}")
+    cm = load_cost_model(cost_model)
+    world = load_world()
+    if world.teacher is not None and step is None:
+        step = world.teacher_gen_config.steps // 2
+    check_compare(world, budgets, step, k, rows)
+    suite = subset(load_suite(prompts), rows)
+    scoring = (PixelScorer.vision(named_verifier(vision_verifier, kind="vision"), world.vision) if scorer == "vision"
+               else PixelScorer.oracle())
+    return prune_compare(world, suite, budgets, cm, scoring, named_verifier(vhs, kind="vhs"), step=step, k=k, seed=seed,
+                         n_boot=n_boot, batch_size=batch_size, progress=progress)
+
+
+__all__ = ["METHODS", "PruneComparison", "check_compare", "most_within", "plan", "prune_compare", "prune_pick", "pruning_table",
            "student_verdicts", "subset", "summarize", "teacher_pool"]
