@@ -167,5 +167,7 @@ def test_pool_pick_is_prune_search_and_the_comparison_runs(pipe, gen):
     plan_n, _ = plan(cm, [2, 3], 3, 1, 1, Brightness(), 2, 4)
     assert out["table"]["3"]["prune"]["n"] == plan_n[3, "prune"] > plan_n[3, "bon"] >= 3
     assert np.isfinite(res.ds["diff"].values).all()
+    fig = res.plot()
+    assert len(fig.legends) == 1 and len(fig.axes[0].lines) >= 3
     with pytest.raises(SearchError, match="budgets"):
         prune_compare(world, prompts, [], cm, Brightness(), vhs, step=1, k=1)
