@@ -98,7 +98,7 @@ def teacher_images(pipe, prompts: Sequence[str], seeds: Sequence[int], gen: GenC
     kwargs = gen.call_kwargs(pipe)
     if not writes:
         return to_uint8(pipe(prompt=list(prompts), latents=noise, output_type="np", **kwargs).images)
-    with trace(pipe, writes=writes, dtype=torch.float32, stop=False):
+    with trace(pipe, writes=writes, calls=gen.steps, dtype=torch.float32, stop=False):
         images = pipe(prompt=list(prompts), latents=noise, output_type="np", **kwargs).images
     return to_uint8(images)
 
