@@ -30,8 +30,8 @@ from vhslab.pipeline import GenConfig
 from vhslab.pixels import to_uint8
 from vhslab.search.generation import initial_noise
 from vhslab.shapes.evaluate import ShapesEvaluator
-from vhslab.shapes.phrasing import parse_prompt, prompt_text
-from vhslab.shapes.prompts import Item, PromptSpec
+from vhslab.shapes.phrasing import PREFIX, noun_phrase, parse_prompt
+from vhslab.shapes.prompts import PromptSpec
 from vhslab.shapes.scenes import COLORS
 from vhslab.stats import cluster_draws, interval, row_weights
 from vhslab.trace.site import Site, find_transformer
@@ -68,7 +68,7 @@ def colour_pairs(specs: Sequence[PromptSpec], n_pairs: int, seed: int = 0) -> li
     for spec in unique[:n_pairs]:
         item = spec.include[0]
         colour = palette[(palette.index(item.color) + 1) % len(palette)]
-        donor = prompt_text(PromptSpec(spec.tag, "", (Item(item.cls, item.count, colour),)))
+        donor = PREFIX + noun_phrase(item.cls, item.count, colour)
         a, b = (int(x) for x in rng.choice(2**31, 2, replace=False))
         out.append(TimingPair(spec.prompt, donor, a, b))
     return out
