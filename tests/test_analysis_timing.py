@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers.cli import vhslab as vhslab_cli
 
 from vhslab.analysis.timing import (
     TimingError,
@@ -127,3 +128,27 @@ def test_bad_input_fails_before_compute(pipe, kwargs, match):
     finally:
         handle.remove()
     assert not calls
+
+
+def test_colour_pairs_seeds_per_prompt():
+    pairs = colour_pairs(load_suite("geneval-shapes"), 6, seed=0, per_prompt=2)
+    assert len(pairs) == 6 and [p.recipient for p in pairs[::2]] == [p.recipient for p in pairs[1::2]]
+    assert len({p.seed for p in pairs}) == 6 and all(p.seed != p.control_seed for p in pairs)
+    for p in pairs:  # the donor differs in the colour word only
+        rec, don = p.recipient.split(), p.donor.split()
+        assert len(rec) == len(don) and sum(a != b for a, b in zip(rec, don, strict=True)) == 1
+    with pytest.raises(TimingError, match="per_prompt"):
+        colour_pairs(load_suite("geneval-shapes"), 6, per_prompt=0)
+
+
+def test_cli_on_the_world_teacher(tmp_path):
+    """`vhslab patch-timing` on the shipped teacher: a step it lacks is exit 2 naming it; one pair at the
+    last step runs and prints one JSON object."""
+    r = vhslab_cli("patch-timing", "--steps", "8", "--json")
+    assert r.returncode == 2 and "steps: the generator runs 8 steps" in r.stderr
+    r = vhslab_cli("patch-timing", "--pairs", "1", "--steps", "7", "--blocks", "11", "--n-boot", "20",
+                   "--plot", str(tmp_path / "m.png"), "--json")
+    assert r.returncode == 0, r.stderr[-1500:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["n_pairs"] == 1 and set(res["cells"]) == {"block.11@step7", "x_t@step7"} and res["sigma"][0] < 0.2
+    assert (tmp_path / "m.png").stat().st_size > 0 and (tmp_path / "m.pdf").stat().st_size > 0

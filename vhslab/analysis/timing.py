@@ -55,23 +55,25 @@ class TimingPair:
     control_seed: int
 
 
-def colour_pairs(specs: Sequence[PromptSpec], n_pairs: int, seed: int = 0) -> list[TimingPair]:
+def colour_pairs(specs: Sequence[PromptSpec], n_pairs: int, seed: int = 0, per_prompt: int = 1) -> list[TimingPair]:
     """Up to `n_pairs` pairs from the single-object colour prompts of `specs` (tag 'colors'), in
-    order: the donor asks for the next colour of the world's palette, same object; seeds drawn
-    from `seed` (recipient and control differ)."""
+    order, `per_prompt` seeds each: the donor asks for the next colour of the world's palette, same
+    object; seeds drawn from `seed` (recipient and control differ)."""
     unique = list({s.prompt: s for s in specs if s.tag == "colors" and len(s.include) == 1}.values())
     if not unique:
         raise TimingError("colour pairs need single-object colour prompts (tag 'colors')")
+    if per_prompt < 1:
+        raise TimingError(f"per_prompt must be >= 1, got {per_prompt}")
     palette = list(COLORS)
     rng = np.random.default_rng(seed)
     out = []
-    for spec in unique[:n_pairs]:
+    for spec in unique:
         item = spec.include[0]
-        colour = palette[(palette.index(item.color) + 1) % len(palette)]
-        donor = PREFIX + noun_phrase(item.cls, item.count, colour)
-        a, b = (int(x) for x in rng.choice(2**31, 2, replace=False))
-        out.append(TimingPair(spec.prompt, donor, a, b))
-    return out
+        donor = PREFIX + noun_phrase(item.cls, item.count, palette[(palette.index(item.color) + 1) % len(palette)])
+        for _ in range(per_prompt):
+            a, b = (int(x) for x in rng.choice(2**31, 2, replace=False))
+            out.append(TimingPair(spec.prompt, donor, a, b))
+    return out[:n_pairs]
 
 
 def _recorder(box: dict, key):

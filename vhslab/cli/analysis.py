@@ -111,8 +111,9 @@ def patch_cmd(
 
 
 def patch_timing_cmd(
-    pairs: int = typer.Option(24, min=1, help="recipient / donor pairs: single-object colour prompts of the held-out "
-                              "`geneval-shapes` suite, the donor asking for the next colour"),
+    pairs: int = typer.Option(20, min=1, help="recipient / donor pairs: single-object colour prompts of the held-out "
+                              "`geneval-shapes` suite (20 of them), the donor asking for the next colour"),
+    per_prompt: int = typer.Option(1, min=1, help="pairs (seeds) per recipient prompt"),
     steps: str = typer.Option("", help="comma list of denoising steps, 0-based (default: every step of the teacher)"),
     blocks: str = typer.Option("", help="comma list of block indices (default: every block)"),
     x_t: bool = typer.Option(True, "--x-t/--no-x-t", help="also transplant the noisy latent x_t at each step"),
@@ -138,7 +139,7 @@ def patch_timing_cmd(
     n_blocks = len(world.teacher.transformer.transformer_blocks)
     step_list = comma_list(steps, int, "--steps", "step indices") or list(range(gen.steps))
     block_list = comma_list(blocks, int, "--blocks", "block indices") or list(range(n_blocks))
-    pair_list = colour_pairs(load_suite("geneval-shapes"), pairs, seed)
+    pair_list = colour_pairs(load_suite("geneval-shapes"), pairs, seed, per_prompt)
     res = patch_timing(world.teacher, pair_list, step_list, block_list, gen=gen, x_t=x_t, batch_size=batch_size,
                        n_boot=n_boot, seed=seed)
     result = res.to_json()
