@@ -247,7 +247,8 @@ def timing_summary(ds: xr.Dataset) -> dict:
         for site in ds.site.values:
             c = ds.sel(step=s, site=site)
             cells[f"{site}@step{int(s)}"] = {
-                "flip": r(c["flip"]), "flip_control": r(c["flip_control"]),
+                "flip": r(c["flip"]), "flip_ci": [r(x) for x in c["flip_ci"].values],
+                "flip_control": r(c["flip_control"]), "flip_control_ci": [r(x) for x in c["flip_control_ci"].values],
                 "flip_minus_control": r(c["flip_minus_control"]), "ci": [r(x) for x in c["flip_minus_control_ci"].values],
                 "kept": r(c["kept"]), "kept_control": r(c["kept_control"]), "significant": bool(c["significant"])}
     last = {}
