@@ -5,6 +5,7 @@ its sanity checks, patching and steering, and the geometry of the sites.
     ds = patch_sweep(world, verifier, pairs_from_store(store, 8))          # activation patching
     ds = steer_sweep(world, store, prompts, blocks=[4, 8])                 # steering along colour probes
     ds = geometry(store, n=1000)                                           # CKA across sites, PCA / UMAP
+    res = patch_timing(world.teacher, colour_pairs(specs, 24), [0, 4], [2, 8])  # causal timing across steps
 """
 
 from vhslab.analysis.attribution import AttributionError, attribute, margin, patch_ablation, prompt_ig, visual_ig
@@ -23,9 +24,21 @@ from vhslab.analysis.interventions import (
 from vhslab.analysis.road import road_impute
 from vhslab.analysis.sanity import pointing, randomised_copy, rank_correlation
 from vhslab.analysis.study import AttributionResult, attribution_study
+from vhslab.analysis.timing import (
+    TimingError,
+    TimingPair,
+    TimingResult,
+    capture_states,
+    colour_pairs,
+    patch_timing,
+    teacher_images,
+    timing_sites,
+    timing_summary,
+)
 
-__all__ = ["REGIONS", "AttributionError", "AttributionResult", "GeometryError", "GeometryResult", "PatchResult", "attribute", "attribution_study",
-           "check_table", "cka_matrix", "colour_directions", "deletion", "geometry", "geometry_study", "linear_cka", "margin",
-           "pairs_from_store", "patch_ablation", "patch_effect", "patch_study", "patch_sweep", "perturbation",
-           "pointing", "prompt_ig", "randomised_copy", "rank_correlation", "road_impute", "run_checks",
-           "steer_sweep", "visual_ig"]
+__all__ = ["REGIONS", "AttributionError", "AttributionResult", "GeometryError", "GeometryResult", "PatchResult",
+           "TimingError", "TimingPair", "TimingResult", "attribute", "attribution_study", "capture_states",
+           "check_table", "cka_matrix", "colour_directions", "colour_pairs", "deletion", "geometry", "geometry_study",
+           "linear_cka", "margin", "pairs_from_store", "patch_ablation", "patch_effect", "patch_study", "patch_sweep",
+           "patch_timing", "perturbation", "pointing", "prompt_ig", "randomised_copy", "rank_correlation", "road_impute",
+           "run_checks", "steer_sweep", "teacher_images", "timing_sites", "timing_summary", "visual_ig"]

@@ -1,4 +1,4 @@
-"""`vhslab attribute | patch | geometry`: why a verdict, on held-out stores of the world (or any store)."""
+"""`vhslab attribute | patch | patch-timing | geometry`: why a verdict, on held-out stores of the world (or any store)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,16 @@ import time
 from pathlib import Path
 
 import typer
+from rich.table import Table
 
 from vhslab.analysis.geometry import geometry_study
 from vhslab.analysis.interventions import patch_study
 from vhslab.analysis.study import attribution_study
+from vhslab.analysis.timing import colour_pairs, patch_timing
 from vhslab.cli.common import (
     claim_outputs,
     comma_list,
+    console,
     emit,
     finite,
     fit_batch,
@@ -21,8 +24,10 @@ from vhslab.cli.common import (
 )
 from vhslab.cli.options import AllowIncomplete, JsonFlag, OverwriteOutPlot, Seed, progress_flag
 from vhslab.data.default_stores import default_store
-from vhslab.errors import InputError
+from vhslab.errors import InputError, MissingError
+from vhslab.outputs import save_figure
 from vhslab.probes import open_store
+from vhslab.shapes.suites import load_suite
 from vhslab.verifier.load import named_verifier
 from vhslab.world import load_world
 
@@ -103,6 +108,63 @@ def patch_cmd(
     save_outputs(result, res.ds, res.plot, outs)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     emit(result, as_json, title="patch")
+
+
+def patch_timing_cmd(
+    pairs: int = typer.Option(20, min=1, help="recipient / donor pairs: single-object colour prompts of the held-out "
+                              "`geneval-shapes` suite (20 of them), the donor asking for the next colour"),
+    per_prompt: int = typer.Option(1, min=1, help="pairs (seeds) per recipient prompt"),
+    steps: str = typer.Option("", help="comma list of denoising steps, 0-based (default: every step of the teacher)"),
+    blocks: str = typer.Option("", help="comma list of block indices (default: every block)"),
+    x_t: bool = typer.Option(True, "--x-t/--no-x-t", help="also transplant the noisy latent x_t at each step"),
+    batch_size: int = typer.Option(32, min=1, help="pairs generated at once"),
+    n_boot: int = typer.Option(1000, min=1, help="bootstrap draws (recipient prompts resampled)"),
+    seed: Seed = 0,
+    out: Path = typer.Option(None, "--out", help="timing dataset to write (.nc)"),
+    plot: Path = typer.Option(None, help="save the step x site map to this PNG, and a PDF beside it"),
+    overwrite: OverwriteOutPlot = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Causal timing on the world's multi-step teacher: for each (step, block) and x_t at each step,
+    transplant a donor's state (a prompt differing in colour) into the recipient at that one step, and a
+    control donor's (the recipient's prompt, another seed); the flip rate toward the donor's colour minus
+    the control's, with paired intervals over prompts."""
+    t0 = time.perf_counter()
+    plots = {"plot": plot.with_suffix(".png"), "plot_pdf": plot.with_suffix(".pdf")} if plot is not None else {}
+    outs = claim_outputs("patch-timing", overwrite, out=out, **plots)
+    world = load_world()
+    if world.teacher is None:
+        raise MissingError("patch-timing needs the world's multi-step teacher (vhslab/assets/world/teacher); it is not shipped")
+    gen = world.teacher_gen_config.resolve(world.teacher)
+    n_blocks = len(world.teacher.transformer.transformer_blocks)
+    step_list = comma_list(steps, int, "--steps", "step indices") or list(range(gen.steps))
+    block_list = comma_list(blocks, int, "--blocks", "block indices") or list(range(n_blocks))
+    pair_list = colour_pairs(load_suite("geneval-shapes"), pairs, seed, per_prompt)
+    res = patch_timing(world.teacher, pair_list, step_list, block_list, gen=gen, x_t=x_t, batch_size=batch_size,
+                       n_boot=n_boot, seed=seed)
+    result = res.to_json()
+    save_outputs(result, res.ds, res.plot, outs)
+    if "plot_pdf" in outs:
+        save_figure(outs["plot_pdf"], res.plot())
+        result["plot_pdf"] = str(outs["plot_pdf"].path)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    if not as_json:
+        print_timing_table(res.ds)
+    emit(result, as_json, title="patch-timing")
+
+
+def print_timing_table(ds) -> None:
+    """The step x site map of flip - control (* when its interval excludes 0) as a rich table."""
+    table = Table(title="flip toward donor - control (rows: step, sigma)")
+    table.add_column("step (sigma)")
+    for site in ds.site.values:
+        table.add_column(str(site), justify="right")
+    for s, sigma in zip(ds.step.values, ds.sigma.values, strict=True):
+        row = ds.sel(step=s)
+        table.add_row(f"{int(s)} ({float(sigma):.2f})", *[
+            f"{float(row['flip_minus_control'].sel(site=x)):+.2f}" + ("*" if bool(row["significant"].sel(site=x)) else "")
+            for x in ds.site.values])
+    console.print(table)
 
 
 def geometry_cmd(

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from vhslab.cli.analysis import attribute_cmd, geometry_cmd, patch_cmd
+from vhslab.cli.analysis import attribute_cmd, geometry_cmd, patch_cmd, patch_timing_cmd
 from vhslab.cli.common import DEBUG, guard
 from vhslab.cli.extract import extract_cmd, inspect_cmd
 from vhslab.cli.probe import probe_cmd
@@ -27,6 +27,7 @@ app.command("bench")(guard(bench_cmd))
 app.command("prune")(guard(prune_cmd))
 app.command("attribute")(guard(attribute_cmd))
 app.command("patch")(guard(patch_cmd))
+app.command("patch-timing")(guard(patch_timing_cmd))
 app.command("geometry")(guard(geometry_cmd))
 
 
