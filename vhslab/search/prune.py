@@ -6,8 +6,8 @@
 
 N candidates run the first `step` denoising steps (steps 0..step-1, one pipeline call per batch that
 sets `pipe._interrupt` after the last of them, diffusers' documented way to stop a call); a scorer
-reads each candidate's state at step `step - 1` (the last step run: its block output, or its clean
-estimate x0_hat = x_t - sigma_t * v decoded to pixels); the top k are continued from their latents
+reads each candidate's state at step `step - 1` (the last step run, read through `vhslab.trace`'s
+`block.k@stepN` and `x0_hat@stepN` sites: its block output, or its clean estimate x0_hat decoded); the top k are continued from their latents
 with the remaining sigmas of the same schedule (`sigmas=`), so a continued candidate equals the same
 candidate run uninterrupted; the winner among the k is the best by the `final` scorer at the last
 step (default: the same scorer; with k = 1, the top partial score). With k = N nothing is scored at
@@ -20,8 +20,6 @@ b candidates with classifier-free guidance runs every block on 2b rows.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -209,28 +207,6 @@ def check_prune(pipe, n: int, step: int, k: int, scorer, final, gen: GenConfig) 
     return sigmas
 
 
-@contextlib.contextmanager
-def _x0_capture(pipe, at: int, out: dict):
-    """Within the context, the scheduler's step `at` of a call records x0_hat = x_t - sigma_t * v in `out`."""
-    sched, orig = pipe.scheduler, pipe.scheduler.step
-    seen = [0]
-
-    @functools.wraps(orig)
-    def step(model_output, timestep, sample, *args, **kwargs):
-        res = orig(model_output, timestep, sample, *args, **kwargs)
-        if seen[0] == at:
-            sigma = sched.sigmas[sched.step_index - 1]
-            out["x0_hat"], out["sigma"] = sample.float() - sigma * model_output.float(), float(sigma)
-        seen[0] += 1
-        return res
-
-    sched.step = step
-    try:
-        yield
-    finally:
-        del sched.step
-
-
 @torch.no_grad()
 def advance(prompted: Prompted, x: torch.Tensor, sigmas: torch.Tensor, start: int, stop: int,
             block: int | None = None) -> StepState:
@@ -247,17 +223,17 @@ def advance(prompted: Prompted, x: torch.Tensor, sigmas: torch.Tensor, start: in
             p._interrupt = True  # diffusers' documented way to end a call after a step
         return kwargs
 
-    got, b = {}, len(x)
-    reads = [Site.block(block, stop - start - 1)] if block is not None else []
-    with _x0_capture(pipe, stop - start - 1, got), trace(pipe, reads, calls=stop - start, dtype=torch.float32,
-                                                         stop=False) as t:
+    b, last = len(x), stop - start - 1  # the last step run, in this call's own count
+    x0 = Site.parse(f"x0_hat@step{last}")
+    reads = [x0] + ([Site.block(block, last)] if block is not None else [])
+    with trace(pipe, reads, calls=stop - start, dtype=torch.float32, stop=False) as t:
         latents = pipe(prompt_embeds=prompted.embeds.expand(b, -1, -1), prompt_attention_mask=prompted.mask.expand(b, -1),
                        latents=x, output_type="latent", callback_on_step_end=interrupt if stop < total else None,
                        **call).images
-    hidden = t.last(reads[0]) if reads else None
+    hidden = t.last(reads[1]) if block is not None else None
     if hidden is not None and len(hidden) == 2 * b:
-        hidden = hidden[b:]  # the conditional branch of the guidance pair
-    return StepState(stop - 1, got["sigma"], latents, got["x0_hat"], hidden)
+        hidden = hidden[b:]  # the conditional branch of the guidance pair (a trace that keeps both)
+    return StepState(stop - 1, t.sigmas[-1], latents, t.last(x0), hidden)
 
 
 @dataclass
