@@ -12,6 +12,7 @@ from vhslab.search.generation import Prompted, SearchError, decode, initial_nois
 from vhslab.search.prune import (
     Cost,
     LatentScorer,
+    PixelScorer,
     StepScorer,
     advance,
     bon_cost,
@@ -171,3 +172,11 @@ def test_pool_pick_is_prune_search_and_the_comparison_runs(pipe, gen):
     assert len(fig.legends) == 1 and len(fig.axes[0].lines) >= 3
     with pytest.raises(SearchError, match="budgets"):
         prune_compare(world, prompts, [], cm, Brightness(), vhs, step=1, k=1)
+
+
+def test_pixel_scorers(pipe, gen):
+    res = prune_search(pipe, PROMPT, 3, 1, 2, PixelScorer.oracle(), gen=gen, batch_size=3)
+    assert set(res.partial_scores) <= {0.0, 1.0} and set(res.final_scores) <= {0.0, 1.0}
+    assert res.cost.decodes == 0 and res.to_json()["cost"]["scored"] == 5
+    with pytest.raises(SearchError, match="needs a `vision` verifier"):
+        PixelScorer.vision(None, None)
