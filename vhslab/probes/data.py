@@ -19,10 +19,11 @@ class ProbeError(InputError):
     """Bad input to a probe sweep (unknown target, missing layer or variable, NaNs...)."""
 
 
-def open_store(path: str | Path, allow_incomplete: bool = False) -> xr.Dataset:
+def open_store(path: str | Path, allow_incomplete: bool = False, steps: bool = False) -> xr.Dataset:
     """Open a store lazily (dask) via `vhslab.data.store` and check it. A store whose extraction did not
     finish is refused unless `allow_incomplete` (then only its `written` rows are kept, with a warning, and
-    every result rests on those: their count is `ds.sizes["sample"]`)."""
+    every result rests on those: their count is `ds.sizes["sample"]`). A multi-step store keeps its steps with
+    `steps`, else it is cut to its last step (`check_store`)."""
     try:
         ds = open_zarr(path)
     except (StoreError, FileNotFoundError) as exc:
@@ -35,11 +36,12 @@ def open_store(path: str | Path, allow_incomplete: bool = False) -> xr.Dataset:
                 raise ProbeError(f"{what}; rerun `vhslab extract` with the same arguments to finish it, or pass "
                                  "--allow-incomplete to use the written samples only")
             warnings.warn(f"{what}: results rest on the {int(written.sum())} written samples", stacklevel=2)
-    return check_store(ds, validated=True)
+    return check_store(ds, validated=True, steps=steps)
 
 
-def check_store(ds: xr.Dataset, validated: bool = False) -> xr.Dataset:
-    """Validate against the dataset spec (`vhslab.data.spec.validate`), then what probing needs."""
+def check_store(ds: xr.Dataset, validated: bool = False, steps: bool = False) -> xr.Dataset:
+    """Validate against the dataset spec (`vhslab.data.spec.validate`), then what probing needs. A
+    multi-step store is cut to its last step unless `steps` (then it keeps every step)."""
     if not validated:
         try:
             validate(ds)
@@ -50,7 +52,7 @@ def check_store(ds: xr.Dataset, validated: bool = False) -> xr.Dataset:
             raise ProbeError(f"the store lacks the coord {name!r} (needed to split by prompt)")
     if "sample" not in ds.dims:
         raise ProbeError("the store has no 'sample' dim")
-    if "step" in ds.dims:  # multi-step stores: probe the last step
+    if "step" in ds.dims and not steps:  # multi-step stores: probe the last step
         ds = ds.isel(step=-1)
     if "written" in ds:
         keep = written_mask(ds)
