@@ -1,15 +1,17 @@
-"""`vhslab probe`: layer-wise probe sweep over an activation store."""
+"""`vhslab probe`: layer-wise probe sweep over an activation store; `vhslab probe-grid`: (step x block) maps of a
+multi-step train / test store pair."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
+from rich.table import Table
 
-from vhslab.cli.common import claim_outputs, comma_list, emit
+from vhslab.cli.common import claim_outputs, comma_list, console, emit
 from vhslab.cli.options import AllowIncomplete, JsonFlag, Seed, overwrite_flag, plot_option, progress_flag
 from vhslab.outputs import claim, save_figure
-from vhslab.probes import open_store, run_sweep
+from vhslab.probes import open_store, probe_grid, run_sweep
 from vhslab.probes.results import results_output
 from vhslab.threads import torch_threads
 
@@ -63,3 +65,48 @@ def probe_cmd(
         save_figure(outs["plot"], res.plot().figure)
         result["plot"] = str(plot)
     emit(result, as_json, title="probe sweep")
+
+
+def probe_grid_cmd(
+    train: Path = typer.Option(..., "--train", help="multi-step store of the train suite (`vhslab extract --steps`)"),
+    test: Path = typer.Option(..., "--test", help="multi-step store of an evaluation suite (meanings disjoint from --train)"),
+    targets: str = typer.Option("verdict,colour,shape,count,recon", help="comma list of targets (as `vhslab probe`)"),
+    probe: str = typer.Option("linear", help="probe family: linear or mlp"),
+    steps: str = typer.Option(None, help="comma list of stored steps (default: every step both stores hold)"),
+    layers: str = typer.Option(None, help="comma list of stored blocks (default: every block both stores hold)"),
+    grid: int = typer.Option(4, min=1, help="side of the pooled token grid for the recon target"),
+    n_boot: int = typer.Option(1000, min=100, help="bootstrap resamples of test meanings (>= 100: Bonferroni intervals)"),
+    plot: Path = typer.Option(None, help="save the (step x block) heatmaps as PLOT.png and PLOT.pdf (PLOT: a path stem)"),
+    overwrite: OverwriteResults = False,
+    seed: Seed = 0,
+    allow_incomplete: AllowIncomplete = False,
+    progress: ProgressBar = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """(step x block) probe maps: fit on --train at every stored cell, score on --test against the prompt-only
+    baseline with paired intervals over test meanings; per target the earliest decodable (step, block)."""
+    steps_list = comma_list(steps, int, "--steps", "integers") or None
+    layer_list = comma_list(layers, int, "--layers", "integers") or None
+    figures = {f"plot_{ext}": None if plot is None else plot.with_suffix(f".{ext}") for ext in ("png", "pdf")}
+    outs = claim_outputs("probe-grid", overwrite, inputs={"--train": train, "--test": test}, **figures)
+    train_ds, test_ds = (open_store(p, allow_incomplete=allow_incomplete, steps=True) for p in (train, test))
+    res = probe_grid(train_ds, test_ds, comma_list(targets), probe=probe, steps=steps_list, layers=layer_list, grid=grid,
+                     n_boot=n_boot, seed=seed, progress=progress, threads=torch_threads())
+    result = {"train": str(train), "test": str(test), **res.to_json()}
+    if plot is not None:
+        fig = res.plot()
+        for out in outs.values():
+            save_figure(out, fig)
+        result["plot"] = [str(o.path) for o in outs.values()]
+    if not as_json:
+        table = Table(title="earliest decodable (step, block) per target")
+        for col in ("target", "metric", "baseline", "best cell", "best gap", "earliest", "gap [95% CI]"):
+            table.add_column(col)
+        for row in res.table():
+            e = row["earliest"]
+            table.add_row(row["target"], row["metric"], f"{row['baseline']:.3f}", row["best"], f"{row['best_gap']:+.3f}",
+                          e["site"] if e else "none",
+                          f"{e['gap']:+.3f} [{e['gap_ci'][0]:+.3f}, {e['gap_ci'][1]:+.3f}]" if e else "")
+        console.print(table)
+        result = {k: v for k, v in result.items() if k != "targets"}
+    emit(result, as_json, title="probe grid")

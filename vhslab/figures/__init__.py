@@ -7,7 +7,8 @@ from vhslab.figures.grids import image_grid
 from vhslab.figures.interventions import plot_patching
 from vhslab.figures.probes import plot_probe_sweep
 from vhslab.figures.search import plot_budget_curve
+from vhslab.figures.steps import plot_auroc_vs_sigma, plot_step_maps
 from vhslab.figures.verifiers import plot_verifier_depth
 
-__all__ = ["image_grid", "plot_attribution", "plot_budget_curve", "plot_geometry", "plot_patching",
-           "plot_probe_sweep", "plot_verifier_depth"]
+__all__ = ["image_grid", "plot_attribution", "plot_auroc_vs_sigma", "plot_budget_curve", "plot_geometry", "plot_patching",
+           "plot_probe_sweep", "plot_step_maps", "plot_verifier_depth"]

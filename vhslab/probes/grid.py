@@ -30,6 +30,7 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
+from vhslab.figures.steps import plot_step_maps
 from vhslab.probes.data import ProbeError, check_store, site_features
 from vhslab.probes.metrics import replicates, score_all
 from vhslab.probes.models import make_probe, make_prompt_baseline, prompt_structure
@@ -113,6 +114,10 @@ class GridResult:
                 "decodable": one.decodable.values.astype(bool).tolist(),
             }
         return out
+
+    def plot(self, targets=None):
+        """The (step x block) heatmaps of the gap to the baseline (`vhslab.figures.steps.plot_step_maps`)."""
+        return plot_step_maps(self.ds, targets)
 
     def table(self) -> list[dict]:
         """One row per target: metric, baseline, best cell, earliest decodable cell (what the CLI prints)."""
@@ -204,7 +209,7 @@ def probe_grid(train: xr.Dataset, test: xr.Dataset, targets=TARGETS, *, probe: s
     return _result(train, test, pairs, steps, layers, arr, base, dict(
         probe=probe, grid=grid, n_boot=n_boot, level=level, significance_level=sig_level, seed=seed,
         resampled="test prompt meanings (cluster bootstrap); within-prompt AUROC pairs candidates of one prompt",
-        train=str(train.attrs.get("content_key", "")), test=str(test.attrs.get("content_key", ""))))
+        train_key=str(train.attrs.get("content_key", "")), test_key=str(test.attrs.get("content_key", ""))))
 
 
 def _result(train, test, pairs, steps, layers, arr, base, attrs) -> GridResult:
