@@ -6,11 +6,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers.cli import vhslab
+from helpers.tiny_models import tiny_llm
 
-from tests.helpers.cli import vhslab
 from vhslab.figures import plot_auroc_vs_sigma
 from vhslab.probes import ProbeError, probe_grid
 from vhslab.testing import planted_steps_store
+from vhslab.verifier import VerifierTrainConfig, verdict_by_step
+from vhslab.world.text import build_word_tokenizer
 
 torch.set_num_threads(1)
 CELL = dict(step=4, layer=2)  # planted: step 4 (sigma 0.5), block 2
@@ -93,3 +96,24 @@ def test_cli_probe_grid(pair, tmp_path):
     assert (tmp_path / "maps.png").is_file() and (tmp_path / "maps.pdf").is_file()
     shared = vhslab("probe-grid", "--train", paths[0], "--test", paths[0], "--no-progress")
     assert shared.returncode == 2 and "share" in shared.stderr
+
+
+def test_verdicts_by_noise_level(pair, tmp_path):
+    """The probe's block is chosen on the train store; at the planted step the probe and a verifier (tiny LLM,
+    few steps) rank candidates and Best-of-4 gains; at a step without signal, neither does."""
+    cfg = VerifierTrainConfig(steps=40, eval_every=20, align_steps=0)
+    res = verdict_by_step(*pair, steps=[2, 4], llm=tiny_llm(), tokenizer=build_word_tokenizer(), cfg=cfg,
+                          token_grid=None, n_boot=200)
+    ds = res.ds
+    assert int(ds["block"].sel(step=4)) == 2 and res.selected_by["4"]["chosen"] == "block.2"
+    for scorer in ("probe", "verifier"):
+        at = ds.sel(scorer=scorer)
+        assert float(at["lo"].sel(step=4, metric="within_prompt_auroc")) > 0.8, scorer
+        assert float(at["lo"].sel(step=4, metric="gain")) > 0.1, scorer  # Bo4 - mean verdict, paired interval
+        assert float(at["lo"].sel(step=2, metric="within_prompt_auroc")) < 0.5 < float(at["hi"].sel(step=2, metric="within_prompt_auroc"))
+    assert list(ds.sigma.values) == [0.75, 0.5]
+    row = json.loads(json.dumps(res.to_json()))["steps"][1]
+    assert row["step"] == 4 and "verifier_minus_probe" in row
+    fig = plot_auroc_vs_sigma(res.curves())
+    fig.savefig(tmp_path / "sigma.pdf")
+    assert (tmp_path / "sigma.pdf").stat().st_size > 1000

@@ -126,7 +126,7 @@ class GridResult:
             one = self.ds.sel(target=t)
             best = np.unravel_index(int(np.nanargmax(one.gap.values)), one.gap.shape)
             rows.append({"target": str(t), "metric": str(one.metric.values), "baseline": float(one.baseline),
-                         "best": f"block.{int(one.layer[best[1]])}@step{int(one.step[best[0]])}",
+                         "best": str(Site.block(int(one.layer[best[1]]), int(one.step[best[0]]))),
                          "best_gap": float(one.gap.values[best]), "earliest": self.earliest[str(t)]})
         return rows
 
@@ -234,7 +234,7 @@ def _result(train, test, pairs, steps, layers, arr, base, attrs) -> GridResult:
             earliest[t.name] = None
             continue
         si, li = (int(v) for v in hit[0])
-        earliest[t.name] = {"step": steps[si], "layer": layers[li], "site": f"block.{layers[li]}@step{steps[si]}",
+        earliest[t.name] = {"step": steps[si], "layer": layers[li], "site": str(Site.block(layers[li], steps[si])),
                             "sigma": None if not np.isfinite(sigma[si]) else float(sigma[si]),
                             "gap": float(arr["gap"][ti, si, li]),
                             "gap_ci": [float(arr["gap_ci_low"][ti, si, li]), float(arr["gap_ci_high"][ti, si, li])]}
