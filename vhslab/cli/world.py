@@ -28,6 +28,7 @@ from vhslab.shapes.worldcheck import world_check
 from vhslab.world import WORLD_DIR, load_world, stage
 from vhslab.world.gold import gold_agreement
 from vhslab.world.score import generate, score_world
+from vhslab.world.teacher import TeacherConfig, train_teacher
 from vhslab.world.train import STAGES, profile_configs, train_world
 
 SceneSeed = seed_option("scene seed")
@@ -201,10 +202,43 @@ def train_cmd(
         shutil.copytree(src, tmp)
         shutil.rmtree(WORLD_DIR, ignore_errors=True)
         tmp.rename(WORLD_DIR)
-        console.print(f"shipped {src} -> {WORLD_DIR}")
+        console.print(f"shipped {src} -> {WORLD_DIR}; its teacher was trained from the replaced student: "
+                      "run `vhslab world teacher --out RUN --ship` for the new one")
     # this command's wall time; stages finished by an earlier call were skipped, not timed
     emit({**metrics, "wall_seconds": round(time.perf_counter() - start, 1), "already_finished": already},
          as_json, "world train")
+
+
+@world_app.command("teacher")
+@guard
+def teacher_cmd(
+    out: Path = typer.Option(..., "--out", help="run folder (created; re-running resumes it)"),
+    world: Path = typer.Option(None, help="a world folder (default: the shipped world)"),
+    seed: Seed = 0,
+    profile: str = typer.Option("default", help="'default' (1000 steps, ~12 min on 2 cores) or 'tiny' (smoke test)"),
+    ship: bool = typer.Option(False, help="copy the trained teacher into the package (vhslab/assets/world/teacher)"),
+    as_json: JsonFlag = False,
+) -> None:
+    """Train the world's multi-step flow-matching teacher from its student's DiT (seeded, resumable)."""
+    if profile not in ("default", "tiny"):
+        raise InputError(f"--profile is 'default' or 'tiny', got {profile!r}")
+    run = Output(out, "world teacher", "--out", folder=True, resumable=True)
+    claim([run], overwrite=True)  # a run folder of ours is resumed (its config is checked); never another's
+    if state(out, run.kind) == "absent":
+        write_manifest(run, complete=False)
+    w = load_world(world)  # WorldMissingError is bad input: `guard` prints it, exit 2
+    cfg = TeacherConfig() if profile == "default" else TeacherConfig.tiny()
+    metrics = train_teacher(out, w, cfg, seed)
+    write_manifest(run, complete=True)
+    if ship:
+        dest = WORLD_DIR / "teacher"
+        tmp = WORLD_DIR / "teacher.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(out / "pipeline", tmp)
+        shutil.rmtree(dest, ignore_errors=True)
+        tmp.rename(dest)
+        console.print(f"shipped {out / 'pipeline'} -> {dest}")
+    emit(metrics, as_json, "world teacher")
 
 
 @world_app.command("score")
@@ -215,13 +249,15 @@ def score_cmd(
     world: Path = typer.Option(None, help="a world folder (default: the shipped world)"),
     guidance_scale: float = typer.Option(None, callback=finite, help="default: the world's"),
     limit: int = typer.Option(None, min=1, help="only the first N prompts"),
+    generator: str = typer.Option("student", help="'student' (one step) or 'teacher' (multi-step flow matching)"),
+    steps: int = typer.Option(None, min=1, help="the teacher's denoising steps (default: the world's, 8)"),
     seed: Seed = 0,
     as_json: JsonFlag = False,
 ) -> None:
-    """GenEval-style scores of one-step generations: Bo1, oracle Best-of-N, images/s."""
+    """GenEval-style scores of a world's generator: Bo1, oracle Best-of-N, images/s."""
 
     w = load_world(world)  # WorldMissingError is bad input: `guard` prints it, exit 2
-    res = score_world(w, load_suite(suite)[:limit], n_per_prompt, guidance_scale, seed)
+    res = score_world(w, load_suite(suite)[:limit], n_per_prompt, guidance_scale, seed, generator, steps)
     emit(res.to_json(), as_json, "world score")
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from vhslab.errors import InputError, MissingError
 from vhslab.pipeline import GenConfig, make_samples
 from vhslab.pixels import to_uint8
 from vhslab.shapes.evaluate import ShapesEvaluator, overall_score, summarize
@@ -87,8 +88,21 @@ class WorldScore:
 
 
 def score_world(world, suite: list[PromptSpec], n_per_prompt: int = 4, guidance_scale: float | None = None,
-                seed: int = 0) -> WorldScore:
+                seed: int = 0, generator: str = "student", steps: int | None = None) -> WorldScore:
     """`vhslab world score`: `score_generator` of a loaded world's generator on `suite`, at the world's
-    generation defaults (its guidance scale unless `guidance_scale` is given)."""
-    gen = world.gen_config if guidance_scale is None else replace(world.gen_config, guidance_scale=guidance_scale)
-    return WorldScore(score_generator(world.pipeline, suite, n_per_prompt, gen, seed))
+    generation defaults (its guidance scale unless `guidance_scale` is given). `generator`: "student"
+    (the one-step SANA-Sprint pipeline) or "teacher" (the multi-step flow-matching pipeline, its
+    default steps unless `steps` is given)."""
+    if generator not in ("student", "teacher"):
+        raise InputError(f"--generator is 'student' or 'teacher', got {generator!r}")
+    if generator == "teacher" and world.teacher is None:
+        raise MissingError("this world ships no teacher (no teacher/model_index.json in its folder)")
+    if generator == "student" and steps not in (None, 1):
+        raise InputError(f"the student is a one-step generator; --steps {steps} applies to the teacher only")
+    pipe, gen = (world.pipeline, world.gen_config) if generator == "student" else (world.teacher, world.teacher_gen_config)
+    if guidance_scale is not None:
+        gen = replace(gen, guidance_scale=guidance_scale)
+    if steps is not None:
+        gen = replace(gen, steps=steps)
+    report = score_generator(pipe, suite, n_per_prompt, gen, seed)
+    return WorldScore({"generator": generator, "steps": gen.steps, **report})

@@ -23,7 +23,9 @@ import torch
 
 import vhslab.world.stage as stage
 from vhslab.errors import InputError
+from vhslab.pixels import from_uint8
 from vhslab.world.generator import GUIDANCE_EMBEDS_SCALE, logit_normal, tokenize
+from vhslab.world.scenes import training_pool
 
 TEACHER_STEPS = 8  # the teacher's default Euler steps (`World.teacher_gen_config`)
 
@@ -105,9 +107,6 @@ def teacher_from_student(student_pipe, guidance: float = 1.0):
 
 def _training_latents(vae, n: int, seed: int, resolution: int, progress: bool):
     """n rendered scenes of the world (`training_pool`) encoded by the frozen encoder, and their captions."""
-    from vhslab.pixels import from_uint8
-    from vhslab.world.scenes import training_pool
-
     with stage.progress_bar(n, 0, "render scenes", progress) as bar:
         images, captions = training_pool(n, seed, resolution, bar.update)
     chunks = []
@@ -117,12 +116,11 @@ def _training_latents(vae, n: int, seed: int, resolution: int, progress: bool):
     return torch.cat(chunks) * vae.config.scaling_factor, captions
 
 
-def train_teacher(out: str | Path, world_dir: str | Path | None = None, cfg: TeacherConfig | None = None,
-                  seed: int = 0, progress: bool = True) -> dict:
-    """Train the teacher into `out` (resumable: a checkpoint every `cfg.checkpoint_every` steps) and
-    save it as a SanaPipeline at `out/pipeline`. Returns the run's metrics (also `out/metrics.json`)."""
-    from vhslab.world import load_world
-
+def train_teacher(out: str | Path, world: Any, cfg: TeacherConfig | None = None, seed: int = 0,
+                  progress: bool = True) -> dict:
+    """Train the teacher of `world` (a loaded `vhslab.world.World`) into `out` (resumable: a checkpoint
+    every `cfg.checkpoint_every` steps) and save it as a SanaPipeline at `out/pipeline`. Returns the
+    run's metrics (also `out/metrics.json`)."""
     cfg = cfg or TeacherConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -130,7 +128,6 @@ def train_teacher(out: str | Path, world_dir: str | Path | None = None, cfg: Tea
     done = stage.finished_metrics(out)
     if done is not None and (out / "pipeline" / "model_index.json").is_file():
         return done
-    world = load_world(world_dir)
     pipe = world.pipeline
     torch.manual_seed(seed)
     dit = teacher_transformer_from(pipe.transformer).train().requires_grad_(True)
