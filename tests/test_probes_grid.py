@@ -89,11 +89,14 @@ def test_cli_probe_grid(pair, tmp_path):
     for ds, path in zip(pair, paths, strict=True):
         ds.to_zarr(path, consolidated=False)
     done = vhslab("probe-grid", "--train", paths[0], "--test", paths[1], "--targets", "verdict", "--layers", "1,2",
-                  "--n-boot", "200", "--plot", tmp_path / "maps", "--no-progress", "--json")
+                  "--n-boot", "200", "--plot", tmp_path / "maps", "--verdict-steps", "2,4", "--no-progress", "--json")
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["targets"]["verdict"]["earliest_decodable"]["site"] == "block.2@step4" and out["layers"] == [1, 2]
     assert (tmp_path / "maps.png").is_file() and (tmp_path / "maps.pdf").is_file()
+    assert (tmp_path / "maps_sigma.png").is_file() and (tmp_path / "maps_sigma.pdf").is_file()
+    by_step = out["verdict_by_step"]["steps"]
+    assert [r["step"] for r in by_step] == [2, 4] and by_step[1]["probe"]["within_prompt_auroc"]["ci"][0] > 0.8
     shared = vhslab("probe-grid", "--train", paths[0], "--test", paths[0], "--no-progress")
     assert shared.returncode == 2 and "share" in shared.stderr
 

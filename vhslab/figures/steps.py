@@ -43,7 +43,7 @@ def plot_step_maps(ds: xr.Dataset, targets=None, cols: int = 3, size: float = 3.
         metric = METRIC_NAMES.get(str(one.metric.values), str(one.metric.values))
         ax.set_title(f"{target}: baseline {float(one.baseline):.2f}", fontsize=9)
         fig.colorbar(im, ax=ax, label=f"{metric} - prompt-only", shrink=0.85)
-    fig.suptitle("gap to the prompt-only baseline (dot: interval excludes 0 at the grid's level; ring: earliest)",
+    fig.suptitle("gap to the prompt-only baseline (dot: decodable by the grid's rule, interval excludes 0; ring: earliest)",
                  fontsize=9)
     fig.tight_layout()
     return fig
