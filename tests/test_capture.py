@@ -75,7 +75,7 @@ def test_unknown_site_fails_before_compute(sana):
     finally:
         handle.remove()
     assert calls == []
-    assert "block.9" in str(err.value) and "block.0, block.1, block.2, block.3, ae_latent, image" in str(err.value)
+    assert "block.9" in str(err.value) and "block.0, block.1, block.2, block.3, x_t@step<k>, x0_hat@step<k>, ae_latent, image" in str(err.value)
     with pytest.raises(ValueError, match="vision encoder"):
         parse_sites("vision", sana)
 
@@ -103,11 +103,14 @@ def test_pixart_multi_step_with_guidance():
     pipe = tiny_pixart_pipeline(num_layers=3)
     kw = dict(num_inference_steps=2, guidance_scale=4.5, height=32, width=32, use_resolution_binning=False,
               clean_caption=False, max_sequence_length=8, output_type="latent")
-    with Capture(pipe, "all", calls=2, stop=False, dtype=torch.float32) as full:
+    with Capture(pipe, "all", calls=2, stop=False, dtype=torch.float32, branch="both") as full:
         pipe(PROMPTS, generator=gens(), **kw)
-    # classifier-free guidance doubles the batch: (steps, 2B, tokens, width)
+    # classifier-free guidance doubles the batch: (steps, 2B, tokens, width), [uncond, cond]
     assert full["block.2"].shape == (2, 4, 64, 16)
-    with Capture(pipe, "block.1", calls=2, dtype=torch.float32) as early:
+    with Capture(pipe, "block.2", calls=2, stop=False, dtype=torch.float32) as cond:  # the conditional rows by default
+        pipe(PROMPTS, generator=gens(), **kw)
+    assert torch.equal(cond["block.2"], full["block.2"][:, 2:])
+    with Capture(pipe, "block.1", calls=2, dtype=torch.float32, branch="both") as early:
         pipe(PROMPTS, generator=gens(), **kw)
     assert torch.equal(early["block.1"], full["block.1"])
     assert all(len(b._forward_hooks) == 0 for b in pipe.transformer.transformer_blocks)

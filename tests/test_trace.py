@@ -34,28 +34,33 @@ def no_hooks_left(pipe):
     vae = pipe.vae
     modules = [*pipe.transformer.transformer_blocks, vae.decoder] + ([vae.post_quant_conv] if getattr(vae, "post_quant_conv", None) else [])
     return (all(not m._forward_hooks and not m._forward_pre_hooks for m in modules) and "decode" not in vae.__dict__
-            and getattr(pipe.transformer, "_vhslab_trace", None) is None)
+            and getattr(pipe.transformer, "_vhslab_trace", None) is None
+            and "step" not in pipe.scheduler.__dict__ and "prepare_latents" not in pipe.__dict__)
 
 
 def test_site_strings_round_trip_and_order():
-    names = ["block.0", "block.7", "block.12", "ae_latent", "image", "vision", "text", "block.7@step3"]
+    names = ["block.0", "block.7", "block.12", "ae_latent", "image", "vision", "text", "block.7@step3", "x_t@step0", "x0_hat@step7"]
     for name in names:
         assert str(Site.parse(name)) == name and Site.parse(name).name == name
     assert Site.parse("block.7") == Site.block(7) and Site.parse("block.7@step3") == Site.block(7, step=3)
     assert [str(s) for s in sorted(map(Site.parse, ["text", "vision", "block.10", "image", "ae_latent", "block.2"]))] == \
         ["block.2", "block.10", "ae_latent", "image", "vision", "text"]
     assert Site.block(4).depth(8) == 0.5 and Site("ae_latent").depth(8) == 1.0 and np.isnan(Site("vision").depth(8))
-    for bad in ("block.", "block.x", "blocks.1", "latent", "block.1@step", ""):
+    assert [str(s) for s in sorted(map(Site.parse, ["image", "x0_hat@step1", "x_t@step2", "block.1@step2", "x_t@step0", "block.1@step0"]))] == \
+        ["block.1@step0", "block.1@step2", "x_t@step0", "x_t@step2", "x0_hat@step1", "image"]
+    for bad in ("block.", "block.x", "blocks.1", "latent", "block.1@step", "", "x_t", "x0_hat", "x_t@step-1", "x0hat@step1"):
         with pytest.raises(SiteError):
             Site.parse(bad)
     assert issubclass(SiteError, InputError)
 
 
 def test_specs_against_a_pipeline_and_a_store(sana):
-    assert [str(s) for s in pipeline_sites(sana)] == ["block.0", "block.1", "block.2", "block.3", "ae_latent", "image"]
+    assert [str(s) for s in pipeline_sites(sana)] == ["block.0", "block.1", "block.2", "block.3", "x_t@step0", "x0_hat@step0",
+                                                      "ae_latent", "image"]
+    assert [str(s) for s in pipeline_sites(sana.transformer)] == ["block.0", "block.1", "block.2", "block.3"]
     assert parse_sites("image, block.2,all", sana) == [Site.block(i) for i in range(4)] + [Site("image")]
     assert parse_sites([Site.block(1), "block.0"], sana) == [Site.block(0), Site.block(1)]
-    with pytest.raises(SiteError, match=r"'block\.9'.*block\.0, block\.1, block\.2, block\.3, ae_latent, image"):
+    with pytest.raises(SiteError, match=r"'block\.9'.*block\.0, block\.1, block\.2, block\.3, x_t@step<k>, x0_hat@step<k>, ae_latent, image"):
         parse_sites("block.0,block.9", sana)
     with pytest.raises(SiteError, match="vision encoder"):
         parse_sites("vision", sana)

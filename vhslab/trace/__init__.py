@@ -12,11 +12,12 @@ from vhslab.trace.site import (
     find_transformer,
     parse_sites,
     pipeline_sites,
+    site_array,
     store_sites,
 )
-from vhslab.trace.trace import EditFn, Trace, VisionFn, to_uint8, trace
+from vhslab.trace.trace import BRANCHES, EditFn, Trace, VisionFn, to_uint8, trace
 from vhslab.trace.vision import VisionEncoder
 
-__all__ = ["KINDS", "Capture", "Edit", "EditFn", "PatchError", "Site", "SiteError", "Trace", "VisionEncoder", "VisionFn",
+__all__ = ["BRANCHES", "KINDS", "Capture", "Edit", "EditFn", "PatchError", "Site", "SiteError", "Trace", "VisionEncoder", "VisionFn",
            "ablate_tokens", "add_direction", "check_site", "find_site", "find_transformer", "parse_sites",
-           "pipeline_sites", "region_mask", "replace_tokens", "store_sites", "to_uint8", "trace"]
+           "pipeline_sites", "region_mask", "replace_tokens", "site_array", "store_sites", "to_uint8", "trace"]

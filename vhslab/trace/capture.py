@@ -28,12 +28,14 @@ class Capture(Trace):
     dtype: storage dtype, applied inside the hook together with the move to `device`.
     stop: end the forward after the deepest requested block when no later site is needed.
     tokens: optional index of the tokens to keep (applied to block sites).
+    branch: the guidance rows a block read keeps: "cond" (default), "uncond" or "both".
     """
 
     def __init__(self, model: Any, sites: str | Site | Sequence[str | Site], *, calls: int = 1,
                  dtype: torch.dtype = torch.float16, stop: bool = True, vision: VisionFn | None = None,
-                 device: str | torch.device = "cpu", tokens: Any = None):
-        super().__init__(model, sites, calls=calls, dtype=dtype, stop=stop, vision=vision, device=device, tokens=tokens)
+                 device: str | torch.device = "cpu", tokens: Any = None, branch: str = "cond"):
+        super().__init__(model, sites, calls=calls, dtype=dtype, stop=stop, vision=vision, device=device, tokens=tokens,
+                         branch=branch)
 
 
 __all__ = ["Capture"]
