@@ -53,7 +53,7 @@ def check_store(ds: xr.Dataset, validated: bool = False, steps: bool = False) ->
     if "sample" not in ds.dims:
         raise ProbeError("the store has no 'sample' dim")
     if "step" in ds.dims and not steps:  # multi-step stores: probe the last step
-        ds = ds.isel(step=-1)
+        ds = step_view(ds, int(ds["step"].values[-1]))
     if "written" in ds:
         keep = written_mask(ds)
         if not keep.any():
@@ -68,6 +68,14 @@ def check_store(ds: xr.Dataset, validated: bool = False, steps: bool = False) ->
         if lost:
             raise StoreDamaged(f"{lost} written samples have no verdict (a lost chunk); {REPAIR}")
     return ds
+
+
+def step_view(ds: xr.Dataset, step: int) -> xr.Dataset:
+    """A multi-step store at one stored step as a one-step store: `hidden` (sample, layer, token, channel),
+    without the step-only variables x_t and x0_hat (their sites exist only at a step) and the step's scalar
+    coords, so its site `block.k` is `block.k@step<step>` of the store."""
+    view = ds.sel(step=step)
+    return view.drop_vars([v for v in ("x_t", "x0_hat", "step", "sigma", "timestep") if v in view.variables])
 
 
 REPAIR = "`vhslab inspect STORE --verify` names the damaged chunks and `vhslab extract` with the store's arguments rewrites them"
@@ -107,10 +115,12 @@ def grid_pool(x, grid: int):
 
 
 def site_array(ds: xr.DataArray | xr.Dataset, site: Site) -> xr.DataArray:
-    """The lazy (sample, token, channel) array of one site."""
+    """The lazy (sample, token, channel) array of one site; at a step of a multi-step store (`block.k@stepN`,
+    `x_t@stepN`, `x0_hat@stepN`) that step's slice."""
+    at = {"step": site.step} if site.step is not None and "step" in ds.dims else {}
     if site.is_block:
-        return ds["hidden"].sel(layer=site.index)
-    return ds[str(site)]
+        return ds["hidden"].sel(layer=site.index, **at)
+    return ds[site.kind if at else str(site)].sel(**at)
 
 
 def site_features(ds: xr.Dataset, site: Site, grids: tuple[int, ...] = ()) -> dict:

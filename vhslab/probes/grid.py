@@ -191,8 +191,8 @@ def probe_grid(train: xr.Dataset, test: xr.Dataset, targets=TARGETS, *, probe: s
         for si, step in enumerate(steps):
             for li, layer in enumerate(layers):
                 bar.update()
-                site = Site.block(layer)
-                f_tr, f_te = (site_features(ds.sel(step=step), site, (grid,)) for ds in (train, test))
+                site = Site.block(layer, step)  # block.k@stepN: that step's slice of `hidden`
+                f_tr, f_te = (site_features(ds, site, (grid,)) for ds in (train, test))
                 for i, (t, u) in enumerate(pairs):
                     key = "mean" if t.is_classification else grid
                     make = lambda t=t: make_probe(probe, t.is_classification, seed)  # noqa: E731

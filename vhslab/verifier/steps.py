@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from vhslab.probes.data import ProbeError, check_store, site_features
+from vhslab.probes.data import ProbeError, check_store, site_features, step_view
 from vhslab.probes.metrics import auroc_within
 from vhslab.probes.models import make_probe
 from vhslab.probes.selection import by_training_validation
@@ -110,7 +110,7 @@ def verdict_by_step(train: xr.Dataset, test: xr.Dataset, steps=None, layers=None
     diff = np.full((len(steps), len(METRICS), 3), np.nan)
     blocks, records = [], {}
     for si, step in enumerate(steps):
-        tr, te = train.sel(step=step), test.sel(step=step)
+        tr, te = (step_view(d, step) for d in (train, test))
         site, records[str(step)], probe = _best_block(tr, te, layers, seed, val_fraction)
         blocks.append(Site.parse(site).index)
         y, rows = candidate_rows(te)
