@@ -1,6 +1,11 @@
 """Steps as an axis of the trace: x_t, x0_hat and block sites at a denoising step, on a real tiny
 multi-step SanaPipeline (flow-matching Euler, classifier-free guidance); no mocks."""
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -230,3 +235,24 @@ def test_bad_grids_fail_before_compute(pipe, tmp_path):
     finally:
         handle.remove()
     assert ran == [] and not (tmp_path / "bad.zarr").exists()
+
+
+def test_the_cli_extracts_a_grid_of_a_saved_multi_step_pipeline(pipe, tmp_path):
+    saved = tmp_path / "tiny-teacher"
+    pipe.save_pretrained(saved)
+    base = [sys.executable, "-c", "from vhslab.cli.main import run; run()", "extract", "--model", str(saved), "--prompts", "train",
+            "--limit", "1", "--n-per-prompt", "2", "--batch-size", "2", "--max-sequence-length", "8", "--steps", "3",
+            "--guidance-scale", "2", "--no-progress", "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([*base, "--out", str(tmp_path / "g.zarr"), "--sites", "block.0,block.2", "--capture-steps", "2,0",
+                          "--x-t", "--x0-hat"], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.strip().splitlines()[-1])["steps"] == [0, 2]
+    ds = open_zarr(tmp_path / "g.zarr")
+    assert ds.hidden.shape == (2, 2, 2, 64, 16) and ds.x0_hat.shape == (2, 2, 64, 4) and list(ds.step.values) == [0, 2]
+    for extra, match in ((["--capture-steps", "0,5"], "0-2"), (["--capture-steps", "a"], "--capture-steps"),
+                         (["--teacher"], "--teacher")):
+        bad = subprocess.run([*base, "--out", str(tmp_path / "bad.zarr"), *extra], env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert bad.returncode == 2 and match in bad.stdout + bad.stderr, (extra, bad.stdout, bad.stderr)
+    assert not (tmp_path / "bad.zarr").exists()

@@ -53,11 +53,11 @@ def check_grid(steps: Sequence[int] | None, total: int, x_t: bool, x0_hat: bool,
         chosen = tuple(range(total))
     else:
         if isinstance(steps, (str, bytes)) or not all(isinstance(n, (int, np.integer)) for n in steps) or not len(steps):
-            raise InputError(f"steps must be a non-empty list of step indices, got {steps!r}")
+            raise InputError(f"steps (--capture-steps) must be a non-empty list of step indices, got {steps!r}")
         chosen = tuple(sorted({int(n) for n in steps}))
         bad = [n for n in chosen if not 0 <= n < total]
         if bad or len(chosen) != len(steps):
-            raise InputError(f"steps {list(steps)}: the pipeline runs {total} step(s), so steps are distinct "
+            raise InputError(f"steps {list(steps)} (--capture-steps): the pipeline runs {total} step(s), so steps are distinct "
                              f"indices in 0-{total - 1}" + (f"; out of range: {bad}" if bad else "; repeated"))
     latents = tuple(k for k, on in (("x_t", x_t), ("x0_hat", x0_hat)) if on)
     if latents and not callable(getattr(getattr(pipe, "scheduler", None), "step", None)):
