@@ -17,7 +17,9 @@ Earliest decodable (the rule, fixed before any run): a cell is *decodable* when 
 gap interval is above 0 and the lower end of its value's interval is above chance (AUROC 0.5, R^2 0: the
 train mean; a prompt-only ridge can fall below it on unseen meanings), both at the Bonferroni level
 1 - alpha / (number of cells) (alpha = 0.05: the grid is scanned, so the family of cells, not each cell,
-has a 5% false-positive rate); the earliest decodable cell
+has a 5% false-positive rate). Those two intervals are the estimate -+ z * the bootstrap standard error
+of the same replicates (z the normal quantile of that level): a percentile tail at 1 - 0.025 / cells would
+need tens of thousands of replicates. The reported `gap_ci` is the plain 95% percentile interval. The earliest decodable cell
 is the smallest step holding a decodable cell and, at that step, the lowest such block.
 """
 
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
+from scipy.stats import norm
 from tqdm.auto import tqdm
 
 from vhslab.figures.steps import plot_step_maps
@@ -44,7 +47,14 @@ TARGETS = ("verdict", "colour", "shape", "count", "recon")
 ALPHA = 0.05
 RULE = ("earliest decodable: the smallest step, then the lowest block, whose paired gap to the prompt-only baseline "
         "has its interval's lower end above 0 and whose value's lower end is above chance (AUROC 0.5, R^2 0), both at the "
-        "Bonferroni level 1 - 0.05 / cells (intervals over test meanings)")
+        "Bonferroni level 1 - 0.05 / cells (estimate -+ z x bootstrap SE over test meanings)")
+
+
+def _se(reps: np.ndarray) -> float:
+    """The bootstrap standard error (finite replicates; inf when fewer than two, so nothing is decodable)."""
+    reps = np.asarray(reps, float)
+    reps = reps[np.isfinite(reps)]
+    return float(reps.std(ddof=1)) if reps.size > 1 else float("inf")
 
 
 def metric_of(t: Target) -> str:
@@ -164,6 +174,7 @@ def probe_grid(train: xr.Dataset, test: xr.Dataset, targets=TARGETS, *, probe: s
     pairs = aligned_targets(train, test, [canonical(t) for t in targets], grid, min_per_class)
     prompts, meanings = (np.array([str(v) for v in test[c].values]) for c in ("prompt", "meaning"))
     sig_level = 1 - ALPHA / (len(steps) * len(layers))
+    z = float(norm.ppf(1 - (1 - sig_level) / 2))  # the Bonferroni interval's half-width in bootstrap SEs
     T, S, L = len(pairs), len(steps), len(layers)
     arr = {k: np.full((T, S, L), np.nan) for k in ("value", "ci_low", "ci_high", "gap", "gap_ci_low", "gap_ci_high",
                                                    "sig_low")}
@@ -174,8 +185,10 @@ def probe_grid(train: xr.Dataset, test: xr.Dataset, targets=TARGETS, *, probe: s
         t, u = pairs[i]
         m = metric_of(t)
         value = score_all(t.kind, u.y, pred, prompts[u.rows], m == "auroc_within")[m]
-        reps = replicates(t.kind, u.y, pred, meanings[u.rows], m == "auroc_within", draws[i],
-                          pair_groups=prompts[u.rows])[m]
+        with warnings.catch_warnings():  # a replicate may lack a class: its per-class AUROC is NaN, then dropped
+            warnings.simplefilter("ignore", RuntimeWarning)
+            reps = replicates(t.kind, u.y, pred, meanings[u.rows], m == "auroc_within", draws[i],
+                              pair_groups=prompts[u.rows])[m]
         return value, reps
 
     with probe_threads(threads):
@@ -204,7 +217,7 @@ def probe_grid(train: xr.Dataset, test: xr.Dataset, targets=TARGETS, *, probe: s
                     arr["gap"][cell] = value - base[0, i]
                     arr["gap_ci_low"][cell], arr["gap_ci_high"][cell] = interval(gap, level)
                     chance = 0.0 if t.kind == "regression" else 0.5  # R^2 of the train mean; AUROC of a coin
-                    arr["sig_low"][cell] = min(interval(gap, sig_level)[0], interval(reps, sig_level)[0] - chance)
+                    arr["sig_low"][cell] = min(arr["gap"][cell] - z * _se(gap), value - chance - z * _se(reps))
         bar.close()
     return _result(train, test, pairs, steps, layers, arr, base, dict(
         probe=probe, grid=grid, n_boot=n_boot, level=level, significance_level=sig_level, seed=seed,
