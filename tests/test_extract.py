@@ -179,7 +179,7 @@ def test_pixart_steps_and_vision(prompts, tmp_path):
     assert ds.hidden.shape == (4, 2, 3, 64, 16) and list(ds.step.values) == [0, 1]
     assert ds.vision.shape == (4, 16, 16)
     # the stored rows are the conditional half of the guidance batch
-    with Capture(pipe, "block.2", calls=2, stop=False) as cap:
+    with Capture(pipe, "block.2", calls=2, stop=False, branch="both") as cap:
         pipe(prompt=[prompts[0].prompt] * 2, generator=[torch.Generator().manual_seed(int(s)) for s in ds.seed.values[:2]],
              output_type="latent", **gen.resolve(pipe).call_kwargs(pipe))
     np.testing.assert_array_equal(ds.hidden.values[:2, :, 2], cap["block.2"][:, 2:].transpose(0, 1).numpy())

@@ -1,13 +1,24 @@
 """Steps as an axis of the trace: x_t, x0_hat and block sites at a denoising step, on a real tiny
 multi-step SanaPipeline (flow-matching Euler, classifier-free guidance); no mocks."""
 
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
 import pytest
 import torch
 
+from vhslab.data import open_zarr
+from vhslab.data.extract import extract
+from vhslab.errors import InputError
+from vhslab.pipeline import GenConfig
+from vhslab.shapes.suites import load_suite
 from vhslab.testing.tiny import SANA_TEACHER_CALL as CALL
 from vhslab.testing.tiny import generators as gens
 from vhslab.testing.tiny import tiny_sana_pipeline
-from vhslab.trace import Site, SiteError, trace
+from vhslab.trace import Site, SiteError, find_site, site_array, store_sites, trace
 
 torch.set_num_threads(1)
 PROMPTS = ["a photo of a red circle", "a photo of two blue squares"]
@@ -155,3 +166,93 @@ def test_bad_step_sites_fail_before_compute(pipe):
         handle.remove()
     assert ran == []
     assert untouched(pipe)
+
+
+# -- (step x block) stores ---------------------------------------------------------------------------
+GEN = GenConfig(steps=STEPS, guidance_scale=CALL["guidance_scale"], max_sequence_length=8)
+
+
+def test_a_partial_grid_store_holds_exactly_the_asked_grid(pipe, tmp_path):
+    prompts = load_suite("train")[:2]
+    out = tmp_path / "grid.zarr"
+    result = extract(pipe, prompts, out, n_per_prompt=2, batch_size=2, gen=GEN, steps=[2, 0], layers=[3, 1],
+                     x_t=True, x0_hat=True, dtype="float32", progress=False)
+    ds = open_zarr(out)
+    assert ds.hidden.dims == ("sample", "step", "layer", "token", "channel") and ds.hidden.shape == (4, 2, 2, 64, 16)
+    assert list(ds.step.values) == [0, 2] and list(ds.layer.values) == [1, 3]
+    assert ds.x_t.dims == ("sample", "step", "latent_token", "latent_channel") and ds.x0_hat.shape == (4, 2, 64, 4)
+    pipe.scheduler.set_timesteps(STEPS)
+    np.testing.assert_allclose(ds.sigma.values, pipe.scheduler.sigmas[[0, 2]].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(ds.timestep.values, pipe.scheduler.timesteps[[0, 2]].numpy(), rtol=1e-6)
+    assert [str(s) for s in store_sites(ds)] == ["block.1@step0", "block.1@step2", "block.3@step0", "block.3@step2",
+                                                 "x_t@step0", "x_t@step2", "x0_hat@step0", "x0_hat@step2"]
+    assert find_site(ds, "block.3@step2") == Site.block(3, step=2)
+    with pytest.raises(SiteError, match="not in the store"):
+        find_site(ds, "block.3@step1")
+    with pytest.raises(SiteError, match="not in the store"):
+        find_site(ds, "block.3")
+    # the stored values are the trace's, sample by sample (same seeds, same batch)
+    with trace(pipe, ["block.3@step2", "x_t@step2", "x0_hat@step0"], calls=STEPS, dtype=torch.float32, stop=False) as t:
+        pipe(prompt=[s.prompt for s in prompts[:1]] * 2, output_type="latent",
+             generator=[torch.Generator().manual_seed(int(s)) for s in ds.seed.values[:2]], **GEN.resolve(pipe).call_kwargs(pipe))
+    np.testing.assert_array_equal(site_array(ds, "block.3@step2").values[:2], t.last("block.3@step2").numpy())
+    np.testing.assert_array_equal(site_array(ds, "x_t@step2").values[:2], t.last("x_t@step2").flatten(2).transpose(1, 2).numpy())
+    np.testing.assert_array_equal(site_array(ds, "x0_hat@step0").values[:2],
+                                  t.last("x0_hat@step0").flatten(2).transpose(1, 2).numpy())
+    # resumable: the same call writes nothing; another grid is another store
+    again = extract(pipe, prompts, out, n_per_prompt=2, batch_size=2, gen=GEN, steps=[0, 2], layers=[1, 3],
+                    x_t=True, x0_hat=True, dtype="float32", progress=False)
+    assert again["samples_this_run"] == 0 and again["content_key"] == result["content_key"]
+    with pytest.raises(InputError, match="holds different data"):
+        extract(pipe, prompts, out, n_per_prompt=2, batch_size=2, gen=GEN, steps=[0, 1], layers=[1, 3], progress=False)
+
+
+def test_the_default_grid_keeps_the_old_layout_and_key(pipe, tmp_path):
+    prompts = load_suite("train")[:1]
+    old = extract(pipe, prompts, tmp_path / "a.zarr", n_per_prompt=2, batch_size=2, gen=GEN, sites="block.1", progress=False)
+    new = extract(pipe, prompts, tmp_path / "b.zarr", n_per_prompt=2, batch_size=2, gen=GEN, sites="all",
+                  steps=list(range(STEPS)), layers=[1], progress=False)
+    assert old["content_key"] == new["content_key"]
+    ds = open_zarr(tmp_path / "a.zarr")
+    assert ds.hidden.shape == (2, STEPS, 1, 64, 16) and "x_t" not in ds and list(ds.step.values) == [0, 1, 2]
+    only = extract(pipe, prompts, tmp_path / "c.zarr", n_per_prompt=2, batch_size=2, gen=GEN, layers=[], steps=[1],
+                   x_t=True, progress=False)
+    ds = open_zarr(tmp_path / "c.zarr")
+    assert "hidden" not in ds and ds.x_t.shape == (2, 1, 64, 4) and [str(s) for s in store_sites(ds)] == ["x_t@step1"]
+    assert only["steps"] == [1]
+
+
+def test_bad_grids_fail_before_compute(pipe, tmp_path):
+    ran = []
+    handle = pipe.transformer.register_forward_pre_hook(lambda *a: ran.append(1))
+    prompts = load_suite("train")[:1]
+    try:
+        for kw, match in ((dict(steps=[0, 3]), r"runs 3 step\(s\).*0-2.*\[3\]"), (dict(steps=[1, 1]), "repeated"),
+                          (dict(steps=[]), "non-empty"), (dict(layers=[9]), r"0-3"),
+                          (dict(layers=[], sites="block.0"), "nothing to capture")):
+            with pytest.raises(InputError, match=match):
+                extract(pipe, prompts, tmp_path / "bad.zarr", gen=GEN, progress=False, **kw)
+    finally:
+        handle.remove()
+    assert ran == [] and not (tmp_path / "bad.zarr").exists()
+
+
+def test_the_cli_extracts_a_grid_of_a_saved_multi_step_pipeline(pipe, tmp_path):
+    saved = tmp_path / "tiny-teacher"
+    pipe.save_pretrained(saved)
+    base = [sys.executable, "-c", "from vhslab.cli.main import run; run()", "extract", "--model", str(saved), "--prompts", "train",
+            "--limit", "1", "--n-per-prompt", "2", "--batch-size", "2", "--max-sequence-length", "8", "--steps", "3",
+            "--guidance-scale", "2", "--no-progress", "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([*base, "--out", str(tmp_path / "g.zarr"), "--sites", "block.0,block.2", "--capture-steps", "2,0",
+                          "--x-t", "--x0-hat"], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.strip().splitlines()[-1])["steps"] == [0, 2]
+    ds = open_zarr(tmp_path / "g.zarr")
+    assert ds.hidden.shape == (2, 2, 2, 64, 16) and ds.x0_hat.shape == (2, 2, 64, 4) and list(ds.step.values) == [0, 2]
+    for extra, match in ((["--capture-steps", "0,5"], "0-2"), (["--capture-steps", "a"], "--capture-steps"),
+                         (["--teacher"], "--teacher")):
+        bad = subprocess.run([*base, "--out", str(tmp_path / "bad.zarr"), *extra], env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert bad.returncode == 2 and match in bad.stdout + bad.stderr, (extra, bad.stdout, bad.stderr)
+    assert not (tmp_path / "bad.zarr").exists()

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import typer
 
-from vhslab.cli.common import MAX_SIDE, console, dit_row_bytes, emit, finite, fit_batch
+from vhslab.cli.common import MAX_SIDE, comma_list, console, dit_row_bytes, emit, finite, fit_batch
 from vhslab.cli.options import JsonFlag, progress_flag
 from vhslab.data.extract import extract, parse_shard
 from vhslab.data.pipelines import load_pipeline
@@ -39,7 +39,11 @@ def extract_cmd(
     batch_size: int = typer.Option(8, min=1, help="samples per pipeline call (= store chunk; clipped to the samples there are)"),
     dtype: str = typer.Option("float16", help="float16 | bfloat16 | float32"),
     seed: int = typer.Option(0, min=0, help="root seed; candidate k of a prompt draws its noise from the stream (seed, prompt, k)"),
-    steps: int = typer.Option(None, min=1, help="denoising steps (default: 1 for SANA-Sprint, else the pipeline's default)"),
+    steps: int = typer.Option(None, min=1, help="denoising steps (default: 1 for SANA-Sprint, the teacher's 8, else the pipeline's default)"),
+    capture_steps: str = typer.Option(None, "--capture-steps", help="the steps to capture (0-based, comma list, e.g. 0,2,4; default every step)"),
+    teacher: bool = typer.Option(False, "--teacher", help="the world's multi-step teacher (with its generation settings) instead of the student"),
+    x_t: bool = typer.Option(False, "--x-t", help="also store x_t, the noisy latent entering each captured step"),
+    x0_hat: bool = typer.Option(False, "--x0-hat", help="also store x0_hat, the model's clean-latent estimate at each captured step"),
     guidance_scale: float = typer.Option(None, callback=finite, help="pipeline default when omitted"),
     height: int = typer.Option(None, min=8, max=MAX_SIDE, help="default: DiT sample size x VAE factor"),
     width: int = typer.Option(None, min=8, max=MAX_SIDE),
@@ -55,13 +59,14 @@ def extract_cmd(
     dev = check_device(device)
     specs = load_prompts(prompts)[:limit]
     rank_world = parse_shard(shard)
-    pipe, vision, model_id, defaults = load_pipeline(model)
+    at = comma_list(capture_steps, int, "--capture-steps", "step indices") if capture_steps is not None else None
+    pipe, vision, model_id, defaults = load_pipeline(model, teacher=teacher)
     if rank_world[1] > 1 and dev == "cuda":
         dev = f"cuda:{rank_world[0] % torch.cuda.device_count()}"
     pipe.to(dev)
     if guidance_scale is None:
         guidance_scale = defaults.guidance_scale
-    gen = GenConfig(height, width, steps, guidance_scale, max_sequence_length or defaults.max_sequence_length)
+    gen = GenConfig(height, width, steps or defaults.steps, guidance_scale, max_sequence_length or defaults.max_sequence_length)
     size = gen.resolve(pipe)
     batch_size = fit_batch(batch_size, len(specs) * n_per_prompt, dit_row_bytes(pipe, size.height, size.width))
     with warnings.catch_warnings(record=True) as caught:
@@ -69,6 +74,7 @@ def extract_cmd(
         result = extract(
             pipe, specs, out, n_per_prompt=n_per_prompt, sites=sites, seed=seed, batch_size=batch_size,
             dtype=dtype, gen=gen, vision=vision, shard=rank_world, model_id=model_id, progress=progress, verify=verify,
+            steps=at, x_t=x_t, x0_hat=x0_hat,
         )
     for w in caught:
         if issubclass(w.category, UserWarning):

@@ -9,7 +9,7 @@ import typer
 from vhslab.cli.analysis import attribute_cmd, geometry_cmd, patch_cmd, patch_timing_cmd
 from vhslab.cli.common import DEBUG, guard
 from vhslab.cli.extract import extract_cmd, inspect_cmd
-from vhslab.cli.probe import probe_cmd
+from vhslab.cli.probe import probe_cmd, probe_grid_cmd
 from vhslab.cli.search import bench_cmd, bestofn_cmd, generate_cmd, prune_cmd
 from vhslab.cli.verifier import verifier_app
 from vhslab.cli.world import world_app
@@ -21,6 +21,7 @@ app.add_typer(verifier_app, name="verifier")
 app.command("extract")(guard(extract_cmd))
 app.command("inspect")(guard(inspect_cmd))
 app.command("probe")(guard(probe_cmd))
+app.command("probe-grid")(guard(probe_grid_cmd))
 app.command("generate")(guard(generate_cmd))
 app.command("bestofn")(guard(bestofn_cmd))
 app.command("bench")(guard(bench_cmd))

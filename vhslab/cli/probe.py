@@ -1,17 +1,23 @@
-"""`vhslab probe`: layer-wise probe sweep over an activation store."""
+"""`vhslab probe`: layer-wise probe sweep over an activation store; `vhslab probe-grid`: (step x block) maps of a
+multi-step train / test store pair."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
+from rich.table import Table
 
-from vhslab.cli.common import claim_outputs, comma_list, emit
+from vhslab.cli.common import claim_outputs, comma_list, console, emit
 from vhslab.cli.options import AllowIncomplete, JsonFlag, Seed, overwrite_flag, plot_option, progress_flag
+from vhslab.errors import InputError
+from vhslab.figures import plot_auroc_vs_sigma
 from vhslab.outputs import claim, save_figure
-from vhslab.probes import open_store, run_sweep
+from vhslab.probes import open_store, probe_grid, run_sweep
 from vhslab.probes.results import results_output
 from vhslab.threads import torch_threads
+from vhslab.verifier import VerifierTrainConfig, verdict_by_step
+from vhslab.verifier.load import load_llm
 
 OverwriteResults = overwrite_flag("replace --out if it holds earlier probe results (never anything else)")
 ProgressBar = progress_flag("show a progress bar")
@@ -63,3 +69,80 @@ def probe_cmd(
         save_figure(outs["plot"], res.plot().figure)
         result["plot"] = str(plot)
     emit(result, as_json, title="probe sweep")
+
+
+def probe_grid_cmd(
+    train: Path = typer.Option(..., "--train", help="multi-step store of the train suite (`vhslab extract --steps`)"),
+    test: Path = typer.Option(..., "--test", help="multi-step store of an evaluation suite (meanings disjoint from --train)"),
+    targets: str = typer.Option("verdict,colour,shape,count,recon", help="comma list of targets (as `vhslab probe`)"),
+    probe: str = typer.Option("linear", help="probe family: linear or mlp"),
+    steps: str = typer.Option(None, help="comma list of stored steps (default: every step both stores hold)"),
+    layers: str = typer.Option(None, help="comma list of stored blocks (default: every block both stores hold)"),
+    grid: int = typer.Option(4, min=1, help="side of the pooled token grid for the recon target"),
+    n_boot: int = typer.Option(1000, min=100, help="bootstrap resamples of test meanings (>= 100: Bonferroni intervals)"),
+    plot: Path = typer.Option(None, help="save the (step x block) heatmaps as PLOT.png and PLOT.pdf (PLOT: a path stem), "
+                              "and with --verdict-steps the AUROC-vs-sigma curves as PLOT_sigma.png and .pdf"),
+    verdict_steps: str = typer.Option(None, help="comma list of steps: also the verdict by noise level there (probe at the "
+                                      "block chosen on the train store; within-prompt AUROC and Best-of-4 gain vs sigma)"),
+    verifier: bool = typer.Option(False, help="with --verdict-steps: also train a VHS verifier (the world's LLM) per step"),
+    verifier_steps: int = typer.Option(60, min=1, help="training steps of each per-step verifier"),
+    overwrite: OverwriteResults = False,
+    seed: Seed = 0,
+    allow_incomplete: AllowIncomplete = False,
+    progress: ProgressBar = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """(step x block) probe maps: fit on --train at every stored cell, score on --test against the prompt-only
+    baseline with paired intervals over test meanings; per target the earliest decodable (step, block)."""
+    steps_list = comma_list(steps, int, "--steps", "integers") or None
+    layer_list = comma_list(layers, int, "--layers", "integers") or None
+    verdict_list = comma_list(verdict_steps, int, "--verdict-steps", "integers")
+    if verifier and not verdict_list:
+        raise InputError("--verifier trains a verifier per step of --verdict-steps; give --verdict-steps too")
+    figures = {f"plot_{ext}": None if plot is None else plot.with_suffix(f".{ext}") for ext in ("png", "pdf")}
+    figures.update({f"sigma_{ext}": None if plot is None or not verdict_list else
+                    plot.with_name(f"{plot.name}_sigma.{ext}") for ext in ("png", "pdf")})
+    outs = claim_outputs("probe-grid", overwrite, inputs={"--train": train, "--test": test}, **figures)
+    train_ds, test_ds = (open_store(p, allow_incomplete=allow_incomplete, steps=True) for p in (train, test))
+    res = probe_grid(train_ds, test_ds, comma_list(targets), probe=probe, steps=steps_list, layers=layer_list, grid=grid,
+                     n_boot=n_boot, seed=seed, progress=progress, threads=torch_threads())
+    result = {"train": str(train), "test": str(test), **res.to_json()}
+    if verdict_list:
+        llm, tokenizer = load_llm(None) if verifier else (None, None)
+        cfg = VerifierTrainConfig(steps=verifier_steps, eval_every=max(1, verifier_steps // 3), align_steps=0, seed=seed)
+        by_step = verdict_by_step(train_ds, test_ds, verdict_list, layer_list, llm=llm, tokenizer=tokenizer, cfg=cfg,
+                                  seed=seed)
+        result["verdict_by_step"] = by_step.to_json()
+    if plot is not None:
+        for name, out in outs.items():
+            fig = res.plot() if name.startswith("plot") else plot_auroc_vs_sigma(by_step.curves())
+            save_figure(out, fig)
+        result["plot"] = [str(o.path) for o in outs.values()]
+    if not as_json:
+        table = Table(title="earliest decodable (step, block) per target")
+        for col in ("target", "metric", "baseline", "best cell", "best gap", "earliest", "gap [95% CI]"):
+            table.add_column(col)
+        for row in res.table():
+            e = row["earliest"]
+            table.add_row(row["target"], row["metric"], f"{row['baseline']:.3f}", row["best"], f"{row['best_gap']:+.3f}",
+                          e["site"] if e else "none",
+                          f"{e['gap']:+.3f} [{e['gap_ci'][0]:+.3f}, {e['gap_ci'][1]:+.3f}]" if e else "")
+        console.print(table)
+        result = {k: v for k, v in result.items() if k not in ("targets", "verdict_by_step")}
+        if verdict_list:
+            console.print(_verdict_table(by_step))
+    emit(result, as_json, title="probe grid")
+
+
+def _verdict_table(by_step) -> Table:
+    """Per step and scorer: within-prompt AUROC and Best-of-4 gain, each with its interval."""
+    table = Table(title="verdict by noise level (test store)")
+    for col in ("step", "sigma", "block", "scorer", "within-prompt AUROC", "Bo4 gain"):
+        table.add_column(col)
+    cell = lambda m: f"{m['value']:.3f} [{m['ci'][0]:.3f}, {m['ci'][1]:.3f}]"  # noqa: E731
+    for row in by_step.to_json()["steps"]:
+        for scorer in ("probe", "verifier"):
+            if scorer in row:
+                table.add_row(str(row["step"]), f"{row['sigma']}", str(row["block"]), scorer,
+                              cell(row[scorer]["within_prompt_auroc"]), cell(row[scorer]["gain"]))
+    return table

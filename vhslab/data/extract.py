@@ -3,6 +3,9 @@
     from vhslab.data.extract import extract
     extract(pipe, load_suite("train"), "train.zarr", n_per_prompt=4, sites="all")
     ds = open_zarr("train.zarr", only_written=True)   # lazy (dask)
+
+    # a multi-step pipeline: a (step x block) grid, the noisy latent and the clean estimate per step
+    extract(teacher, prompts, "grid.zarr", gen=gen, steps=[0, 2, 4], layers=[3, 7], x_t=True, x0_hat=True)
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
+from vhslab.data.grid import Grid, check_grid, with_layers
 from vhslab.data.spec import DTYPES, N_ITEMS, SPEC_VERSION, content_key
 from vhslab.data.store import (
     StoreError,
@@ -126,22 +130,29 @@ def _as_numpy(t: torch.Tensor) -> np.ndarray:
     return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
 
 
-def _batch_dataset(batch: list[Sample], cap: Trace, sites: list[Site], evaluator: Evaluator) -> xr.Dataset:
+def _latents(t: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) -> (B, h*w, C), tokens row-major."""
+    return t.flatten(2).transpose(1, 2)
+
+
+def _batch_dataset(batch: list[Sample], cap: Trace, sites: list[Site], evaluator: Evaluator, grid: Grid) -> xr.Dataset:
     """One batch as a Dataset with the store's variables (sample dim first)."""
     b = len(batch)
     images = cap.last("image")
     verdicts = [evaluator.evaluate(img, s.spec) for img, s in zip(images, batch, strict=True)]
     data: dict[str, Any] = {}
-    blocks = [s for s in sites if s.is_block]
+    blocks = [s.index for s in sites if s.is_block]
+    step = ("step",) if grid.multi else ()
     if blocks:
-        # (calls, rows, T, C) per block; with classifier-free guidance rows = 2B and the
-        # conditional half comes last (diffusers concatenates [uncond, cond]).
-        per = torch.stack([cap[s][:, -b:] for s in blocks])  # (L, S, B, T, C)
-        hidden = _as_numpy(per.permute(2, 1, 0, 3, 4))  # (B, S, L, T, C)
-        if hidden.shape[1] == 1:
-            data["hidden"] = (("sample", "layer", "token", "channel"), hidden[:, 0])
-        else:
-            data["hidden"] = (("sample", "step", "layer", "token", "channel"), hidden)
+        # (B, T, C) per (step, block): the trace keeps the conditional rows of a guidance batch
+        # (diffusers concatenates [uncond, cond]); [-b:] also holds for a bare 2B batch.
+        per = torch.stack([torch.stack([cap.last(Site.block(k, n))[-b:] for k in blocks]) for n in grid.at])
+        hidden = _as_numpy(per.permute(2, 0, 1, 3, 4))  # (B, S, L, T, C)
+        data["hidden"] = (("sample", *step, "layer", "token", "channel"), hidden if grid.multi else hidden[:, 0])
+    for kind in grid.latents:
+        per = torch.stack([_latents(cap.last(Site(kind, step=n))) for n in grid.steps])  # (S, B, tokens, C)
+        values = _as_numpy(per.transpose(0, 1))
+        data[kind] = (("sample", *step, "latent_token", "latent_channel"), values if grid.multi else values[:, 0])
     if Site("ae_latent") in sites:
         data["ae_latent"] = (("sample", "ae_token", "ae_channel"), _as_numpy(cap.last("ae_latent")[-b:]))
     if Site("image") in sites:
@@ -157,7 +168,8 @@ def _batch_dataset(batch: list[Sample], cap: Trace, sites: list[Site], evaluator
     return xr.Dataset(data)
 
 
-def _store_coords(samples: list[Sample], sites: list[Site], num_blocks: int, grid: tuple[int, int], steps: int) -> dict:
+def _store_coords(samples: list[Sample], sites: list[Site], num_blocks: int, grid: tuple[int, int], steps: Grid,
+                  cap: Trace) -> dict:
     blocks = [s.index for s in sites if s.is_block]
     coords: dict[str, Any] = {
         "sample_id": ("sample", np.array([s.sample_id for s in samples], np.int64)),
@@ -174,8 +186,12 @@ def _store_coords(samples: list[Sample], sites: list[Site], num_blocks: int, gri
         coords["site"] = ("layer", np.array([str(Site.block(i)) for i in blocks], dtype=object))
         coords["token_row"] = ("token", np.repeat(np.arange(rows, dtype=np.int64), cols))
         coords["token_col"] = ("token", np.tile(np.arange(cols, dtype=np.int64), rows))
-        if steps > 1:
-            coords["step"] = ("step", np.arange(steps, dtype=np.int64))
+    if steps.multi and (blocks or steps.latents):
+        at = list(steps.steps)
+        coords["step"] = ("step", np.array(at, np.int64))
+        if len(cap.sigmas) > max(at):  # the scheduler's sigma and timestep at each stored step
+            coords["sigma"] = ("step", np.array([cap.sigmas[n] for n in at], np.float64))
+            coords["timestep"] = ("step", np.array([cap.timesteps[n] for n in at], np.float64))
     return coords
 
 
@@ -195,14 +211,15 @@ def _check_call(pipe, prompts, sites, dtype, batch_size, vision, shard, evaluato
     return site_list, shard_of, evaluator
 
 
-def _identity(pipe, prompts, n_per_prompt, seed, site_list, dtype, gen, evaluator, model_id, batch_size) -> tuple[str, dict]:
+def _identity(pipe, prompts, n_per_prompt, seed, site_list, dtype, gen, evaluator, model_id, batch_size,
+              grid: Grid) -> tuple[str, dict]:
     """The store's content key and attributes."""
     judge = describe_evaluator(evaluator)
     generator = generator_fingerprint(pipe, weights_hash(pipe))
     names = [str(s) for s in site_list]
     key = content_key(  # the generator's fingerprint, not config_hash: that holds the folder it was loaded from
         evaluator=judge, generator=generator, prompts=[s.to_json() for s in prompts], n_per_prompt=n_per_prompt,
-        seed=seed, sites=names, dtype=dtype, gen=gen.to_dict(),
+        seed=seed, sites=names, dtype=dtype, gen=gen.to_dict(), **grid.key(),
     )
     attrs = {
         "spec_version": SPEC_VERSION,
@@ -242,21 +259,22 @@ def _resume(out: Path, key: str, n_samples: int, batch_size: int, verify: bool):
     return ds, done, chunk, repaired
 
 
-def _write_chunk(pipe, out, samples, c, chunk, ds, site_list, gen, dtype, vision, evaluator, key, attrs) -> int:
+def _write_chunk(pipe, out, samples, c, chunk, ds, site_list, gen, dtype, vision, evaluator, key, attrs, step_grid) -> int:
     """Generate chunk `c`, capture and label it, write it (creating the store on first write); its bytes."""
     batch = samples[c * chunk : (c + 1) * chunk]
     generators = [torch.Generator(device="cpu").manual_seed(s.seed) for s in batch]
-    reads = sorted(set(site_list) | {Site("image")})
-    with trace(pipe, reads, calls=gen.steps, dtype=getattr(torch, dtype), stop=False, vision=vision) as cap:
+    with torch.no_grad(), trace(pipe, step_grid.reads(site_list), calls=gen.steps, dtype=getattr(torch, dtype), stop=False,
+                                vision=vision) as cap:
         pipe(prompt=[s.spec.prompt for s in batch], generator=generators, output_type="pt", **gen.call_kwargs(pipe))
-    ds_batch = _batch_dataset(batch, cap, site_list, evaluator)
+    ds_batch = _batch_dataset(batch, cap, site_list, evaluator, step_grid)
     if ds is not None and "caption" not in ds:  # resuming a store from before captions: keep its layout
         ds_batch = ds_batch.drop_vars("caption")
     if not out.exists():
         dit = find_transformer(pipe)
         patch = getattr(dit.config, "patch_size", 1) or 1
         grid = (gen.height // (pipe.vae_scale_factor * patch), gen.width // (pipe.vae_scale_factor * patch))
-        coords = _store_coords(samples, site_list, len(dit.transformer_blocks), grid, gen.steps)
+        steps = step_grid
+        coords = _store_coords(samples, site_list, len(dit.transformer_blocks), grid, steps, cap)
         create_store(out, ds_batch, len(samples), chunk, coords, attrs)
         if open_zarr(out).attrs["content_key"] != key:  # another process created it first
             raise StoreError(f"{out} was created concurrently with different data")
@@ -281,9 +299,20 @@ def extract(
     model_id: str | None = None,
     progress: bool = True,
     verify: bool = True,
+    steps: Sequence[int] | None = None,
+    layers: Sequence[int] | None = None,
+    x_t: bool = False,
+    x0_hat: bool = False,
 ) -> dict[str, Any]:
     """Generate `n_per_prompt` candidates per prompt, capture `sites`, label each image with
     `evaluator` (default `ShapesEvaluator`) and write this shard's samples into the store `out`.
+
+    The (step x block) grid of a multi-step pipeline: `steps` (default every step of `gen.steps`)
+    times the blocks (`layers`, which replaces the blocks named in `sites`), stored as `hidden`
+    (sample, step, layer, token, channel) with the scheduler's `sigma` and `timestep` on the step
+    dim; `x_t` / `x0_hat` add the latent entering each captured step and the model's clean-latent
+    estimate there (sample, step, latent_token, latent_channel). The store holds exactly that grid.
+    A one-step pipeline's store has no step dim (as before).
 
     Everything is checked before any compute: options, every prompt (against the evaluator's
     `check_prompt`), the output path. Re-running the same call skips samples already written and,
@@ -295,9 +324,14 @@ def extract(
     out = Path(out)
     site_list, (rank, world), evaluator = _check_call(pipe, prompts, sites, dtype, batch_size, vision, shard, evaluator)
     gen = (gen or GenConfig()).resolve(pipe)
+    site_list = with_layers(site_list, layers, pipe)
+    step_grid = check_grid(steps, gen.steps, x_t, x0_hat, pipe)
+    if not site_list and not step_grid.latents:
+        raise InputError("nothing to capture: no block, no other site, and neither x_t nor x0_hat")
     check_output(out)
     samples = make_samples(list(prompts), n_per_prompt, seed)
-    key, attrs = _identity(pipe, prompts, n_per_prompt, seed, site_list, dtype, gen, evaluator, model_id, batch_size)
+    key, attrs = _identity(pipe, prompts, n_per_prompt, seed, site_list, dtype, gen, evaluator, model_id, batch_size,
+                           step_grid)
     ds, done, chunk, repaired = _resume(out, key, len(samples), batch_size, verify)
     n_chunks = math.ceil(len(samples) / chunk)
     mine = [c for c in range(n_chunks) if c % world == rank]
@@ -308,7 +342,8 @@ def extract(
     bar = tqdm(total=n_mine, initial=n_mine - n_todo, unit="sample", desc=f"extract {out.name}",
                disable=not progress, file=sys.stderr)
     for c in todo:
-        bytes_written += _write_chunk(pipe, out, samples, c, chunk, ds, site_list, gen, dtype, vision, evaluator, key, attrs)
+        bytes_written += _write_chunk(pipe, out, samples, c, chunk, ds, site_list, gen, dtype, vision, evaluator, key, attrs,
+                                      step_grid)
         bar.update(size(c))
     bar.close()
     if todo and out.exists():
@@ -325,6 +360,8 @@ def extract(
         "samples_this_run": n_todo,
         "skipped": n_mine - n_todo,
         "sites": [str(s) for s in site_list],
+        "steps": list(step_grid.steps),
+        "latents": list(step_grid.latents),
         "accuracy": float(verdicts.mean()) if verdicts.size else None,
         "elapsed_s": round(elapsed, 3),
         "samples_per_s": round(n_todo / elapsed, 2),

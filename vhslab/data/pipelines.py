@@ -11,13 +11,19 @@ from vhslab.threads import fit
 from vhslab.world import load_world
 
 
-def load_pipeline(model: str, option: str = "--model") -> tuple[Any, Any, str, Any]:
-    """`world` -> the shipped world (`vhslab.world.load_world()`); else a diffusers pipeline folder (an
-    unusable one is refused, named by `option`). Returns (pipeline, vision encoder or None, model id,
-    default GenConfig)."""
+def load_pipeline(model: str, option: str = "--model", teacher: bool = False) -> tuple[Any, Any, str, Any]:
+    """`world` -> the shipped world (`vhslab.world.load_world()`), its multi-step teacher with
+    `teacher` (and the teacher's GenConfig); else a diffusers pipeline folder (an unusable one is
+    refused, named by `option`). Returns (pipeline, vision encoder or None, model id, default GenConfig)."""
+    if teacher and model != "world":
+        raise InputError(f"--teacher picks the world's teacher; {option} {model!r} is a pipeline folder already (drop --teacher)")
     if model == "world":
         world = load_world()  # WorldMissingError (a MissingError) when there is none
-        return world.pipeline, world.vision, "world", world.gen_config
+        if not teacher:
+            return world.pipeline, world.vision, "world", world.gen_config
+        if world.teacher is None:
+            raise MissingError("--teacher: this world ships no teacher (no teacher/model_index.json)")
+        return world.teacher, world.vision, "world-teacher", world.teacher_gen_config
     path = Path(model)
     if not (path / "model_index.json").is_file():
         raise MissingError(f"{option} {model!r}: expected 'world' or a diffusers pipeline folder (model_index.json)")

@@ -30,6 +30,7 @@ LABELS = {
     "found_color": "str",
     "found_relation": "str",
 }
+STEP_VARS = ("x_t", "x0_hat")  # (sample, [step,] latent_token, latent_channel): the latent and clean estimate per step
 SITE_VARS = {  # site -> (variable, dims after `sample` and the optional `step`)
     "ae_latent": ("ae_latent", ("ae_token", "ae_channel")),
     "image": ("image", ("pix_y", "pix_x", "rgb")),
@@ -53,6 +54,21 @@ def _kind_ok(arr: xr.DataArray, kind: str) -> bool:
     if kind == "i":
         return arr.dtype.kind in "iu"
     return arr.dtype == np.dtype(kind)
+
+
+def _step_problems(ds: xr.Dataset, step: tuple[str, ...]) -> list[str]:
+    """The step dim's coords (`step` int; `sigma`, `timestep` float, optional: older multi-step stores
+    lack them) and the x_t / x0_hat variables."""
+    problems = []
+    if step and ("step" not in ds.coords or ds["step"].dims != ("step",) or not _kind_ok(ds["step"], "i")):
+        problems.append("coord 'step' missing or not (step,) int")
+    for name in ("sigma", "timestep"):
+        if name in ds.coords and (ds[name].dims != ("step",) or ds[name].dtype.kind != "f"):
+            problems.append(f"coord {name!r} is not (step,) float")
+    for var in STEP_VARS:
+        if var in ds and ds[var].dims != ("sample", *step, "latent_token", "latent_channel"):
+            problems.append(f"variable {var!r} is not {('sample', *step, 'latent_token', 'latent_channel')}")
+    return problems
 
 
 def validate(ds: xr.Dataset) -> None:
@@ -113,8 +129,7 @@ def validate(ds: xr.Dataset) -> None:
             problems.append(f"variable {var!r} present but site {site!r} not in attr sites")
     if "image" in ds and ds["image"].dtype != np.uint8:
         problems.append("image is not uint8")
-    for var in ("ae_latent", "vision"):
-        if var in ds and ds[var].dtype != np.dtype(stored):
-            problems.append(f"{var} dtype {ds[var].dtype} != {stored}")
+    problems += _step_problems(ds, step) + [f"{var} dtype {ds[var].dtype} != {stored}" for var in ("ae_latent", "vision", *STEP_VARS)
+                                            if var in ds and ds[var].dtype != np.dtype(stored)]
     if problems:
         raise SpecError("dataset does not follow the spec:\n  - " + "\n  - ".join(problems))

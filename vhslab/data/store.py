@@ -23,7 +23,7 @@ from vhslab.data.spec import SpecError, validate
 from vhslab.data.verify import CHECKSUM, checked_vars, row_checksums
 from vhslab.errors import InputError, MissingError
 
-BIG = ("hidden", "ae_latent", "image", "vision")  # lazily preallocated, chunked per layer/step
+BIG = ("hidden", "x_t", "x0_hat", "ae_latent", "image", "vision")  # lazily preallocated, chunked per layer/step
 
 
 class StoreError(RuntimeError):

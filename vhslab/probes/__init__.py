@@ -9,6 +9,7 @@ Reading one site of a store (`site_features`, `site_array`, ...) lives in `vhsla
 """
 
 from vhslab.probes.data import ProbeError, StoreDamaged, open_store
+from vhslab.probes.grid import GridResult, probe_grid
 from vhslab.probes.metrics import (
     METRICS,
     auroc,
@@ -21,7 +22,7 @@ from vhslab.probes.metrics import (
 )
 from vhslab.probes.models import PROBES, WithinPromptLinear, make_probe, make_prompt_baseline, prompt_structure
 from vhslab.probes.results import ProbeResults
-from vhslab.probes.splits import fold_of, meaning_folds
+from vhslab.probes.splits import check_disjoint, fold_of, meaning_folds
 from vhslab.probes.sweep import run_sweep
 from vhslab.probes.targets import KNOWN as KNOWN_TARGETS
 from vhslab.probes.targets import Target, build_targets
@@ -30,6 +31,7 @@ __all__ = [
     "KNOWN_TARGETS",
     "METRICS",
     "PROBES",
+    "GridResult",
     "ProbeError",
     "ProbeResults",
     "StoreDamaged",
@@ -40,6 +42,7 @@ __all__ = [
     "balanced_accuracy",
     "bootstrap_ci",
     "build_targets",
+    "check_disjoint",
     "ece",
     "fold_of",
     "make_probe",
@@ -47,6 +50,7 @@ __all__ = [
     "meaning_folds",
     "open_store",
     "paired_bootstrap_ci",
+    "probe_grid",
     "prompt_structure",
     "r2",
     "run_sweep",

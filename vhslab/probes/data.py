@@ -19,10 +19,11 @@ class ProbeError(InputError):
     """Bad input to a probe sweep (unknown target, missing layer or variable, NaNs...)."""
 
 
-def open_store(path: str | Path, allow_incomplete: bool = False) -> xr.Dataset:
+def open_store(path: str | Path, allow_incomplete: bool = False, steps: bool = False) -> xr.Dataset:
     """Open a store lazily (dask) via `vhslab.data.store` and check it. A store whose extraction did not
     finish is refused unless `allow_incomplete` (then only its `written` rows are kept, with a warning, and
-    every result rests on those: their count is `ds.sizes["sample"]`)."""
+    every result rests on those: their count is `ds.sizes["sample"]`). A multi-step store keeps its steps with
+    `steps`, else it is cut to its last step (`check_store`)."""
     try:
         ds = open_zarr(path)
     except (StoreError, FileNotFoundError) as exc:
@@ -35,11 +36,12 @@ def open_store(path: str | Path, allow_incomplete: bool = False) -> xr.Dataset:
                 raise ProbeError(f"{what}; rerun `vhslab extract` with the same arguments to finish it, or pass "
                                  "--allow-incomplete to use the written samples only")
             warnings.warn(f"{what}: results rest on the {int(written.sum())} written samples", stacklevel=2)
-    return check_store(ds, validated=True)
+    return check_store(ds, validated=True, steps=steps)
 
 
-def check_store(ds: xr.Dataset, validated: bool = False) -> xr.Dataset:
-    """Validate against the dataset spec (`vhslab.data.spec.validate`), then what probing needs."""
+def check_store(ds: xr.Dataset, validated: bool = False, steps: bool = False) -> xr.Dataset:
+    """Validate against the dataset spec (`vhslab.data.spec.validate`), then what probing needs. A
+    multi-step store is cut to its last step unless `steps` (then it keeps every step)."""
     if not validated:
         try:
             validate(ds)
@@ -50,8 +52,8 @@ def check_store(ds: xr.Dataset, validated: bool = False) -> xr.Dataset:
             raise ProbeError(f"the store lacks the coord {name!r} (needed to split by prompt)")
     if "sample" not in ds.dims:
         raise ProbeError("the store has no 'sample' dim")
-    if "step" in ds.dims:  # multi-step stores: probe the last step
-        ds = ds.isel(step=-1)
+    if "step" in ds.dims and not steps:  # multi-step stores: probe the last step
+        ds = step_view(ds, int(ds["step"].values[-1]))
     if "written" in ds:
         keep = written_mask(ds)
         if not keep.any():
@@ -66,6 +68,14 @@ def check_store(ds: xr.Dataset, validated: bool = False) -> xr.Dataset:
         if lost:
             raise StoreDamaged(f"{lost} written samples have no verdict (a lost chunk); {REPAIR}")
     return ds
+
+
+def step_view(ds: xr.Dataset, step: int) -> xr.Dataset:
+    """A multi-step store at one stored step as a one-step store: `hidden` (sample, layer, token, channel),
+    without the step-only variables x_t and x0_hat (their sites exist only at a step) and the step's scalar
+    coords, so its site `block.k` is `block.k@step<step>` of the store."""
+    view = ds.sel(step=step)
+    return view.drop_vars([v for v in ("x_t", "x0_hat", "step", "sigma", "timestep") if v in view.variables])
 
 
 REPAIR = "`vhslab inspect STORE --verify` names the damaged chunks and `vhslab extract` with the store's arguments rewrites them"
@@ -105,10 +115,12 @@ def grid_pool(x, grid: int):
 
 
 def site_array(ds: xr.DataArray | xr.Dataset, site: Site) -> xr.DataArray:
-    """The lazy (sample, token, channel) array of one site."""
+    """The lazy (sample, token, channel) array of one site; at a step of a multi-step store (`block.k@stepN`,
+    `x_t@stepN`, `x0_hat@stepN`) that step's slice."""
+    at = {"step": site.step} if site.step is not None and "step" in ds.dims else {}
     if site.is_block:
-        return ds["hidden"].sel(layer=site.index)
-    return ds[str(site)]
+        return ds["hidden"].sel(layer=site.index, **at)
+    return ds[site.kind if at else str(site)].sel(**at)
 
 
 def site_features(ds: xr.Dataset, site: Site, grids: tuple[int, ...] = ()) -> dict:

@@ -44,3 +44,13 @@ def fold_of(n: int, folds: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     for f, (_, test) in enumerate(folds):
         out[test] = f
     return out
+
+
+def check_disjoint(train_meanings, test_meanings, what: str = "the train and test stores") -> None:
+    """Refuse (ProbeError) when two stores share a prompt meaning: a number measured on the test store would
+    rest on meanings the probe was trained on."""
+    strings = lambda values: {str(v) for v in np.asarray(values).ravel()}  # noqa: E731  (zarr's StringDType too)
+    shared = sorted(strings(train_meanings) & strings(test_meanings))
+    if shared:
+        raise ProbeError(f"{what} share {len(shared)} prompt meaning(s) (e.g. {shared[0]!r}); train on the `train` "
+                         "suite and test on an evaluation suite (e.g. geneval-shapes), whose meanings are disjoint")

@@ -28,24 +28,31 @@ from vhslab.trace.site import Site, SiteError, store_sites
 
 def _oof(make, X, t: Target, folds) -> np.ndarray:
     """Out-of-fold predictions: class probabilities (rows, classes) or values shaped like t.y."""
-    if t.is_classification:
-        out = np.zeros((len(t.y), len(t.classes)))
-        for train, test in folds:
-            seen = np.unique(t.y[train])
-            if len(seen) < 2:  # a (small) training fold with one class predicts that class
-                out[test, seen[0]] = 1.0
-                continue
-            m = make().fit(X[train], t.y[train])
-            out[np.ix_(test, np.asarray(m.classes_))] = m.predict_proba(X[test])
-        return out
-    out = np.zeros(t.y.shape, np.float32)
+    out = np.zeros((len(t.y), len(t.classes))) if t.is_classification else np.zeros(t.y.shape, np.float32)
     for train, test in folds:
-        xt = X[train].reshape(-1, X.shape[-1]) if X.ndim == 3 else X[train]
-        yt = t.y[train].reshape(len(xt), -1)
-        m = make().fit(xt, yt)
-        xs = X[test].reshape(-1, X.shape[-1]) if X.ndim == 3 else X[test]
-        out[test] = m.predict(xs).reshape(out[test].shape)
+        out[test] = fit_predict(make, X[train], t.y[train], X[test], len(t.classes) if t.is_classification else 0)
     return out
+
+
+def fit_predict(make, x_train, y_train: np.ndarray, x_test, n_classes: int = 0) -> np.ndarray:
+    """Fit a fresh probe (`make()`) on one part and predict another: class probabilities (rows, n_classes)
+    for labels 0..n_classes-1 (a part with one class predicts that class), or, with n_classes 0, values
+    shaped like y (rows, ...); token features (rows, cells, channels) share one map over the cells.
+    The one fit of every probe: the sweep's folds and a train store / test store pair alike."""
+    n_test = x_test.shape[0]
+    if n_classes:
+        out = np.zeros((n_test, n_classes))
+        seen = np.unique(y_train)
+        if len(seen) < 2:  # a (small) training part with one class predicts that class
+            out[:, seen[0]] = 1.0
+            return out
+        m = make().fit(x_train, y_train)
+        out[:, np.asarray(m.classes_)] = m.predict_proba(x_test)
+        return out
+    xt = x_train.reshape(-1, x_train.shape[-1]) if x_train.ndim == 3 else x_train
+    m = make().fit(xt, y_train.reshape(len(xt), -1))
+    xs = x_test.reshape(-1, x_test.shape[-1]) if x_test.ndim == 3 else x_test
+    return m.predict(xs).reshape((n_test, *y_train.shape[1:])).astype(np.float32)
 
 
 class _Scorer:
@@ -116,13 +123,14 @@ def run_sweep(
     `inner_k` + 1 times the fits). `threads` caps BLAS/torch threads (None: leave as is): probe fits
     are small, and extra threads made them ~20x slower on a shared 2-core machine.
     """
-    with _threads(threads):
+    with probe_threads(threads):
         return _run(ds, list(targets), list(probes), layers, extra_sites, k, inner_k, select, grid, attn_grid,
                     n_boot, baseline, seed, progress)
 
 
 @contextmanager
-def _threads(n: int | None):
+def probe_threads(n: int | None):
+    """Cap BLAS and torch threads at `n` for the block (None: leave them as they are)."""
     if n is None:
         yield
         return

@@ -2,6 +2,6 @@
 known signal (here) and tiny real-class models (`vhslab.testing.tiny`, imported from there: it loads
 diffusers and transformers), for tests and benchmarks."""
 
-from vhslab.testing.planted import planted_store
+from vhslab.testing.planted import planted_steps_store, planted_store
 
-__all__ = ["planted_store"]
+__all__ = ["planted_steps_store", "planted_store"]

@@ -192,3 +192,97 @@ def planted_store(
         if var.dtype.kind == "U":
             ds[name] = var.astype(object)
     return ds
+
+
+def _disjoint_prompts(n_prompts: int, rng: np.random.Generator, exclude: set[str]) -> tuple[list[dict], list[str]]:
+    """`n_prompts` planted prompts none of whose meanings is in `exclude` (redrawn until enough)."""
+    prompts: list[dict] = []
+    for _ in range(100):
+        for p in _prompts(n_prompts, rng):
+            if PromptSpec.from_json(p).meaning not in exclude and len(prompts) < n_prompts:
+                prompts.append(p)
+        if len(prompts) == n_prompts:
+            return prompts, [PromptSpec.from_json(p).meaning for p in prompts]
+    raise InputError(f"cannot draw {n_prompts} planted prompts outside the {len(exclude)} excluded meanings")
+
+
+def planted_steps_store(
+    n_samples: int = 240,
+    steps: tuple[int, ...] = (0, 2, 4, 6),
+    n_layers: int = 4,
+    n_tokens: int = 16,
+    n_channels: int = 16,
+    *,
+    num_steps: int = 8,
+    per_prompt: int = 4,
+    signal_step: int = 4,
+    signal_layer: int = 2,
+    strength: float = 0.5,
+    ae_channels: int = 4,
+    exclude_meanings=(),
+    signal_seed: int = 0,
+    dtype: str = "float32",
+    chunk_samples: int = 64,
+    seed: int = 0,
+) -> xr.Dataset:
+    """A planted multi-step store (the step contract): `hidden` (sample, step, layer, token, channel) with
+    coords `step`, `layer` and, on `step`, `sigma` (flow matching: 1 - step / num_steps) and `timestep`;
+    `x_t`, `x0_hat` (sample, step, latent_token, latent_channel); `ae_latent`; labels as `planted_store`.
+
+    The signal sits at exactly one cell (`signal_step`, `signal_layer`): the verdict's direction, the
+    found colour (item 0) and the state the output latent is a linear map of; every other cell is
+    Gaussian noise. The directions come from `signal_seed`, the samples from `seed`, so two stores with the
+    same `signal_seed` share the signal; `exclude_meanings` (e.g. another store's `meaning` values) keeps
+    their prompt meanings disjoint (a train / test pair).
+    """
+    side = round(n_tokens**0.5)
+    if side * side != n_tokens:
+        raise InputError(f"n_tokens={n_tokens} is not a square grid")
+    if signal_step not in steps or not 0 <= signal_layer < n_layers:
+        raise InputError(f"the signal cell (step {signal_step}, block {signal_layer}) is not in steps {list(steps)} "
+                         f"x blocks 0..{n_layers - 1}")
+    rng = np.random.default_rng(seed)
+    n_prompts = -(-n_samples // per_prompt)
+    prompts, meanings = _disjoint_prompts(n_prompts, rng, {str(m) for m in np.asarray(exclude_meanings).ravel()})
+    pidx = np.arange(n_samples) // per_prompt
+    verdict = (rng.random(n_samples) < 0.6).astype(np.int8)
+    labels = _labels(prompts, pidx, rng)
+    sig = np.random.default_rng(10_000 + signal_seed)
+    w_verdict = sig.standard_normal(n_channels)
+    w_verdict /= np.linalg.norm(w_verdict)
+    color_means = sig.standard_normal((len(COLORS), n_channels)) * strength
+    ae_map = sig.standard_normal((n_channels, ae_channels)) / n_channels**0.5
+    color_ids = np.array([COLORS.index(c) if c else -1 for c in labels["found_color"][:, 0]])
+    hidden = rng.standard_normal((n_samples, len(steps), n_layers, n_tokens, n_channels)).astype(np.float32)
+    shift = strength * (2.0 * verdict - 1)[:, None] * w_verdict + np.where(color_ids[:, None] >= 0, color_means[color_ids], 0)
+    cell = hidden[:, list(steps).index(signal_step), signal_layer]
+    cell += shift[:, None, :].astype(np.float32)
+    ae = cell @ ae_map + 0.3 * rng.standard_normal((n_samples, n_tokens, ae_channels))
+    x_t = rng.standard_normal((n_samples, len(steps), n_tokens, ae_channels))
+    sigma = 1.0 - np.asarray(steps, float) / num_steps
+    x0_hat = ae[:, None] + sigma[None, :, None, None] * rng.standard_normal(x_t.shape)
+    lazy = lambda a, dims: (dims, da.from_array(a.astype(dtype), chunks=(chunk_samples, *a.shape[1:])))  # noqa: E731
+    data = {
+        "hidden": lazy(hidden, ("sample", "step", "layer", "token", "channel")),
+        "x_t": lazy(x_t, ("sample", "step", "latent_token", "latent_channel")),
+        "x0_hat": lazy(x0_hat, ("sample", "step", "latent_token", "latent_channel")),
+        "ae_latent": lazy(ae, ("sample", "ae_token", "ae_channel")),
+        "verdict": ("sample", verdict),
+        **{name: (("sample", "item"), labels[name]) for name in labels},
+        "written": ("sample", np.ones(n_samples, bool)),
+        "caption": ("sample", np.array([" ".join(f"a photo of a {labels['found_color'][s, 0]} "
+                                                 f"{labels['found_class'][s, 0]}".split()) for s in range(n_samples)])),
+    }
+    coords = {**_coords(prompts, meanings, pidx, per_prompt, n_layers, n_tokens),
+              "step": ("step", np.asarray(steps, np.int64)), "sigma": ("step", sigma),
+              "timestep": ("step", sigma * 1000.0)}
+    attrs = {"spec_version": SPEC_VERSION, "evaluator": "planted", "model_id": "planted-steps",
+             "config_hash": f"planted-steps-{seed}", "num_blocks": n_layers, "num_inference_steps": num_steps,
+             "sites": ",".join([str(Site.block(i)) for i in range(n_layers)] + ["ae_latent"]), "dtype": dtype,
+             "vhslab_version": __version__,
+             "content_key": f"planted-steps-{seed}-{signal_seed}-{n_samples}-{len(steps)}-{n_layers}-{n_channels}"}
+    ds = xr.Dataset(data, coords=coords, attrs=attrs)
+    for name, var in ds.variables.items():
+        if var.dtype.kind == "U":
+            ds[name] = var.astype(object)
+    return ds

@@ -153,7 +153,7 @@ def store_sites(ds: Any, layers: Sequence[int] | None = None, extra: Sequence[st
     every stored x_t@stepN, x0_hat@stepN, ae_latent, vision), then `text` if asked. Unknown layers,
     steps or variables raise SiteError."""
     have = [int(v) for v in ds["layer"].values] if "hidden" in ds else []
-    if "hidden" not in ds and (layers is None or layers):
+    if "hidden" not in ds and (layers or (layers is None and not any(k in ds for k in STEP_KINDS))):
         raise SiteError(f"the store lacks the variable 'hidden'; its variables: {sorted(ds.data_vars)}")
     wanted = have if layers is None else [int(x) for x in layers]
     missing = [layer for layer in wanted if layer not in have]
