@@ -29,7 +29,7 @@ from vhslab.analysis.study import attribution_study
 from vhslab.data.extract import extract
 from vhslab.errors import InputError
 from vhslab.figures import plot_budget_curve, plot_probe_sweep
-from vhslab.outputs import Output, claim, state, write_manifest
+from vhslab.outputs import Output, owned, state, write_manifest
 from vhslab.probes import open_store, run_sweep
 from vhslab.search.costs import load_cost_model
 from vhslab.search.table import budget_table, table_summary
@@ -82,16 +82,13 @@ def _cell(d: dict) -> dict:
     return {"value": float(d["value"]), **({"ci": [float(ci[0]), float(ci[1])]} if ci is not None else {})}
 
 
-def claim_folder(out: Path, overwrite: bool) -> Output:
-    """Claim the demo's folder: new, or an earlier demo's (resumed if unfinished, replaced only with
-    `overwrite`); anything else is refused before any compute."""
-    o = Output(Path(out), KIND, "--out", folder=True, resumable=True)
-    claim([o], overwrite)
+def prepare_folder(o: Output, overwrite: bool) -> None:
+    """After `claim`: an earlier complete demo is cleared (only with `overwrite`, which `claim` checked), an
+    unfinished one kept (it resumes); the folder is marked incomplete until the last stage."""
     if overwrite and state(o.path, KIND) == "complete":
         shutil.rmtree(o.path)
     o.path.mkdir(parents=True, exist_ok=True)
     write_manifest(o, complete=False)
-    return o
 
 
 def _rows(suite: str, n: int) -> list:
@@ -116,9 +113,15 @@ def run_demo(out: str | Path, *, n_prompts: int = 24, n_per_prompt: int = 4, ove
     probe sweep (`probes.nc`), the budget table (`bestofn.nc`), the attribution maps and three figures."""
     say = log or (lambda _line: None)
     train_rows, test_rows = _rows("train", n_prompts), _rows("geneval-shapes", n_prompts)
-    folder = claim_folder(Path(out), overwrite)
+    folder = Output(Path(out), KIND, "--out", folder=True, resumable=True)
+    with owned([folder], overwrite):
+        prepare_folder(folder, overwrite)
+        return _study(folder, train_rows, test_rows, n_per_prompt, n_boot, progress, say)
+
+
+def _study(folder: Output, train_rows, test_rows, n_per_prompt: int, n_boot: int, progress: bool, say) -> DemoResult:
     res, world, verifier = DemoResult(folder.path), load_world(), load_verifier()
-    res.sizes = {"n_prompts": n_prompts, "n_per_prompt": n_per_prompt, "verifier_site": verifier.config.site}
+    res.sizes = {"n_prompts": len(train_rows), "n_per_prompt": n_per_prompt, "verifier_site": verifier.config.site}
     bar = tqdm(total=len(STAGES), desc="demo", unit="stage", disable=not progress, position=0)
     clock = {"t": time.perf_counter()}
 
