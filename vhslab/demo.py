@@ -41,6 +41,7 @@ from vhslab.world import load_world
 
 STAGES = ("extract train", "extract test", "probe sweep", "verifier vs probe", "best-of-n", "attribution", "figures")
 KIND = "demo --out"
+BUDGETS = (1.0, 2.0, 4.0)  # plain generations; the findings are read at 2 (the real-size table's budget)
 
 
 @dataclass
@@ -106,7 +107,7 @@ def _store(world, prompts, path: Path, sites: str, n: int, seed: int, progress: 
     return open_store(path)
 
 
-def run_demo(out: str | Path, *, n_prompts: int = 24, n_per_prompt: int = 4, overwrite: bool = False,
+def run_demo(out: str | Path, *, n_prompts: int = 64, n_per_prompt: int = 4, overwrite: bool = False,
              n_boot: int = 200, progress: bool = True, log=None) -> DemoResult:
     """Run the study into the folder `out` (new, or an earlier demo's): `n_prompts` prompt rows of each
     suite, `n_per_prompt` candidates each. Returns a `DemoResult`; `out` ends up holding the stores, the
@@ -169,6 +170,10 @@ def _probe_stage(res: DemoResult, train, n_boot: int, progress: bool):
     site = str(ds.site.values[best])
     lo, hi = (float(ds[c].sel(metric="auroc")[best]) for c in ("ci_low", "ci_high"))
     res.numbers[f"probe AUROC, best block ({site})"] = {"value": float(au[best]), "ci": [lo, hi]}
+    if "auroc_within" in ds.metric.values:
+        lo, hi = (float(ds[c].sel(metric="auroc_within")[best]) for c in ("ci_low", "ci_high"))
+        res.numbers[f"probe within-prompt AUROC ({site})"] = {"value": float(ds["pooled"].sel(metric="auroc_within")[best]),
+                                                              "ci": [lo, hi]}
     return sweep
 
 
@@ -192,7 +197,7 @@ def _verifier_stage(res: DemoResult, verifier, train, test, n: int, n_boot: int)
 
 def _search_stage(res: DemoResult, world, verifier, prompts, n_boot: int, progress: bool):
     verifiers = {"vhs": verifier, "vision": load_verifier(kind="vision")}
-    ds = budget_table(world, verifiers, prompts, [2.0], [load_cost_model("world")], methods=("vhs", "vision", "none", "oracle"),
+    ds = budget_table(world, verifiers, prompts, list(BUDGETS), [load_cost_model("world")], methods=("vhs", "vision", "none", "oracle"),
                       noise=False, workdir=res.out / "bestofn", n_boot=n_boot, progress=progress)
     path = res.out / "bestofn.nc"
     ds.to_netcdf(path)

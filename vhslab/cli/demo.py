@@ -14,7 +14,7 @@ from vhslab.demo import run_demo
 
 def demo_cmd(
     out: Path = typer.Option(..., "--out", help="a new folder for everything the demo writes (stores, results, figures)"),
-    prompts: int = typer.Option(24, "--prompts", min=2, help="prompt rows of each suite (train, geneval-shapes)"),
+    prompts: int = typer.Option(64, "--prompts", min=2, help="prompt rows of each suite (train, geneval-shapes)"),
     n_per_prompt: int = typer.Option(4, "--n-per-prompt", min=2, max=16, help="candidates per prompt row"),
     n_boot: int = typer.Option(200, "--n-boot", min=10, help="bootstrap draws of each interval"),
     overwrite: bool = typer.Option(False, help="replace --out if it holds an earlier demo"),
