@@ -100,10 +100,11 @@ def _rows(suite: str, n: int) -> list:
 
 
 def _store(world, prompts, path: Path, sites: str, n: int, seed: int, progress: bool):
-    if not (path / ".demo-done").exists():  # an interrupted extraction resumes
+    done = path.with_name(f".{path.name}.done")
+    if not done.exists():  # an interrupted extraction resumes
         extract(world.pipeline, prompts, path, n_per_prompt=n, sites=sites, seed=seed, gen=world.gen_config,
                 vision=None, model_id="world", progress=progress, verify=False)
-        (path / ".demo-done").touch()
+        done.touch()
     return open_store(path)
 
 
