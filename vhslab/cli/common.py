@@ -12,13 +12,15 @@ from typing import Any
 import psutil
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from vhslab.errors import InputError, VhslabError
 from vhslab.outputs import Output, claim, release, save_figure, save_netcdf
 from vhslab.shapes.phrasing import parse_prompt
 from vhslab.threads import info, use_threads
 
-console = Console(stderr=True)
+console = Console(stderr=True)  # progress, logs and errors
+stdout = Console()  # results
 DEBUG = {"on": False}  # set by `vhslab --debug`
 
 
@@ -93,17 +95,47 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def rounded(value: Any, digits: int = 3) -> str:
+    """A value as a person reads it: floats to `digits` significant decimals, a {"value", "ci"} cell as
+    "v [lo, hi]", short lists inline."""
+    value = _jsonable(value)
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if abs(value) < 1000 else f"{value:.0f}"
+    if isinstance(value, dict) and "value" in value and set(value) <= {"value", "ci", "n"}:
+        ci = value.get("ci")
+        text = rounded(value["value"], digits)
+        return text + (f" [{rounded(ci[0], digits)}, {rounded(ci[1], digits)}]" if ci and None not in ci else "")
+    if isinstance(value, list):
+        text = "[" + ", ".join(rounded(v, digits) for v in value[:8]) + (", ..." if len(value) > 8 else "") + "]"
+        return text
+    return "" if value is None else str(value)
+
+
+def flat_rows(result: dict, prefix: str = "") -> list[tuple[str, str]]:
+    """(dotted key, rounded value) per leaf of a nested result; {"value", "ci"} cells stay one row."""
+    rows = []
+    for key, value in result.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value and not ("value" in value and set(value) <= {"value", "ci", "n"}):
+            rows.extend(flat_rows(value, name + "."))
+        else:
+            rows.append((name, rounded(value)))
+    return rows
+
+
 def emit(result: dict[str, Any], as_json: bool, title: str = "") -> None:
-    """Print a result: a readable table, or (with --json) one JSON object as the last line; the thread
-    count it ran with is added (`vhslab.threads.info`)."""
+    """Print a result to stdout: a rich table of rounded numbers, or (with --json) one JSON object as the
+    last line; the thread count it ran with is added (`vhslab.threads.info`). Progress and logs go to stderr."""
     result = {**result, **{k: v for k, v in info().items() if k not in result}}
     if as_json:
         print(json.dumps(_jsonable(result)), flush=True)
         return
-    if title:
-        console.print(f"[bold]{title}[/bold]")
-    for key, value in result.items():
-        console.print(f"  {key}: {_jsonable(value)}", markup=False, highlight=False)
+    table = Table(title=title or None, show_header=True, header_style="bold")
+    table.add_column("result")
+    table.add_column("value", overflow="fold")
+    for key, value in flat_rows(result):
+        table.add_row(key, value)
+    stdout.print(table)
 
 
 # --- resource and number guards, before any compute ------------------------------------------------

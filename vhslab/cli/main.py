@@ -8,6 +8,7 @@ import typer
 
 from vhslab.cli.analysis import attribute_cmd, geometry_cmd, patch_cmd, patch_timing_cmd
 from vhslab.cli.common import DEBUG, guard
+from vhslab.cli.demo import demo_cmd
 from vhslab.cli.extract import extract_cmd, inspect_cmd
 from vhslab.cli.probe import probe_cmd, probe_grid_cmd
 from vhslab.cli.search import bench_cmd, bestofn_cmd, generate_cmd, prune_cmd
@@ -18,6 +19,7 @@ app = typer.Typer(help="vhslab: latent verifiers on diffusion transformers.", no
                   pretty_exceptions_enable=False)
 app.add_typer(world_app, name="world")
 app.add_typer(verifier_app, name="verifier")
+app.command("demo")(guard(demo_cmd))
 app.command("extract")(guard(extract_cmd))
 app.command("inspect")(guard(inspect_cmd))
 app.command("probe")(guard(probe_cmd))

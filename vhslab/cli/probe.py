@@ -33,7 +33,7 @@ def probe_cmd(
     out: Path = typer.Option(None, "--out", help="results file: .nc (netCDF) or a zarr folder (new, or --overwrite)"),
     overwrite: OverwriteResults = False,
     layers: str = typer.Option(None, help="comma list of block indices (default: every block of the store)"),
-    sites: str = typer.Option("", help="extra whole-model sites to probe too: ae_latent,vision"),
+    sites: str = typer.Option("", "--extra-sites", "--sites", help="whole-model sites to probe IN ADDITION to the blocks: ae_latent,vision (adds, never restricts: --layers picks the blocks; --sites is the old name)"),
     folds: int = typer.Option(5, "--folds", "-k", min=2, help="meaning-disjoint CV folds"),
     inner_folds: int = typer.Option(3, "--inner-folds", min=2, help="inner CV folds that choose the site in each outer fold"),
     select: bool = typer.Option(True, help="choose the best site by nested CV (about inner-folds + 1 times the fits)"),

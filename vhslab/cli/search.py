@@ -149,7 +149,7 @@ def bench_cmd(
     device = bench_device(arch, statistic, device)
     outs = claim_outputs("bench", overwrite, save_cost_model=save_cost_model)
     res = run_bench(arch, device, repeats, warmup, end_to_end, e2e_repeats, statistic,
-                    progress=None if as_json else console.log)
+                    progress=console.log)  # stderr: the JSON stays the last line of stdout
     result = res.to_json()
     if save_cost_model is not None:
         save_json(outs["save_cost_model"], res.cost_model)

@@ -98,7 +98,8 @@ def gold_cmd(
         console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     w = load_world(world)  # WorldMissingError is bad input: `guard` prints it, exit 2
-    res = gold_agreement(w, records, judged)
+    with console.status(f"judging {len(records)} gold images" + (" (regenerating them)" if judged is None else "")):
+        res = gold_agreement(w, records, judged)  # a spinner on stderr: no silent minute
     if sheet is not None:
         fig = res.plot()
         if fig is not None:

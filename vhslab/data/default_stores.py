@@ -14,9 +14,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from vhslab.data.extract import extract
+from vhslab.data.extract import describe_evaluator, extract
+from vhslab.data.spec import content_key
+from vhslab.data.store import StoreInputError
 from vhslab.errors import InputError
+from vhslab.pipeline import generator_fingerprint, weights_hash
+from vhslab.shapes.evaluate import ShapesEvaluator
 from vhslab.shapes.suites import load_suite
+from vhslab.version import __version__
 from vhslab.world import load_world
 
 STORES = {
@@ -33,15 +38,32 @@ def cache_dir() -> Path:
 
 
 def default_store(name: str, progress: bool = True) -> Path:
-    """Path of the world's store `name` (see STORES), extracted (or completed) first if needed."""
+    """Path of the world's store `name` (see STORES), extracted (or completed) first if needed.
+
+    The cache is keyed by content, so that versions coexist: the plain path
+    `{name}-x{n}-seed{s}.zarr` is used while it holds this version's data; a store there written by
+    another version (another generator, evaluator or generation setting) is left as it is and this
+    version's store goes beside it, in `{name}-x{n}-seed{s}-{key}.zarr` (`key`: a hash of the world's
+    weights, the evaluator and the store's settings). Never a dead end."""
     if name not in STORES:
         raise InputError(f"unknown default store {name!r}; known: {', '.join(STORES)}")
     spec = STORES[name]
-    path = cache_dir() / f"{name}-x{spec['n_per_prompt']}-seed{spec['seed']}.zarr"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    stem = f"{name}-x{spec['n_per_prompt']}-seed{spec['seed']}"
     world = load_world()
-    # a complete store is only checked (content key: a store of other data there is refused, not used)
-    extract(world.pipeline, load_suite(spec["prompts"]), path, n_per_prompt=spec["n_per_prompt"], sites=SITES,
-            seed=spec["seed"], gen=world.gen_config, vision=world.vision, model_id="world", progress=progress,
-            verify=False)
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    prompts = load_suite(spec["prompts"])
+    key = content_key(generator=generator_fingerprint(world.pipeline, weights_hash(world.pipeline)),
+                      evaluator=describe_evaluator(ShapesEvaluator()), gen=world.gen_config.to_dict(),
+                      rows=[p.to_json() for p in prompts], sites=SITES, version=__version__, **spec)
+    keyed = cache_dir() / f"{stem}-{key}.zarr"
+    path = keyed if keyed.exists() else cache_dir() / f"{stem}.zarr"
+    for _ in range(2):
+        try:  # a complete store is only checked (its content key: a store of other data is refused, not used)
+            extract(world.pipeline, prompts, path, n_per_prompt=spec["n_per_prompt"], sites=SITES, seed=spec["seed"],
+                    gen=world.gen_config, vision=world.vision, model_id="world", progress=progress, verify=False)
+            return path
+        except StoreInputError as err:
+            if path == keyed or "holds different data" not in str(err):
+                raise
+            path = keyed  # another version's store: ours goes beside it
     return path
