@@ -195,6 +195,15 @@ def _store_coords(samples: list[Sample], sites: list[Site], num_blocks: int, gri
     return coords
 
 
+def _check_grid(pipe, site_list, layers, steps, gen, x_t, x0_hat) -> tuple[list[Site], Grid]:
+    """The blocks (`layers` replacing those of `sites`) and the step grid, checked before any compute."""
+    site_list = with_layers(site_list, layers, pipe)
+    step_grid = check_grid(steps, gen.steps, x_t, x0_hat, pipe)
+    if not site_list and not step_grid.latents:
+        raise InputError("nothing to capture: no block, no other site, and neither x_t nor x0_hat")
+    return site_list, step_grid
+
+
 def _check_call(pipe, prompts, sites, dtype, batch_size, vision, shard, evaluator) -> tuple[list[Site], tuple[int, int], Evaluator]:
     """Options, sites, shard and evaluator, checked before any compute; each prompt against the
     evaluator's `check_prompt` (warnings)."""
@@ -307,12 +316,10 @@ def extract(
     """Generate `n_per_prompt` candidates per prompt, capture `sites`, label each image with
     `evaluator` (default `ShapesEvaluator`) and write this shard's samples into the store `out`.
 
-    The (step x block) grid of a multi-step pipeline: `steps` (default every step of `gen.steps`)
-    times the blocks (`layers`, which replaces the blocks named in `sites`), stored as `hidden`
-    (sample, step, layer, token, channel) with the scheduler's `sigma` and `timestep` on the step
-    dim; `x_t` / `x0_hat` add the latent entering each captured step and the model's clean-latent
-    estimate there (sample, step, latent_token, latent_channel). The store holds exactly that grid.
-    A one-step pipeline's store has no step dim (as before).
+    The (step x block) grid of a multi-step pipeline: `steps` (default all) x the blocks (`layers`
+    replaces those of `sites`), as `hidden` (sample, step, layer, token, channel) with the scheduler's
+    `sigma`/`timestep` on the step dim; `x_t` / `x0_hat` add the latent entering each captured step and
+    the clean-latent estimate there (sample, step, latent_token, latent_channel). Exactly that grid.
 
     Everything is checked before any compute: options, every prompt (against the evaluator's
     `check_prompt`), the output path. Re-running the same call skips samples already written and,
@@ -324,14 +331,10 @@ def extract(
     out = Path(out)
     site_list, (rank, world), evaluator = _check_call(pipe, prompts, sites, dtype, batch_size, vision, shard, evaluator)
     gen = (gen or GenConfig()).resolve(pipe)
-    site_list = with_layers(site_list, layers, pipe)
-    step_grid = check_grid(steps, gen.steps, x_t, x0_hat, pipe)
-    if not site_list and not step_grid.latents:
-        raise InputError("nothing to capture: no block, no other site, and neither x_t nor x0_hat")
+    site_list, step_grid = _check_grid(pipe, site_list, layers, steps, gen, x_t, x0_hat)
     check_output(out)
     samples = make_samples(list(prompts), n_per_prompt, seed)
-    key, attrs = _identity(pipe, prompts, n_per_prompt, seed, site_list, dtype, gen, evaluator, model_id, batch_size,
-                           step_grid)
+    key, attrs = _identity(pipe, prompts, n_per_prompt, seed, site_list, dtype, gen, evaluator, model_id, batch_size, step_grid)
     ds, done, chunk, repaired = _resume(out, key, len(samples), batch_size, verify)
     n_chunks = math.ceil(len(samples) / chunk)
     mine = [c for c in range(n_chunks) if c % world == rank]
@@ -359,9 +362,7 @@ def extract(
         "samples_written": int(written.sum()),
         "samples_this_run": n_todo,
         "skipped": n_mine - n_todo,
-        "sites": [str(s) for s in site_list],
-        "steps": list(step_grid.steps),
-        "latents": list(step_grid.latents),
+        "sites": [str(s) for s in site_list], "steps": list(step_grid.steps), "latents": list(step_grid.latents),
         "accuracy": float(verdicts.mean()) if verdicts.size else None,
         "elapsed_s": round(elapsed, 3),
         "samples_per_s": round(n_todo / elapsed, 2),
