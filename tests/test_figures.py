@@ -7,13 +7,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import xarray as xr  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import xarray as xr
 
-from vhslab import figures  # noqa: E402
-from vhslab.figures.style import NAMED, PALETTE, caption, colour_for, save_figure, significance  # noqa: E402
+from vhslab import figures
+from vhslab.figures.style import NAMED, READABLE, caption, colour_for, save_figure, significance
 
 RNG = np.random.default_rng(0)
 SITES = [f"block.{k}" for k in range(4)] + ["ae_latent", "vision", "text"]
@@ -164,7 +164,7 @@ def test_the_same_name_has_the_same_colour_in_every_figure():
 
 def test_colour_for_is_stable_and_in_the_palette():
     assert colour_for("verifier") == NAMED["verifier"]
-    assert colour_for("some new path") == colour_for("some new path") and colour_for("some new path") in PALETTE
+    assert colour_for("some new path") == colour_for("some new path") and colour_for("some new path") in READABLE
     assert colour_for("vhs") != colour_for("vision") != colour_for("oracle")
 
 

@@ -61,7 +61,7 @@ def _maps(fig, row, s, ds: xr.Dataset, control: bool) -> None:
     if "image" in ds:
         img = s["image"].values
         ax.imshow(img)
-        im = ax.imshow(ig, cmap=DIVERGING, vmin=-lim, vmax=lim, alpha=0.55, extent=(0, img.shape[1], img.shape[0], 0),
+        im = ax.imshow(ig, cmap=DIVERGING, vmin=-lim, vmax=lim, alpha=0.45, extent=(0, img.shape[1], img.shape[0], 0),
                        interpolation="nearest")
     else:
         im = ax.imshow(ig, cmap=DIVERGING, vmin=-lim, vmax=lim)

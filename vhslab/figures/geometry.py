@@ -16,7 +16,7 @@ def short_site(name: str, block: int) -> str:
     return f"b{block}" if block >= 0 else str(name)
 
 
-def plot_geometry(ds: xr.Dataset, label: str = "verdict", kind: str = "pca", sites=None, height: float = 3.0,
+def plot_geometry(ds: xr.Dataset, label: str = "verdict", kind: str = "pca", sites=None, height: float = 3.4,
                   suite: str | None = None):
     """The site x site linear CKA heatmap (short tick labels, a colour bar), the CKA of each block with the
     next one with its 95% interval beside a randomly initialised DiT's when the dataset has the control, then
@@ -30,7 +30,7 @@ def plot_geometry(ds: xr.Dataset, label: str = "verdict", kind: str = "pca", sit
     blocks = [(str(s), int(k)) for s, k in zip(ds.site.values, index, strict=True) if k >= 0]
     curve = len(blocks) >= 2 and "cka_lower" in ds
     first = 1 + curve
-    ratios = [1.5] + [1.2] * curve + [1] * len(sites)
+    ratios = [1.8] + [1.2] * curve + [1] * len(sites)
     fig, axes = new_figure(1, len(sites) + first, width=height, height=height, gridspec_kw={"width_ratios": ratios})
     table = ds["cka"].to_pandas()
     block_of = dict(zip(map(str, ds.site.values), map(int, index), strict=True))

@@ -59,7 +59,7 @@ def _steering(ax, ds: xr.Dataset) -> None:
         for b, a, z in zip(blocks, lo, hi, strict=True):
             mark_significance(ax, b + 0.15, z, a, z)
     ax.set_xlabel("steered block")
-    ax.set_ylabel("share of images whose colour becomes the target")
+    ax.set_ylabel("share recoloured to the target")
     ax.set_xticks(blocks, [str(b) for b in blocks])
     ax.set_ylim(-0.05, max(0.5, float(np.nanmax(hit)) + 0.15))
     ax.set_title(f"colour steering (x{ds.attrs.get('coefficient', '?')} token norm)")

@@ -20,7 +20,7 @@ LABELS = {"auroc": "AUROC (pooled)", "auroc_within": "within-prompt AUROC", "r2"
           "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy"}
 
 
-def plot_probe_sweep(ds: xr.Dataset, metrics=None, targets=None, probes=None, baseline: bool = True, height: float = 3.0,
+def plot_probe_sweep(ds: xr.Dataset, metrics=None, targets=None, probes=None, baseline: bool = True, height: float = 3.8,
                      suite: str | None = None):
     """Metric against depth: a panel per metric, a line per target (its fixed colour) and probe (solid:
     the first probe, dashed: the next), the band its 95% interval over prompt meanings (`ci_low`,
@@ -50,7 +50,8 @@ def plot_probe_sweep(ds: xr.Dataset, metrics=None, targets=None, probes=None, ba
                 label = t if k == 0 else f"_{t}"
                 band(ax, depth[is_block], v[is_block], lo[is_block], hi[is_block], colour_for(t), label, ls=("-", "--", ":")[k % 3])
                 if others:
-                    errorbars(ax, x_other, v[~is_block], lo[~is_block], hi[~is_block], color=colour_for(t), ls="none", ms=3)
+                    shift = 0.025 * (targets.index(t) - (len(targets) - 1) / 2) + 0.012 * k
+                    errorbars(ax, x_other + shift, v[~is_block], lo[~is_block], hi[~is_block], color=colour_for(t), ls="none", ms=3)
             if baseline and "baseline_pooled" in ds:
                 b = float(ds["baseline_pooled"].sel(probe=probes[0], target=t, metric=metric))
                 if np.isfinite(b):
@@ -72,4 +73,4 @@ def plot_probe_sweep(ds: xr.Dataset, metrics=None, targets=None, probes=None, ba
     n = ds.attrs.get("n_samples") or ds.sizes.get("sample")
     figure_title(fig, "linear and MLP probes by depth (bands: 95% interval over meanings)", suite or ds.attrs.get("suite", "train"), n, "samples")
     figure_legend(fig, axes, ncol=5)
-    return finish(fig, legend_rows=2)
+    return finish(fig, legend_rows=1)

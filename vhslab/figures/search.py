@@ -9,6 +9,7 @@ import xarray as xr
 from vhslab.figures.style import colour_for, errorbars, figure_legend, figure_title, finish, new_figure
 
 DASHED = ("oracle", "none")  # references, not searches
+STAGE_ORDER = ("prompt_encode", "dit", "dit_block", "decode", "vision_encode", "llm_prefill", "call_overhead")
 
 
 def plot_budget_curve(table: xr.Dataset, height: float = 3.2, x: str = "budget", suite: str | None = None):
@@ -36,7 +37,7 @@ def plot_budget_curve(table: xr.Dataset, height: float = 3.2, x: str = "budget",
     n = table.sizes.get("row")
     figure_title(fig, "Best-of-N at a matched budget, by verifier path", suite or table.attrs.get("prompts", "geneval-shapes"), n)
     figure_legend(fig, axes, title="path")
-    return finish(fig, legend_rows=1)
+    return finish(fig, legend_rows=1.6)
 
 
 def plot_latency_breakdown(breakdown: dict[str, dict[str, dict[str, float]]], height: float = 2.8,
@@ -51,6 +52,7 @@ def plot_latency_breakdown(breakdown: dict[str, dict[str, dict[str, float]]], he
     for ax, label in zip(axes[0], labels, strict=True):
         paths = list(breakdown[label])
         stages = list(dict.fromkeys(s for p in paths for s in breakdown[label][p]))
+        stages.sort(key=lambda s: STAGE_ORDER.index(s) if s in STAGE_ORDER else len(STAGE_ORDER))  # pipeline order
         left = np.zeros(len(paths))
         for stage in stages:
             ms = np.array([breakdown[label][p].get(stage, 0.0) for p in paths])
@@ -66,4 +68,4 @@ def plot_latency_breakdown(breakdown: dict[str, dict[str, dict[str, float]]], he
         ax.set_title(label)
     figure_title(fig, title)
     figure_legend(fig, axes, title="stage")
-    return finish(fig, legend_rows=1)
+    return finish(fig, legend_rows=1.6)

@@ -19,15 +19,16 @@ PALETTE = tuple(sns.color_palette("colorblind", 10))  # Okabe-Ito-like, safe for
 BLUE, ORANGE, GREEN, RED, PURPLE, BROWN, PINK, GREY, YELLOW, CYAN = PALETTE
 NAMED = {  # one colour per name, in every figure
     "verifier": BLUE, "vhs": BLUE, "probe": ORANGE, "teacher": GREEN, "vision": RED, "ae": PURPLE,
-    "ae_latent": PURPLE, "text": BROWN, "text-only": BROWN, "none": PINK, "oracle": GREY, "noise": YELLOW,
+    "ae_latent": PURPLE, "text": BROWN, "text-only": BROWN, "none": (0.2, 0.2, 0.2), "oracle": GREY, "noise": CYAN,
     "random": GREY, "control": GREY, "baseline": GREY, "random DiT": GREY, "trained": BLUE,
-    "verdict": BLUE, "found_color.0": ORANGE, "found_color.1": YELLOW, "found_class.0": GREEN,
-    "found_class.1": CYAN, "found_count.0": RED, "found_count.1": PINK, "recon.latent": BROWN,
+    "verdict=0": RED, "verdict=1": GREEN, "verdict": BLUE, "found_color.0": ORANGE, "found_color.1": CYAN, "found_class.0": GREEN,
+    "found_class.1": PINK, "found_count.0": RED, "found_count.1": PURPLE, "recon.latent": BROWN,
     "dit": BLUE, "dit_block": BLUE, "decode": PURPLE, "vision_encode": RED, "llm_prefill": ORANGE,
     "prompt_encode": BROWN, "call_overhead": GREY,
     "color_attr": ORANGE, "colors": RED, "counting": GREEN, "position": PURPLE, "single_object": BLUE,
     "two_object": CYAN,
 }
+READABLE = tuple(c for c in PALETTE if c != YELLOW)  # yellow is hard to see on white: never picked for a new name
 SEQUENTIAL = "viridis"  # colour carries a value: 0..1 scores, rates
 DIVERGING = "RdBu_r"  # colour carries a signed value: red towards "yes", blue towards "no"
 _THEME = {"context": "paper", "style": "whitegrid", "palette": list(PALETTE), "font_scale": 1.1,
@@ -66,7 +67,7 @@ def colour_for(name) -> tuple:
     key = str(name)
     if key in NAMED:
         return NAMED[key]
-    return PALETTE[zlib.crc32(key.encode()) % len(PALETTE)]
+    return READABLE[zlib.crc32(key.encode()) % len(READABLE)]
 
 
 def caption(title: str, suite: str | None = None, n=None, unit: str = "prompts") -> str:
@@ -125,7 +126,7 @@ def figure_legend(fig, axes=None, title: str | None = None, ncol: int | None = N
                    title=title, bbox_to_anchor=(0.5, -0.01))
 
 
-def finish(fig, legend_rows: int = 0):
+def finish(fig, legend_rows: float = 0):
     """Lay the figure out, leaving room for a figure legend below (its number of rows)."""
     fig.tight_layout(rect=(0, 0.06 * legend_rows, 1, 1))
     return fig
@@ -145,6 +146,6 @@ def save_figure(fig, path) -> list[Path]:
     return out
 
 
-__all__ = ["DIVERGING", "NAMED", "PALETTE", "SEQUENTIAL", "apply_theme", "band", "caption", "colour_for",
+__all__ = ["DIVERGING", "NAMED", "PALETTE", "READABLE", "SEQUENTIAL", "apply_theme", "band", "caption", "colour_for",
            "errorbars", "figure_legend", "figure_title", "finish", "interactive", "mark_significance",
            "new_figure", "save_figure", "significance"]

@@ -15,7 +15,7 @@ LABELS = {"auroc": "AUROC (pooled)", "within_prompt_auroc": "within-prompt AUROC
 CHANCE = {"auroc": 0.5, "within_prompt_auroc": 0.5, "gain": 0.0, "balanced_accuracy": 0.5}
 
 
-def plot_verifier_depth(sweep: xr.Dataset, metrics=METRICS, height: float = 3.0, title: str = "verifier vs best probe by site"):
+def plot_verifier_depth(sweep: xr.Dataset, metrics=METRICS, height: float = 3.4, title: str = "verifier vs best probe by site"):
     """Per metric a panel: verifier and best probe against block depth, with their 95% intervals (over
     meanings) as bands; the sites without a depth (`ae_latent`, `vision`, `text`) are points with interval
     bars to the right of the blocks, each on its own labelled tick. The dotted line is chance. One legend,
@@ -38,7 +38,7 @@ def plot_verifier_depth(sweep: xr.Dataset, metrics=METRICS, height: float = 3.0,
             if others:
                 errorbars(ax, x_other + 0.03 * (j - 0.5), v[~blocks], lo[~blocks], hi[~blocks], color=colour_for(model), ls="none")
         if metric in CHANCE:
-            ax.axhline(CHANCE[metric], color="k", ls=":", lw=0.8, label="chance" if CHANCE[metric] == 0.5 else "no gain")
+            ax.axhline(CHANCE[metric], color="k", ls=":", lw=0.8, label="chance (AUROC 0.5) / no gain (0)")
         ticks = [0, 0.25, 0.5, 0.75, 1.0]
         ax.set_xticks(ticks + list(x_other), [f"{t:g}" for t in ticks] + others, rotation=0)
         for label in ax.get_xticklabels()[len(ticks):]:
@@ -78,6 +78,7 @@ def plot_side_by_side(results: dict[str, dict], metrics=("auroc", "within_prompt
             ax.axhline(CHANCE[metric], color="k", ls=":", lw=0.8)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
         ax.set_xlim(-0.6, len(names) - 0.4)
+        ax.margins(y=0.18)
         ax.set_xlabel("scorer")
         ax.set_ylabel(LABELS.get(metric, metric))
         ax.set_title(LABELS.get(metric, metric))
@@ -94,7 +95,7 @@ def plot_tag_confusion(counts: xr.DataArray, suite: str | None = None, title: st
     tags = [str(t) for t in counts.tag.values]
     cols = min(len(tags), 3)
     rows = int(np.ceil(len(tags) / cols))
-    fig, axes = new_figure(rows, cols, width=height * 1.05, height=height)
+    fig, axes = new_figure(rows, cols, width=height * 1.5, height=height * 1.1)
     image = None
     for ax, tag in zip(axes.ravel(), tags, strict=False):
         c = counts.sel(tag=tag).transpose("evaluator", "verifier").values.astype(float)
@@ -104,7 +105,7 @@ def plot_tag_confusion(counts: xr.DataArray, suite: str | None = None, title: st
             ax.text(k, r, f"{int(v)}\n{share[r, k]:.0%}", ha="center", va="center", fontsize=8,
                     color="white" if share[r, k] > 0.5 else "black")
         acc = (c[0, 0] + c[1, 1]) / max(c.sum(), 1)
-        ax.set_title(f"{tag} (n = {int(c.sum())}, agree {acc:.0%})", fontsize=9)
+        ax.set_title(f"{tag}\nn = {int(c.sum())}, agree {acc:.0%}", fontsize=9)
         ax.set_xticks([0, 1], ["no", "yes"])
         ax.set_yticks([0, 1], ["wrong", "correct"])
         ax.set_xlabel("verifier says")
