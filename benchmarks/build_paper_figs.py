@@ -65,7 +65,7 @@ def save(fig, name):
 
 world = vhslab.load_world()
 verifier = vhslab.load_verifier()
-print(f"mode {MODE}, figures to {OUT}")
+print(f"mode {MODE}, figures to {os.path.relpath(OUT, ROOT)}")
 """
 
 STORES = """# Two stores: the probes' training suite (`train`) and held-out GenEval-style prompts (`geneval-shapes`);
@@ -275,6 +275,9 @@ def execute(nb, mode: str, timeout: int = 3600):
 
     os.environ["VHSLAB_FIGS_MODE"] = mode
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    for cell in nb.cells:  # keep what the notebook says, not the libraries' progress bars on stderr
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if o.get("name") != "stderr"]
     return nb
 
 
