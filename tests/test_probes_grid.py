@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 from helpers.cli import vhslab
 from helpers.tiny_models import tiny_llm
 
@@ -89,12 +90,18 @@ def test_cli_probe_grid(pair, tmp_path):
     for ds, path in zip(pair, paths, strict=True):
         ds.to_zarr(path, consolidated=False)
     done = vhslab("probe-grid", "--train", paths[0], "--test", paths[1], "--targets", "verdict", "--layers", "1,2",
-                  "--n-boot", "200", "--plot", tmp_path / "maps", "--verdict-steps", "2,4", "--no-progress", "--json")
+                  "--n-boot", "200", "--plot", tmp_path / "maps", "--verdict-steps", "2,4", "--out", tmp_path / "grid.nc",
+                  "--no-progress", "--json")
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["targets"]["verdict"]["earliest_decodable"]["site"] == "block.2@step4" and out["layers"] == [1, 2]
     assert (tmp_path / "maps.png").is_file() and (tmp_path / "maps.pdf").is_file()
     assert (tmp_path / "maps_sigma.png").is_file() and (tmp_path / "maps_sigma.pdf").is_file()
+    with xr.open_dataset(tmp_path / "grid.nc") as saved:  # the maps, saved for figures without recomputing
+        gap = saved["gap"].sel(target="verdict", step=4, layer=2).item()
+        assert gap == pytest.approx(out["targets"]["verdict"]["gap"][2][1], abs=1e-4)
+    with xr.open_dataset(tmp_path / "grid_sigma.nc") as sigma:
+        assert list(sigma.step.values) == [2, 4]
     by_step = out["verdict_by_step"]["steps"]
     assert [r["step"] for r in by_step] == [2, 4] and by_step[1]["probe"]["within_prompt_auroc"]["ci"][0] > 0.8
     shared = vhslab("probe-grid", "--train", paths[0], "--test", paths[0], "--no-progress")

@@ -12,7 +12,7 @@ from vhslab.cli.common import claim_outputs, comma_list, console, emit
 from vhslab.cli.options import AllowIncomplete, JsonFlag, Seed, overwrite_flag, plot_option, progress_flag
 from vhslab.errors import InputError
 from vhslab.figures import plot_auroc_vs_sigma
-from vhslab.outputs import claim, save_figure
+from vhslab.outputs import claim, save_figure, save_netcdf
 from vhslab.probes import open_store, probe_grid, run_sweep
 from vhslab.probes.results import results_output
 from vhslab.threads import torch_threads
@@ -86,6 +86,8 @@ def probe_grid_cmd(
                                       "block chosen on the train store; within-prompt AUROC and Best-of-4 gain vs sigma)"),
     verifier: bool = typer.Option(False, help="with --verdict-steps: also train a VHS verifier (the world's LLM) per step"),
     verifier_steps: int = typer.Option(60, min=1, help="training steps of each per-step verifier"),
+    out: Path = typer.Option(None, "--out", help="save the maps as a netCDF file (GridResult.ds; with --verdict-steps "
+                             "also OUT_sigma.nc, the verdicts by noise level) for figures without recomputing"),
     overwrite: OverwriteResults = False,
     seed: Seed = 0,
     allow_incomplete: AllowIncomplete = False,
@@ -102,6 +104,9 @@ def probe_grid_cmd(
     figures = {f"plot_{ext}": None if plot is None else plot.with_suffix(f".{ext}") for ext in ("png", "pdf")}
     figures.update({f"sigma_{ext}": None if plot is None or not verdict_list else
                     plot.with_name(f"{plot.name}_sigma.{ext}") for ext in ("png", "pdf")})
+    if out is not None:
+        figures["out"] = out
+        figures["out_sigma"] = out.with_name(f"{out.stem}_sigma.nc") if verdict_list else None
     outs = claim_outputs("probe-grid", overwrite, inputs={"--train": train, "--test": test}, **figures)
     train_ds, test_ds = (open_store(p, allow_incomplete=allow_incomplete, steps=True) for p in (train, test))
     res = probe_grid(train_ds, test_ds, comma_list(targets), probe=probe, steps=steps_list, layers=layer_list, grid=grid,
@@ -113,11 +118,15 @@ def probe_grid_cmd(
         by_step = verdict_by_step(train_ds, test_ds, verdict_list, layer_list, llm=llm, tokenizer=tokenizer, cfg=cfg,
                                   seed=seed)
         result["verdict_by_step"] = by_step.to_json()
+    for name, target in outs.items():
+        if name == "out":
+            save_netcdf(target, res.ds)
+        elif name == "out_sigma":
+            save_netcdf(target, by_step.ds)
+        else:
+            save_figure(target, res.plot() if name.startswith("plot") else plot_auroc_vs_sigma(by_step.curves()))
     if plot is not None:
-        for name, out in outs.items():
-            fig = res.plot() if name.startswith("plot") else plot_auroc_vs_sigma(by_step.curves())
-            save_figure(out, fig)
-        result["plot"] = [str(o.path) for o in outs.values()]
+        result["plot"] = [str(o.path) for n, o in outs.items() if not n.startswith("out")]
     if not as_json:
         table = Table(title="earliest decodable (step, block) per target")
         for col in ("target", "metric", "baseline", "best cell", "best gap", "earliest", "gap [95% CI]"):
