@@ -243,6 +243,59 @@ geo = geometry_study(stores["test"], n=200 if QUICK else 1000, umap=False, n_boo
                      world=None if QUICK else world)
 save(figures.plot_geometry(geo.ds, kind="pca", sites=["block.2", "block.10", "ae_latent"], suite="geneval-shapes"),
      "geometry")"""),
+    ("""## 12. From noise to semantics: (step x block) probe maps
+
+Per target (verdict, colour, shape, count, the final latent), a probe fitted at every (denoising step, block)
+of the multi-step teacher's train store and scored on its held-out test store: the gap to the prompt-only
+baseline (colour), the cells decodable by the grid's Bonferroni rule (dots) and the earliest one (ring). Data:
+the committed `docs/steps/probe_grid.nc` (`vhslab probe-grid --train teacher-train.zarr --test teacher-test.zarr
+--verdict-steps 0,2,4,6,7 --verifier --out docs/steps/probe_grid.nc`; not rerun here). Supports: the earliest
+decodable (step, block) of each target (`docs/steps/probe_grid.json`, `targets.*.earliest_decodable`).""",
+     """STEPS = DOCS / "steps"
+grid_nc, sigma_nc = STEPS / "probe_grid.nc", STEPS / "probe_grid_sigma.nc"
+if QUICK and not grid_nc.exists():
+    print(f"{os.path.relpath(grid_nc, ROOT)} is not committed yet: the step maps are skipped in quick mode")
+else:
+    step_grid = xr.load_dataset(grid_nc)
+    save(figures.plot_step_maps(step_grid), "step_maps")"""),
+    ("""## 13. Verdicts by noise level
+
+Within-prompt AUROC of the verdict against sigma (noise, left, to the clean image, right): the linear probe at
+each step's best block and the VHS verifier trained at that step, with 95% intervals over test meanings.
+Data: the committed `docs/steps/probe_grid_sigma.nc` (the same `vhslab probe-grid ... --verdict-steps
+0,2,4,6,7 --verifier --out docs/steps/probe_grid.nc` writes it beside the maps; not rerun here). Supports:
+how early the verdict can be read, per step with its interval (`docs/steps/probe_grid.json`,
+`verdict_by_step`).""",
+     """from vhslab.verifier import StepVerdicts
+
+if QUICK and not sigma_nc.exists():
+    print(f"{os.path.relpath(sigma_nc, ROOT)} is not committed yet: AUROC vs sigma is skipped in quick mode")
+else:
+    by_step = StepVerdicts(xr.load_dataset(sigma_nc), {})
+    n_sigma = by_step.ds.attrs.get("n_test")
+    if n_sigma is None and grid_nc.exists():  # results written before `n_test` was recorded: the grid's test store
+        n_sigma = int(xr.load_dataset(grid_nc)["n_test"].max())
+    save(figures.plot_auroc_vs_sigma(by_step.curves(), n=n_sigma), "auroc_vs_sigma")"""),
+    ("""## 14. Causal timing: when is the colour fixed?
+
+For 20 colour pairs of `geneval-shapes`, the recipient is generated again with one block's output (or the
+noisy latent x_t) at one denoising step replaced by the donor's; the map shows the rate at which the final
+image takes the donor's colour minus the control donor's, with paired 95% intervals over recipient prompts.
+Data: the committed `docs/steps/patch_timing.nc` (`vhslab patch-timing --pairs 20 --steps 0,2,4,6 --blocks
+0,3,6,9,11 --out docs/steps/patch_timing.nc`; not rerun here). Supports: only the noisy latent carries the
+colour (x_t at step 2: 0.60 [0.40, 0.80], up to step 6: 1.00), while no single block's output at any step
+moves it (`docs/steps/patch_timing.json`: `last_step_that_moves_attribute`, control flip 0.0).""",
+     """save(figures.plot_timing(xr.load_dataset(DOCS / "steps" / "patch_timing.nc")), "patch_timing")"""),
+    ("""## 15. Early pruning against Best-of-N and the one-step student
+
+GenEval-style overall score at a matched budget (in plain teacher generations) of early pruning (score the
+teacher's candidates by the vision verifier on the decoded x0_hat at step 4, keep 2, finish those), plain
+Best-of-N on the teacher (verifier at the end) and Best-of-N of the one-step student with the VHS verifier,
+with 95% intervals over meanings. Data: the committed `docs/steps/prune.nc` (`vhslab prune --prompts
+geneval-shapes --rows 139 --budgets 2,4,8 --step 4 --k 2 --scorer vision --cost-model world --seed 1 --out
+docs/steps/prune.nc`; not rerun here). Supports: early pruning does not beat Best-of-N at any budget
+(prune - BoN at budget 4: +0.012, [-0.018, 0.044]; at 2: -0.025, [-0.065, 0.017]; `docs/steps/prune.json`).""",
+     """save(figures.plot_pruning(xr.load_dataset(DOCS / "steps" / "prune.nc"), suite="geneval-shapes"), "pruning")"""),
 ]
 
 CLOSING = """## Written

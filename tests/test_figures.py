@@ -100,6 +100,46 @@ LATENCY = {"world (CPU)": {"vhs": {"dit": 10.0, "llm_prefill": 2.0}, "vision": {
                                                                                  "llm_prefill": 2.0}},
            "sana-sprint-1.6b (H200)": {"vhs": {"dit": 10.0, "llm_prefill": 3.0}, "vision": {"dit": 14.0, "decode": 50.0}}}
 
+def grid_ds():
+    targets, steps, layers = ["verdict", "colour", "recon"], [0, 2, 4, 7], [0, 3, 6]
+    dims, shape = ("target", "step", "layer"), (3, 4, 3)
+    gap = RNG.uniform(-0.1, 0.3, shape)
+    return xr.Dataset({"value": (dims, gap + 0.5), "gap": (dims, gap), "gap_ci_low": (dims, gap - 0.05),
+                       "gap_ci_high": (dims, gap + 0.05), "decodable": (dims, gap > 0.2),
+                       "baseline": ("target", [0.5, 0.6, 0.1]), "baseline_ci_low": ("target", [0.45, 0.55, 0.05]),
+                       "baseline_ci_high": ("target", [0.55, 0.65, 0.15]), "n_test": ("target", [96, 96, 96])},
+                      coords={"target": targets, "metric": ("target", ["auroc_within", "auroc", "r2"]), "step": steps,
+                              "sigma": ("step", [1.0, 0.75, 0.5, 0.125]), "layer": layers})
+
+
+def sigma_curves():
+    sigma = [1.0, 0.75, 0.5, 0.125]
+    return {name: {"sigma": sigma, "value": list(v), "ci": [[x - 0.05, x + 0.05] for x in v]}
+            for name, v in (("probe", [0.5, 0.55, 0.7, 0.8]), ("verifier", [0.5, 0.6, 0.75, 0.85]))}
+
+
+def prune_ds():
+    budgets, searches = [2.0, 4.0, 8.0], ["prune", "bon", "student"]
+    v = RNG.uniform(0.4, 0.8, (3, 3))
+    diff = np.array([[0.2, 0.1], [-0.05, 0.0], [0.01, 0.02]])
+    return xr.Dataset({"value": (("budget", "search"), v), "lo": (("budget", "search"), v - 0.05),
+                       "hi": (("budget", "search"), v + 0.05), "diff": (("budget", "comparison"), diff),
+                       "diff_lo": (("budget", "comparison"), diff - 0.1), "diff_hi": (("budget", "comparison"), diff + 0.1)},
+                      coords={"budget": budgets, "search": searches, "comparison": ["prune-bon", "prune-student"]},
+                      attrs={"scorer": "vision", "step": "4", "k": "2", "n_prompt_rows": "30", "n_meanings": "10",
+                             "prompts": "geneval-shapes"})
+
+
+def timing_ds():
+    steps, sites = [0, 2, 4], ["block.0", "block.6", "x_t"]
+    v = RNG.uniform(-0.1, 0.6, (3, 3))
+    ci = np.stack([v - 0.1, v + 0.1], -1)
+    return xr.Dataset({"flip_minus_control": (("step", "site"), v),
+                       "flip_minus_control_ci": (("step", "site", "bound"), ci), "significant": (("step", "site"), ci[..., 0] > 0)},
+                      coords={"step": steps, "sigma": ("step", [1.0, 0.71, 0.43]), "site": sites, "bound": ["low", "high"]},
+                      attrs={"n_pairs": 12})
+
+
 CASES = {
     "verifier_depth": lambda: figures.plot_verifier_depth(sweep_ds()),
     "probe_sweep": lambda: figures.plot_probe_sweep(probe_ds()),
@@ -110,6 +150,10 @@ CASES = {
     "geometry": lambda: figures.plot_geometry(geometry_ds()),
     "confusion": lambda: figures.plot_tag_confusion(confusion(), suite="geneval-shapes"),
     "side_by_side": lambda: figures.plot_side_by_side(side_by_side(), metrics=("auroc", "gain")),
+    "step_maps": lambda: figures.plot_step_maps(grid_ds()),
+    "auroc_vs_sigma": lambda: figures.plot_auroc_vs_sigma(sigma_curves(), n=96),
+    "pruning": lambda: figures.plot_pruning(prune_ds()),
+    "timing": lambda: figures.plot_timing(timing_ds()),
     "grid": lambda: figures.image_grid({"colors": [RNG.uniform(size=(8, 8, 3))] * 3}, marks={"colors": [True, False, True]}),
 }
 
@@ -132,7 +176,7 @@ def test_figure_writes_png_and_pdf_with_labelled_axes(name, tmp_path):
 
 
 def test_one_legend_per_figure():
-    for name in ("verifier_depth", "budget_curve", "probe_sweep", "latency"):
+    for name in ("verifier_depth", "budget_curve", "probe_sweep", "latency", "step_maps", "auroc_vs_sigma", "pruning"):
         fig = CASES[name]()
         assert len(fig.legends) == 1 and not any(ax.get_legend() for ax in fig.axes), name
         plt.close(fig)
@@ -178,3 +222,24 @@ def test_attribution_spreads_examples_over_tags_and_verdicts():
     picked = figures.attribution.spread_samples(attribution_ds(), 3)
     ds = attribution_ds()
     assert len({(str(ds.tag.values[i]), int(ds.verdict.values[i])) for i in picked}) == 3
+
+
+def test_step_figures_use_the_fixed_colours_and_state_suite_and_n():
+    sigma, prune = lines_by_label(CASES["auroc_vs_sigma"]()), lines_by_label(CASES["pruning"]())
+    depth = lines_by_label(CASES["verifier_depth"]())
+    assert sigma["probe"] == depth["probe"] == matplotlib.colors.to_rgb(colour_for("probe"))
+    assert sigma["verifier"] == depth["verifier"]
+    assert prune["one-step student + VHS"] == matplotlib.colors.to_rgb(colour_for("student + VHS"))
+    assert len({prune[k] for k in prune}) == 3, "the three searches have three colours"
+    titles = {name: CASES[name]()._suptitle.get_text() for name in ("step_maps", "auroc_vs_sigma", "pruning", "timing")}
+    assert "n = 96 test samples" in titles["step_maps"] and "n = 96 test samples" in titles["auroc_vs_sigma"]
+    assert "suite: geneval-shapes, n = 30 prompts, 10 meanings" in titles["pruning"]
+    assert "n = 12 colour pairs" in titles["timing"]
+    plt.close("all")
+
+
+def test_maps_carry_a_colour_bar_per_panel():
+    for name, panels in (("step_maps", 3), ("timing", 1)):
+        fig = CASES[name]()
+        assert sum(ax.get_label() == "<colorbar>" for ax in fig.axes) == panels, name
+        plt.close(fig)

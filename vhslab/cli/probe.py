@@ -124,7 +124,9 @@ def probe_grid_cmd(
         elif name == "out_sigma":
             save_netcdf(target, by_step.ds)
         else:
-            save_figure(target, res.plot() if name.startswith("plot") else plot_auroc_vs_sigma(by_step.curves()))
+            fig = res.plot() if name.startswith("plot") else plot_auroc_vs_sigma(by_step.curves(),
+                                                                                 n=by_step.ds.attrs["n_test"])
+            save_figure(target, fig)
     if plot is not None:
         result["plot"] = [str(o.path) for n, o in outs.items() if not n.startswith("out")]
     if not as_json:

@@ -27,6 +27,7 @@ NAMED = {  # one colour per name, in every figure
     "prompt_encode": BROWN, "call_overhead": GREY,
     "color_attr": ORANGE, "colors": RED, "counting": GREEN, "position": PURPLE, "single_object": BLUE,
     "two_object": CYAN,
+    "early pruning": PURPLE, "Best-of-N": GREEN, "student + VHS": BLUE,  # the searches of the pruning figure
 }
 READABLE = tuple(c for c in PALETTE if c != YELLOW)  # yellow is hard to see on white: never picked for a new name
 SEQUENTIAL = "viridis"  # colour carries a value: 0..1 scores, rates

@@ -235,8 +235,10 @@ def pruning_table(prompts: str, budgets, cost_model: str = "world", *, scorer: s
     suite = subset(load_suite(prompts), rows)
     scoring = (PixelScorer.vision(named_verifier(vision_verifier, kind="vision"), world.vision) if scorer == "vision"
                else PixelScorer.oracle())
-    return prune_compare(world, suite, budgets, cm, scoring, named_verifier(vhs, kind="vhs"), step=step, k=k, seed=seed,
-                         n_boot=n_boot, batch_size=batch_size, progress=progress)
+    res = prune_compare(world, suite, budgets, cm, scoring, named_verifier(vhs, kind="vhs"), step=step, k=k, seed=seed,
+                        n_boot=n_boot, batch_size=batch_size, progress=progress)
+    res.ds.attrs["prompts"] = prompts  # the suite, for the figure's caption
+    return res
 
 
 __all__ = ["METHODS", "PruneComparison", "check_compare", "most_within", "plan", "prune_compare", "prune_pick", "pruning_table",

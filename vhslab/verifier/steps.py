@@ -130,7 +130,7 @@ def verdict_by_step(train: xr.Dataset, test: xr.Dataset, steps=None, layers=None
                      "vs_probe": (dims[1:], diff[..., 0]), "vs_probe_lo": (dims[1:], diff[..., 1]),
                      "vs_probe_hi": (dims[1:], diff[..., 2]), "block": ("step", np.array(blocks, np.int64))},
                     coords={"scorer": scorers, "step": steps, "sigma": ("step", sigma), "metric": list(METRICS)},
-                    attrs={"best_of": n, "n_boot": n_boot, "note": "value/lo/hi: test metric and 95% interval over "
+                    attrs={"best_of": n, "n_boot": n_boot, "n_test": int(test.sizes["sample"]), "note": "value/lo/hi: test metric and 95% interval over "
                            "meanings; gain: Best-of-n minus the mean verdict of a prompt's candidates (paired); vs_probe: "
                            "verifier - probe (paired); the block per step chosen on the train store's validation split"})
     return StepVerdicts(ds, records)
