@@ -79,10 +79,9 @@ else:
     n_train, n_test = 10, 4
 stores = {}
 for name, prompts, n in (("train", train_prompts, n_train), ("test", test_prompts, n_test)):
-    path = STORES / f"{name}-{MODE}.zarr"
-    if not path.exists():
-        vhslab.extract(world.pipeline, prompts, path, n_per_prompt=n, sites="all,ae_latent,image", gen=world.gen_config,
-                       progress=False)
+    path = STORES / f"{name}-{MODE}.zarr"  # an interrupted extraction resumes; a finished one is only checked
+    vhslab.extract(world.pipeline, prompts, path, n_per_prompt=n, sites="all,ae_latent,image", gen=world.gen_config,
+                   progress=False, verify=False)
     stores[name] = vhslab.open_store(path)
     print(name, stores[name].sizes["sample"], "candidates")
 """
