@@ -25,7 +25,6 @@ from vhslab.cli.common import (
 from vhslab.cli.options import AllowIncomplete, JsonFlag, OverwriteOutPlot, Seed, progress_flag
 from vhslab.data.default_stores import default_store
 from vhslab.errors import InputError, MissingError
-from vhslab.outputs import save_figure
 from vhslab.probes import open_store
 from vhslab.shapes.suites import load_suite
 from vhslab.verifier.load import named_verifier
@@ -144,9 +143,6 @@ def patch_timing_cmd(
                        n_boot=n_boot, seed=seed)
     result = res.to_json()
     save_outputs(result, res.ds, res.plot, outs)
-    if "plot_pdf" in outs:
-        save_figure(outs["plot_pdf"], res.plot())
-        result["plot_pdf"] = str(outs["plot_pdf"].path)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     if not as_json:
         print_timing_table(res.ds)

@@ -45,14 +45,16 @@ def comma_list(text: str | None, convert=str, option: str = "", what: str = "val
 
 
 def save_outputs(result: dict, ds, figure, outs: dict) -> None:
-    """Write the result dataset to outs["out"] and `figure()` to outs["plot"] (each if claimed, atomically),
-    noting them in `result`."""
+    """Write the result dataset to outs["out"] and `figure()` (drawn once) to outs["plot"] and outs["plot_pdf"]
+    (each if claimed, atomically), noting them in `result`."""
     if "out" in outs:
         save_netcdf(outs["out"], ds)
         result["out"] = str(outs["out"].path)
-    if "plot" in outs:
-        save_figure(outs["plot"], figure())
-        result["plot"] = str(outs["plot"].path)
+    plots = [name for name in ("plot", "plot_pdf") if name in outs]
+    fig = figure() if plots else None
+    for name in plots:
+        save_figure(outs[name], fig)
+        result[name] = str(outs[name].path)
 
 
 def guard(command):

@@ -190,8 +190,5 @@ def prune_cmd(
                         vision_verifier=vision_verifier, seed=seed, n_boot=n_boot, batch_size=batch_size, progress=progress)
     result = res.to_json()
     save_outputs(result, res.ds, res.plot, outs)
-    if "plot_pdf" in outs:
-        save_figure(outs["plot_pdf"], res.plot())
-        result["plot_pdf"] = str(outs["plot_pdf"].path)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     emit(result, as_json, title="prune")
