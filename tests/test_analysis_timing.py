@@ -13,6 +13,7 @@ from vhslab.analysis.timing import (
     TimingPair,
     capture_states,
     colour_pairs,
+    correctness_pairs,
     patch_timing,
     teacher_images,
     timing_sites,
@@ -152,3 +153,43 @@ def test_cli_on_the_world_teacher(tmp_path):
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["n_pairs"] == 1 and set(res["cells"]) == {"block.11@step7", "x_t@step7"} and res["sigma"][0] < 0.2
     assert (tmp_path / "m.png").stat().st_size > 0 and (tmp_path / "m.pdf").stat().st_size > 0
+
+
+class _Brightness:
+    """A deterministic stand-in judge for the tiny random generator (it draws no shapes): an image is
+    "correct" when its mean is above a threshold. Enough to build and check correct-into-wrong pairs."""
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+
+    def evaluate(self, image, spec):
+        return type("Verdict", (), {"correct": float(np.asarray(image).mean()) > self.threshold})()
+
+
+def test_correctness_pairs_put_a_correct_candidate_into_a_wrong_one(pipe):
+    specs = [s for s in load_suite("geneval-shapes") if s.tag == "colors"][:6]
+    seeds = list(range(40))
+    means = teacher_images(pipe, [specs[0].prompt] * 40, seeds, GEN).reshape(40, -1).mean(1)
+    judge = _Brightness(float(np.median(means)))  # about half the candidates "correct"
+    pairs = correctness_pairs(pipe, specs, GEN, n_pairs=3, candidates=6, seed=1, evaluator=judge)
+    assert 1 <= len(pairs) <= 3
+    for p in pairs:
+        assert p.recipient == p.donor and len({p.seed, p.donor_noise, p.control_seed}) == 3
+        imgs = teacher_images(pipe, [p.recipient] * 3, [p.seed, p.donor_noise, p.control_seed], GEN)
+        verdicts = [judge.evaluate(im, None).correct for im in imgs]
+        assert verdicts == [False, True, False]  # recipient wrong, donor correct, control wrong
+    res = patch_timing(pipe, pairs, [0, 2], [1], gen=GEN, x_t=True, n_boot=50, evaluator=judge)
+    assert bool(res.ds["donor_correct"].all())
+    # the donor's x_t at step 2 carries its whole state: every recipient becomes correct, no control does
+    assert float(res.ds["flipped"].sel(step=2, site="x_t").mean()) == 1.0
+    assert float(res.ds["flipped_control"].sel(step=2, site="x_t").mean()) == 0.0
+    with pytest.raises(TimingError, match="candidates must be >= 3"):
+        correctness_pairs(pipe, specs, GEN, n_pairs=1, candidates=2)
+    with pytest.raises(TimingError, match="needs another seed"):
+        patch_timing(pipe, [TimingPair(PROMPTS[0], PROMPTS[0], 1, 2, donor_seed=1)], [0], [0], gen=GEN)
+
+
+def test_cli_refuses_an_unknown_pair_kind_before_compute(tmp_path):
+    done = vhslab_cli("patch-timing", "--kind", "shape", "--out", tmp_path / "t.nc", "--json")
+    assert done.returncode == 2 and "--kind is 'colour' or 'correctness'" in done.stderr
+    assert not (tmp_path / "t.nc").exists()

@@ -30,6 +30,7 @@ from vhslab.analysis.timing import (
     TimingResult,
     capture_states,
     colour_pairs,
+    correctness_pairs,
     patch_timing,
     teacher_images,
     timing_sites,
@@ -38,7 +39,7 @@ from vhslab.analysis.timing import (
 
 __all__ = ["REGIONS", "AttributionError", "AttributionResult", "GeometryError", "GeometryResult", "PatchResult",
            "TimingError", "TimingPair", "TimingResult", "attribute", "attribution_study", "capture_states",
-           "check_table", "cka_matrix", "colour_directions", "colour_pairs", "deletion", "geometry", "geometry_study",
+           "check_table", "cka_matrix", "colour_directions", "colour_pairs", "correctness_pairs", "deletion", "geometry", "geometry_study",
            "linear_cka", "margin", "pairs_from_store", "patch_ablation", "patch_effect", "patch_study", "patch_sweep",
            "patch_timing", "perturbation", "pointing", "prompt_ig", "randomised_copy", "rank_correlation", "road_impute",
            "run_checks", "steer_sweep", "teacher_images", "timing_sites", "timing_summary", "visual_ig"]

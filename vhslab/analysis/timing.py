@@ -47,12 +47,19 @@ class TimingError(InputError):
 @dataclass(frozen=True)
 class TimingPair:
     """A recipient (prompt, seed), a donor prompt differing in one attribute (made from the same
-    seed), and the control donor's seed (the recipient's prompt from another seed)."""
+    seed, or from `donor_seed`), and the control donor's seed (the recipient's prompt from another
+    seed). `correctness_pairs` makes the donor a correct candidate of the recipient's own prompt."""
 
     recipient: str
     donor: str
     seed: int
     control_seed: int
+    donor_seed: int | None = None  # None: the recipient's seed
+
+    @property
+    def donor_noise(self) -> int:
+        """The seed the donor is generated from."""
+        return self.seed if self.donor_seed is None else self.donor_seed
 
 
 def colour_pairs(specs: Sequence[PromptSpec], n_pairs: int, seed: int = 0, per_prompt: int = 1) -> list[TimingPair]:
@@ -74,6 +81,29 @@ def colour_pairs(specs: Sequence[PromptSpec], n_pairs: int, seed: int = 0, per_p
             a, b = (int(x) for x in rng.choice(2**31, 2, replace=False))
             out.append(TimingPair(spec.prompt, donor, a, b))
     return out[:n_pairs]
+
+
+def correctness_pairs(pipe, specs: Sequence[PromptSpec], gen: GenConfig, n_pairs: int, candidates: int = 4,
+                      seed: int = 0, evaluator=None) -> list[TimingPair]:
+    """Up to `n_pairs` pairs "a correct candidate into a wrong one" of the same prompt: for each distinct
+    prompt of `specs` in order, `candidates` seeds are generated and judged; a prompt with a correct
+    candidate and two wrong ones gives recipient = the first wrong seed, donor = the first correct seed,
+    control donor = the second wrong seed (what transplanting any wrong state does). `flip` then reads
+    "the recipient became correct"."""
+    if candidates < 3:
+        raise TimingError(f"candidates must be >= 3 (a correct donor and two wrong ones), got {candidates}")
+    evaluator = evaluator or ShapesEvaluator()
+    rng = np.random.default_rng(seed)
+    out = []
+    for spec in {s.prompt: s for s in specs}.values():
+        seeds = [int(x) for x in rng.choice(2**31, candidates, replace=False)]
+        right = _judge(evaluator, teacher_images(pipe, [spec.prompt] * candidates, seeds, gen), [spec] * candidates)
+        good, bad = [x for x, r in zip(seeds, right, strict=True) if r], [x for x, r in zip(seeds, right, strict=True) if not r]
+        if good and len(bad) >= 2:
+            out.append(TimingPair(spec.prompt, spec.prompt, bad[0], bad[1], donor_seed=good[0]))
+        if len(out) == n_pairs:
+            break
+    return out
 
 
 def _recorder(box: dict, key):
@@ -139,6 +169,8 @@ def check_timing(pipe, gen: GenConfig, pairs, steps, blocks) -> GenConfig:
             parse_prompt(text)  # an unreadable prompt fails here
         if p.control_seed == p.seed and p.donor != p.recipient:
             raise TimingError(f"pair {p}: the control donor needs another seed than the recipient's")
+        if p.donor_seed is not None and p.donor == p.recipient and p.donor_seed == p.seed:
+            raise TimingError(f"pair {p}: a donor of the recipient's own prompt needs another seed")
     return gen
 
 
@@ -152,7 +184,7 @@ def _run_chunk(pipe, gen, chunk, sites, evaluator) -> dict:
     rec_p, don_p = [p.recipient for p in chunk], [p.donor for p in chunk]
     seeds, ctl_seeds = [p.seed for p in chunk], [p.control_seed for p in chunk]
     rec_s, don_s = [parse_prompt(x) for x in rec_p], [parse_prompt(x) for x in don_p]
-    donor_images, real = capture_states(pipe, don_p, seeds, gen, sites)
+    donor_images, real = capture_states(pipe, don_p, [p.donor_noise for p in chunk], gen, sites)
     _, control = capture_states(pipe, rec_p, ctl_seeds, gen, sites)
     base = teacher_images(pipe, rec_p, seeds, gen)
     out = {"base_flip": _judge(evaluator, base, don_s), "base_kept": _judge(evaluator, base, rec_s),
@@ -230,7 +262,8 @@ def patch_timing(pipe, pairs: Sequence[TimingPair], steps: Sequence[int], blocks
         "sigma": ("step", [float(sched.sigmas[s]) for s in steps]),
         "timestep": ("step", [float(sched.timesteps[s]) for s in steps]),
         "recipient": ("pair", [p.recipient for p in pairs]), "donor": ("pair", [p.donor for p in pairs]),
-        "seed": ("pair", [p.seed for p in pairs]), "control_seed": ("pair", [p.control_seed for p in pairs])})
+        "seed": ("pair", [p.seed for p in pairs]), "control_seed": ("pair", [p.control_seed for p in pairs]),
+        "donor_seed": ("pair", [p.donor_noise for p in pairs])})
     ds.attrs.update({"n_pairs": len(pairs), "n_steps": gen.steps, "guidance_scale": float(gen.guidance_scale or 0.0),
                      "n_boot": n_boot, "seed": seed})
     ds = _intervals(ds, n_boot, seed)

@@ -11,7 +11,7 @@ from rich.table import Table
 from vhslab.analysis.geometry import geometry_study
 from vhslab.analysis.interventions import patch_study
 from vhslab.analysis.study import attribution_study
-from vhslab.analysis.timing import colour_pairs, patch_timing
+from vhslab.analysis.timing import colour_pairs, correctness_pairs, patch_timing
 from vhslab.cli.common import (
     claim_outputs,
     comma_list,
@@ -113,6 +113,9 @@ def patch_timing_cmd(
     pairs: int = typer.Option(20, min=1, help="recipient / donor pairs: single-object colour prompts of the held-out "
                               "`geneval-shapes` suite (20 of them), the donor asking for the next colour"),
     per_prompt: int = typer.Option(1, min=1, help="pairs (seeds) per recipient prompt"),
+    kind: str = typer.Option("colour", help="'colour' (the donor asks for the next colour) or 'correctness' (a correct "
+                             "candidate of the recipient's own prompt into a wrong one; control: another wrong one)"),
+    candidates: int = typer.Option(4, min=3, help="with --kind correctness: candidates generated per prompt to find pairs"),
     steps: str = typer.Option("", help="comma list of denoising steps, 0-based (default: every step of the teacher)"),
     blocks: str = typer.Option("", help="comma list of block indices (default: every block)"),
     x_t: bool = typer.Option(True, "--x-t/--no-x-t", help="also transplant the noisy latent x_t at each step"),
@@ -129,6 +132,8 @@ def patch_timing_cmd(
     control donor's (the recipient's prompt, another seed); the flip rate toward the donor's colour minus
     the control's, with paired intervals over prompts."""
     t0 = time.perf_counter()
+    if kind not in ("colour", "correctness"):
+        raise InputError(f"--kind is 'colour' or 'correctness', got {kind!r}")
     plots = {"plot": plot.with_suffix(".png"), "plot_pdf": plot.with_suffix(".pdf")} if plot is not None else {}
     outs = claim_outputs("patch-timing", overwrite, out=out, **plots)
     world = load_world()
@@ -138,10 +143,13 @@ def patch_timing_cmd(
     n_blocks = len(world.teacher.transformer.transformer_blocks)
     step_list = comma_list(steps, int, "--steps", "step indices") or list(range(gen.steps))
     block_list = comma_list(blocks, int, "--blocks", "block indices") or list(range(n_blocks))
-    pair_list = colour_pairs(load_suite("geneval-shapes"), pairs, seed, per_prompt)
+    suite = load_suite("geneval-shapes")
+    pair_list = (colour_pairs(suite, pairs, seed, per_prompt) if kind == "colour"
+                 else correctness_pairs(world.teacher, suite, gen, pairs, candidates, seed))
     res = patch_timing(world.teacher, pair_list, step_list, block_list, gen=gen, x_t=x_t, batch_size=batch_size,
                        n_boot=n_boot, seed=seed)
-    result = res.to_json()
+    res.ds.attrs["pairs"] = kind
+    result = {"pairs": kind, **res.to_json()}
     save_outputs(result, res.ds, res.plot, outs)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     if not as_json:

@@ -34,8 +34,11 @@ def plot_timing(ds: xr.Dataset, var: str = "flip_minus_control", height: float =
                   fontsize=8)
     ax.set_xlabel("site (block output, or the noisy latent x_t)")
     ax.set_ylabel("denoising step (sigma)")
-    fig.colorbar(im, ax=ax, label="flip rate toward donor - control (fraction of pairs)")
+    kind = ds.attrs.get("pairs", "colour")  # colour: the donor asks for another colour; correctness: a correct candidate
+    fig.colorbar(im, ax=ax, label=("became correct" if kind == "correctness" else "flip rate toward donor")
+                 + " - control (fraction of pairs)")
     figure_title(fig, "causal timing: transplanting the donor's state at (step, site)\n"
                       "flip - control, [95% interval over recipient prompts], * interval excludes 0",
-                 suite or ds.attrs.get("prompts", "geneval-shapes"), ds.attrs.get("n_pairs", ds.sizes.get("pair")), "colour pairs")
+                 suite or ds.attrs.get("prompts", "geneval-shapes"), ds.attrs.get("n_pairs", ds.sizes.get("pair")),
+                 "correct-into-wrong pairs" if kind == "correctness" else "colour pairs")
     return finish(fig)
