@@ -1,5 +1,6 @@
 """The budget table: its pool prefix is what best_of_n picks, its rows and intervals, the command."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -108,3 +109,22 @@ def test_noise_search_results_are_reused_only_for_the_same_verifier(tmp_path):
     assert other.fingerprint() != v.fingerprint() and vhslab.load_verifier().fingerprint() == v.fingerprint()
     run_noise_search(world, other, *args[2:])
     assert len(partial.read_text().splitlines()) == len(lines) + 1  # another verifier: searched again
+
+
+def test_the_default_pool_folder_is_keyed_by_content_and_another_pool_names_workdir(tmp_path, monkeypatch):
+    from vhslab.data.store import StoreInputError
+    from vhslab.search.table import default_workdir, pool_store
+
+    monkeypatch.setenv("VHSLAB_CACHE", str(tmp_path / "cache"))
+    world = vhslab.load_world()
+    first = default_workdir(world)
+    assert first.parent == tmp_path / "cache" / "bestofn" and first == default_workdir(world)
+    other = dataclasses.replace(world, gen_config=dataclasses.replace(world.gen_config, guidance_scale=7.0))
+    assert default_workdir(other).parent == first.parent and default_workdir(other) != first  # other settings, other folder
+    prompts = load_suite("geneval-shapes")[:1]
+    out = tmp_path / "pool.zarr"
+    pool_store(world, prompts, 1, 0, ["block.10"], out, progress=False)
+    before = sorted(p.name for p in out.rglob("*"))
+    with pytest.raises(StoreInputError, match="--workdir"):
+        pool_store(world, prompts, 1, 1, ["block.10"], out, progress=False)  # another seed: other data
+    assert sorted(p.name for p in out.rglob("*")) == before

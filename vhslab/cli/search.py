@@ -100,7 +100,7 @@ def bestofn_cmd(
     radius: float = typer.Option(0.5, min=0.01, max=1.0, callback=finite, help="noise search step: x = sqrt(1-r^2) best + r eps"),
     seed: RootSeed = 2,
     n_boot: int = typer.Option(1000, min=10),
-    workdir: Path = typer.Option(None, help="pool store and noise-search rows (default: $VHSLAB_CACHE/bestofn)"),
+    workdir: Path = typer.Option(None, help="pool store and noise-search rows (default: $VHSLAB_CACHE/bestofn/KEY, keyed by content)"),
     out: TableOut = None,
     plot: CurvePlot = None,
     overwrite: OverwriteOutPlot = False,

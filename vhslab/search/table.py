@@ -24,11 +24,12 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from vhslab.data.default_stores import cache_dir
-from vhslab.data.extract import extract
-from vhslab.data.store import open_zarr
+from vhslab.data.extract import describe_evaluator, extract
+from vhslab.data.spec import content_key
+from vhslab.data.store import StoreInputError, open_zarr
 from vhslab.figures.search import plot_budget_curve
 from vhslab.outputs import append_line, read_jsonl
-from vhslab.pipeline import candidate_offsets
+from vhslab.pipeline import candidate_offsets, generator_fingerprint, weights_hash
 from vhslab.search.generation import SearchError
 from vhslab.search.noise_search import noise_search
 from vhslab.search.paths import PATHS, path_of
@@ -38,6 +39,7 @@ from vhslab.stats import interval, meaning_draws, paired_interval
 from vhslab.trace.site import Site, find_transformer
 from vhslab.verifier.load import named_verifier
 from vhslab.verifier.sweep import candidate_rows, score_store
+from vhslab.version import __version__
 from vhslab.world import load_world
 
 NOISE = "noise"  # the noise search's row: charged as the VHS path in sequential rounds
@@ -63,12 +65,29 @@ def plan(cost_models, budgets, methods, blocks: dict, num_blocks: int, rounds: i
     return out
 
 
+def default_workdir(world) -> Path:
+    """`$VHSLAB_CACHE/bestofn/{key}`: the default folder of the pool and the noise search's rows, keyed by
+    what determines them (the generator's weights, the evaluator, the generation settings, vhslab's
+    version), so that a pool of another version stays where it is and this one goes beside it."""
+    key = content_key(generator=generator_fingerprint(world.pipeline, weights_hash(world.pipeline)),
+                      evaluator=describe_evaluator(ShapesEvaluator()), gen=world.gen_config.to_dict(), version=__version__)
+    return cache_dir() / "bestofn" / key
+
+
 def pool_store(world, prompts, k: int, seed: int, sites: list[str], out: Path, progress: bool = True) -> xr.Dataset:
     """The candidate pool: `k` candidates per prompt row, every site in `sites`, float32 (scores equal
-    `best_of_n`'s), labelled by the evaluator. Resumes if interrupted."""
-    extract(world.pipeline, prompts, out, n_per_prompt=k, sites=",".join(sites), seed=seed, dtype="float32",
-            gen=world.gen_config, vision=world.vision if "vision" in sites else None, model_id="world",
-            progress=progress, verify=False)
+    `best_of_n`'s), labelled by the evaluator. Resumes if interrupted; a pool of other data at `out` is
+    refused with the option that moves it (`--workdir`)."""
+    try:
+        extract(world.pipeline, prompts, out, n_per_prompt=k, sites=",".join(sites), seed=seed, dtype="float32",
+                gen=world.gen_config, vision=world.vision if "vision" in sites else None, model_id="world",
+                progress=progress, verify=False)
+    except StoreInputError as err:
+        if "holds different data" not in str(err):
+            raise
+        raise StoreInputError(f"the Best-of-N pool {out} holds candidates of other settings or another vhslab version; "
+                              "pass another --workdir (or leave it out: the default folder is keyed by content). "
+                              "Nothing was changed.") from err
     return open_zarr(out)
 
 
@@ -285,7 +304,7 @@ def bestofn_table(prompts: str, budgets, cost_models, methods, verifiers: dict[s
     """`vhslab bestofn`: the budget table in the world of the suite `prompts` (`load_suite`), each of
     `methods` with a verifier read from `verifiers` ({vhs | vision | ae: 'default' or a folder}); the plan
     is checked (errors name `option`) and its lines (`plan_lines`) passed to `log` before any compute.
-    `workdir` defaults to $VHSLAB_CACHE/bestofn."""
+    `workdir` defaults to `default_workdir(world)` ($VHSLAB_CACHE/bestofn/{content key})."""
     suite = load_suite(prompts)
     world = load_world()
     loaded = {m: named_verifier(p, kind=m) for m, p in verifiers.items() if m in methods}
@@ -294,5 +313,5 @@ def bestofn_table(prompts: str, budgets, cost_models, methods, verifiers: dict[s
         log(line)
     ds = budget_table(world, loaded, suite, budgets, cost_models, methods=methods, seed=seed, noise=noise,
                       noise_budgets=noise_budgets, rounds=rounds, radius=radius,
-                      workdir=workdir or cache_dir() / "bestofn", n_boot=n_boot, progress=progress)
+                      workdir=workdir or default_workdir(world), n_boot=n_boot, progress=progress)
     return TableResult(prompts, seed, ds, plan_n)
