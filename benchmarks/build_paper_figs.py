@@ -58,9 +58,8 @@ T0 = time.perf_counter()
 
 
 def save(fig, name):
-    \"\"\"Save as OUT/name.png and .pdf and show it.\"\"\"
+    \"\"\"Save as OUT/name.png and .pdf; the notebook shows the open figure once, at the end of its cell.\"\"\"
     WRITTEN.extend(save_figure(fig, OUT / name))
-    return fig
 
 
 world = vhslab.load_world()
@@ -285,7 +284,18 @@ Data: the committed `docs/steps/patch_timing.nc` (`vhslab patch-timing --pairs 2
 colour (x_t at step 2: 0.60 [0.40, 0.80], up to step 6: 1.00), while no single block's output at any step
 moves it (`docs/steps/patch_timing.json`: `last_step_that_moves_attribute`, control flip 0.0).""",
      """save(figures.plot_timing(xr.load_dataset(DOCS / "steps" / "patch_timing.nc")), "patch_timing")"""),
-    ("""## 15. Early pruning against Best-of-N and the one-step student
+    ("""## 15. Causal timing: a correct candidate into a wrong one
+
+For 20 held-out prompts with one correct and two wrong teacher candidates, the wrong recipient is generated
+again with one block's output (or x_t) at one step replaced by the correct candidate's; the control donor is
+the other wrong candidate. The map shows the rate at which the recipient becomes correct minus the control's,
+with paired 95% intervals over recipient prompts. Data: the committed `docs/steps/patch_correct.nc`
+(`vhslab patch-timing --kind correctness --pairs 20 --steps 0,2,4,6 --blocks 0,3,6,9,11 --out
+docs/steps/patch_correct.nc`; not rerun here). Supports: correctness lives in the noisy latent (x_t: 1.00 at
+every step, control 0.00), while one step's block output from the correct candidate fixes no more recipients
+than a wrong one's (at step 0: -0.25 [-0.50, 0.00]; `docs/steps/patch_correct.json`).""",
+     """save(figures.plot_timing(xr.load_dataset(DOCS / "steps" / "patch_correct.nc")), "patch_correct")"""),
+    ("""## 16. Early pruning against Best-of-N and the one-step student
 
 GenEval-style overall score at a matched budget (in plain teacher generations) of early pruning (score the
 teacher's candidates by the vision verifier on the decoded x0_hat at step 4, keep 2, finish those), plain

@@ -53,3 +53,10 @@ def test_the_notebook_runs_in_quick_mode_and_writes_every_figure(tmp_path, monke
     written = json.loads((out / "written.json").read_text())
     assert len(written) == 2 * len(names)
     assert not any(Path(p).parent == ROOT / "docs" for p in written)
+
+
+def test_the_committed_notebook_shows_every_figure_once():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    images = [sum("image/png" in o.get("data", {}) for o in c.outputs) for c in nb.cells if c.cell_type == "code"]
+    assert max(images) == 1, "a cell shows its figure twice (save() must not return the figure)"
+    assert sum(images) == len(builder().FIGURES), "the committed notebook carries every figure's output (full mode)"
