@@ -26,6 +26,7 @@ def _run(*args):
     return r, (json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else None)
 
 
+@pytest.mark.slow  # two CLI runs of the studies: about 16 s
 def test_attribute_and_geometry_commands(store, tmp_path):
     r, res = _run("attribute", "--data", str(store), "--n", "4", "--n-steps", "4", "--plot", str(tmp_path / "a.png"),
                   "--out", str(tmp_path / "a.nc"), "--json")

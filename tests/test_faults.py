@@ -155,6 +155,7 @@ def test_nan_in_a_batch_is_refused_before_it_is_written(tmp_path):
 
 
 # --- 4. a lost or damaged chunk is found, named and repaired -------------------------------------
+@pytest.mark.slow  # extraction repairs a store: about 14 s each
 @pytest.mark.parametrize("damage", ["delete verdict", "garbage hidden"])
 def test_damaged_chunk_is_named_refused_and_repaired(store, copy, damage):
     path = copy()

@@ -237,6 +237,7 @@ def test_bad_grids_fail_before_compute(pipe, tmp_path):
     assert ran == [] and not (tmp_path / "bad.zarr").exists()
 
 
+@pytest.mark.slow  # four CLI processes, each importing torch and diffusers: about a minute on 2 cores
 def test_the_cli_extracts_a_grid_of_a_saved_multi_step_pipeline(pipe, tmp_path):
     saved = tmp_path / "tiny-teacher"
     pipe.save_pretrained(saved)
