@@ -37,6 +37,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("VHSLAB_CACHE") or Path.home() / ".cache" / "vhslab")
 
 
+def world_content(world) -> dict:
+    """What determines any data the world makes: its generator's weights, the evaluator, the generation
+    settings and vhslab's version (the parts of a cache key shared by the default stores and the Best-of-N pool)."""
+    return {"generator": generator_fingerprint(world.pipeline, weights_hash(world.pipeline)),
+            "evaluator": describe_evaluator(ShapesEvaluator()), "gen": world.gen_config.to_dict(), "version": __version__}
+
+
 def default_store(name: str, progress: bool = True) -> Path:
     """Path of the world's store `name` (see STORES), extracted (or completed) first if needed.
 
@@ -52,9 +59,7 @@ def default_store(name: str, progress: bool = True) -> Path:
     world = load_world()
     cache_dir().mkdir(parents=True, exist_ok=True)
     prompts = load_suite(spec["prompts"])
-    key = content_key(generator=generator_fingerprint(world.pipeline, weights_hash(world.pipeline)),
-                      evaluator=describe_evaluator(ShapesEvaluator()), gen=world.gen_config.to_dict(),
-                      rows=[p.to_json() for p in prompts], sites=SITES, version=__version__, **spec)
+    key = content_key(**world_content(world), rows=[p.to_json() for p in prompts], sites=SITES, **spec)
     keyed = cache_dir() / f"{stem}-{key}.zarr"
     path = keyed if keyed.exists() else cache_dir() / f"{stem}.zarr"
     for _ in range(2):

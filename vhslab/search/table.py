@@ -23,13 +23,13 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from vhslab.data.default_stores import cache_dir
-from vhslab.data.extract import describe_evaluator, extract
+from vhslab.data.default_stores import cache_dir, world_content
+from vhslab.data.extract import extract
 from vhslab.data.spec import content_key
 from vhslab.data.store import StoreInputError, open_zarr
 from vhslab.figures.search import plot_budget_curve
 from vhslab.outputs import append_line, read_jsonl
-from vhslab.pipeline import candidate_offsets, generator_fingerprint, weights_hash
+from vhslab.pipeline import candidate_offsets
 from vhslab.search.generation import SearchError
 from vhslab.search.noise_search import noise_search
 from vhslab.search.paths import PATHS, path_of
@@ -39,7 +39,6 @@ from vhslab.stats import interval, meaning_draws, paired_interval
 from vhslab.trace.site import Site, find_transformer
 from vhslab.verifier.load import named_verifier
 from vhslab.verifier.sweep import candidate_rows, score_store
-from vhslab.version import __version__
 from vhslab.world import load_world
 
 NOISE = "noise"  # the noise search's row: charged as the VHS path in sequential rounds
@@ -69,9 +68,7 @@ def default_workdir(world) -> Path:
     """`$VHSLAB_CACHE/bestofn/{key}`: the default folder of the pool and the noise search's rows, keyed by
     what determines them (the generator's weights, the evaluator, the generation settings, vhslab's
     version), so that a pool of another version stays where it is and this one goes beside it."""
-    key = content_key(generator=generator_fingerprint(world.pipeline, weights_hash(world.pipeline)),
-                      evaluator=describe_evaluator(ShapesEvaluator()), gen=world.gen_config.to_dict(), version=__version__)
-    return cache_dir() / "bestofn" / key
+    return cache_dir() / "bestofn" / content_key(**world_content(world))
 
 
 def pool_store(world, prompts, k: int, seed: int, sites: list[str], out: Path, progress: bool = True) -> xr.Dataset:
